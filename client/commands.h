@@ -1,0 +1,32 @@
+/* commands.h - the subcommands of the `d2nwg` command line.
+ *
+ * Each command takes (argc, argv) with argv[0] = the subcommand name and
+ * returns the process exit code:
+ *   0 success; 1 failure (for remote commands: the job failed or was
+ *   cancelled); 2 usage error; 3 server unreachable or 5xx; 4 request refused
+ *   (4xx). Commands print errors to stderr as "d2nwg <cmd>: message". */
+#ifndef D2_CLIENT_COMMANDS_H
+#define D2_CLIENT_COMMANDS_H
+
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_UNREACHABLE = 3,
+    EXIT_REFUSED = 4
+};
+
+typedef struct client_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} client_command;
+
+/* offline commands (core) */
+int cmd_zoo(int argc, char **argv);      /* zoo build | import | info */
+int cmd_train(int argc, char **argv);    /* train a generator from a zoo */
+int cmd_info(int argc, char **argv);     /* describe a generator bundle */
+int cmd_generate(int argc, char **argv); /* weights for a support set, offline */
+int cmd_eval(int argc, char **argv);     /* the results table */
+
+#endif

@@ -1,0 +1,92 @@
+/* gen_model.h - the generator's parts as one struct, shared by loading and
+ * generation (generator.c), saving (gen_bundle.c) and training (gen_train.c).
+ * Internal to core/: server and client use generator.h. */
+#ifndef D2_GEN_MODEL_H
+#define D2_GEN_MODEL_H
+
+#include "diffusion.h"
+#include "denoiser.h"
+#include "generator.h"
+#include "resmlp.h"
+#include "setenc.h"
+
+typedef struct gen_config {
+    char spec[256];
+    int P;          /* generated parameters per head */
+    int input_dim;  /* raw sample dimension (feature map input) */
+    int feat_dim;   /* feature dimension (feature map output) */
+    int way;
+    /* weight VAE */
+    int vae_hidden, vae_blocks, latent;
+    float vae_beta;
+    /* dataset encoder */
+    int enc_d, enc_heads, enc_inducing, cond_dim;
+    /* denoiser */
+    int den_hidden, den_blocks, den_ratio, temb_dim;
+    /* diffusion */
+    int T;
+    float beta_start, beta_end;
+    /* sampler defaults */
+    int candidates, steps;
+    float guidance;
+    gen_sampler sampler;
+} gen_config;
+
+struct generator {
+    gen_config cfg;
+    gen_info info;
+    target_spec spec;
+    feature_map fmap;
+    backend_t *be;
+    paramset vae_ps;   /* weight VAE */
+    resmlp vae_enc;    /* P -> 2L (mu, logvar) */
+    resmlp vae_dec;    /* L -> P */
+    paramset net_ps;   /* encoder + denoiser (EMA weights in a bundle) */
+    setenc enc;
+    denoiser den;
+    diffusion_schedule sched;
+    /* host-side statistics */
+    float *w_mean, *w_std; /* [P] weight normalisation */
+    float *z_mean, *z_std; /* [L] latent standardisation */
+    float *f_mean, *f_std; /* [F] encoder input standardisation */
+    /* zoo index for retrieval and the memorisation check */
+    int zoo_n;
+    float *zoo_theta;      /* [zoo_n, P] */
+    float *zoo_emb;        /* [zoo_n, cond_dim] */
+    int32_t *zoo_classes;  /* [zoo_n, way] */
+    char *config_json, *provenance_json, *path;
+};
+
+struct gen_workspace {
+    backend_t *be;
+    arena ar;
+    int max_candidates;
+};
+
+/* Defaults for a target of P parameters, features F, way N. */
+gen_config gen_config_defaults(int P, int input_dim, int feat_dim, int way, const char *spec);
+char *gen_config_to_json(const gen_config *c); /* malloc'd */
+int gen_config_from_json(gen_config *c, const char *json, d2_error *err);
+
+/* Register every module's parameters and allocate them on be (seeded init). */
+int gen_model_init(generator *g, const gen_config *cfg, backend_t *be, uint64_t seed,
+                   d2_error *err);
+void gen_model_free(generator *g);
+
+/* Host buffers of the statistics and zoo index (allocated by gen_model_init). */
+int gen_model_alloc_index(generator *g, int zoo_n, d2_error *err);
+
+/* Save the bundle: VAE weights, encoder + denoiser weights (ps->ema when
+ * use_ema, else ps->w), statistics, feature map, zoo index, metadata. */
+int gen_bundle_save(const generator *g, const char *path, int use_ema, d2_error *err);
+
+/* The conditioning vector of a support set in feature space (not yet
+ * standardised): counts[N] rows per class, rows sorted by class. cond: host [cond_dim]. */
+int gen_encode_support(const generator *g, arena *ar, const float *feat, const int *counts,
+                       int N, float *cond, d2_error *err);
+
+/* Decode standardised latents z [n, L] (host) into theta [n, P] (host). */
+int gen_decode_latents(const generator *g, arena *ar, const float *z, int n, float *theta,
+                       d2_error *err);
+
+#endif

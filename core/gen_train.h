@@ -1,0 +1,58 @@
+/* gen_train.h - training a generator from a zoo (the paper's three stages):
+ *   stage 1  weight VAE on the zoo's normalised weights (MSE + beta KL, input
+ *            and latent noise augmentation);
+ *   align    optional: contrastive (InfoNCE) alignment of dataset-encoder
+ *            embeddings with the weight latents, as the paper offers;
+ *   stage 2  dataset encoder + denoiser jointly: each example pairs a zoo
+ *            entry's latent with a fresh K-shot support set of its task
+ *            (K in kmin..kmax), condition drop-out for guidance, EMA weights.
+ * Every step draws its data from a stream derived from (seed, stage, step), so
+ * a run resumed from a checkpoint reaches the same bundle as an unbroken one,
+ * and the same seed and thread count give identical bytes. */
+#ifndef D2_GEN_TRAIN_H
+#define D2_GEN_TRAIN_H
+
+#include "backend.h"
+#include "zoo.h"
+
+typedef struct gen_train_cfg {
+    uint64_t seed;
+    int progress;            /* progress bars on stderr */
+    /* model sizes (defaults from gen_config_defaults) */
+    int vae_hidden, vae_blocks, latent;
+    int enc_d, enc_heads, enc_inducing, cond_dim;
+    int den_hidden, den_blocks, den_ratio;
+    /* stage 1 */
+    int vae_steps, vae_batch;
+    float vae_lr, vae_beta, in_noise, lat_noise;
+    /* alignment (0 steps: skipped) */
+    int align_steps;
+    float align_lr, align_temp;
+    /* stage 2 */
+    int steps, tasks_per_step, noise_per_task;
+    float lr, p_uncond, ema_decay;
+    int kmin, kmax;
+    int zoo_emb_shots;       /* support size for the zoo index embeddings */
+    /* checkpoints */
+    const char *checkpoint_path; /* NULL: OUT.ckpt */
+    double checkpoint_every;     /* seconds */
+    int resume;
+    /* stop after this many seconds of training (tests of --resume); 0: never */
+    double stop_after;
+} gen_train_cfg;
+
+gen_train_cfg gen_train_defaults(int quick);
+
+typedef struct gen_train_report {
+    float vae_loss, vae_recon_mse;  /* final stage-1 loss and reconstruction MSE of zoo means */
+    float align_loss;
+    float diffusion_loss;           /* final stage-2 loss (EMA of the per-step loss) */
+    int vae_steps_done, align_steps_done, steps_done;
+    int stopped;                    /* 1 when stop_after interrupted the run */
+    double seconds;
+} gen_train_report;
+
+int generator_train(const zoo *z, const gen_train_cfg *cfg, const char *out_path,
+                    backend_t *be, gen_train_report *rep, d2_error *err);
+
+#endif

@@ -1,0 +1,575 @@
+/* generator.c - generation: support set -> condition -> K latents by DDIM or
+ * DDPM with classifier-free guidance -> decoded heads -> scored on the support
+ * set and ranked (the paper's model retrieval); checkpoint bytes; retrieval of
+ * the nearest zoo heads. */
+#include "gen_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+#define GEN_ARENA_BASE (16u << 20)
+
+int gen_workspace_create(gen_workspace **out, const generator *g, backend_t *be,
+                         int max_candidates, d2_error *err)
+{
+    *out = NULL;
+    if (max_candidates < 1)
+        return d2_fail(err, D2_EINVAL, "workspace: max_candidates must be >= 1");
+    gen_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return d2_fail(err, D2_ENOMEM, "workspace: out of memory");
+    const gen_config *c = &g->cfg;
+    // sampling: 2K rows through the denoiser, decoding K rows through the VAE
+    size_t rows = 2 * (size_t)max_candidates;
+    size_t per_row = (size_t)c->den_hidden * (8 + 6 * c->den_ratio) * c->den_blocks +
+                     (size_t)c->vae_hidden * 8 * (c->vae_blocks + 1) + 4 * (size_t)c->P +
+                     8 * (size_t)c->latent;
+    size_t bytes = GEN_ARENA_BASE + rows * per_row * sizeof(float) * 2;
+    int rc = arena_init(&ws->ar, be, bytes, err);
+    if (rc) {
+        free(ws);
+        return rc;
+    }
+    ws->be = be;
+    ws->max_candidates = max_candidates;
+    *out = ws;
+    return 0;
+}
+
+void gen_workspace_free(gen_workspace *ws)
+{
+    if (!ws)
+        return;
+    arena_free(&ws->ar);
+    free(ws);
+}
+
+int generator_check_support(const generator *g, const dataset *s, int embeddings, d2_error *err)
+{
+    const gen_config *c = &g->cfg;
+    const int dim = embeddings ? c->feat_dim : c->input_dim;
+    if (!s || s->n <= 0)
+        return d2_fail(err, D2_EINVAL, "the support set is empty");
+    if (s->dim != dim)
+        return d2_fail(err, D2_EINVAL,
+                       "%s have %d values per row; this generator takes %d (%s)",
+                       embeddings ? "embeddings" : "samples", s->dim, dim,
+                       embeddings ? "its feature space" : "its input space");
+    int maxl = -1;
+    for (int i = 0; i < s->n; i++) {
+        if (s->y[i] < 0)
+            return d2_fail(err, D2_EINVAL, "label %d of row %d is negative", s->y[i], i);
+        if (s->y[i] > maxl)
+            maxl = s->y[i];
+    }
+    const int N = maxl + 1;
+    if (N > c->way)
+        return d2_fail(err, D2_ERANGE,
+                       "the support set has %d classes; this generator makes %d-way heads", N,
+                       c->way);
+    if (N < c->way)
+        return d2_fail(err, D2_ERANGE,
+                       "the support set has %d classes (labels 0..%d); this generator makes "
+                       "%d-way heads and needs labels 0..%d",
+                       N, maxl, c->way, c->way - 1);
+    int counts[D2_MAX_WAY] = {0};
+    for (int i = 0; i < s->n; i++)
+        counts[s->y[i]]++;
+    for (int k = 0; k < N; k++)
+        if (!counts[k])
+            return d2_fail(err, D2_EINVAL, "class %d has no sample (labels must be 0..%d)", k,
+                           N - 1);
+    for (size_t i = 0; i < (size_t)s->n * s->dim; i++)
+        if (!isfinite(s->x[i]))
+            return d2_fail(err, D2_EINVAL, "row %zu, column %zu is not a finite number",
+                           i / (size_t)s->dim, i % (size_t)s->dim);
+    return 0;
+}
+
+int gen_encode_support(const generator *g, arena *ar, const float *feat, const int *counts,
+                       int N, float *cond, d2_error *err)
+{
+    backend_t *be = g->be;
+    const int F = g->cfg.feat_dim;
+    size_t n = 0;
+    for (int c = 0; c < N; c++)
+        n += (size_t)counts[c];
+    float *host = malloc(n * F * sizeof(float) + 1);
+    if (!host)
+        return d2_fail(err, D2_ENOMEM, "out of memory for the support set");
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < F; j++)
+            host[i * F + j] = (feat[i * F + j] - g->f_mean[j]) / g->f_std[j];
+    size_t mark = arena_mark(ar);
+    float *X = arena_floats(ar, n * F);
+    float *cd = arena_floats(ar, (size_t)g->cfg.cond_dim);
+    int rc;
+    if (!X || !cd) {
+        rc = d2_fail(err, D2_ENOMEM, "support set of %zu rows does not fit the scratch memory", n);
+        goto out;
+    }
+    if (be->ops->to_device(be, X, host, n * F * sizeof(float))) {
+        rc = d2_fail(err, D2_EDEVICE, "cannot upload the support set");
+        goto out;
+    }
+    if ((rc = setenc_encode_ragged(be, &g->enc, &g->net_ps, ar, X, counts, N, cd, err)))
+        goto out;
+    if (be->ops->to_host(be, cond, cd, (size_t)g->cfg.cond_dim * sizeof(float)))
+        rc = d2_fail(err, D2_EDEVICE, "cannot read the condition back");
+out:
+    arena_reset(ar, mark);
+    free(host);
+    return rc;
+}
+
+int gen_decode_latents(const generator *g, arena *ar, const float *z, int n, float *theta,
+                       d2_error *err)
+{
+    backend_t *be = g->be;
+    const int L = g->cfg.latent, P = g->cfg.P;
+    float *zh = malloc((size_t)n * L * sizeof(float) + 1);
+    if (!zh)
+        return d2_fail(err, D2_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < L; j++)
+            zh[(size_t)i * L + j] = z[(size_t)i * L + j] * g->z_std[j] + g->z_mean[j];
+    size_t mark = arena_mark(ar);
+    int rc = 0;
+    float *zd = arena_floats(ar, (size_t)n * L);
+    resmlp_cache c;
+    if (!zd) {
+        rc = d2_fail(err, D2_ENOMEM, "decoding %d latents does not fit the scratch memory", n);
+        goto out;
+    }
+    if (be->ops->to_device(be, zd, zh, (size_t)n * L * sizeof(float))) {
+        rc = d2_fail(err, D2_EDEVICE, "cannot upload latents");
+        goto out;
+    }
+    if ((rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, ar, &c, zd, n, err)))
+        goto out;
+    if (be->ops->to_host(be, theta, c.y, (size_t)n * P * sizeof(float))) {
+        rc = d2_fail(err, D2_EDEVICE, "cannot read decoded weights");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < P; j++)
+            theta[(size_t)i * P + j] = theta[(size_t)i * P + j] * g->w_std[j] + g->w_mean[j];
+out:
+    arena_reset(ar, mark);
+    free(zh);
+    return rc;
+}
+
+/* Support set in feature space, rows sorted by label; counts per class. */
+static int support_features(const generator *g, const dataset *s, int embeddings,
+                            dataset *sorted, int *counts, d2_error *err)
+{
+    dataset feat = {0};
+    int rc;
+    if (embeddings) {
+        if ((rc = dataset_alloc(&feat, s->n, s->dim, err)))
+            return rc;
+        memcpy(feat.x, s->x, (size_t)s->n * s->dim * sizeof(float));
+        memcpy(feat.y, s->y, (size_t)s->n * sizeof(int32_t));
+        feat.classes = s->classes;
+    } else if ((rc = feature_map_apply(&g->fmap, s, &feat, err))) {
+        return rc;
+    }
+    const int F = feat.dim, N = g->cfg.way;
+    if ((rc = dataset_alloc(sorted, feat.n, F, err))) {
+        dataset_free(&feat);
+        return rc;
+    }
+    memset(counts, 0, (size_t)N * sizeof(int));
+    size_t row = 0;
+    for (int c = 0; c < N; c++)
+        for (int i = 0; i < feat.n; i++)
+            if (feat.y[i] == c) {
+                memcpy(sorted->x + row * F, feat.x + (size_t)i * F, (size_t)F * sizeof(float));
+                sorted->y[row++] = c;
+                counts[c]++;
+            }
+    sorted->classes = N;
+    dataset_free(&feat);
+    return 0;
+}
+
+static int cmp_candidates(const void *pa, const void *pb)
+{
+    const gen_candidate *a = pa, *b = pb;
+    if (a->support_acc != b->support_acc)
+        return a->support_acc > b->support_acc ? -1 : 1;
+    if (a->support_loss != b->support_loss)
+        return a->support_loss < b->support_loss ? -1 : 1;
+    return a->index - b->index;
+}
+
+/* Sample K standardised latents z [K, L] (host) for condition cond [cond_dim] (host). */
+static int sample_latents(const generator *g, gen_workspace *ws, const gen_request *req,
+                          const float *cond, float *z_out, d2_error *err)
+{
+    backend_t *be = g->be;
+    const struct backend_ops *op = be->ops;
+    const gen_config *c = &g->cfg;
+    const int K = req->candidates, L = c->latent, C = c->cond_dim, steps = req->steps;
+    const float w = req->guidance;
+    const int S = (w == 1.0f || w == 0.0f) ? 1 : 2;
+    const float eta = req->sampler == GEN_SAMPLER_DDPM ? 1.0f : 0.0f;
+    int *tau = malloc((size_t)steps * sizeof(int));
+    float *temb = malloc((size_t)S * c->temb_dim * sizeof(float));
+    int rc = 0;
+    arena *ar = &ws->ar;
+    size_t mark = arena_mark(ar);
+    if (!tau || !temb) {
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = diffusion_timesteps(&g->sched, steps, tau, err)))
+        goto out;
+    float *condS = arena_floats(ar, (size_t)S * C);
+    float *z = arena_floats(ar, (size_t)K * L);
+    float *zin = arena_floats(ar, (size_t)S * K * L);
+    float *tembd = arena_floats(ar, (size_t)S * c->temb_dim);
+    float *noise = eta > 0 ? arena_floats(ar, (size_t)K * L) : NULL;
+    if (!condS || !z || !zin || !tembd || (eta > 0 && !noise)) {
+        rc = d2_fail(err, D2_ENOMEM, "%d candidates do not fit the scratch memory", K);
+        goto out;
+    }
+    // condition rows: [cond] or [null] or [cond, null]
+    const float *null_cond = g->net_ps.w + g->den.null_cond;
+    if (w == 0.0f) {
+        op->copy(be, condS, null_cond, (size_t)C * sizeof(float));
+    } else if ((rc = op->to_device(be, condS, cond, (size_t)C * sizeof(float)))) {
+        rc = d2_fail(err, D2_EDEVICE, "cannot upload the condition");
+        goto out;
+    }
+    if (S == 2)
+        op->copy(be, condS + C, null_cond, (size_t)C * sizeof(float));
+    // candidate k starts from positions [k*L, (k+1)*L) of the seed's stream
+    op->rand_normal(be, z, (size_t)K * L, req->seed, 0, 0.0f, 1.0f);
+    for (int i = 0; i < steps; i++) {
+        if (req->cancel && *req->cancel) {
+            rc = d2_fail(err, D2_ECANCELLED, "cancelled at step %d of %d", i, steps);
+            goto out;
+        }
+        const int t = tau[i], tp = i + 1 < steps ? tau[i + 1] : -1;
+        int ts[2] = {t, t};
+        denoiser_timestep_features(c->temb_dim, ts, S, temb);
+        if (op->to_device(be, tembd, temb, (size_t)S * c->temb_dim * sizeof(float))) {
+            rc = d2_fail(err, D2_EDEVICE, "cannot upload timestep features");
+            goto out;
+        }
+        for (int s = 0; s < S; s++)
+            op->copy(be, zin + (size_t)s * K * L, z, (size_t)K * L * sizeof(float));
+        size_t inner = arena_mark(ar);
+        denoiser_cache dc;
+        if ((rc = denoiser_forward(be, &g->den, &g->net_ps, ar, &dc, zin, tembd, condS, S, K,
+                                   err)))
+            goto out;
+        float *eps = dc.eps;
+        if (S == 2) // eps = w * eps_cond + (1 - w) * eps_null
+            op->axpby(be, eps, 1.0f - w, eps + (size_t)K * L, w, (size_t)K * L);
+        ddim_coef k = diffusion_ddim_coef(&g->sched, t, tp, eta);
+        op->axpby(be, z, k.b, eps, k.a, (size_t)K * L);
+        arena_reset(ar, inner);
+        if (k.sigma > 0.0f) {
+            op->rand_normal(be, noise, (size_t)K * L, rng_derive(req->seed, "ddpm", (uint64_t)i),
+                            0, 0.0f, 1.0f);
+            op->axpby(be, z, k.sigma, noise, 1.0f, (size_t)K * L);
+        }
+        if (req->progress)
+            req->progress(req->progress_ctx, 0.9f * (float)(i + 1) / (float)steps);
+    }
+    if (op->to_host(be, z_out, z, (size_t)K * L * sizeof(float)))
+        rc = d2_fail(err, D2_EDEVICE, "cannot read latents back");
+out:
+    arena_reset(ar, mark);
+    free(tau);
+    free(temb);
+    return rc;
+}
+
+static float nearest_zoo(const generator *g, const float *theta, int *index)
+{
+    const int P = g->cfg.P;
+    double best = INFINITY;
+    int bi = -1;
+    for (int i = 0; i < g->zoo_n; i++) {
+        const float *zt = g->zoo_theta + (size_t)i * P;
+        double d = 0;
+        for (int j = 0; j < P; j++) {
+            double e = (double)theta[j] - zt[j];
+            d += e * e;
+            if (d >= best)
+                break;
+        }
+        if (d < best) {
+            best = d;
+            bi = i;
+        }
+    }
+    *index = bi;
+    return bi < 0 ? NAN : (float)sqrt(best);
+}
+
+int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
+                       gen_result *out, d2_error *err)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = d2_now();
+    int rc;
+    if ((rc = generator_check_support(g, req->support, req->embeddings, err)))
+        return rc;
+    if (req->candidates < 1 || req->candidates > ws->max_candidates)
+        return d2_fail(err, D2_ERANGE, "candidates = %d outside 1..%d", req->candidates,
+                       ws->max_candidates);
+    if (req->steps < 1 || req->steps > g->cfg.T)
+        return d2_fail(err, D2_ERANGE, "steps = %d outside 1..%d", req->steps, g->cfg.T);
+    if (!isfinite(req->guidance) || req->guidance < 0.0f || req->guidance > 20.0f)
+        return d2_fail(err, D2_ERANGE, "guidance = %g outside 0..20", (double)req->guidance);
+    if (req->sampler != GEN_SAMPLER_DDIM && req->sampler != GEN_SAMPLER_DDPM)
+        return d2_fail(err, D2_EINVAL, "unknown sampler");
+    const int K = req->candidates, L = g->cfg.latent, P = g->cfg.P, N = g->cfg.way;
+    dataset feat = {0};
+    int counts[D2_MAX_WAY];
+    float *cond = malloc((size_t)g->cfg.cond_dim * sizeof(float));
+    float *z = malloc((size_t)K * L * sizeof(float));
+    float *theta = malloc((size_t)K * P * sizeof(float));
+    gen_candidate *cand = calloc((size_t)K, sizeof *cand);
+    if (!cond || !z || !theta || !cand) {
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = support_features(g, req->support, req->embeddings, &feat, counts, err)) ||
+        (rc = gen_encode_support(g, &ws->ar, feat.x, counts, N, cond, err)) ||
+        (rc = sample_latents(g, ws, req, cond, z, err)) ||
+        (rc = gen_decode_latents(g, &ws->ar, z, K, theta, err)))
+        goto fail;
+    for (int k = 0; k < K; k++) {
+        gen_candidate *c = &cand[k];
+        c->index = k;
+        if (!(c->theta = malloc((size_t)P * sizeof(float)))) {
+            rc = d2_fail(err, D2_ENOMEM, "out of memory");
+            goto fail;
+        }
+        memcpy(c->theta, theta + (size_t)k * P, (size_t)P * sizeof(float));
+        if ((rc = target_eval(&g->spec, c->theta, &feat, &c->support_acc, &c->support_loss,
+                              err)))
+            goto fail;
+        double nn = 0;
+        for (int j = 0; j < P; j++)
+            nn += (double)c->theta[j] * c->theta[j];
+        c->norm = (float)sqrt(nn);
+        c->zoo_distance = nearest_zoo(g, c->theta, &c->zoo_nearest);
+    }
+    qsort(cand, (size_t)K, sizeof *cand, cmp_candidates);
+    out->count = K;
+    out->ranked = cand;
+    out->way = N;
+    dataset_fingerprint(req->support, out->dataset_fingerprint);
+    out->seconds = d2_now() - t0;
+    if (req->progress)
+        req->progress(req->progress_ctx, 1.0f);
+    dataset_free(&feat);
+    free(cond);
+    free(z);
+    free(theta);
+    return 0;
+fail:
+    if (cand)
+        for (int k = 0; k < K; k++)
+            free(cand[k].theta);
+    free(cand);
+    dataset_free(&feat);
+    free(cond);
+    free(z);
+    free(theta);
+    return rc;
+}
+
+void gen_result_free(gen_result *r)
+{
+    if (!r)
+        return;
+    for (int k = 0; k < r->count; k++)
+        free(r->ranked[k].theta);
+    free(r->ranked);
+    memset(r, 0, sizeof *r);
+}
+
+static int meta_int(st_writer *w, const char *key, long long v, d2_error *err)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    return st_writer_meta(w, key, buf, err);
+}
+
+static int meta_float(st_writer *w, const char *key, double v, d2_error *err)
+{
+    char buf[48];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return st_writer_meta(w, key, buf, err);
+}
+
+int generator_checkpoint_bytes(const generator *g, const gen_request *req,
+                               const gen_result *res, int rank, unsigned char **bytes,
+                               size_t *len, d2_error *err)
+{
+    if (rank < 0 || rank >= res->count)
+        return d2_fail(err, D2_ERANGE, "rank %d outside 0..%d", rank, res->count - 1);
+    const gen_candidate *c = &res->ranked[rank];
+    st_writer w;
+    st_writer_init(&w);
+    int rc;
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)req->seed);
+    if ((rc = target_write_tensors(&g->spec, &g->fmap, c->theta, &w, err)) ||
+        (rc = st_writer_meta(&w, "format", "pt", err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.spec", g->spec.text, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.generator", g->info.id, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.zoo_fingerprint", g->info.zoo_fingerprint, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.dataset", res->dataset_fingerprint, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.input", req->embeddings ? "embeddings" : "samples",
+                             err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.seed", seed, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.sampler",
+                             req->sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim", err)) ||
+        (rc = meta_int(&w, "d2nwg.steps", req->steps, err)) ||
+        (rc = meta_float(&w, "d2nwg.guidance", req->guidance, err)) ||
+        (rc = meta_int(&w, "d2nwg.candidates", req->candidates, err)) ||
+        (rc = meta_int(&w, "d2nwg.rank", rank, err)) ||
+        (rc = meta_int(&w, "d2nwg.candidate_index", c->index, err)) ||
+        (rc = meta_float(&w, "d2nwg.support_accuracy", c->support_acc, err)) ||
+        (rc = meta_float(&w, "d2nwg.support_loss", c->support_loss, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.version", D2_VERSION, err)))
+        goto out;
+    rc = st_writer_to_memory(&w, bytes, len, err);
+out:
+    st_writer_free(&w);
+    return rc;
+}
+
+int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *support,
+                       int embeddings, int k, gen_retrieval *hits, int *nhits, d2_error *err)
+{
+    *nhits = 0;
+    int rc;
+    if ((rc = generator_check_support(g, support, embeddings, err)))
+        return rc;
+    if (g->zoo_n <= 0)
+        return d2_fail(err, D2_ENOTFOUND, "this generator bundle has no zoo index");
+    if (k < 1)
+        return d2_fail(err, D2_ERANGE, "k must be >= 1");
+    if (k > g->zoo_n)
+        k = g->zoo_n;
+    const int C = g->cfg.cond_dim, N = g->cfg.way;
+    dataset feat = {0};
+    int counts[D2_MAX_WAY];
+    float *cond = malloc((size_t)C * sizeof(float));
+    float *dist = malloc((size_t)g->zoo_n * sizeof(float));
+    int *order = malloc((size_t)g->zoo_n * sizeof(int));
+    if (!cond || !dist || !order) {
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = support_features(g, support, embeddings, &feat, counts, err)) ||
+        (rc = gen_encode_support(g, &ws->ar, feat.x, counts, N, cond, err)))
+        goto out;
+    for (int i = 0; i < g->zoo_n; i++) {
+        double d = 0;
+        const float *e = g->zoo_emb + (size_t)i * C;
+        for (int j = 0; j < C; j++) {
+            double x = (double)cond[j] - e[j];
+            d += x * x;
+        }
+        dist[i] = (float)sqrt(d);
+        order[i] = i;
+    }
+    // partial selection sort of the k nearest (k is small)
+    for (int a = 0; a < k; a++) {
+        int best = a;
+        for (int b = a + 1; b < g->zoo_n; b++)
+            if (dist[order[b]] < dist[order[best]] ||
+                (dist[order[b]] == dist[order[best]] && order[b] < order[best]))
+                best = b;
+        int t = order[a];
+        order[a] = order[best];
+        order[best] = t;
+        gen_retrieval *h = &hits[a];
+        memset(h, 0, sizeof *h);
+        h->zoo_index = order[a];
+        h->distance = dist[order[a]];
+        h->way = N;
+        for (int c = 0; c < N && c < 16; c++)
+            h->classes[c] = g->zoo_classes[(size_t)order[a] * N + c];
+        float loss;
+        if ((rc = target_eval(&g->spec, g->zoo_theta + (size_t)order[a] * g->cfg.P, &feat,
+                              &h->support_acc, &loss, err)))
+            goto out;
+    }
+    *nhits = k;
+out:
+    dataset_free(&feat);
+    free(cond);
+    free(dist);
+    free(order);
+    return rc;
+}
+
+int generator_vae_roundtrip(const generator *g, gen_workspace *ws, const float *theta, int n,
+                            float *out, d2_error *err)
+{
+    backend_t *be = g->be;
+    const int P = g->cfg.P, L = g->cfg.latent;
+    arena *ar = &ws->ar;
+    int rc = 0;
+    float *xn = malloc((size_t)P * sizeof(float));
+    float *enc = malloc((size_t)2 * L * sizeof(float));
+    float *z = malloc((size_t)L * sizeof(float));
+    if (!xn || !enc || !z) {
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        for (int j = 0; j < P; j++)
+            xn[j] = (theta[(size_t)i * P + j] - g->w_mean[j]) / g->w_std[j];
+        size_t mark = arena_mark(ar);
+        float *xd = arena_floats(ar, (size_t)P);
+        resmlp_cache c;
+        if (!xd)
+            rc = d2_fail(err, D2_ENOMEM, "scratch memory is full");
+        else if (be->ops->to_device(be, xd, xn, (size_t)P * sizeof(float)))
+            rc = d2_fail(err, D2_EDEVICE, "cannot upload weights");
+        else if (!(rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, ar, &c, xd, 1, err)) &&
+                 be->ops->to_host(be, enc, c.y, (size_t)2 * L * sizeof(float)))
+            rc = d2_fail(err, D2_EDEVICE, "cannot read latents");
+        arena_reset(ar, mark);
+        if (rc)
+            break;
+        for (int j = 0; j < L; j++)
+            z[j] = (enc[j] - g->z_mean[j]) / g->z_std[j];
+        rc = gen_decode_latents(g, ar, z, 1, out + (size_t)i * P, err);
+    }
+out:
+    free(xn);
+    free(enc);
+    free(z);
+    return rc;
+}
+
+const feature_map *generator_feature_map(const generator *g)
+{
+    return &g->fmap;
+}
+
+int generator_zoo_theta(const generator *g, int index, float *theta, d2_error *err)
+{
+    if (index < 0 || index >= g->zoo_n)
+        return d2_fail(err, D2_ERANGE, "zoo index %d outside 0..%d", index, g->zoo_n - 1);
+    memcpy(theta, g->zoo_theta + (size_t)index * g->cfg.P, (size_t)g->cfg.P * sizeof(float));
+    return 0;
+}

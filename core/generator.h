@@ -1,0 +1,124 @@
+/* generator.h - the generator bundle (weight VAE + dataset encoder + latent
+ * denoiser + feature map + normalisation statistics + zoo index) and the one
+ * call that turns a support set into ranked candidate weights.
+ *
+ * A generator is loaded once (weights resident on its backend) and is then
+ * read-only: several workers may call generator_generate at once, each with
+ * its own gen_workspace. */
+#ifndef D2_GENERATOR_H
+#define D2_GENERATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "common.h"
+#include "data.h"
+#include "target.h"
+
+typedef struct generator generator;
+typedef struct gen_workspace gen_workspace;
+
+typedef enum gen_sampler { GEN_SAMPLER_DDIM = 0, GEN_SAMPLER_DDPM = 1 } gen_sampler;
+
+typedef struct gen_info {
+    char id[65];             /* sha256 of the bundle file */
+    const char *path;
+    const char *config_json;     /* __metadata__ "config": spec, dims, schedule, defaults */
+    const char *provenance_json; /* __metadata__ "provenance": zoo fingerprint, seeds, losses */
+    const target_spec *spec;
+    int input_dim;           /* dimension of raw samples (feature map input) */
+    int feature_dim;         /* dimension of embeddings (feature map output) */
+    int max_way;             /* most classes a request may have */
+    int min_way;
+    int params;              /* generated (trainable) parameters per candidate */
+    int zoo_size;
+    char zoo_fingerprint[65];
+    /* sampler defaults from the bundle */
+    int default_candidates, default_steps;
+    float default_guidance;
+    gen_sampler default_sampler;
+} gen_info;
+
+int generator_load(generator **out, const char *path, backend_t *be, d2_error *err);
+void generator_free(generator *g);
+const gen_info *generator_info(const generator *g);
+
+/* Per-worker scratch memory for generation. */
+int gen_workspace_create(gen_workspace **out, const generator *g, backend_t *be,
+                         int max_candidates, d2_error *err);
+void gen_workspace_free(gen_workspace *ws);
+
+typedef struct gen_request {
+    const dataset *support; /* labels 0..N-1: row i of the head is label i */
+    int embeddings;         /* 1: support->x already in feature space (feature_dim) */
+    int candidates;         /* K >= 1 */
+    int steps;              /* sampler steps (DDIM) */
+    gen_sampler sampler;
+    float guidance;         /* classifier-free guidance scale; 1 = conditional only */
+    uint64_t seed;
+    /* optional: checked between sampler steps; nonzero -> D2_ECANCELLED */
+    const volatile int *cancel;
+    /* optional: progress in [0, 1] */
+    void (*progress)(void *ctx, float fraction);
+    void *progress_ctx;
+} gen_request;
+
+typedef struct gen_candidate {
+    int index;            /* position in sampling order (0..K-1) */
+    float support_acc;    /* accuracy on the support set */
+    float support_loss;   /* mean cross-entropy on the support set */
+    float norm;           /* L2 norm of the generated parameters */
+    float zoo_distance;   /* L2 distance to the nearest zoo entry (memorisation check) */
+    int zoo_nearest;      /* index of that entry */
+    float *theta;         /* [params] generated trainable parameters (host, owned) */
+} gen_candidate;
+
+typedef struct gen_result {
+    int count;             /* K */
+    gen_candidate *ranked; /* best first: support accuracy desc, then loss asc, then index */
+    int way;
+    char dataset_fingerprint[65];
+    double seconds;
+} gen_result;
+
+/* Validate the support set against the generator (dims, classes 0..N-1 each
+ * present, N within [min_way, max_way], finite values); err names the field. */
+int generator_check_support(const generator *g, const dataset *support, int embeddings,
+                            d2_error *err);
+
+int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
+                       gen_result *out, d2_error *err);
+void gen_result_free(gen_result *r);
+
+/* The complete target network for candidate `rank` as safetensors bytes (the
+ * frozen feature map as layer 0, then the generated layers, PyTorch
+ * nn.Sequential names), with __metadata__ repeating the lineage: spec,
+ * generator id, dataset fingerprint, seed, sampler settings, support scores.
+ * Deterministic: the same inputs give the same bytes (no clock, no host name). */
+int generator_checkpoint_bytes(const generator *g, const gen_request *req,
+                               const gen_result *res, int rank, unsigned char **bytes,
+                               size_t *len, d2_error *err);
+
+/* Nearest zoo checkpoints to a dataset by dataset embedding (model retrieval). */
+typedef struct gen_retrieval {
+    int zoo_index;
+    float distance;
+    float support_acc;     /* that zoo head's accuracy on the given support set */
+    int classes[16];       /* the zoo task's classes in order (way entries) */
+    int way;
+} gen_retrieval;
+int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *support,
+                       int embeddings, int k, gen_retrieval *hits, int *nhits, d2_error *err);
+
+/* The feature map (raw samples -> features) of the generator. */
+const feature_map *generator_feature_map(const generator *g);
+/* Copy zoo entry `index`'s parameters from the bundle's zoo index. */
+int generator_zoo_theta(const generator *g, int index, float *theta, d2_error *err);
+
+/* Pass heads through the weight VAE (encode to the mean latent, decode):
+ * theta, out: [n, params] host. Measures what the VAE keeps of a head. */
+int generator_vae_roundtrip(const generator *g, gen_workspace *ws, const float *theta, int n,
+                            float *out, d2_error *err);
+
+#endif

@@ -1,0 +1,167 @@
+/* setenc.c - Set Transformer dataset encoder (see setenc.h). */
+#include "setenc.h"
+
+#include <stdio.h>
+
+static int oom(d2_error *err, const arena *ar, const char *what)
+{
+    return d2_fail(err, D2_ENOMEM, "dataset encoder %s: scratch arena of %zu bytes is full",
+                   what, ar->cap);
+}
+
+int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg, d2_error *err)
+{
+    if (cfg->feat_dim <= 0 || cfg->d <= 0 || cfg->heads <= 0 || cfg->d % cfg->heads ||
+        cfg->inducing <= 0 || cfg->way <= 0 || cfg->cond_dim <= 0)
+        return d2_fail(err, D2_EINVAL, "dataset encoder: bad configuration");
+    e->cfg = *cfg;
+    char n[PARAM_NAME_LEN];
+    int rc;
+    snprintf(n, sizeof n, "%s.fin", name);
+    if ((rc = linear_init(&e->fin, ps, n, cfg->feat_dim, cfg->d, 1, 1.0f, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.isab1", name);
+    if ((rc = isab_init(&e->i1, ps, n, cfg->d, cfg->d, cfg->heads, cfg->inducing, 1, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.isab2", name);
+    if ((rc = isab_init(&e->i2, ps, n, cfg->d, cfg->d, cfg->heads, cfg->inducing, 1, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.pma", name);
+    if ((rc = pma_init(&e->p, ps, n, cfg->d, cfg->d, cfg->heads, 1, 1, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.fmean", name);
+    if ((rc = linear_init(&e->fmean, ps, n, cfg->feat_dim, cfg->d, 1, 1.0f, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.pos", name);
+    int64_t shape[2] = {cfg->way, cfg->d};
+    if ((rc = paramset_add(ps, n, 2, shape, INIT_NORMAL, 0.5f, &e->pos, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.sab", name);
+    if ((rc = sab_init(&e->s, ps, n, cfg->d, cfg->d, cfg->heads, 1, err)))
+        return rc;
+    snprintf(n, sizeof n, "%s.fout", name);
+    return linear_init(&e->fout, ps, n, cfg->way * cfg->d, cfg->cond_dim, 1, 1.0f, err);
+}
+
+int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
+                   setenc_cache *c, const float *X, int B, int N, int K, d2_error *err)
+{
+    const setenc_cfg *cfg = &e->cfg;
+    const int d = cfg->d, F = cfg->feat_dim, BN = B * N;
+    if (N != cfg->way)
+        return d2_fail(err, D2_EINVAL, "dataset encoder: %d classes given, built for %d", N,
+                       cfg->way);
+    c->B = B;
+    c->N = N;
+    c->K = K;
+    c->X = X;
+    int rc;
+    if (!(c->h0 = arena_floats(ar, (size_t)BN * K * d)))
+        return oom(err, ar, "forward");
+    linear_forward(be, &e->fin, ps, c->h0, X, BN * K);
+    if ((rc = isab_forward(be, &e->i1, ps, ar, &c->c1, c->h0, K, BN, err)))
+        return rc;
+    if ((rc = isab_forward(be, &e->i2, ps, ar, &c->c2, c->c1.out, K, BN, err)))
+        return rc;
+    if ((rc = pma_forward(be, &e->p, ps, ar, &c->cp, c->c2.out, K, BN, err)))
+        return rc;
+    // class means: xm[s] = (1/K) * ones[1,K] @ X_s[K,F]
+    c->ones = arena_floats(ar, (size_t)K);
+    c->xm = arena_floats(ar, (size_t)BN * F);
+    c->tok = arena_floats(ar, (size_t)BN * d);
+    float *posrep = arena_floats(ar, (size_t)BN * d);
+    if (!c->ones || !c->xm || !c->tok || !posrep)
+        return oom(err, ar, "forward");
+    be->ops->fill(be, c->ones, 1.0f / (float)K, (size_t)K);
+    be->ops->gemm_batched(be, 0, 0, 1, F, K, 1.0f, c->ones, K, 0, X, F, (long long)K * F, 0.0f,
+                          c->xm, F, F, BN);
+    linear_forward(be, &e->fmean, ps, c->tok, c->xm, BN);
+    be->ops->axpby(be, c->tok, 1.0f, c->cp.out, 1.0f, (size_t)BN * d);
+    be->ops->repeat_rows(be, posrep, ps->w + e->pos, B, N, d);
+    be->ops->axpby(be, c->tok, 1.0f, posrep, 1.0f, (size_t)BN * d);
+    if ((rc = sab_forward(be, &e->s, ps, ar, &c->cs, c->tok, N, B, err)))
+        return rc;
+    if (!(c->cond = arena_floats(ar, (size_t)B * cfg->cond_dim)))
+        return oom(err, ar, "forward");
+    linear_forward(be, &e->fout, ps, c->cond, c->cs.out, B);
+    return 0;
+}
+
+int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
+                    const setenc_cache *c, const float *dcond, d2_error *err)
+{
+    const setenc_cfg *cfg = &e->cfg;
+    const int d = cfg->d, B = c->B, N = c->N, K = c->K, BN = B * N;
+    size_t mark = arena_mark(ar);
+    float *dflat = arena_floats(ar, (size_t)BN * d);
+    float *dtok = arena_floats(ar, (size_t)BN * d);
+    float *dh2 = arena_floats(ar, (size_t)BN * K * d);
+    float *dh1 = arena_floats(ar, (size_t)BN * K * d);
+    float *dh0 = arena_floats(ar, (size_t)BN * K * d);
+    if (!dflat || !dtok || !dh2 || !dh1 || !dh0)
+        return d2_fail(err, D2_ENOMEM, "dataset encoder backward: scratch arena is full");
+    int rc;
+    linear_backward(be, &e->fout, ps, dflat, dcond, c->cs.out, B);
+    if ((rc = sab_backward(be, &e->s, ps, ar, &c->cs, dtok, dflat, c->tok, err)))
+        return rc;
+    be->ops->repeat_rows_backward(be, ps->g + e->pos, dtok, B, N, d);
+    linear_backward(be, &e->fmean, ps, NULL, dtok, c->xm, BN);
+    if ((rc = pma_backward(be, &e->p, ps, ar, &c->cp, dh2, dtok, c->c2.out, err)))
+        return rc;
+    if ((rc = isab_backward(be, &e->i2, ps, ar, &c->c2, dh1, dh2, c->c1.out, err)))
+        return rc;
+    if ((rc = isab_backward(be, &e->i1, ps, ar, &c->c1, dh0, dh1, c->h0, err)))
+        return rc;
+    linear_backward(be, &e->fin, ps, NULL, dh0, c->X, BN * K);
+    arena_reset(ar, mark);
+    return 0;
+}
+
+int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
+                         const float *X, const int *counts, int N, float *cond, d2_error *err)
+{
+    const setenc_cfg *cfg = &e->cfg;
+    const int d = cfg->d, F = cfg->feat_dim;
+    if (N != cfg->way)
+        return d2_fail(err, D2_EINVAL, "dataset encoder: %d classes given, built for %d", N,
+                       cfg->way);
+    size_t mark = arena_mark(ar);
+    float *tok = arena_floats(ar, (size_t)N * d);
+    float *xm = arena_floats(ar, (size_t)F);
+    if (!tok || !xm)
+        return oom(err, ar, "forward");
+    int rc;
+    size_t row = 0;
+    for (int c = 0; c < N; c++) {
+        const int K = counts[c];
+        if (K <= 0)
+            return d2_fail(err, D2_EINVAL, "dataset encoder: class %d has no sample", c);
+        size_t inner = arena_mark(ar);
+        const float *Xc = X + row * F;
+        float *h0 = arena_floats(ar, (size_t)K * d);
+        float *ones = arena_floats(ar, (size_t)K);
+        if (!h0 || !ones)
+            return oom(err, ar, "forward");
+        isab_cache c1, c2;
+        pma_cache cp;
+        linear_forward(be, &e->fin, ps, h0, Xc, K);
+        if ((rc = isab_forward(be, &e->i1, ps, ar, &c1, h0, K, 1, err)) ||
+            (rc = isab_forward(be, &e->i2, ps, ar, &c2, c1.out, K, 1, err)) ||
+            (rc = pma_forward(be, &e->p, ps, ar, &cp, c2.out, K, 1, err)))
+            return rc;
+        be->ops->fill(be, ones, 1.0f / (float)K, (size_t)K);
+        be->ops->gemm(be, 0, 0, 1, F, K, 1.0f, ones, K, Xc, F, 0.0f, xm, F);
+        float *t = tok + (size_t)c * d;
+        linear_forward(be, &e->fmean, ps, t, xm, 1);
+        be->ops->axpby(be, t, 1.0f, cp.out, 1.0f, (size_t)d);
+        be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);
+        arena_reset(ar, inner);
+        row += (size_t)K;
+    }
+    sab_cache cs;
+    if ((rc = sab_forward(be, &e->s, ps, ar, &cs, tok, N, 1, err)))
+        return rc;
+    linear_forward(be, &e->fout, ps, cond, cs.out, 1);
+    arena_reset(ar, mark);
+    return 0;
+}

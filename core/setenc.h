@@ -1,0 +1,67 @@
+/* setenc.h - the dataset encoder: a Set Transformer per class, then across
+ * the classes in label order.
+ *
+ *   X: [B*N sets, K samples, F] (B tasks, N classes each, K shots per class)
+ *   h   = fin(X)                                  [B*N, K, d]
+ *   h   = ISAB2(ISAB1(h))                         per class, over its K samples
+ *   tok = PMA_1(h) + fmean(mean_k X)              [B*N, d] one token per class
+ *   tok = tok + pos[label]                        keeps which row is which label
+ *   tok = SAB(tok)                                [B, N, d] across the classes
+ *   cond = fout(flatten(tok))                     [B, cond_dim]
+ *
+ * The paper pools the classes into one vector; keeping the class tokens in
+ * label order (position embedding + flatten) keeps row i of the generated head
+ * tied to label i (DESIGN section 3). The class-mean path gives the encoder
+ * the prototype directly; the attention path learns what else matters. */
+#ifndef D2_SETENC_H
+#define D2_SETENC_H
+
+#include "attention.h"
+
+typedef struct setenc_cfg {
+    int feat_dim;  /* F */
+    int d;         /* token width */
+    int heads;
+    int inducing;  /* ISAB inducing points */
+    int way;       /* N (classes per task) */
+    int cond_dim;
+} setenc_cfg;
+
+typedef struct setenc {
+    setenc_cfg cfg;
+    linear fin, fmean, fout;
+    isab i1, i2;
+    pma p;
+    sab s;
+    size_t pos; /* "<name>.pos" [way, d] */
+} setenc;
+
+typedef struct setenc_cache {
+    int B, N, K;
+    const float *X;
+    float *h0;        /* [B*N*K, d] */
+    isab_cache c1, c2;
+    pma_cache cp;
+    float *ones;      /* [K] of 1/K */
+    float *xm;        /* [B*N, F] class means */
+    float *tok;       /* [B*N, d] */
+    sab_cache cs;
+    float *cond;      /* [B, cond_dim] */
+} setenc_cache;
+
+int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg, d2_error *err);
+/* X: [B*N*K, F] device -> c->cond [B, cond_dim] */
+int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
+                   setenc_cache *c, const float *X, int B, int N, int K, d2_error *err);
+/* dcond: [B, cond_dim]; parameter gradients += */
+int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
+                    const setenc_cache *c, const float *dcond, d2_error *err);
+
+
+
+/* Inference on one support set whose classes may have different sizes:
+ * X: [n, F] device rows sorted by class, counts[N] (host) rows per class;
+ * writes cond [cond_dim] (device). Uses the arena for temporaries. */
+int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
+                         const float *X, const int *counts, int N, float *cond, d2_error *err);
+#endif

@@ -1,0 +1,58 @@
+/* testutil.h - small helpers shared by the cmocka test programs. */
+#ifndef D2_TESTUTIL_H
+#define D2_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* A fresh temporary directory for one test program (removed by the caller with
+ * tu_rmrf if wanted). */
+static inline char *tu_tmpdir(const char *tag)
+{
+    char tmpl[256];
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpl, sizeof tmpl, "%s/d2nwg-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    return strdup(dir);
+}
+
+static inline void tu_rmrf(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    int rc = system(cmd);
+    (void)rc;
+}
+
+static inline void tu_write_bytes(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Path of a built binary: $D2NWG_BUILD/name (default build/name). */
+static inline void tu_build_path(char *out, size_t n, const char *name)
+{
+    const char *b = getenv("D2NWG_BUILD");
+    snprintf(out, n, "%s/%s", b && *b ? b : "build", name);
+}
+
+#define TU_ASSERT_NEAR(a, b, tol)                                                          \
+    do {                                                                                   \
+        double _a = (a), _b = (b), _t = (tol);                                             \
+        if (!(_a - _b <= _t && _b - _a <= _t))                                             \
+            fail_msg("%s = %.9g, expected %.9g (tolerance %.3g)", #a, _a, _b, _t);         \
+    } while (0)
+
+#endif
