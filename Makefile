@@ -104,6 +104,18 @@ $(LIBCLIENT): $(CLIENT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# d2nwgd embeds its SQL migrations and proto/openapi.yaml at build time:
+# server/embed.sh (od + awk) writes $(BUILD)/gen/embedded_data.c, which goes
+# into libd2server next to server/*.o.
+EMBED_FILES := proto/openapi.yaml $(sort $(wildcard migrations/*.sql))
+EMBED_OBJ := $(BUILD)/gen/embedded_data.o
+$(BUILD)/gen/embedded_data.c: $(EMBED_FILES) server/embed.sh
+	@mkdir -p $(dir $@)
+	sh server/embed.sh $(EMBED_FILES) > $@.tmp && mv $@.tmp $@
+$(EMBED_OBJ): $(BUILD)/gen/embedded_data.c server/embedded.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+$(LIBSERVER): $(EMBED_OBJ)
+
 $(BUILD)/d2nwgd: $(BUILD)/server/main.o $(LIBSERVER) $(LIBPROTO) $(LIBCORE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/d2nwg: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPROTO) $(LIBCORE)

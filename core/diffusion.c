@@ -16,7 +16,8 @@ int diffusion_schedule_init(diffusion_schedule *s, int T, float beta_start, floa
     s->beta_end = beta_end;
     double ab = 1.0;
     for (int t = 0; t < T; t++) {
-        double beta = beta_start + (beta_end - beta_start) * (double)t / (double)(T - 1);
+        double beta = (double)beta_start +
+                      ((double)beta_end - (double)beta_start) * (double)t / (double)(T - 1);
         ab *= 1.0 - beta;
         s->alpha_bar[t] = ab;
     }

@@ -62,9 +62,9 @@ gen_train_cfg gen_train_defaults(int quick)
         c.den_hidden = 128;
         c.den_blocks = 2;
         c.den_ratio = 2;
-        c.vae_steps = 800;
+        c.vae_steps = 2000;
         c.vae_batch = 64;
-        c.steps = 1200;
+        c.steps = 3000;
         c.tasks_per_step = 16;
         c.ema_decay = 0.995f;
     }

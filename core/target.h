@@ -79,6 +79,8 @@ typedef struct target_train_cfg {
     float lr;        /* AdamW */
     float weight_decay;
     uint64_t seed;
+    int min_steps;   /* added: epochs are raised until epochs * batches >= min_steps,
+                      * so small data sets still get enough updates (0: off) */
 } target_train_cfg;
 target_train_cfg target_train_defaults(void);
 

@@ -1,0 +1,311 @@
+/* zoo_build.c - build a zoo in-house: load a source, fit the feature map,
+ * draw tasks (never a held-out combination), and train one target per task
+ * on worker threads (one per core), with a progress bar. */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "progress.h"
+#include "zoo_internal.h"
+
+zoo_build_cfg zoo_build_defaults(void)
+{
+    zoo_build_cfg c = {.source = "fashion-mnist",
+                       .feature = "pca:128",
+                       .way = 5,
+                       .tasks = 2000,
+                       .per_class = 300,
+                       .heldout_frac = 0.15f,
+                       .seed = 1,
+                       .threads = 0,
+                       .progress = 0,
+                       .train = target_train_defaults()};
+    return c;
+}
+
+/* "pca:K" -> K, "identity" -> 0; -1 when malformed. */
+static int parse_feature(const char *s)
+{
+    if (!strcmp(s, "identity"))
+        return 0;
+    if (strncmp(s, "pca:", 4) || !s[4])
+        return -1;
+    long k = 0;
+    for (const char *p = s + 4; *p; p++) {
+        if (*p < '0' || *p > '9' || k > 1000000)
+            return -1;
+        k = k * 10 + (*p - '0');
+    }
+    return k >= 1 && k <= 1000000 ? (int)k : -1;
+}
+
+static int check_cfg(const zoo_build_cfg *cfg, d2_error *err)
+{
+    if (!cfg->source || !*cfg->source)
+        return d2_fail(err, D2_EINVAL, "zoo build: no source");
+    if (strlen(cfg->source) >= sizeof(((zoo *)0)->source))
+        return d2_fail(err, D2_EINVAL, "zoo build: source name too long");
+    if (!cfg->feature || parse_feature(cfg->feature) < 0)
+        return d2_fail(err, D2_EINVAL, "zoo build: feature '%s' (expected pca:K or identity)",
+                       cfg->feature ? cfg->feature : "");
+    if (cfg->way < 2 || cfg->way > D2_MAX_WAY)
+        return d2_fail(err, D2_EINVAL, "zoo build: way %d outside 2..%d", cfg->way, D2_MAX_WAY);
+    if (cfg->tasks < 1 || cfg->tasks > 10000000)
+        return d2_fail(err, D2_EINVAL, "zoo build: %d tasks outside 1..10000000", cfg->tasks);
+    if (cfg->per_class < 1)
+        return d2_fail(err, D2_EINVAL, "zoo build: per-class %d must be positive",
+                       cfg->per_class);
+    if (!(cfg->heldout_frac >= 0.0f && cfg->heldout_frac < 1.0f))
+        return d2_fail(err, D2_EINVAL, "zoo build: held-out fraction %g outside [0, 1)",
+                       (double)cfg->heldout_frac);
+    const target_train_cfg *t = &cfg->train;
+    if (t->epochs < 1 || t->batch < 1 || !(t->lr > 0.0f) || !isfinite(t->lr) ||
+        !(t->weight_decay >= 0.0f))
+        return d2_fail(err, D2_EINVAL, "zoo build: training settings (epochs %d, batch %d, lr %g, "
+                       "weight decay %g) out of range", t->epochs, t->batch, (double)t->lr,
+                       (double)t->weight_decay);
+    return 0;
+}
+
+static int map_split(zoo *z, const dataset *raw, dataset *feat, class_index *ci, char fp[65],
+                     const char *what, d2_error *err)
+{
+    int rc = feature_map_apply(&z->fmap, raw, feat, err);
+    if (rc)
+        return d2_wrap(err, "zoo: %s split", what);
+    feat->classes = raw->classes;
+    if ((rc = class_index_build(ci, feat, err)))
+        return d2_wrap(err, "zoo: %s split", what);
+    dataset_fingerprint(feat, fp);
+    return 0;
+}
+
+int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
+{
+    memset(z, 0, sizeof *z);
+    int rc = check_cfg(cfg, err);
+    if (rc)
+        return rc;
+    data_source src;
+    if ((rc = data_source_load(&src, cfg->source, err)))
+        return rc;
+    int C = src.train.classes, D = src.train.dim, k = parse_feature(cfg->feature);
+    if (C < cfg->way) {
+        rc = d2_fail(err, D2_EINVAL, "zoo build: source '%s' has %d classes, fewer than the "
+                     "way %d", cfg->source, C, cfg->way);
+        goto fail;
+    }
+    if (src.test.dim != D || src.test.classes > C) {
+        rc = d2_fail(err, D2_EFORMAT, "zoo build: source '%s' test split (%d features, %d "
+                     "classes) does not match its train split (%d, %d)", cfg->source,
+                     src.test.dim, src.test.classes, D, C);
+        goto fail;
+    }
+    if (k > D) {
+        rc = d2_fail(err, D2_EINVAL, "zoo build: pca:%d asks for more components than the "
+                     "source's %d features", k, D);
+        goto fail;
+    }
+    snprintf(z->source, sizeof z->source, "%s", cfg->source);
+    z->way = cfg->way;
+    z->per_class = cfg->per_class;
+    z->seed = cfg->seed;
+    z->train = cfg->train;
+    z->train.seed = 0; /* per entry, derived */
+    char spec[128];
+    if (k > 0)
+        snprintf(spec, sizeof spec, "pca:%d | linear %d->%d", k, k, cfg->way);
+    else
+        snprintf(spec, sizeof spec, "linear %d->%d", D, cfg->way);
+    if ((rc = target_spec_parse(&z->spec, spec, err)))
+        goto fail;
+    z->P = (int)z->spec.numel;
+    rc = k > 0 ? feature_map_fit_pca(&z->fmap, &src.train, k, err)
+               : feature_map_identity(&z->fmap, D, err);
+    if (rc)
+        goto fail;
+    if ((rc = map_split(z, &src.train, &z->train_feat, &z->train_ci, z->train_fp, "train", err)) ||
+        (rc = map_split(z, &src.test, &z->test_feat, &z->test_ci, z->test_fp, "test", err)))
+        goto fail;
+    z->has_data = 1;
+    data_source_free(&src);
+    for (int c = 0; c < C; c++)
+        if (c >= z->test_ci.classes || z->test_ci.count[c] == 0 || z->train_ci.count[c] == 0) {
+            rc = d2_fail(err, D2_EINVAL, "zoo build: class %d of source '%s' has no %s samples",
+                         c, cfg->source, c < z->train_ci.classes && z->train_ci.count[c] ? "test"
+                                                                                        : "train");
+            goto fail_z;
+        }
+    if ((rc = zoo_draw_heldout(z, C, cfg->heldout_frac, cfg->seed, err)))
+        goto fail_z;
+    z->n = cfg->tasks;
+    z->e = calloc((size_t)z->n, sizeof *z->e);
+    z->theta = calloc((size_t)z->n * (size_t)z->P, sizeof(float));
+    if (!z->e || !z->theta) {
+        rc = d2_fail(err, D2_ENOMEM, "zoo build: out of memory for %d entries", z->n);
+        goto fail_z;
+    }
+    for (int i = 0; i < z->n; i++) {
+        zoo_entry *e = &z->e[i];
+        e->way = z->way;
+        e->seed = rng_derive(cfg->seed, "zoo-task", (uint64_t)i);
+        if ((rc = zoo_draw_classes(z, C, e->seed, e->classes, err)))
+            goto fail_z;
+        e->train_acc = e->query_acc = e->query_loss = NAN;
+    }
+    return 0;
+fail:
+    data_source_free(&src);
+fail_z:
+    zoo_free(z);
+    return rc;
+}
+
+/* ---- training on worker threads ---- */
+
+typedef struct build_shared {
+    zoo *z;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int next, done, running, stop;
+    int rc;
+    d2_error err;
+} build_shared;
+
+/* Train and evaluate entry i. */
+static int train_entry(zoo *z, int i, d2_error *err)
+{
+    zoo_entry *e = &z->e[i];
+    task t = {.way = e->way};
+    memcpy(t.classes, e->classes, sizeof(int) * (size_t)e->way);
+    dataset tr, q;
+    rng r;
+    rng_init(&r, rng_derive(e->seed, "zoo-data", 0), 0);
+    int rc = task_draw(&z->train_feat, &z->train_ci, &t, z->per_class, &r, &tr, err);
+    if (rc)
+        return d2_wrap(err, "zoo entry %d", i);
+    dataset_fingerprint(&tr, e->data_fp);
+    target_train_cfg cfg = z->train;
+    cfg.seed = rng_derive(e->seed, "zoo-train", 0);
+    float *theta = z->theta + (size_t)i * z->P;
+    rc = target_train(&z->spec, &tr, theta, 0, &cfg, err);
+    if (!rc)
+        rc = target_eval(&z->spec, theta, &tr, &e->train_acc, NULL, err);
+    dataset_free(&tr);
+    if (!rc && !(rc = zoo_gather_all(&z->test_feat, &z->test_ci, &t, &q, err))) {
+        rc = target_eval(&z->spec, theta, &q, &e->query_acc, &e->query_loss, err);
+        dataset_free(&q);
+    }
+    return rc ? d2_wrap(err, "zoo entry %d", i) : 0;
+}
+
+static void *build_worker(void *arg)
+{
+    build_shared *sh = arg;
+    d2_error err = {0};
+    for (;;) {
+        pthread_mutex_lock(&sh->mu);
+        int i = sh->stop || sh->next >= sh->z->n ? -1 : sh->next++;
+        pthread_mutex_unlock(&sh->mu);
+        if (i < 0)
+            break;
+        int rc = train_entry(sh->z, i, &err);
+        pthread_mutex_lock(&sh->mu);
+        if (rc && !sh->rc) {
+            sh->rc = rc;
+            sh->err = err;
+            sh->stop = 1;
+        }
+        sh->done++;
+        pthread_cond_signal(&sh->cv);
+        pthread_mutex_unlock(&sh->mu);
+    }
+    pthread_mutex_lock(&sh->mu);
+    sh->running--;
+    pthread_cond_signal(&sh->cv);
+    pthread_mutex_unlock(&sh->mu);
+    return NULL;
+}
+
+int zoo_train_entries(zoo *z, int threads, int show_progress, d2_error *err)
+{
+    if (!z || !z->has_data || z->entry_feat || !z->e || !z->theta)
+        return d2_fail(err, D2_EINVAL, "zoo_train_entries: the zoo is not prepared");
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)nc : 1;
+    }
+    if (threads > z->n)
+        threads = z->n;
+    if (threads > 256)
+        threads = 256;
+    build_shared sh = {.z = z};
+    pthread_mutex_init(&sh.mu, NULL);
+    pthread_cond_init(&sh.cv, NULL);
+    /* each worker calls single-threaded BLAS; restore the setting afterwards */
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    pthread_t tid[256];
+    int started = 0;
+    for (; started < threads; started++) {
+        pthread_mutex_lock(&sh.mu);
+        sh.running++;
+        pthread_mutex_unlock(&sh.mu);
+        if (pthread_create(&tid[started], NULL, build_worker, &sh)) {
+            pthread_mutex_lock(&sh.mu);
+            sh.running--;
+            pthread_mutex_unlock(&sh.mu);
+            break;
+        }
+    }
+    progress bar;
+    progress_begin(&bar, "zoo build", "heads", z->n, show_progress);
+    if (started == 0) {
+        /* no thread could start: do the work on this one */
+        sh.running = 1;
+        build_worker(&sh);
+    }
+    pthread_mutex_lock(&sh.mu);
+    while (sh.running > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&sh.cv, &sh.mu, &ts);
+        int done = sh.done;
+        pthread_mutex_unlock(&sh.mu);
+        progress_update(&bar, done, NULL);
+        pthread_mutex_lock(&sh.mu);
+    }
+    pthread_mutex_unlock(&sh.mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    openblas_set_num_threads(blas_threads);
+    pthread_mutex_destroy(&sh.mu);
+    pthread_cond_destroy(&sh.cv);
+    progress_end(&bar, sh.done, sh.rc ? "failed" : NULL);
+    if (sh.rc) {
+        if (err)
+            *err = sh.err;
+        return sh.rc;
+    }
+    zoo_fingerprint(z, z->fingerprint);
+    return 0;
+}
+
+int zoo_build(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
+{
+    int rc = zoo_prepare(z, cfg, err);
+    if (rc)
+        return rc;
+    if ((rc = zoo_train_entries(z, cfg->threads, cfg->progress, err)))
+        zoo_free(z);
+    return rc;
+}
