@@ -1,0 +1,520 @@
+/* test_generator.c - the generator end to end on the shared quick fixture
+ * (tests/fixture.sh: a 2000-task Fashion-MNIST zoo and `d2nwg train --quick`):
+ *  - generated heads on held-out class combinations beat a random head by a
+ *    wide margin and the 5-shot prototype baseline (a failing generator fails);
+ *  - generation is deterministic for a seed and differs across seeds;
+ *  - the checkpoint is the complete network, with PyTorch names and lineage;
+ *  - bad support sets are refused with messages naming the problem;
+ *  - one training step of each stage lowers its loss on a fixed batch;
+ *  - training is bit-identical for a seed, also when stopped and resumed. */
+#include "testutil.h"
+
+#include <math.h>
+#include <sys/stat.h>
+
+#include "gen_model.h"
+#include "gen_train.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "zoo.h"
+
+typedef struct fixture {
+    char gen_path[1024];
+    char zoo_dir[1024];
+    backend_t *be;
+    generator *g;
+    gen_workspace *ws;
+    zoo z;
+    data_source raw; /* Fashion-MNIST pixels, for support sets in the input space */
+    class_index raw_ci;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char build[512], cmd[1200];
+    tu_build_path(build, sizeof build, "");
+    size_t bl = strlen(build);
+    if (bl && build[bl - 1] == '/')
+        build[bl - 1] = '\0';
+    snprintf(cmd, sizeof cmd, "sh tests/fixture.sh '%s'", build);
+    FILE *p = popen(cmd, "r");
+    if (!p || !fgets(f->gen_path, sizeof f->gen_path, p)) {
+        fprintf(stderr, "fixture failed\n");
+        return -1;
+    }
+    if (pclose(p) != 0)
+        return -1;
+    f->gen_path[strcspn(f->gen_path, "\n")] = '\0';
+    snprintf(f->zoo_dir, sizeof f->zoo_dir, "%s/fixtures/quick/zoo", build);
+    d2_error err = {0};
+    if (backend_cpu_create(&f->be, 0, &err) || generator_load(&f->g, f->gen_path, f->be, &err) ||
+        gen_workspace_create(&f->ws, f->g, f->be, 8, &err) || zoo_load(&f->z, f->zoo_dir, 1, &err) ||
+        data_source_load(&f->raw, "fashion-mnist", &err) ||
+        class_index_build(&f->raw_ci, &f->raw.train, &err)) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    zoo_free(&f->z);
+    class_index_free(&f->raw_ci);
+    data_source_free(&f->raw);
+    gen_workspace_free(f->ws);
+    generator_free(f->g);
+    backend_destroy(f->be);
+    free(f);
+    return 0;
+}
+
+static float proto_acc(const dataset *sup, const dataset *q, int way)
+{
+    const int F = sup->dim;
+    double mean[16][256] = {{0}};
+    int cnt[16] = {0};
+    for (int i = 0; i < sup->n; i++) {
+        cnt[sup->y[i]]++;
+        for (int j = 0; j < F; j++)
+            mean[sup->y[i]][j] += sup->x[(size_t)i * F + j];
+    }
+    int right = 0;
+    for (int i = 0; i < q->n; i++) {
+        int best = 0;
+        double bd = INFINITY;
+        for (int c = 0; c < way; c++) {
+            double d = 0;
+            for (int j = 0; j < F; j++) {
+                double e = q->x[(size_t)i * F + j] - mean[c][j] / cnt[c];
+                d += e * e;
+            }
+            if (d < bd) {
+                bd = d;
+                best = c;
+            }
+        }
+        right += best == q->y[i];
+    }
+    return (float)right / q->n;
+}
+
+static void test_generated_heads_beat_baselines(void **state)
+{
+    fixture *f = *state;
+    const gen_info *in = generator_info(f->g);
+    assert_int_equal(in->max_way, 5);
+    assert_true(f->z.n_heldout > 0);
+    const int tasks = 20;
+    double gen = 0, proto = 0, rnd = 0, gen1 = 0;
+    float *theta = malloc((size_t)in->params * sizeof(float));
+    for (int i = 0; i < tasks; i++) {
+        task t = {.way = 5};
+        memcpy(t.classes, f->z.heldout[i % f->z.n_heldout], 5 * sizeof(int));
+        rng r;
+        rng_init(&r, 1000 + i, 0);
+        rng_shuffle_int(&r, t.classes, 5);
+        dataset sup = {0}, sup1 = {0}, q = {0};
+        d2_error err;
+        assert_int_equal(zoo_task_support(&f->z, &t, 5, &r, &sup, &err), 0);
+        assert_int_equal(zoo_task_support(&f->z, &t, 1, &r, &sup1, &err), 0);
+        assert_int_equal(zoo_task_query(&f->z, &t, &q, &err), 0);
+        gen_request req = {.support = &sup, .embeddings = 1, .candidates = 8, .steps = 50,
+                           .sampler = GEN_SAMPLER_DDIM, .guidance = in->default_guidance,
+                           .seed = (uint64_t)i};
+        gen_result res;
+        assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
+        float acc, loss;
+        assert_int_equal(target_eval(in->spec, res.ranked[0].theta, &q, &acc, &loss, &err), 0);
+        gen += acc;
+        gen_result_free(&res);
+        req.support = &sup1;
+        assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
+        assert_int_equal(target_eval(in->spec, res.ranked[0].theta, &q, &acc, &loss, &err), 0);
+        gen1 += acc;
+        gen_result_free(&res);
+        proto += proto_acc(&sup, &q, 5);
+        target_init_random(in->spec, (uint64_t)i, theta);
+        assert_int_equal(target_eval(in->spec, theta, &q, &acc, &loss, &err), 0);
+        rnd += acc;
+        dataset_free(&sup);
+        dataset_free(&sup1);
+        dataset_free(&q);
+    }
+    gen /= tasks;
+    gen1 /= tasks;
+    proto /= tasks;
+    rnd /= tasks;
+    print_message("held-out 5-way: random %.3f, prototypes 5-shot %.3f, generated 5-shot %.3f, "
+                  "1-shot %.3f\n",
+                  rnd, proto, gen, gen1);
+    assert_true(gen > rnd + 0.4);
+    assert_true(gen1 > rnd + 0.3);
+    assert_true(gen > proto + 0.03);
+    free(theta);
+}
+
+static dataset support_from_zoo(fixture *f, int shots, uint64_t seed, int raw)
+{
+    task t = {.way = 5, .classes = {3, 1, 4, 0, 9}};
+    rng r;
+    rng_init(&r, seed, 0);
+    dataset s = {0};
+    d2_error err;
+    if (!raw) {
+        assert_int_equal(zoo_task_support(&f->z, &t, shots, &r, &s, &err), 0);
+        return s;
+    }
+    assert_int_equal(task_draw(&f->raw.train, &f->raw_ci, &t, shots, &r, &s, &err), 0);
+    return s;
+}
+
+static void test_generation_deterministic(void **state)
+{
+    fixture *f = *state;
+    dataset s = support_from_zoo(f, 5, 7, 1);
+    gen_request req = {.support = &s, .embeddings = 0, .candidates = 4, .steps = 20,
+                       .sampler = GEN_SAMPLER_DDIM, .guidance = 2.0f, .seed = 42};
+    d2_error err;
+    gen_result a, b, c;
+    unsigned char *ba, *bb, *bc;
+    size_t la, lb, lc;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &a, &err), 0);
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &b, &err), 0);
+    assert_int_equal(generator_checkpoint_bytes(f->g, &req, &a, 0, &ba, &la, &err), 0);
+    assert_int_equal(generator_checkpoint_bytes(f->g, &req, &b, 0, &bb, &lb, &err), 0);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ba, bb, la);
+    req.seed = 43;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &c, &err), 0);
+    assert_int_equal(generator_checkpoint_bytes(f->g, &req, &c, 0, &bc, &lc, &err), 0);
+    assert_true(la != lc || memcmp(ba, bc, la) != 0);
+    // the candidates themselves differ across seeds
+    int P = generator_info(f->g)->params;
+    double d = 0;
+    for (int j = 0; j < P; j++)
+        d += fabs(a.ranked[0].theta[j] - c.ranked[0].theta[j]);
+    assert_true(d > 1e-3);
+    // the DDPM sampler is seeded too
+    req.sampler = GEN_SAMPLER_DDPM;
+    gen_result e1, e2;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &e1, &err), 0);
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &e2, &err), 0);
+    for (int k = 0; k < e1.count; k++)
+        assert_memory_equal(e1.ranked[k].theta, e2.ranked[k].theta, (size_t)P * sizeof(float));
+    gen_result_free(&e1);
+    gen_result_free(&e2);
+    free(ba);
+    free(bb);
+    free(bc);
+    gen_result_free(&a);
+    gen_result_free(&b);
+    gen_result_free(&c);
+    dataset_free(&s);
+}
+
+static void test_checkpoint_is_the_whole_network(void **state)
+{
+    fixture *f = *state;
+    dataset s = support_from_zoo(f, 5, 9, 1);
+    gen_request req = {.support = &s, .candidates = 2, .steps = 10, .guidance = 2.0f, .seed = 5};
+    d2_error err;
+    gen_result res;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
+    assert_true(res.ranked[0].support_acc >= res.ranked[1].support_acc);
+    unsigned char *b;
+    size_t len;
+    assert_int_equal(generator_checkpoint_bytes(f->g, &req, &res, 0, &b, &len, &err), 0);
+    st_file st;
+    assert_int_equal(st_parse(&st, b, len, &err), 0);
+    const st_tensor *w0 = st_find(&st, "0.weight"), *b0 = st_find(&st, "0.bias"),
+                    *w1 = st_find(&st, "1.weight"), *b1 = st_find(&st, "1.bias");
+    assert_non_null(w0);
+    assert_non_null(b0);
+    assert_non_null(w1);
+    assert_non_null(b1);
+    assert_int_equal(st.count, 4);
+    assert_int_equal(w0->shape[0], 128);
+    assert_int_equal(w0->shape[1], 784);
+    assert_int_equal(w1->shape[0], 5);
+    assert_int_equal(w1->shape[1], 128);
+    assert_string_equal(st_meta(&st, "d2nwg.generator"), generator_info(f->g)->id);
+    assert_string_equal(st_meta(&st, "d2nwg.dataset"), res.dataset_fingerprint);
+    assert_string_equal(st_meta(&st, "d2nwg.seed"), "5");
+    assert_string_equal(st_meta(&st, "d2nwg.sampler"), "ddim");
+    assert_string_equal(st_meta(&st, "format"), "pt");
+    // run the file's network on raw pixels: Linear(784,128) then Linear(128,5)
+    float W0[128 * 784], B0[128], W1[5 * 128], B1[5];
+    assert_int_equal(st_to_f32(w0, W0, &err), 0);
+    assert_int_equal(st_to_f32(b0, B0, &err), 0);
+    assert_int_equal(st_to_f32(w1, W1, &err), 0);
+    assert_int_equal(st_to_f32(b1, B1, &err), 0);
+    int right = 0;
+    for (int i = 0; i < s.n; i++) {
+        double h[128], best = -INFINITY;
+        int arg = -1;
+        for (int k = 0; k < 128; k++) {
+            double a = B0[k];
+            for (int j = 0; j < 784; j++)
+                a += (double)W0[k * 784 + j] * s.x[(size_t)i * 784 + j];
+            h[k] = a;
+        }
+        for (int c = 0; c < 5; c++) {
+            double a = B1[c];
+            for (int k = 0; k < 128; k++)
+                a += (double)W1[c * 128 + k] * h[k];
+            if (a > best) {
+                best = a;
+                arg = c;
+            }
+        }
+        right += arg == s.y[i];
+    }
+    TU_ASSERT_NEAR((double)right / s.n, res.ranked[0].support_acc, 1e-6);
+    st_free(&st);
+    free(b);
+    gen_result_free(&res);
+    dataset_free(&s);
+}
+
+static void test_bad_support_sets(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    dataset s = support_from_zoo(f, 3, 11, 1);
+    // wrong dimension (embeddings expected: 128, samples given: 784)
+    assert_int_not_equal(generator_check_support(f->g, &s, 1, &err), 0);
+    assert_non_null(strstr(err.msg, "784"));
+    assert_non_null(strstr(err.msg, "128"));
+    // NaN
+    s.x[5 * 784 + 3] = NAN;
+    assert_int_not_equal(generator_check_support(f->g, &s, 0, &err), 0);
+    assert_non_null(strstr(err.msg, "row 5, column 3"));
+    s.x[5 * 784 + 3] = 0.5f;
+    // a class with no sample: relabel every 2 as 4
+    for (int i = 0; i < s.n; i++)
+        if (s.y[i] == 2)
+            s.y[i] = 4;
+    assert_int_not_equal(generator_check_support(f->g, &s, 0, &err), 0);
+    assert_non_null(strstr(err.msg, "class 2 has no sample"));
+    // more classes than the generator makes
+    s.y[0] = 7;
+    assert_int_not_equal(generator_check_support(f->g, &s, 0, &err), 0);
+    assert_non_null(strstr(err.msg, "8 classes"));
+    // fewer
+    for (int i = 0; i < s.n; i++)
+        s.y[i] = i % 3;
+    assert_int_not_equal(generator_check_support(f->g, &s, 0, &err), 0);
+    assert_non_null(strstr(err.msg, "3 classes"));
+    s.y[0] = -1;
+    assert_int_not_equal(generator_check_support(f->g, &s, 0, &err), 0);
+    assert_non_null(strstr(err.msg, "negative"));
+    dataset_free(&s);
+}
+
+/* One optimiser step on a fixed batch lowers each stage's loss. */
+static void test_one_step_lowers_loss(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    generator g;
+    memset(&g, 0, sizeof g);
+    gen_config cfg = gen_config_defaults(f->z.P, 784, 128, 5, f->z.spec.text);
+    cfg.vae_hidden = 64;
+    cfg.latent = 16;
+    cfg.enc_d = 16;
+    cfg.enc_heads = 2;
+    cfg.enc_inducing = 4;
+    cfg.cond_dim = 16;
+    cfg.den_hidden = 32;
+    cfg.den_blocks = 2;
+    assert_int_equal(gen_model_init(&g, &cfg, f->be, 3, &err), 0);
+    assert_int_equal(paramset_alloc_optim(&g.vae_ps, &err), 0);
+    assert_int_equal(paramset_alloc_optim(&g.net_ps, &err), 0);
+    arena ar;
+    assert_int_equal(arena_init(&ar, f->be, 64 << 20, &err), 0);
+    backend_t *be = f->be;
+    const int B = 16, P = cfg.P, L = cfg.latent;
+    float *loss = backend_alloc_floats(be, 1);
+    // stage 1: the autoencoder on a fixed batch of zoo heads (scaled)
+    float *x = malloc((size_t)B * P * sizeof(float));
+    for (int i = 0; i < B * P; i++)
+        x[i] = f->z.theta[i] * 3.0f;
+    float *xd = backend_alloc_floats(be, (size_t)B * P), *dy = backend_alloc_floats(be, (size_t)B * P);
+    float *z = backend_alloc_floats(be, (size_t)B * L), *dz = backend_alloc_floats(be, (size_t)B * L);
+    be->ops->to_device(be, xd, x, (size_t)B * P * sizeof(float));
+    adamw_cfg oc = adamw_defaults();
+    oc.lr = 3e-3f;
+    float before = 0, after = 0;
+    for (int step = 0; step < 2; step++) {
+        arena_reset(&ar, 0);
+        resmlp_cache ce, cd;
+        assert_int_equal(resmlp_forward(be, &g.vae_enc, &g.vae_ps, &ar, &ce, xd, B, &err), 0);
+        // mu = first L columns of the encoder output
+        for (int b = 0; b < B; b++)
+            be->ops->copy(be, z + b * L, ce.y + (size_t)b * 2 * L, (size_t)L * sizeof(float));
+        assert_int_equal(resmlp_forward(be, &g.vae_dec, &g.vae_ps, &ar, &cd, z, B, &err), 0);
+        be->ops->mse(be, loss, dy, cd.y, xd, (size_t)B * P, 1.0f);
+        float l;
+        be->ops->to_host(be, &l, loss, sizeof l);
+        if (step == 0)
+            before = l;
+        else
+            after = l;
+        paramset_zero_grad(&g.vae_ps);
+        be->ops->fill(be, dz, 0.0f, (size_t)B * L);
+        assert_int_equal(resmlp_backward(be, &g.vae_dec, &g.vae_ps, &ar, &cd, dz, dy, &err), 0);
+        float *dout = arena_floats(&ar, (size_t)B * 2 * L);
+        for (int b = 0; b < B; b++)
+            be->ops->copy(be, dout + (size_t)b * 2 * L, dz + b * L, (size_t)L * sizeof(float));
+        assert_int_equal(resmlp_backward(be, &g.vae_enc, &g.vae_ps, &ar, &ce, NULL, dout, &err), 0);
+        assert_int_equal(optim_adamw_step(&g.vae_ps, &oc, step, NULL, &err), 0);
+    }
+    print_message("stage 1 loss %.5f -> %.5f\n", before, after);
+    assert_true(after < before);
+    // stage 2: encoder + denoiser on a fixed batch of support sets and noised latents
+    const int Bt = 4, N = 5, K = 3, F = 128, TD = cfg.temb_dim, C = cfg.cond_dim;
+    float *X = malloc((size_t)Bt * N * K * F * sizeof(float));
+    rng r;
+    rng_init(&r, 5, 0);
+    for (int i = 0; i < Bt * N * K * F; i++)
+        X[i] = rng_normal(&r);
+    float zt[4 * 16], eps[4 * 16], temb[4 * 64];
+    int ts[4] = {10, 300, 600, 900};
+    for (int i = 0; i < Bt * L; i++) {
+        eps[i] = rng_normal(&r);
+        zt[i] = 0.5f * rng_normal(&r) + 0.5f * eps[i];
+    }
+    denoiser_timestep_features(TD, ts, Bt, temb);
+    float *Xd = backend_alloc_floats(be, (size_t)Bt * N * K * F), *ztd = backend_alloc_floats(be, 64),
+          *epsd = backend_alloc_floats(be, 64), *tembd = backend_alloc_floats(be, (size_t)Bt * TD),
+          *deps = backend_alloc_floats(be, 64), *dcond = backend_alloc_floats(be, (size_t)Bt * C);
+    be->ops->to_device(be, Xd, X, (size_t)Bt * N * K * F * sizeof(float));
+    be->ops->to_device(be, ztd, zt, sizeof zt);
+    be->ops->to_device(be, epsd, eps, sizeof eps);
+    be->ops->to_device(be, tembd, temb, (size_t)Bt * TD * sizeof(float));
+    for (int step = 0; step < 2; step++) {
+        arena_reset(&ar, 0);
+        setenc_cache sc;
+        denoiser_cache dc;
+        assert_int_equal(setenc_forward(be, &g.enc, &g.net_ps, &ar, &sc, Xd, Bt, N, K, &err), 0);
+        assert_int_equal(denoiser_forward(be, &g.den, &g.net_ps, &ar, &dc, ztd, tembd, sc.cond, Bt, 1, &err), 0);
+        be->ops->mse(be, loss, deps, dc.eps, epsd, (size_t)Bt * L, 1.0f);
+        float l;
+        be->ops->to_host(be, &l, loss, sizeof l);
+        if (step == 0)
+            before = l;
+        else
+            after = l;
+        paramset_zero_grad(&g.net_ps);
+        be->ops->fill(be, dcond, 0.0f, (size_t)Bt * C);
+        assert_int_equal(denoiser_backward(be, &g.den, &g.net_ps, &ar, &dc, deps, dcond, &err), 0);
+        assert_int_equal(setenc_backward(be, &g.enc, &g.net_ps, &ar, &sc, dcond, &err), 0);
+        assert_int_equal(optim_adamw_step(&g.net_ps, &oc, step, NULL, &err), 0);
+    }
+    print_message("stage 2 loss %.5f -> %.5f\n", before, after);
+    assert_true(after < before);
+    void *bufs[] = {loss, xd, dy, z, dz, Xd, ztd, epsd, tembd, deps, dcond};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        be->ops->free(be, bufs[i]);
+    free(x);
+    free(X);
+    arena_free(&ar);
+    gen_model_free(&g);
+}
+
+static gen_train_cfg tiny_cfg(void)
+{
+    gen_train_cfg c = gen_train_defaults(1);
+    c.progress = 0;
+    c.vae_hidden = 32;
+    c.latent = 8;
+    c.enc_d = 16;
+    c.enc_inducing = 2;
+    c.cond_dim = 16;
+    c.den_hidden = 32;
+    c.den_blocks = 1;
+    c.vae_steps = 150;
+    c.align_steps = 40;
+    c.steps = 150;
+    c.tasks_per_step = 8;
+    c.zoo_emb_shots = 2;
+    c.seed = 77;
+    return c;
+}
+
+static unsigned char *read_all(const char *path, size_t *len)
+{
+    unsigned char *b = NULL;
+    d2_error err;
+    assert_int_equal(d2_read_file(path, &b, len, 0, &err), 0);
+    return b;
+}
+
+static void test_training_deterministic_and_resumable(void **state)
+{
+    fixture *f = *state;
+    char *dir = tu_tmpdir("train");
+    char a[1100], b[1100];
+    snprintf(a, sizeof a, "%s/a.safetensors", dir);
+    snprintf(b, sizeof b, "%s/b.safetensors", dir);
+    d2_error err;
+    gen_train_report rep;
+    gen_train_cfg c = tiny_cfg();
+    assert_int_equal(generator_train(&f->z, &c, a, f->be, &rep, &err), 0);
+    assert_int_equal(rep.stopped, 0);
+    assert_int_equal(rep.steps_done, c.steps);
+    // interrupted twice, resumed twice: the same bytes
+    c.stop_after = 0.15;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
+    assert_int_equal(rep.stopped, 1);
+    char ckpt[1200];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", b);
+    struct stat st;
+    assert_int_equal(stat(ckpt, &st), 0);
+    c.resume = 1;
+    c.stop_after = 0.4;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
+    c.stop_after = 0;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
+    assert_int_equal(rep.stopped, 0);
+    assert_int_not_equal(stat(ckpt, &st), 0); // removed once the bundle is written
+    size_t la, lb;
+    unsigned char *ba = read_all(a, &la), *bb = read_all(b, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ba, bb, la);
+    free(bb);
+    // another seed: other bytes
+    c = tiny_cfg();
+    c.seed = 78;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
+    bb = read_all(b, &lb);
+    assert_true(la != lb || memcmp(ba, bb, la) != 0);
+    // a checkpoint of another seed is refused on resume
+    c.stop_after = 0.1;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
+    c = tiny_cfg();
+    c.resume = 1;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), D2_EINVAL);
+    assert_non_null(strstr(err.msg, "seed 78"));
+    free(ba);
+    free(bb);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_generated_heads_beat_baselines),
+        cmocka_unit_test(test_generation_deterministic),
+        cmocka_unit_test(test_checkpoint_is_the_whole_network),
+        cmocka_unit_test(test_bad_support_sets),
+        cmocka_unit_test(test_one_step_lowers_loss),
+        cmocka_unit_test(test_training_deterministic_and_resumable),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
