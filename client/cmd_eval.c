@@ -17,6 +17,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "data.h"
+#include "eval_baselines.h"
 #include "generator.h"
 #include "svg_plot.h"
 #include "target.h"
@@ -35,7 +36,7 @@ enum {
 static const char *const METHOD_NAMES[M_COUNT] = {
     "random head",
     "nearest class mean (prototypes)",
-    "logistic regression on the support set",
+    "logistic regression on the support set (L2, C=1)",
     "D2NWG, mean of candidates",
     "D2NWG, best of K by support score",
     "zoo head of the nearest task (retrieval)",
@@ -166,46 +167,6 @@ static int to_features(const dataset *raw, int input_dim, const feature_map *fm,
     return rc;
 }
 
-static float proto_accuracy(const dataset *sup, const dataset *q, int way)
-{
-    const int F = sup->dim;
-    double *mean = calloc((size_t)way * F, sizeof(double));
-    int *cnt = calloc((size_t)way, sizeof(int));
-    if (!mean || !cnt) {
-        free(mean);
-        free(cnt);
-        return NAN;
-    }
-    for (int i = 0; i < sup->n; i++) {
-        cnt[sup->y[i]]++;
-        for (int j = 0; j < F; j++)
-            mean[(size_t)sup->y[i] * F + j] += sup->x[(size_t)i * F + j];
-    }
-    for (int c = 0; c < way; c++)
-        for (int j = 0; j < F; j++)
-            mean[(size_t)c * F + j] /= cnt[c] ? cnt[c] : 1;
-    int right = 0;
-    for (int i = 0; i < q->n; i++) {
-        int best = 0;
-        double bd = INFINITY;
-        for (int c = 0; c < way; c++) {
-            double d = 0;
-            for (int j = 0; j < F; j++) {
-                double e = q->x[(size_t)i * F + j] - mean[(size_t)c * F + j];
-                d += e * e;
-            }
-            if (d < bd) {
-                bd = d;
-                best = c;
-            }
-        }
-        right += best == q->y[i];
-    }
-    free(mean);
-    free(cnt);
-    return (float)right / (float)q->n;
-}
-
 static int parse_shots(const char *s, int *shots, int *n)
 {
     *n = 0;
@@ -248,6 +209,7 @@ static int train_cfg_logreg(const dataset *sup, target_train_cfg *c, int steps, 
     *c = target_train_defaults();
     c->batch = sup->n;
     c->epochs = steps;
+    c->min_steps = 0;
     c->seed = seed;
     return 0;
 }
@@ -301,14 +263,8 @@ static int run_eval(const generator *g, gen_workspace *ws, const eval_src *src, 
             if ((rc = target_eval(spec, theta, &q, &acc, &loss, err)))
                 goto out;
             r->acc[M_RANDOM][s][i] = acc;
-            r->acc[M_PROTO][s][i] = proto_accuracy(&sup, &q, way);
-            target_train_cfg lc;
-            train_cfg_logreg(&sup, &lc, 300, rng_derive(o->seed, "logreg", (uint64_t)i));
-            target_init_random(spec, lc.seed, theta);
-            if ((rc = target_train(spec, &sup, theta, 0, &lc, err)) ||
-                (rc = target_eval(spec, theta, &q, &acc, &loss, err)))
-                goto out;
-            r->acc[M_LOGREG][s][i] = acc;
+            r->acc[M_PROTO][s][i] = baseline_prototypes(&sup, &q, way);
+            r->acc[M_LOGREG][s][i] = baseline_logreg(&sup, &q, way, 1.0);
             gen_request req = {.support = &sup,
                                .embeddings = 1,
                                .candidates = o->candidates,

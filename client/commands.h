@@ -28,5 +28,17 @@ int cmd_train(int argc, char **argv);    /* train a generator from a zoo */
 int cmd_info(int argc, char **argv);     /* describe a generator bundle */
 int cmd_generate(int argc, char **argv); /* weights for a support set, offline */
 int cmd_eval(int argc, char **argv);     /* the results table */
+int cmd_sample(int argc, char **argv);   /* write a support set to try things on */
+
+/* remote commands (libcurl; --server URL or $D2NWG_SERVER, --token or $D2NWG_TOKEN) */
+int cmd_submit(int argc, char **argv);     /* upload a support set as a job; --wait, --out */
+int cmd_jobs(int argc, char **argv);       /* list jobs */
+int cmd_status(int argc, char **argv);     /* show one job */
+int cmd_wait(int argc, char **argv);       /* follow a job to its end */
+int cmd_cancel(int argc, char **argv);     /* cancel a job */
+int cmd_fetch(int argc, char **argv);      /* download a checkpoint's weights */
+int cmd_lineage(int argc, char **argv);    /* where a checkpoint came from */
+int cmd_generators(int argc, char **argv); /* generators the daemon serves */
+int cmd_retrieve(int argc, char **argv);   /* nearest zoo checkpoints for a support set */
 
 #endif

@@ -11,6 +11,16 @@ static const client_command COMMANDS[] = {
     {"info", cmd_info, "describe a generator bundle"},
     {"generate", cmd_generate, "generate weights for a support set (offline)"},
     {"eval", cmd_eval, "evaluate a generator against baselines"},
+    {"sample", cmd_sample, "write a support set drawn from a data source"},
+    {"submit", cmd_submit, "submit a support set to d2nwgd as a generation job"},
+    {"jobs", cmd_jobs, "list the daemon's jobs"},
+    {"status", cmd_status, "show one job"},
+    {"wait", cmd_wait, "wait for a job to finish"},
+    {"cancel", cmd_cancel, "cancel a job"},
+    {"fetch", cmd_fetch, "download a checkpoint's weights"},
+    {"lineage", cmd_lineage, "show where a checkpoint came from"},
+    {"generators", cmd_generators, "list the daemon's generators"},
+    {"retrieve", cmd_retrieve, "nearest zoo checkpoints for a support set"},
 };
 
 static void usage(FILE *out)

@@ -22,9 +22,10 @@ gen_config gen_config_defaults(int P, int input_dim, int feat_dim, int way, cons
     c.input_dim = input_dim;
     c.feat_dim = feat_dim;
     c.way = way;
-    c.vae_hidden = 256;
+    c.vae_hidden = 128;
     c.vae_blocks = 2;
-    c.latent = 64;
+    c.tok_latent = 8;
+    c.latent = 0; /* tokens * tok_latent, set by gen_model_init */
     c.vae_beta = 1e-6f;
     c.enc_d = 64;
     c.enc_heads = 4;
@@ -55,6 +56,7 @@ char *gen_config_to_json(const gen_config *c)
     json_t *v = json_object();
     json_object_set_new(v, "hidden", json_integer(c->vae_hidden));
     json_object_set_new(v, "blocks", json_integer(c->vae_blocks));
+    json_object_set_new(v, "token_latent", json_integer(c->tok_latent));
     json_object_set_new(v, "latent", json_integer(c->latent));
     json_object_set_new(v, "beta", json_real(c->vae_beta));
     json_object_set_new(o, "vae", v);
@@ -151,6 +153,7 @@ int gen_config_from_json(gen_config *c, const char *text, d2_error *err)
         goto out;
     if ((rc = get_int(v, "hidden", 1, 1 << 16, &c->vae_hidden, err)) ||
         (rc = get_int(v, "blocks", 0, RESMLP_MAX_BLOCKS, &c->vae_blocks, err)) ||
+        (rc = get_int(v, "token_latent", 1, 1 << 12, &c->tok_latent, err)) ||
         (rc = get_int(v, "latent", 1, 1 << 16, &c->latent, err)) ||
         (rc = get_real(v, "beta", &c->vae_beta, err)) ||
         (rc = get_int(e, "d", 1, 1 << 14, &c->enc_d, err)) ||
@@ -200,12 +203,21 @@ int gen_model_init(generator *g, const gen_config *cfg, backend_t *be, uint64_t 
                        cfg->spec, g->spec.numel, cfg->P);
     if ((rc = diffusion_schedule_init(&g->sched, cfg->T, cfg->beta_start, cfg->beta_end, err)))
         return rc;
+    if ((rc = wtok_init(&g->tok, &g->spec, err)))
+        return rc;
+    const int latent = g->tok.n_tok * cfg->tok_latent;
+    if (cfg->latent && cfg->latent != latent)
+        return d2_fail(err, D2_EFORMAT, "generator config: latent %d != %d tokens x %d",
+                       cfg->latent, g->tok.n_tok, cfg->tok_latent);
+    g->cfg.latent = latent;
+    cfg = &g->cfg;
     paramset_init(&g->vae_ps);
     paramset_init(&g->net_ps);
-    if ((rc = resmlp_init(&g->vae_enc, &g->vae_ps, "vae.enc", cfg->P, cfg->vae_hidden,
-                          2 * cfg->latent, cfg->vae_blocks, 0.1f, err)) ||
-        (rc = resmlp_init(&g->vae_dec, &g->vae_ps, "vae.dec", cfg->latent, cfg->vae_hidden,
-                          cfg->P, cfg->vae_blocks, 0.1f, err)))
+    const int tin = g->tok.len + g->tok.n_layers;
+    if ((rc = resmlp_init(&g->vae_enc, &g->vae_ps, "vae.enc", tin, cfg->vae_hidden,
+                          2 * cfg->tok_latent, cfg->vae_blocks, 0.1f, err)) ||
+        (rc = resmlp_init(&g->vae_dec, &g->vae_ps, "vae.dec", cfg->tok_latent + g->tok.n_layers,
+                          cfg->vae_hidden, g->tok.len, cfg->vae_blocks, 0.1f, err)))
         return rc;
     setenc_cfg ec = {.feat_dim = cfg->feat_dim,
                      .d = cfg->enc_d,
@@ -261,6 +273,7 @@ void gen_model_free(generator *g)
 {
     paramset_free(&g->vae_ps);
     paramset_free(&g->net_ps);
+    wtok_free(&g->tok);
     feature_map_free(&g->fmap);
     free(g->w_mean);
     free(g->w_std);

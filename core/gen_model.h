@@ -9,6 +9,7 @@
 #include "generator.h"
 #include "resmlp.h"
 #include "setenc.h"
+#include "wtokens.h"
 
 typedef struct gen_config {
     char spec[256];
@@ -16,8 +17,9 @@ typedef struct gen_config {
     int input_dim;  /* raw sample dimension (feature map input) */
     int feat_dim;   /* feature dimension (feature map output) */
     int way;
-    /* weight VAE */
-    int vae_hidden, vae_blocks, latent;
+    /* weight VAE: one latent of tok_latent values per neuron token (wtokens.h);
+     * latent = tokens * tok_latent is the diffusion's vector */
+    int vae_hidden, vae_blocks, tok_latent, latent;
     float vae_beta;
     /* dataset encoder */
     int enc_d, enc_heads, enc_inducing, cond_dim;
@@ -38,9 +40,10 @@ struct generator {
     target_spec spec;
     feature_map fmap;
     backend_t *be;
-    paramset vae_ps;   /* weight VAE */
-    resmlp vae_enc;    /* P -> 2L (mu, logvar) */
-    resmlp vae_dec;    /* L -> P */
+    wtok tok;          /* parameters <-> neuron tokens */
+    paramset vae_ps;   /* weight VAE, per token: */
+    resmlp vae_enc;    /* token (len + layer one-hot) -> 2 tok_latent (mu, logvar) */
+    resmlp vae_dec;    /* tok_latent + layer one-hot -> token (len) */
     paramset net_ps;   /* encoder + denoiser (EMA weights in a bundle) */
     setenc enc;
     denoiser den;

@@ -24,7 +24,7 @@ gen_train_cfg gen_train_defaults(int quick)
     gen_config d = gen_config_defaults(1, 1, 1, 2, "");
     c.vae_hidden = d.vae_hidden;
     c.vae_blocks = d.vae_blocks;
-    c.latent = d.latent;
+    c.tok_latent = d.tok_latent;
     c.enc_d = d.enc_d;
     c.enc_heads = d.enc_heads;
     c.enc_inducing = d.enc_inducing;
@@ -32,7 +32,7 @@ gen_train_cfg gen_train_defaults(int quick)
     c.den_hidden = d.den_hidden;
     c.den_blocks = d.den_blocks;
     c.den_ratio = d.den_ratio;
-    c.vae_steps = 3000;
+    c.vae_steps = 2000;
     c.vae_batch = 128;
     c.vae_lr = 1e-3f;
     c.vae_beta = d.vae_beta;
@@ -52,9 +52,9 @@ gen_train_cfg gen_train_defaults(int quick)
     c.zoo_emb_shots = 10;
     c.checkpoint_every = 120.0;
     if (quick) {
-        c.vae_hidden = 128;
+        c.vae_hidden = 64;
         c.vae_blocks = 1;
-        c.latent = 32;
+        c.tok_latent = 8;
         c.enc_d = 32;
         c.enc_heads = 2;
         c.enc_inducing = 4;
@@ -336,7 +336,9 @@ static int stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
     generator *g = &t->g;
     backend_t *be = t->be;
     const struct backend_ops *op = be->ops;
-    const int B = cfg->vae_batch, P = t->P, L = t->L;
+    const wtok *tk = &g->tok;
+    const int B = cfg->vae_batch, P = t->P, l = g->cfg.tok_latent;
+    const int R = B * tk->n_tok, tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
     adamw_cfg oc = adamw_defaults();
     oc.lr = cfg->vae_lr;
     oc.weight_decay = 0.0f;
@@ -345,13 +347,16 @@ static int stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
     oc.min_lr_ratio = 0.02f;
     float *xin = malloc((size_t)B * P * sizeof(float));
     float *xt = malloc((size_t)B * P * sizeof(float));
-    float *enc_out = malloc((size_t)B * 2 * L * sizeof(float));
-    float *zh = malloc((size_t)B * L * sizeof(float));
-    float *eps1 = malloc((size_t)B * L * sizeof(float));
-    float *dz = malloc((size_t)B * L * sizeof(float));
-    float *dout = malloc((size_t)B * 2 * L * sizeof(float));
+    float *tok_in = malloc((size_t)R * tin * sizeof(float));
+    float *tok_t = malloc((size_t)R * tk->len * sizeof(float));
+    float *enc_out = malloc((size_t)R * 2 * l * sizeof(float));
+    float *zh = malloc((size_t)R * l * sizeof(float));
+    float *zrows = malloc((size_t)R * zin * sizeof(float));
+    float *eps1 = malloc((size_t)R * l * sizeof(float));
+    float *dzr = malloc((size_t)R * zin * sizeof(float));
+    float *dout = malloc((size_t)R * 2 * l * sizeof(float));
     int rc = 0;
-    if (!xin || !xt || !enc_out || !zh || !eps1 || !dz || !dout) {
+    if (!xin || !xt || !tok_in || !tok_t || !enc_out || !zh || !zrows || !eps1 || !dzr || !dout) {
         rc = d2_fail(err, D2_ENOMEM, "stage 1: out of memory");
         goto out;
     }
@@ -372,63 +377,66 @@ static int stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
                 xin[(size_t)b * P + j] = src[j] + cfg->in_noise * rng_normal(&r);
             }
         }
+        wtok_split(tk, xin, B, tok_in);
+        wtok_targets(tk, xt, B, tok_t);
         size_t mark = arena_mark(&t->ar);
-        float *dxin = arena_floats(&t->ar, (size_t)B * P);
-        float *dxt = arena_floats(&t->ar, (size_t)B * P);
-        float *dz_dev = arena_floats(&t->ar, (size_t)B * L);
-        float *zdev = arena_floats(&t->ar, (size_t)B * L);
-        float *dxhat = arena_floats(&t->ar, (size_t)B * P);
-        float *dout_dev = arena_floats(&t->ar, (size_t)B * 2 * L);
-        if (!dxin || !dxt || !dz_dev || !zdev || !dxhat || !dout_dev) {
+        float *din = arena_floats(&t->ar, (size_t)R * tin);
+        float *dtg = arena_floats(&t->ar, (size_t)R * tk->len);
+        float *dz_dev = arena_floats(&t->ar, (size_t)R * zin);
+        float *zdev = arena_floats(&t->ar, (size_t)R * zin);
+        float *dxhat = arena_floats(&t->ar, (size_t)R * tk->len);
+        float *dout_dev = arena_floats(&t->ar, (size_t)R * 2 * l);
+        if (!din || !dtg || !dz_dev || !zdev || !dxhat || !dout_dev) {
             rc = d2_fail(err, D2_ENOMEM, "stage 1: scratch arena is full");
             goto out;
         }
         resmlp_cache ce, cd;
-        if ((rc = upload(t, dxin, xin, (size_t)B * P, err)) ||
-            (rc = upload(t, dxt, xt, (size_t)B * P, err)) ||
-            (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, dxin, B, err)) ||
-            (rc = download(t, enc_out, ce.y, (size_t)B * 2 * L, err)))
+        if ((rc = upload(t, din, tok_in, (size_t)R * tin, err)) ||
+            (rc = upload(t, dtg, tok_t, (size_t)R * tk->len, err)) ||
+            (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, din, R, err)) ||
+            (rc = download(t, enc_out, ce.y, (size_t)R * 2 * l, err)))
             goto out;
         // reparameterise on the host (the batch is small): z = mu + sigma eps + noise
         double kl = 0;
-        for (int b = 0; b < B; b++)
-            for (int j = 0; j < L; j++) {
-                float mu = enc_out[(size_t)b * 2 * L + j];
-                float lv = enc_out[(size_t)b * 2 * L + L + j];
+        for (int i = 0; i < R; i++)
+            for (int j = 0; j < l; j++) {
+                float mu = enc_out[(size_t)i * 2 * l + j];
+                float lv = enc_out[(size_t)i * 2 * l + l + j];
                 if (lv < -20.0f)
                     lv = -20.0f;
                 if (lv > 10.0f)
                     lv = 10.0f;
                 float e1 = rng_normal(&r);
-                eps1[(size_t)b * L + j] = e1;
-                zh[(size_t)b * L + j] = mu + expf(0.5f * lv) * e1 + cfg->lat_noise * rng_normal(&r);
+                eps1[(size_t)i * l + j] = e1;
+                zh[(size_t)i * l + j] = mu + expf(0.5f * lv) * e1 + cfg->lat_noise * rng_normal(&r);
                 kl += 0.5 * ((double)mu * mu + exp(lv) - 1.0 - lv);
             }
         kl /= B;
-        if ((rc = upload(t, zdev, zh, (size_t)B * L, err)) ||
-            (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zdev, B, err)))
+        wtok_latent_rows(tk, zh, B, l, zrows);
+        if ((rc = upload(t, zdev, zrows, (size_t)R * zin, err)) ||
+            (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zdev, R, err)))
             goto out;
-        op->mse(be, t->dev_scalar, dxhat, cd.y, dxt, (size_t)B * P, 1.0f);
+        op->mse(be, t->dev_scalar, dxhat, cd.y, dtg, (size_t)R * tk->len, 1.0f);
         float mse = read_scalar(t);
         paramset_zero_grad(&g->vae_ps);
         if ((rc = resmlp_backward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, dz_dev, dxhat, err)) ||
-            (rc = download(t, dz, dz_dev, (size_t)B * L, err)))
+            (rc = download(t, dzr, dz_dev, (size_t)R * zin, err)))
             goto out;
         const float beta = cfg->vae_beta;
-        for (int b = 0; b < B; b++)
-            for (int j = 0; j < L; j++) {
-                float mu = enc_out[(size_t)b * 2 * L + j];
-                float lv = enc_out[(size_t)b * 2 * L + L + j];
+        for (int i = 0; i < R; i++)
+            for (int j = 0; j < l; j++) {
+                float mu = enc_out[(size_t)i * 2 * l + j];
+                float lv = enc_out[(size_t)i * 2 * l + l + j];
                 int clamped = lv < -20.0f || lv > 10.0f;
                 float lvc = lv < -20.0f ? -20.0f : (lv > 10.0f ? 10.0f : lv);
-                float g_z = dz[(size_t)b * L + j];
-                dout[(size_t)b * 2 * L + j] = g_z + beta * mu / (float)B;
+                float g_z = dzr[(size_t)i * zin + j];
+                dout[(size_t)i * 2 * l + j] = g_z + beta * mu / (float)B;
                 float dlv = clamped ? 0.0f
-                                    : g_z * eps1[(size_t)b * L + j] * 0.5f * expf(0.5f * lvc) +
+                                    : g_z * eps1[(size_t)i * l + j] * 0.5f * expf(0.5f * lvc) +
                                           beta * 0.5f * (expf(lvc) - 1.0f) / (float)B;
-                dout[(size_t)b * 2 * L + L + j] = dlv;
+                dout[(size_t)i * 2 * l + l + j] = dlv;
             }
-        if ((rc = upload(t, dout_dev, dout, (size_t)B * 2 * L, err)) ||
+        if ((rc = upload(t, dout_dev, dout, (size_t)R * 2 * l, err)) ||
             (rc = resmlp_backward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, NULL, dout_dev, err)) ||
             (rc = optim_adamw_step(&g->vae_ps, &oc, t->step, NULL, err)))
             goto out;
@@ -457,10 +465,13 @@ static int stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
 out:
     free(xin);
     free(xt);
+    free(tok_in);
+    free(tok_t);
     free(enc_out);
     free(zh);
+    free(zrows);
     free(eps1);
-    free(dz);
+    free(dzr);
     free(dout);
     return rc;
 }
@@ -471,36 +482,46 @@ static int compute_latents(trainer *t, gen_train_report *rep, d2_error *err)
 {
     generator *g = &t->g;
     backend_t *be = t->be;
-    const int P = t->P, L = t->L, chunk = 256;
-    float *out = malloc((size_t)chunk * 2 * L * sizeof(float));
+    const wtok *tk = &g->tok;
+    const int P = t->P, L = t->L, l = g->cfg.tok_latent, chunk = 128;
+    const int tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
+    const size_t maxr = (size_t)chunk * tk->n_tok;
+    float *tokens = malloc(maxr * tin * sizeof(float));
+    float *out = malloc(maxr * 2 * l * sizeof(float));
+    float *zrows = malloc(maxr * zin * sizeof(float));
+    float *dec = malloc(maxr * tk->len * sizeof(float));
     float *rec = malloc((size_t)chunk * P * sizeof(float));
     float *zraw = malloc((size_t)t->n * L * sizeof(float));
     int rc = 0;
     double se = 0;
-    if (!out || !rec || !zraw) {
+    if (!tokens || !out || !zrows || !dec || !rec || !zraw) {
         rc = d2_fail(err, D2_ENOMEM, "latents: out of memory");
         goto done;
     }
     for (int s = 0; s < t->n; s += chunk) {
-        int B = t->n - s < chunk ? t->n - s : chunk;
+        const int B = t->n - s < chunk ? t->n - s : chunk, R = B * tk->n_tok;
         size_t mark = arena_mark(&t->ar);
-        float *x = arena_floats(&t->ar, (size_t)B * P);
-        float *zd = arena_floats(&t->ar, (size_t)B * L);
+        float *x = arena_floats(&t->ar, (size_t)R * tin);
+        float *zd = arena_floats(&t->ar, (size_t)R * zin);
         resmlp_cache ce, cd;
         if (!x || !zd) {
             rc = d2_fail(err, D2_ENOMEM, "latents: scratch arena is full");
             goto done;
         }
-        if ((rc = upload(t, x, t->wn + (size_t)s * P, (size_t)B * P, err)) ||
-            (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, x, B, err)) ||
-            (rc = download(t, out, ce.y, (size_t)B * 2 * L, err)))
+        wtok_split(tk, t->wn + (size_t)s * P, B, tokens);
+        if ((rc = upload(t, x, tokens, (size_t)R * tin, err)) ||
+            (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, x, R, err)) ||
+            (rc = download(t, out, ce.y, (size_t)R * 2 * l, err)))
             goto done;
-        for (int b = 0; b < B; b++)
-            memcpy(zraw + (size_t)(s + b) * L, out + (size_t)b * 2 * L, (size_t)L * sizeof(float));
-        if ((rc = upload(t, zd, zraw + (size_t)s * L, (size_t)B * L, err)) ||
-            (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zd, B, err)) ||
-            (rc = download(t, rec, cd.y, (size_t)B * P, err)))
+        for (int i = 0; i < R; i++) // row i = (entry s + i / n_tok, token i % n_tok)
+            memcpy(zraw + (size_t)s * L + (size_t)i * l, out + (size_t)i * 2 * l,
+                   (size_t)l * sizeof(float));
+        wtok_latent_rows(tk, zraw + (size_t)s * L, B, l, zrows);
+        if ((rc = upload(t, zd, zrows, (size_t)R * zin, err)) ||
+            (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zd, R, err)) ||
+            (rc = download(t, dec, cd.y, (size_t)R * tk->len, err)))
             goto done;
+        wtok_merge(tk, dec, B, rec);
         for (size_t i = 0; i < (size_t)B * P; i++) {
             double e = (double)rec[i] - t->wn[(size_t)s * P + i];
             se += e * e;
@@ -525,7 +546,10 @@ static int compute_latents(trainer *t, gen_train_report *rep, d2_error *err)
         for (int j = 0; j < L; j++)
             t->Z[(size_t)i * L + j] = (zraw[(size_t)i * L + j] - g->z_mean[j]) / g->z_std[j];
 done:
+    free(tokens);
     free(out);
+    free(zrows);
+    free(dec);
     free(rec);
     free(zraw);
     return rc;
@@ -941,7 +965,7 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
                                         z->spec.text);
     gc.vae_hidden = cfg->vae_hidden;
     gc.vae_blocks = cfg->vae_blocks;
-    gc.latent = cfg->latent;
+    gc.tok_latent = cfg->tok_latent;
     gc.vae_beta = cfg->vae_beta;
     gc.enc_d = cfg->enc_d;
     gc.enc_heads = cfg->enc_heads;
@@ -953,7 +977,7 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
     int rc;
     if ((rc = gen_model_init(&t->g, &gc, be, cfg->seed, err)))
         return rc;
-    t->L = gc.latent;
+    t->L = t->g.cfg.latent;
     t->C = gc.cond_dim;
     if ((rc = feature_map_copy(&t->g.fmap, &z->fmap, err)) ||
         (rc = gen_model_alloc_index(&t->g, z->n, err)) ||

@@ -19,7 +19,7 @@ typedef struct gen_train_cfg {
     uint64_t seed;
     int progress;            /* progress bars on stderr */
     /* model sizes (defaults from gen_config_defaults) */
-    int vae_hidden, vae_blocks, latent;
+    int vae_hidden, vae_blocks, tok_latent; /* latent values per neuron token */
     int enc_d, enc_heads, enc_inducing, cond_dim;
     int den_hidden, den_blocks, den_ratio;
     /* stage 1 */

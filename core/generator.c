@@ -26,7 +26,8 @@ int gen_workspace_create(gen_workspace **out, const generator *g, backend_t *be,
     // sampling: 2K rows through the denoiser, decoding K rows through the VAE
     size_t rows = 2 * (size_t)max_candidates;
     size_t per_row = (size_t)c->den_hidden * (8 + 6 * c->den_ratio) * c->den_blocks +
-                     (size_t)c->vae_hidden * 8 * (c->vae_blocks + 1) + 4 * (size_t)c->P +
+                     (size_t)g->tok.n_tok * ((size_t)c->vae_hidden * 8 * (c->vae_blocks + 1) +
+                                             4 * (size_t)g->tok.len) +
                      8 * (size_t)c->latent;
     size_t bytes = GEN_ARENA_BASE + rows * per_row * sizeof(float) * 2;
     int rc = arena_init(&ws->ar, be, bytes, err);
@@ -130,37 +131,47 @@ int gen_decode_latents(const generator *g, arena *ar, const float *z, int n, flo
                        d2_error *err)
 {
     backend_t *be = g->be;
-    const int L = g->cfg.latent, P = g->cfg.P;
-    float *zh = malloc((size_t)n * L * sizeof(float) + 1);
-    if (!zh)
-        return d2_fail(err, D2_ENOMEM, "out of memory");
+    const wtok *tk = &g->tok;
+    const int L = g->cfg.latent, l = g->cfg.tok_latent, P = g->cfg.P;
+    const int rows = n * tk->n_tok, in = l + tk->n_layers;
+    float *zh = malloc((size_t)n * L * sizeof(float));
+    float *zr = malloc((size_t)rows * in * sizeof(float));
+    float *out = malloc((size_t)rows * tk->len * sizeof(float));
+    int rc = 0;
+    size_t mark = arena_mark(ar);
+    if (!zh || !zr || !out) {
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        goto out;
+    }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < L; j++)
             zh[(size_t)i * L + j] = z[(size_t)i * L + j] * g->z_std[j] + g->z_mean[j];
-    size_t mark = arena_mark(ar);
-    int rc = 0;
-    float *zd = arena_floats(ar, (size_t)n * L);
+    wtok_latent_rows(tk, zh, n, l, zr);
+    float *zd = arena_floats(ar, (size_t)rows * in);
     resmlp_cache c;
     if (!zd) {
         rc = d2_fail(err, D2_ENOMEM, "decoding %d latents does not fit the scratch memory", n);
         goto out;
     }
-    if (be->ops->to_device(be, zd, zh, (size_t)n * L * sizeof(float))) {
+    if (be->ops->to_device(be, zd, zr, (size_t)rows * in * sizeof(float))) {
         rc = d2_fail(err, D2_EDEVICE, "cannot upload latents");
         goto out;
     }
-    if ((rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, ar, &c, zd, n, err)))
+    if ((rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, ar, &c, zd, rows, err)))
         goto out;
-    if (be->ops->to_host(be, theta, c.y, (size_t)n * P * sizeof(float))) {
+    if (be->ops->to_host(be, out, c.y, (size_t)rows * tk->len * sizeof(float))) {
         rc = d2_fail(err, D2_EDEVICE, "cannot read decoded weights");
         goto out;
     }
+    wtok_merge(tk, out, n, theta);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < P; j++)
             theta[(size_t)i * P + j] = theta[(size_t)i * P + j] * g->w_std[j] + g->w_mean[j];
 out:
     arena_reset(ar, mark);
     free(zh);
+    free(zr);
+    free(out);
     return rc;
 }
 
@@ -524,38 +535,47 @@ int generator_vae_roundtrip(const generator *g, gen_workspace *ws, const float *
                             float *out, d2_error *err)
 {
     backend_t *be = g->be;
-    const int P = g->cfg.P, L = g->cfg.latent;
+    const wtok *tk = &g->tok;
+    const int P = g->cfg.P, L = g->cfg.latent, l = g->cfg.tok_latent;
+    const int in = tk->len + tk->n_layers;
     arena *ar = &ws->ar;
     int rc = 0;
     float *xn = malloc((size_t)P * sizeof(float));
-    float *enc = malloc((size_t)2 * L * sizeof(float));
+    float *tokens = malloc((size_t)tk->n_tok * in * sizeof(float));
+    float *enc = malloc((size_t)tk->n_tok * 2 * l * sizeof(float));
     float *z = malloc((size_t)L * sizeof(float));
-    if (!xn || !enc || !z) {
+    if (!xn || !tokens || !enc || !z) {
         rc = d2_fail(err, D2_ENOMEM, "out of memory");
         goto out;
     }
     for (int i = 0; i < n && !rc; i++) {
         for (int j = 0; j < P; j++)
             xn[j] = (theta[(size_t)i * P + j] - g->w_mean[j]) / g->w_std[j];
+        wtok_split(tk, xn, 1, tokens);
         size_t mark = arena_mark(ar);
-        float *xd = arena_floats(ar, (size_t)P);
+        float *xd = arena_floats(ar, (size_t)tk->n_tok * in);
         resmlp_cache c;
         if (!xd)
             rc = d2_fail(err, D2_ENOMEM, "scratch memory is full");
-        else if (be->ops->to_device(be, xd, xn, (size_t)P * sizeof(float)))
+        else if (be->ops->to_device(be, xd, tokens, (size_t)tk->n_tok * in * sizeof(float)))
             rc = d2_fail(err, D2_EDEVICE, "cannot upload weights");
-        else if (!(rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, ar, &c, xd, 1, err)) &&
-                 be->ops->to_host(be, enc, c.y, (size_t)2 * L * sizeof(float)))
+        else if (!(rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, ar, &c, xd, tk->n_tok, err)) &&
+                 be->ops->to_host(be, enc, c.y, (size_t)tk->n_tok * 2 * l * sizeof(float)))
             rc = d2_fail(err, D2_EDEVICE, "cannot read latents");
         arena_reset(ar, mark);
         if (rc)
             break;
-        for (int j = 0; j < L; j++)
-            z[j] = (enc[j] - g->z_mean[j]) / g->z_std[j];
+        // the mean of each token's posterior, standardised like the diffusion's latents
+        for (int t = 0; t < tk->n_tok; t++)
+            for (int j = 0; j < l; j++) {
+                int k = t * l + j;
+                z[k] = (enc[(size_t)t * 2 * l + j] - g->z_mean[k]) / g->z_std[k];
+            }
         rc = gen_decode_latents(g, ar, z, 1, out + (size_t)i * P, err);
     }
 out:
     free(xn);
+    free(tokens);
     free(enc);
     free(z);
     return rc;

@@ -324,7 +324,7 @@ static void test_one_step_lowers_loss(void **state)
     memset(&g, 0, sizeof g);
     gen_config cfg = gen_config_defaults(f->z.P, 784, 128, 5, f->z.spec.text);
     cfg.vae_hidden = 64;
-    cfg.latent = 16;
+    cfg.tok_latent = 8;
     cfg.enc_d = 16;
     cfg.enc_heads = 2;
     cfg.enc_inducing = 4;
@@ -337,39 +337,55 @@ static void test_one_step_lowers_loss(void **state)
     arena ar;
     assert_int_equal(arena_init(&ar, f->be, 64 << 20, &err), 0);
     backend_t *be = f->be;
-    const int B = 16, P = cfg.P, L = cfg.latent;
+    const wtok *tk = &g.tok;
+    assert_int_equal(tk->n_tok, 5);
+    assert_int_equal(tk->len, 129);
+    const int B = 16, l = g.cfg.tok_latent, R = B * tk->n_tok;
+    const int tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
     float *loss = backend_alloc_floats(be, 1);
-    // stage 1: the autoencoder on a fixed batch of zoo heads (scaled)
-    float *x = malloc((size_t)B * P * sizeof(float));
-    for (int i = 0; i < B * P; i++)
+    // stage 1: the autoencoder on a fixed batch of zoo heads (as tokens)
+    float *x = malloc((size_t)B * cfg.P * sizeof(float));
+    float *tok = malloc((size_t)R * tin * sizeof(float)), *tgt = malloc((size_t)R * tk->len * sizeof(float));
+    float *enc = malloc((size_t)R * 2 * l * sizeof(float)), *zr = malloc((size_t)R * zin * sizeof(float));
+    float *zl = malloc((size_t)R * l * sizeof(float)), *dzh = malloc((size_t)R * zin * sizeof(float));
+    float *douth = calloc((size_t)R * 2 * l, sizeof(float));
+    for (int i = 0; i < B * cfg.P; i++)
         x[i] = f->z.theta[i] * 3.0f;
-    float *xd = backend_alloc_floats(be, (size_t)B * P), *dy = backend_alloc_floats(be, (size_t)B * P);
-    float *z = backend_alloc_floats(be, (size_t)B * L), *dz = backend_alloc_floats(be, (size_t)B * L);
-    be->ops->to_device(be, xd, x, (size_t)B * P * sizeof(float));
+    wtok_split(tk, x, B, tok);
+    wtok_targets(tk, x, B, tgt);
+    float *xd = backend_alloc_floats(be, (size_t)R * tin), *td = backend_alloc_floats(be, (size_t)R * tk->len);
+    float *dy = backend_alloc_floats(be, (size_t)R * tk->len);
+    float *z = backend_alloc_floats(be, (size_t)R * zin), *dz = backend_alloc_floats(be, (size_t)R * zin);
+    float *dout = backend_alloc_floats(be, (size_t)R * 2 * l);
+    be->ops->to_device(be, xd, tok, (size_t)R * tin * sizeof(float));
+    be->ops->to_device(be, td, tgt, (size_t)R * tk->len * sizeof(float));
     adamw_cfg oc = adamw_defaults();
     oc.lr = 3e-3f;
     float before = 0, after = 0;
     for (int step = 0; step < 2; step++) {
         arena_reset(&ar, 0);
         resmlp_cache ce, cd;
-        assert_int_equal(resmlp_forward(be, &g.vae_enc, &g.vae_ps, &ar, &ce, xd, B, &err), 0);
-        // mu = first L columns of the encoder output
-        for (int b = 0; b < B; b++)
-            be->ops->copy(be, z + b * L, ce.y + (size_t)b * 2 * L, (size_t)L * sizeof(float));
-        assert_int_equal(resmlp_forward(be, &g.vae_dec, &g.vae_ps, &ar, &cd, z, B, &err), 0);
-        be->ops->mse(be, loss, dy, cd.y, xd, (size_t)B * P, 1.0f);
-        float l;
-        be->ops->to_host(be, &l, loss, sizeof l);
+        assert_int_equal(resmlp_forward(be, &g.vae_enc, &g.vae_ps, &ar, &ce, xd, R, &err), 0);
+        be->ops->to_host(be, enc, ce.y, (size_t)R * 2 * l * sizeof(float));
+        for (int i = 0; i < R; i++) // the posterior means
+            memcpy(zl + (size_t)i * l, enc + (size_t)i * 2 * l, (size_t)l * sizeof(float));
+        wtok_latent_rows(tk, zl, B, l, zr);
+        be->ops->to_device(be, z, zr, (size_t)R * zin * sizeof(float));
+        assert_int_equal(resmlp_forward(be, &g.vae_dec, &g.vae_ps, &ar, &cd, z, R, &err), 0);
+        be->ops->mse(be, loss, dy, cd.y, td, (size_t)R * tk->len, 1.0f);
+        float lv;
+        be->ops->to_host(be, &lv, loss, sizeof lv);
         if (step == 0)
-            before = l;
+            before = lv;
         else
-            after = l;
+            after = lv;
         paramset_zero_grad(&g.vae_ps);
-        be->ops->fill(be, dz, 0.0f, (size_t)B * L);
+        be->ops->fill(be, dz, 0.0f, (size_t)R * zin);
         assert_int_equal(resmlp_backward(be, &g.vae_dec, &g.vae_ps, &ar, &cd, dz, dy, &err), 0);
-        float *dout = arena_floats(&ar, (size_t)B * 2 * L);
-        for (int b = 0; b < B; b++)
-            be->ops->copy(be, dout + (size_t)b * 2 * L, dz + b * L, (size_t)L * sizeof(float));
+        be->ops->to_host(be, dzh, dz, (size_t)R * zin * sizeof(float));
+        for (int i = 0; i < R; i++)
+            memcpy(douth + (size_t)i * 2 * l, dzh + (size_t)i * zin, (size_t)l * sizeof(float));
+        be->ops->to_device(be, dout, douth, (size_t)R * 2 * l * sizeof(float));
         assert_int_equal(resmlp_backward(be, &g.vae_enc, &g.vae_ps, &ar, &ce, NULL, dout, &err), 0);
         assert_int_equal(optim_adamw_step(&g.vae_ps, &oc, step, NULL, &err), 0);
     }
@@ -382,19 +398,22 @@ static void test_one_step_lowers_loss(void **state)
     rng_init(&r, 5, 0);
     for (int i = 0; i < Bt * N * K * F; i++)
         X[i] = rng_normal(&r);
-    float zt[4 * 16], eps[4 * 16], temb[4 * 64];
+    const int L = g.cfg.latent;
+    float zt[4 * 80], eps[4 * 80], temb[4 * 64];
+    assert_true(L <= 80);
     int ts[4] = {10, 300, 600, 900};
     for (int i = 0; i < Bt * L; i++) {
         eps[i] = rng_normal(&r);
         zt[i] = 0.5f * rng_normal(&r) + 0.5f * eps[i];
     }
     denoiser_timestep_features(TD, ts, Bt, temb);
-    float *Xd = backend_alloc_floats(be, (size_t)Bt * N * K * F), *ztd = backend_alloc_floats(be, 64),
-          *epsd = backend_alloc_floats(be, 64), *tembd = backend_alloc_floats(be, (size_t)Bt * TD),
-          *deps = backend_alloc_floats(be, 64), *dcond = backend_alloc_floats(be, (size_t)Bt * C);
+    float *Xd = backend_alloc_floats(be, (size_t)Bt * N * K * F),
+          *ztd = backend_alloc_floats(be, (size_t)Bt * L), *epsd = backend_alloc_floats(be, (size_t)Bt * L),
+          *tembd = backend_alloc_floats(be, (size_t)Bt * TD), *deps = backend_alloc_floats(be, (size_t)Bt * L),
+          *dcond = backend_alloc_floats(be, (size_t)Bt * C);
     be->ops->to_device(be, Xd, X, (size_t)Bt * N * K * F * sizeof(float));
-    be->ops->to_device(be, ztd, zt, sizeof zt);
-    be->ops->to_device(be, epsd, eps, sizeof eps);
+    be->ops->to_device(be, ztd, zt, (size_t)Bt * L * sizeof(float));
+    be->ops->to_device(be, epsd, eps, (size_t)Bt * L * sizeof(float));
     be->ops->to_device(be, tembd, temb, (size_t)Bt * TD * sizeof(float));
     for (int step = 0; step < 2; step++) {
         arena_reset(&ar, 0);
@@ -403,12 +422,12 @@ static void test_one_step_lowers_loss(void **state)
         assert_int_equal(setenc_forward(be, &g.enc, &g.net_ps, &ar, &sc, Xd, Bt, N, K, &err), 0);
         assert_int_equal(denoiser_forward(be, &g.den, &g.net_ps, &ar, &dc, ztd, tembd, sc.cond, Bt, 1, &err), 0);
         be->ops->mse(be, loss, deps, dc.eps, epsd, (size_t)Bt * L, 1.0f);
-        float l;
-        be->ops->to_host(be, &l, loss, sizeof l);
+        float lv;
+        be->ops->to_host(be, &lv, loss, sizeof lv);
         if (step == 0)
-            before = l;
+            before = lv;
         else
-            after = l;
+            after = lv;
         paramset_zero_grad(&g.net_ps);
         be->ops->fill(be, dcond, 0.0f, (size_t)Bt * C);
         assert_int_equal(denoiser_backward(be, &g.den, &g.net_ps, &ar, &dc, deps, dcond, &err), 0);
@@ -417,10 +436,17 @@ static void test_one_step_lowers_loss(void **state)
     }
     print_message("stage 2 loss %.5f -> %.5f\n", before, after);
     assert_true(after < before);
-    void *bufs[] = {loss, xd, dy, z, dz, Xd, ztd, epsd, tembd, deps, dcond};
+    void *bufs[] = {loss, xd, td, dy, z, dz, dout, Xd, ztd, epsd, tembd, deps, dcond};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         be->ops->free(be, bufs[i]);
     free(x);
+    free(tok);
+    free(tgt);
+    free(enc);
+    free(zr);
+    free(zl);
+    free(dzh);
+    free(douth);
     free(X);
     arena_free(&ar);
     gen_model_free(&g);
@@ -431,7 +457,7 @@ static gen_train_cfg tiny_cfg(void)
     gen_train_cfg c = gen_train_defaults(1);
     c.progress = 0;
     c.vae_hidden = 32;
-    c.latent = 8;
+    c.tok_latent = 4;
     c.enc_d = 16;
     c.enc_inducing = 2;
     c.cond_dim = 16;
