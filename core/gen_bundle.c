@@ -519,6 +519,12 @@ int generator_load(generator **out, const char *path, backend_t *be, d2_error *e
         json_decref(pj);
     }
     st_free(&f);
+    // uploads may be asynchronous: finish them before other backends read the weights
+    if (be->ops->sync(be)) {
+        gen_model_free(g);
+        free(g);
+        return d2_fail(err, D2_EDEVICE, "generator %s: the upload to the device failed", path);
+    }
     *out = g;
     return 0;
 fail:

@@ -83,13 +83,17 @@ int gen_model_alloc_index(generator *g, int zoo_n, d2_error *err);
  * use_ema, else ps->w), statistics, feature map, zoo index, metadata. */
 int gen_bundle_save(const generator *g, const char *path, int use_ema, d2_error *err);
 
+/* These run their ops on `be`, which must share memory with the backend the
+ * generator was loaded on (the same host, or the same GPU): a backend is used
+ * by one thread at a time, so each worker passes its own. */
+
 /* The conditioning vector of a support set in feature space (not yet
  * standardised): counts[N] rows per class, rows sorted by class. cond: host [cond_dim]. */
-int gen_encode_support(const generator *g, arena *ar, const float *feat, const int *counts,
-                       int N, float *cond, d2_error *err);
+int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
+                       const int *counts, int N, float *cond, d2_error *err);
 
 /* Decode standardised latents z [n, L] (host) into theta [n, P] (host). */
-int gen_decode_latents(const generator *g, arena *ar, const float *z, int n, float *theta,
-                       d2_error *err);
+int gen_decode_latents(const generator *g, backend_t *be, arena *ar, const float *z, int n,
+                       float *theta, d2_error *err);
 
 #endif

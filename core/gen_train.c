@@ -896,7 +896,7 @@ static int compute_zoo_index(trainer *t, d2_error *err)
         for (size_t i = 0; i < (size_t)N * K; i++)
             for (int j = 0; j < F; j++)
                 raw[i * F + j] = X[i * F + j] * g->f_std[j] + g->f_mean[j];
-        if ((rc = gen_encode_support(g, &t->ar, raw, counts, N,
+        if ((rc = gen_encode_support(g, t->be, &t->ar, raw, counts, N,
                                      g->zoo_emb + (size_t)e * g->cfg.cond_dim, err)))
             goto out;
     }

@@ -91,10 +91,9 @@ int generator_check_support(const generator *g, const dataset *s, int embeddings
     return 0;
 }
 
-int gen_encode_support(const generator *g, arena *ar, const float *feat, const int *counts,
-                       int N, float *cond, d2_error *err)
+int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
+                       const int *counts, int N, float *cond, d2_error *err)
 {
-    backend_t *be = g->be;
     const int F = g->cfg.feat_dim;
     size_t n = 0;
     for (int c = 0; c < N; c++)
@@ -127,10 +126,9 @@ out:
     return rc;
 }
 
-int gen_decode_latents(const generator *g, arena *ar, const float *z, int n, float *theta,
-                       d2_error *err)
+int gen_decode_latents(const generator *g, backend_t *be, arena *ar, const float *z, int n,
+                       float *theta, d2_error *err)
 {
-    backend_t *be = g->be;
     const wtok *tk = &g->tok;
     const int L = g->cfg.latent, l = g->cfg.tok_latent, P = g->cfg.P;
     const int rows = n * tk->n_tok, in = l + tk->n_layers;
@@ -223,7 +221,7 @@ static int cmp_candidates(const void *pa, const void *pb)
 static int sample_latents(const generator *g, gen_workspace *ws, const gen_request *req,
                           const float *cond, float *z_out, d2_error *err)
 {
-    backend_t *be = g->be;
+    backend_t *be = ws->be;
     const struct backend_ops *op = be->ops;
     const gen_config *c = &g->cfg;
     const int K = req->candidates, L = c->latent, C = c->cond_dim, steps = req->steps;
@@ -356,9 +354,9 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         goto fail;
     }
     if ((rc = support_features(g, req->support, req->embeddings, &feat, counts, err)) ||
-        (rc = gen_encode_support(g, &ws->ar, feat.x, counts, N, cond, err)) ||
+        (rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)) ||
         (rc = sample_latents(g, ws, req, cond, z, err)) ||
-        (rc = gen_decode_latents(g, &ws->ar, z, K, theta, err)))
+        (rc = gen_decode_latents(g, ws->be, &ws->ar, z, K, theta, err)))
         goto fail;
     for (int k = 0; k < K; k++) {
         gen_candidate *c = &cand[k];
@@ -488,7 +486,7 @@ int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *sup
         goto out;
     }
     if ((rc = support_features(g, support, embeddings, &feat, counts, err)) ||
-        (rc = gen_encode_support(g, &ws->ar, feat.x, counts, N, cond, err)))
+        (rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)))
         goto out;
     for (int i = 0; i < g->zoo_n; i++) {
         double d = 0;
@@ -534,7 +532,7 @@ out:
 int generator_vae_roundtrip(const generator *g, gen_workspace *ws, const float *theta, int n,
                             float *out, d2_error *err)
 {
-    backend_t *be = g->be;
+    backend_t *be = ws->be;
     const wtok *tk = &g->tok;
     const int P = g->cfg.P, L = g->cfg.latent, l = g->cfg.tok_latent;
     const int in = tk->len + tk->n_layers;
@@ -571,7 +569,7 @@ int generator_vae_roundtrip(const generator *g, gen_workspace *ws, const float *
                 int k = t * l + j;
                 z[k] = (enc[(size_t)t * 2 * l + j] - g->z_mean[k]) / g->z_std[k];
             }
-        rc = gen_decode_latents(g, ar, z, 1, out + (size_t)i * P, err);
+        rc = gen_decode_latents(g, be, ar, z, 1, out + (size_t)i * P, err);
     }
 out:
     free(xn);
