@@ -151,8 +151,12 @@ test: deps
 
 check: test
 
+# The shared test fixture (a quick generator) is trained by the normal build
+# and copied: sanitized binaries would take minutes to train it.
 asan: deps
-	$(MAKE) SAN=1 OPT=-O1 BUILD=$(BUILD)/asan test
+	$(MAKE) all
+	sh tests/fixture.sh $(BUILD) >/dev/null
+	FIXTURE_SOURCE=$(BUILD) $(MAKE) SAN=1 OPT=-O1 BUILD=$(BUILD)/asan test
 
 bench: deps
 	$(MAKE) all bench-bins

@@ -2,25 +2,38 @@
 # The quick zoo and generator that the tests share, built once per build
 # directory (a few tens of seconds) and reused:
 #   sh tests/fixture.sh BUILD   ->  prints BUILD/fixtures/quick/gen.safetensors
-# The zoo is beside it: BUILD/fixtures/quick/zoo. A log of the build is in
-# BUILD/fixtures/quick/build.log. Safe to call from tests running at once.
+# The zoo is beside it: BUILD/fixtures/quick/zoo; the build's log is
+# BUILD/fixtures/quick/build.log. A cached bundle that this build cannot load
+# (an older format) is rebuilt. With FIXTURE_SOURCE=OTHER_BUILD, a valid
+# fixture of that build is copied instead of trained (make asan uses it: the
+# sanitized binaries would train slowly). Safe to call from tests at once.
 set -e
 B=${1:-build}
 D="$B/fixtures/quick"
 mkdir -p "$D"
 exec 9>"$D/.lock"
 flock 9
-if [ ! -f "$D/gen.safetensors" ]; then
-    rm -rf "$D/zoo" "$D/gen.safetensors.tmp" "$D/gen.safetensors.tmp.ckpt"
-    {
-        "$B/d2nwg" zoo build --source fashion-mnist --way 5 --tasks 2000 --feature pca:128 \
-            --seed 1 --out "$D/zoo" --quiet &&
-        "$B/d2nwg" train --zoo "$D/zoo" --out "$D/gen.safetensors.tmp" --quick --seed 1 --quiet
-    } >"$D/build.log" 2>&1 || {
-        echo "fixture: building the quick generator failed; see $D/build.log" >&2
-        tail -n 20 "$D/build.log" >&2
-        exit 1
-    }
+valid() {
+    [ -f "$1/gen.safetensors" ] && [ -f "$1/zoo/manifest.json" ] &&
+        "$B/d2nwg" info "$1/gen.safetensors" >/dev/null 2>&1
+}
+if ! valid "$D"; then
+    S="${FIXTURE_SOURCE:+$FIXTURE_SOURCE/fixtures/quick}"
+    rm -rf "$D/zoo" "$D/gen.safetensors" "$D/gen.safetensors.tmp" "$D/gen.safetensors.tmp.ckpt"
+    if [ -n "$S" ] && valid "$S"; then
+        cp -r "$S/zoo" "$D/zoo"
+        cp "$S/gen.safetensors" "$D/gen.safetensors.tmp"
+    else
+        {
+            "$B/d2nwg" zoo build --source fashion-mnist --way 5 --tasks 2000 --feature pca:128 \
+                --seed 1 --out "$D/zoo" --quiet &&
+            "$B/d2nwg" train --zoo "$D/zoo" --out "$D/gen.safetensors.tmp" --quick --seed 1 --quiet
+        } >"$D/build.log" 2>&1 || {
+            echo "fixture: building the quick generator failed; see $D/build.log" >&2
+            tail -n 20 "$D/build.log" >&2
+            exit 1
+        }
+    fi
     mv "$D/gen.safetensors.tmp" "$D/gen.safetensors"
 fi
 echo "$D/gen.safetensors"

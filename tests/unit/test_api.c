@@ -403,6 +403,26 @@ static void test_time_and_ids(void **state)
     assert_false(api_is_hex64("0123"));
 }
 
+static void test_sanitize(void **state)
+{
+    (void)state;
+    char a[] = "plain ascii";
+    api_sanitize_utf8(a);
+    assert_string_equal(a, "plain ascii");
+    char b[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    api_sanitize_utf8(b);
+    assert_string_equal(b, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    char c[] = "bad \xff\xfe, cut \xc3, overlong \xc0\xaf, surrogate \xed\xa0\x80, tab\tnl\n";
+    api_sanitize_utf8(c);
+    assert_string_equal(c, "bad ??, cut ?, overlong ??, surrogate ???, tab?nl?");
+    /* errors built from user input always serialise */
+    api_error e;
+    api_fail(&e, 404, "not_found", "x\xff", "no job %s", "j_\xc3(");
+    json_t *o = api_error_to_json(&e);
+    assert_non_null(o);
+    json_decref(o);
+}
+
 static void test_canonical_sha(void **state)
 {
     (void)state;
@@ -517,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_job_json_roundtrip),
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_time_and_ids),
+        cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_canonical_sha),
         cmocka_unit_test(test_safetensors_body),
         cmocka_unit_test(test_generator_json),

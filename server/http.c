@@ -1,0 +1,555 @@
+/* http.c - libmicrohttpd in external-polling epoll mode, driven by libuv. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "jobs.h"
+#include "routes.h"
+#include "server.h"
+
+struct http {
+    server *s;
+    struct MHD_Daemon *d;
+    int listen_fd;
+    int port;
+    int quiesced;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int handles_open;
+    http_req *suspended;
+    int nsuspended;
+    int active; /* requests between first call and completion */
+    unsigned long long next_id;
+    char id_prefix[12];
+};
+
+/* ---- running MHD from the loop ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void schedule(http *h)
+{
+    if (!h->d)
+        return;
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+        uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
+    else
+        uv_timer_stop(&h->timer);
+}
+
+static void run_mhd(http *h)
+{
+    if (!h->d)
+        return;
+    if (MHD_run(h->d) != MHD_YES)
+        server_log(h->s, LOG_WARN, "MHD_run failed", NULL);
+    schedule(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    run_mhd(t->data);
+}
+
+/* Run MHD on the next loop iteration (after a resume from outside MHD_run). */
+static void kick(http *h)
+{
+    if (h->d)
+        uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
+/* ---- requests ---- */
+
+static int valid_request_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int method_of(const char *m)
+{
+    if (!strcmp(m, "GET"))
+        return HTTP_GET;
+    if (!strcmp(m, "POST"))
+        return HTTP_POST;
+    if (!strcmp(m, "HEAD"))
+        return HTTP_HEAD;
+    return HTTP_OTHER;
+}
+
+static void client_address(http_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(r->client, sizeof r->client, "unknown");
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->client,
+                  sizeof r->client);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                  r->client, sizeof r->client);
+}
+
+static int append_body(http_req *r, const char *data, size_t n, size_t limit)
+{
+    if (r->body_too_large || r->body_len + n > limit) {
+        r->body_too_large = 1;
+        r->body_len += n; /* counted, not kept */
+        return 0;
+    }
+    if (r->body_len + n > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 16384;
+        while (cap < r->body_len + n)
+            cap *= 2;
+        if (cap > limit)
+            cap = limit;
+        unsigned char *b = realloc(r->body, cap + 1);
+        if (!b)
+            return -1;
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    http *h = cls;
+    server *s = h->s;
+    http_req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        h->active++;
+        r->h = h;
+        r->conn = c;
+        r->t0 = d2_now();
+        r->route = -1;
+        r->method_name = method;
+        r->method = method_of(method);
+        r->principal = "anonymous";
+        api_snprintf(r->path, sizeof r->path, "%s", url);
+        api_sanitize_utf8(r->path); /* it goes into logs and error messages */
+        const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+        if (rid && valid_request_id(rid))
+            snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+        else
+            snprintf(r->request_id, sizeof r->request_id, "%s-%llu", h->id_prefix,
+                     ++h->next_id);
+        client_address(r);
+        return routes_on_headers(s, r) < 0 ? MHD_NO : MHD_YES;
+    }
+    if (*upload_size > 0) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->phase == REQ_RESPONDED)
+            return MHD_YES; /* answered early (413...): discard */
+        if (append_body(r, upload_data, n, s->cfg->body_limit) != 0)
+            return MHD_NO;
+        /* a client streaming far past the limit without Content-Length is cut off */
+        if (r->body_too_large && r->body_len > 4 * s->cfg->body_limit)
+            return MHD_NO;
+        return MHD_YES;
+    }
+    if (r->phase == REQ_RESPONDED || r->phase == REQ_SUSPENDED)
+        return MHD_YES;
+    int rc;
+    if (r->phase == REQ_RESUMED)
+        rc = routes_on_resume(s, r);
+    else
+        rc = routes_on_body(s, r);
+    return rc < 0 ? MHD_NO : MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    http *h = cls;
+    server *s = h->s;
+    http_req *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    h->active--;
+    double secs = d2_now() - r->t0;
+    if (r->status > 0)
+        metrics_http(&s->metrics, r->route, r->status, secs);
+    if (log_enabled(&s->log, LOG_INFO)) {
+        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "request_id",
+                              r->request_id, "method", r->method_name ? r->method_name : "",
+                              "route", r->route >= 0 ? ROUTES[r->route].tmpl : "unmatched",
+                              "path", r->path, "status", r->status, "duration_ms",
+                              secs * 1000.0, "client", r->client, "principal", r->principal);
+        if (f && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            json_object_set_new(f, "terminated", json_integer((int)toe));
+        server_log(s, r->status >= 500 ? LOG_WARN : LOG_INFO, "request", f);
+    }
+    if (s->jobs)
+        jobs_detach_request(s->jobs, r);
+    if (r->phase == REQ_SUSPENDED) { /* cannot happen: MHD completes only resumed requests */
+        if (r->sus_prev)
+            r->sus_prev->sus_next = r->sus_next;
+        else
+            h->suspended = r->sus_next;
+        if (r->sus_next)
+            r->sus_next->sus_prev = r->sus_prev;
+        h->nsuspended--;
+    }
+    free(r->body);
+    json_decref(r->async_json);
+    free(r);
+}
+
+void http_suspend(http_req *r)
+{
+    http *h = r->h;
+    r->phase = REQ_SUSPENDED;
+    r->sus_prev = NULL;
+    r->sus_next = h->suspended;
+    if (h->suspended)
+        h->suspended->sus_prev = r;
+    h->suspended = r;
+    h->nsuspended++;
+    MHD_suspend_connection(r->conn);
+}
+
+void http_resume(http_req *r)
+{
+    http *h = r->h;
+    if (r->phase != REQ_SUSPENDED)
+        return;
+    if (r->sus_prev)
+        r->sus_prev->sus_next = r->sus_next;
+    else
+        h->suspended = r->sus_next;
+    if (r->sus_next)
+        r->sus_next->sus_prev = r->sus_prev;
+    r->sus_prev = r->sus_next = NULL;
+    h->nsuspended--;
+    r->phase = REQ_RESUMED;
+    MHD_resume_connection(r->conn);
+    kick(h);
+}
+
+int http_suspended_count(const http *h)
+{
+    return h->nsuspended;
+}
+
+int http_active_requests(const http *h)
+{
+    return h->active;
+}
+
+void http_resume_all(http *h)
+{
+    while (h->suspended) {
+        http_req *r = h->suspended;
+        if (r->waiter || r->task)
+            jobs_detach_request(h->s->jobs, r);
+        if (r->async_status == 0 && !r->async_err.status && r->route >= 0 &&
+            ROUTES[r->route].resume == route_retrieve_resume)
+            api_fail(&r->async_err, 503, "shutting_down", NULL, "the daemon is shutting down");
+        http_resume(r);
+    }
+}
+
+const char *http_header(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- responses ---- */
+
+struct MHD_Response *http_json_response(json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    char *b = realloc(s, n + 2);
+    if (!b) {
+        free(s);
+        return NULL;
+    }
+    b[n] = '\n';
+    b[n + 1] = '\0';
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n + 1, b, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(b);
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    return resp;
+}
+
+int http_send(http_req *r, unsigned status, struct MHD_Response *resp)
+{
+    if (!resp) {
+        /* out of memory building the body: a bodiless 500 */
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        status = 500;
+        if (!resp)
+            return D2_ENOMEM;
+    }
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES)
+        return D2_EIO;
+    r->status = (int)status;
+    r->phase = REQ_RESPONDED;
+    return 0;
+}
+
+int http_send_json(http_req *r, unsigned status, json_t *v)
+{
+    return http_send(r, status, http_json_response(v));
+}
+
+int http_send_error(http_req *r, const api_error *e, int retry_after)
+{
+    struct MHD_Response *resp = http_json_response(api_error_to_json(e));
+    if (resp) {
+        char ra[32];
+        if (retry_after > 0) {
+            snprintf(ra, sizeof ra, "%d", retry_after);
+            MHD_add_response_header(resp, "Retry-After", ra);
+        }
+        if (e->status == 401)
+            MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"d2nwgd\"");
+    }
+    return http_send(r, (unsigned)(e->status ? e->status : 500), resp);
+}
+
+int http_errorf(http_req *r, int status, const char *code, const char *field, int retry_after,
+                const char *fmt, ...)
+{
+    api_error e;
+    memset(&e, 0, sizeof e);
+    e.status = status;
+    api_snprintf(e.code, sizeof e.code, "%s", code);
+    api_snprintf(e.field, sizeof e.field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    api_sanitize_utf8(e.field);
+    api_sanitize_utf8(e.message);
+    return http_send_error(r, &e, retry_after);
+}
+
+/* ---- start / stop ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    http *h = cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    server_log(h->s, LOG_WARN, "libmicrohttpd", json_pack("{s:s}", "detail", msg));
+}
+
+static int open_listener(const char *host, int port, int *fd_out, int *family, d2_error *err)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ports[16];
+    snprintf(ports, sizeof ports, "%d", port);
+    int rc = getaddrinfo(host[0] ? host : NULL, ports, &hints, &res);
+    if (rc != 0)
+        return d2_fail(err, D2_EINVAL, "listen %s:%d: %s", host, port, gai_strerror(rc));
+    int fd = -1;
+    char why[256] = "no address";
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            snprintf(why, sizeof why, "socket: %s", strerror(errno));
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
+            *family = ai->ai_family;
+            break;
+        }
+        snprintf(why, sizeof why, "%s", strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return d2_fail(err, D2_EIO, "listen %s:%d: %s", host[0] ? host : "*", port, why);
+    *fd_out = fd;
+    return 0;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+static void handle_closed(uv_handle_t *hd)
+{
+    http *h = hd->data;
+    if (--h->handles_open == 0)
+        free(h);
+}
+
+int http_start(http **out, server *s, d2_error *err)
+{
+    *out = NULL;
+    char host[256];
+    int port, family = AF_INET, fd = -1;
+    if (config_parse_listen(s->cfg->listen, host, sizeof host, &port, err) != 0)
+        return err->code;
+    if (open_listener(host, port, &fd, &family, err) != 0)
+        return err->code;
+    http *h = calloc(1, sizeof *h);
+    if (!h) {
+        close(fd);
+        return d2_fail(err, D2_ENOMEM, "http: out of memory");
+    }
+    h->s = s;
+    h->listen_fd = fd;
+    h->port = bound_port(fd);
+    unsigned char rnd[4] = {0, 0, 0, 0};
+    int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (rfd >= 0) {
+        if (read(rfd, rnd, sizeof rnd) != (ssize_t)sizeof rnd)
+            memset(rnd, 0, sizeof rnd);
+        close(rfd);
+    }
+    snprintf(h->id_prefix, sizeof h->id_prefix, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3]);
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)s->cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)s->cfg->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_END);
+    if (!h->d) {
+        close(fd);
+        free(h);
+        return d2_fail(err, D2_EIO, "http: libmicrohttpd did not start");
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+    uv_timer_init(s->loop, &h->timer); /* cannot fail */
+    h->timer.data = h;
+    if (!di || uv_poll_init(s->loop, &h->poll, di->epoll_fd) != 0) {
+        MHD_stop_daemon(h->d); /* closes fd */
+        h->d = NULL;
+        h->handles_open = 1;
+        uv_close((uv_handle_t *)&h->timer, handle_closed); /* frees h */
+        return d2_fail(err, D2_EIO, "http: cannot watch libmicrohttpd's epoll fd");
+    }
+    h->poll.data = h;
+    h->handles_open = 2;
+    uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    schedule(h);
+    *out = h;
+    return 0;
+}
+
+int http_port(const http *h)
+{
+    return h->port;
+}
+
+void http_quiesce(http *h)
+{
+    if (!h->d || h->quiesced)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(h->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    h->quiesced = 1;
+    h->listen_fd = -1;
+}
+
+unsigned http_connections(http *h)
+{
+    if (!h->d)
+        return 0;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return di ? di->num_connections : 0;
+}
+
+void http_stop(http *h)
+{
+    if (!h)
+        return;
+    if (h->d) {
+        http_resume_all(h);
+        MHD_run(h->d);
+        uv_poll_stop(&h->poll);
+        uv_timer_stop(&h->timer);
+        MHD_stop_daemon(h->d); /* closes the listen socket unless quiesced */
+        h->d = NULL;
+        h->listen_fd = -1;
+    }
+    uv_close((uv_handle_t *)&h->poll, handle_closed);
+    uv_close((uv_handle_t *)&h->timer, handle_closed);
+}

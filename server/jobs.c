@@ -1,0 +1,640 @@
+/* jobs.c - queue, dispatch, cancel, long-poll waiters, retrievals, drain. */
+#include "jobs.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PRIORITIES 10
+#define JOB_BUCKETS 4096
+
+struct job_rec {
+    work_item w; /* first: a worker event's item is the record */
+    api_job_state state;
+    int priority;
+    int64_t created_ms;
+    struct waiter *waiters;
+    job_rec *qprev, *qnext; /* pending list of its priority */
+    job_rec *hnext;         /* table chain */
+};
+
+typedef struct waiter {
+    uv_timer_t timer;
+    jobs *owner;
+    job_rec *job;
+    http_req *req;
+    struct waiter *prev, *next;
+} waiter;
+
+struct jobs {
+    server *s;
+    worker_pool *pool;
+    int nworkers, started, idle;
+    job_rec *qhead[PRIORITIES], *qtail[PRIORITIES];
+    int npending, nrunning;
+    job_rec *table[JOB_BUCKETS];
+    rtask *rhead, *rtail;
+    int nretrieve_waiting, nretrieve_running;
+    int nwaiters;
+    int draining, drained;
+    uv_timer_t grace;
+    int grace_active;
+    size_t mem_used[METRICS_MAX_WORKERS], mem_total[METRICS_MAX_WORKERS];
+    double avg_run; /* moving average of job seconds, for Retry-After */
+};
+
+/* ---- table of active jobs ---- */
+
+static unsigned bucket_of(const char *id)
+{
+    unsigned h = 2166136261u;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h % JOB_BUCKETS;
+}
+
+static job_rec *find(const jobs *j, const char *id)
+{
+    for (job_rec *r = j->table[bucket_of(id)]; r; r = r->hnext)
+        if (!strcmp(r->w.job_id, id))
+            return r;
+    return NULL;
+}
+
+static void table_remove(jobs *j, job_rec *r)
+{
+    job_rec **p = &j->table[bucket_of(r->w.job_id)];
+    while (*p && *p != r)
+        p = &(*p)->hnext;
+    if (*p)
+        *p = r->hnext;
+}
+
+static void pending_push(jobs *j, job_rec *r)
+{
+    int p = r->priority;
+    r->qnext = NULL;
+    r->qprev = j->qtail[p];
+    if (j->qtail[p])
+        j->qtail[p]->qnext = r;
+    else
+        j->qhead[p] = r;
+    j->qtail[p] = r;
+    j->npending++;
+}
+
+static void pending_remove(jobs *j, job_rec *r)
+{
+    int p = r->priority;
+    if (r->qprev)
+        r->qprev->qnext = r->qnext;
+    else
+        j->qhead[p] = r->qnext;
+    if (r->qnext)
+        r->qnext->qprev = r->qprev;
+    else
+        j->qtail[p] = r->qprev;
+    r->qprev = r->qnext = NULL;
+    j->npending--;
+}
+
+static job_rec *pending_pop(jobs *j)
+{
+    for (int p = PRIORITIES - 1; p >= 0; p--)
+        if (j->qhead[p]) {
+            job_rec *r = j->qhead[p];
+            pending_remove(j, r);
+            return r;
+        }
+    return NULL;
+}
+
+/* ---- waiters ---- */
+
+static void waiter_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Unlink and close the waiter; resume its request when `resume`. */
+static void waiter_finish(waiter *w, int resume)
+{
+    jobs *j = w->owner;
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (w->job)
+        w->job->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    j->nwaiters--;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed);
+    http_req *r = w->req;
+    r->waiter = NULL;
+    if (resume)
+        http_resume(r);
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+    waiter_finish(t->data, 1);
+}
+
+static void wake_waiters(job_rec *r)
+{
+    while (r->waiters)
+        waiter_finish(r->waiters, 1);
+}
+
+int jobs_wait(jobs *j, const char *id, http_req *r, double seconds)
+{
+    job_rec *rec = find(j, id);
+    if (!rec || j->draining || seconds <= 0)
+        return 0;
+    waiter *w = calloc(1, sizeof *w);
+    if (!w || uv_timer_init(j->s->loop, &w->timer) != 0) {
+        free(w);
+        return 0; /* answer now rather than fail the request */
+    }
+    w->timer.data = w;
+    w->owner = j;
+    w->job = rec;
+    w->req = r;
+    w->next = rec->waiters;
+    if (rec->waiters)
+        rec->waiters->prev = w;
+    rec->waiters = w;
+    j->nwaiters++;
+    r->waiter = w;
+    uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)llround(seconds * 1000.0), 0);
+    http_suspend(r);
+    return 1;
+}
+
+void jobs_detach_request(jobs *j, http_req *r)
+{
+    (void)j;
+    if (r->waiter)
+        waiter_finish(r->waiter, 0);
+    if (r->task) {
+        r->task->req = NULL;
+        r->task = NULL;
+    }
+}
+
+/* ---- records ---- */
+
+static void rec_free(jobs *j, job_rec *r)
+{
+    wake_waiters(r);
+    table_remove(j, r);
+    free(r);
+}
+
+static void log_job(jobs *j, int level, const char *msg, const job_rec *r, json_t *extra)
+{
+    json_t *f = json_pack("{s:s, s:s}", "job_id", r->w.job_id, "state",
+                          api_job_state_name(r->state));
+    if (f && extra)
+        json_object_update(f, extra);
+    json_decref(extra);
+    server_log(j->s, level, msg, f);
+}
+
+/* ---- dispatch ---- */
+
+static void dispatch(jobs *j)
+{
+    server *s = j->s;
+    while (j->idle > 0 && !j->draining && j->pool) {
+        rtask *t = j->rhead;
+        if (t) {
+            j->rhead = t->next;
+            if (!j->rhead)
+                j->rtail = NULL;
+            j->nretrieve_waiting--;
+            j->nretrieve_running++;
+            j->idle--;
+            worker_pool_submit(j->pool, &t->w);
+            continue;
+        }
+        job_rec *r = pending_pop(j);
+        if (!r)
+            break;
+        int64_t now = api_now_ms();
+        d2_error err;
+        d2_error_clear(&err);
+        if (store_job_set_running(s->db, r->w.job_id, now, &err) != 0) {
+            s->store_ok = 0;
+            log_job(j, LOG_ERROR, "job dispatch failed; it stays queued in the store", r,
+                    json_pack("{s:s}", "error", err.msg));
+            rec_free(j, r);
+            continue;
+        }
+        s->store_ok = 1;
+        r->state = API_JOB_RUNNING;
+        j->nrunning++;
+        j->idle--;
+        histogram_observe(&s->metrics.queue_wait, (double)(now - r->created_ms) / 1000.0);
+        wake_waiters(r);
+        worker_pool_submit(j->pool, &r->w);
+    }
+}
+
+static void finish_drain(jobs *j)
+{
+    if (j->drained)
+        return;
+    j->drained = 1;
+    if (j->grace_active) {
+        uv_timer_stop(&j->grace);
+        j->grace_active = 0;
+    }
+    worker_pool_stop(j->pool);
+    j->pool = NULL;
+    server_on_drained(j->s);
+}
+
+static void maybe_drained(jobs *j)
+{
+    if (j->draining && j->nrunning == 0 && j->nretrieve_running == 0)
+        finish_drain(j);
+}
+
+/* ---- worker events ---- */
+
+static json_t *retrieval_json(server *s, const rtask *t)
+{
+    const gen_entry *ge = &s->gens.e[t->w.gen_index];
+    json_t *hits = json_array();
+    for (int i = 0; hits && i < t->w.nhits; i++) {
+        const gen_retrieval *h = &t->w.hits[i];
+        json_t *classes = json_array();
+        for (int c = 0; classes && c < h->way && c < 16; c++)
+            json_array_append_new(classes, json_integer(h->classes[c]));
+        json_array_append_new(hits, json_pack("{s:i, s:f, s:f, s:o}", "zoo_index", h->zoo_index,
+                                              "distance", (double)h->distance,
+                                              "support_accuracy", (double)h->support_acc,
+                                              "classes", classes));
+    }
+    return json_pack("{s:{s:s, s:s}, s:s, s:o}", "generator", "name", ge->name, "id",
+                     ge->info->id, "dataset_fingerprint", t->w.dataset_fp, "hits", hits);
+}
+
+static void rtask_free(rtask *t)
+{
+    if (t->w.has_data)
+        dataset_free(&t->w.data);
+    free(t);
+}
+
+static void retrieve_done(jobs *j, rtask *t)
+{
+    j->nretrieve_running--;
+    http_req *r = t->req;
+    if (r) {
+        if (t->w.outcome == WORK_SUCCEEDED) {
+            r->async_json = retrieval_json(j->s, t);
+            r->async_status = 200;
+            if (!r->async_json)
+                api_fail(&r->async_err, 500, "internal", NULL, "out of memory");
+        } else {
+            api_fail(&r->async_err, 500, "internal", NULL, "retrieval failed: %s",
+                     t->w.error_message);
+        }
+        r->task = NULL;
+        http_resume(r);
+    }
+    rtask_free(t);
+}
+
+static void job_done(jobs *j, job_rec *r)
+{
+    server *s = j->s;
+    work_item *w = &r->w;
+    j->nrunning--;
+    switch (w->outcome) {
+    case WORK_SUCCEEDED: r->state = API_JOB_SUCCEEDED; break;
+    case WORK_CANCELLED: r->state = API_JOB_CANCELLED; break;
+    case WORK_REQUEUED: r->state = API_JOB_QUEUED; break;
+    case WORK_STORE_FAILED: {
+        /* the worker could not write the outcome: try from here, else it stays
+         * 'running' in the store and is re-run after a restart */
+        d2_error err;
+        d2_error_clear(&err);
+        r->state = API_JOB_FAILED;
+        if (store_job_finish(s->db, w->job_id, API_JOB_FAILED, "internal", w->error_message,
+                             api_now_ms(), w->run_seconds, &err) != 0)
+            s->store_ok = 0;
+        break;
+    }
+    default: r->state = API_JOB_FAILED; break;
+    }
+    if (r->state != API_JOB_QUEUED) {
+        histogram_observe(&s->metrics.generation, w->run_seconds);
+        s->metrics.jobs_finished[r->state]++;
+        j->avg_run = 0.9 * j->avg_run + 0.1 * w->run_seconds;
+    }
+    json_t *extra = json_pack("{s:f, s:f, s:f, s:i}", "seconds", w->run_seconds,
+                              "generate_seconds", w->generate_seconds, "save_seconds",
+                              w->save_seconds, "worker", w->worker);
+    if (extra && w->error_code[0])
+        json_object_set_new(extra, "error", json_string(w->error_message));
+    log_job(j, r->state == API_JOB_FAILED ? LOG_WARN : LOG_INFO,
+            r->state == API_JOB_QUEUED ? "job requeued for shutdown" : "job finished", r, extra);
+    rec_free(j, r);
+}
+
+static void on_event(void *ctx, const worker_event *ev)
+{
+    jobs *j = ctx;
+    if (ev->worker >= 0 && ev->worker < METRICS_MAX_WORKERS) {
+        j->mem_used[ev->worker] = ev->mem_used;
+        j->mem_total[ev->worker] = ev->mem_total;
+    }
+    switch (ev->kind) {
+    case WORKER_READY:
+        j->started++;
+        j->idle++;
+        if (j->started == j->nworkers)
+            server_on_workers_ready(j->s);
+        break;
+    case WORKER_INIT_FAILED:
+        server_fatal(j->s, "worker start failed", ev->message);
+        return;
+    case WORKER_DONE:
+        j->idle++;
+        if (ev->item->kind == WORK_JOB)
+            job_done(j, (job_rec *)ev->item);
+        else
+            retrieve_done(j, (rtask *)ev->item);
+        break;
+    default: break;
+    }
+    if (j->draining)
+        maybe_drained(j);
+    else
+        dispatch(j);
+}
+
+/* ---- public ---- */
+
+int jobs_create(jobs **out, server *s, d2_error *err)
+{
+    jobs *j = calloc(1, sizeof *j);
+    if (!j)
+        return d2_fail(err, D2_ENOMEM, "jobs: out of memory");
+    j->s = s;
+    j->nworkers = s->cfg->workers;
+    j->avg_run = 1.0;
+    if (uv_timer_init(s->loop, &j->grace) != 0) {
+        free(j);
+        return d2_fail(err, D2_EIO, "jobs: timer");
+    }
+    j->grace.data = j;
+    *out = j;
+    return 0;
+}
+
+int jobs_start_workers(jobs *j, d2_error *err)
+{
+    server *s = j->s;
+    worker_config wc;
+    memset(&wc, 0, sizeof wc);
+    wc.workers = s->cfg->workers;
+    wc.threads = config_backend_threads(s->cfg);
+    api_snprintf(wc.device, sizeof wc.device, "%s", s->cfg->device);
+    api_snprintf(wc.db_path, sizeof wc.db_path, "%s", s->db_path);
+    api_snprintf(wc.checkpoint_dir, sizeof wc.checkpoint_dir, "%s", s->checkpoint_dir);
+    wc.max_candidates = s->cfg->limits.max_candidates;
+    wc.sync_full = s->cfg->sqlite_sync_full;
+    return worker_pool_start(&j->pool, &wc, &s->gens, s->loop, on_event, j, err);
+}
+
+int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
+{
+    job_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return d2_fail(err, D2_ENOMEM, "jobs: out of memory");
+    work_item *w = &r->w;
+    w->kind = WORK_JOB;
+    w->gen_index = gen_index;
+    api_snprintf(w->job_id, sizeof w->job_id, "%s", job->id);
+    api_snprintf(w->dataset_id, sizeof w->dataset_id, "%s", job->dataset_id);
+    w->embeddings = job->kind == API_KIND_EMBEDDINGS;
+    w->candidates = job->candidates;
+    w->steps = job->steps;
+    w->sampler = job->sampler;
+    w->guidance = (float)job->guidance;
+    w->seed = (uint64_t)job->seed;
+    api_snprintf(w->parent_checkpoint, sizeof w->parent_checkpoint, "%s", job->parent_checkpoint);
+    atomic_init(&w->progress_ppm, 0);
+    r->state = API_JOB_QUEUED;
+    r->priority = job->priority >= 0 && job->priority < PRIORITIES ? job->priority : 5;
+    r->created_ms = job->created_ms;
+    unsigned b = bucket_of(w->job_id);
+    r->hnext = j->table[b];
+    j->table[b] = r;
+    pending_push(j, r);
+    dispatch(j);
+    return 0;
+}
+
+int jobs_restore(jobs *j, d2_error *err)
+{
+    server *s = j->s;
+    api_job *list = NULL;
+    int n = 0;
+    if (store_jobs_queued(s->db, &list, &n, err) != 0)
+        return D2_EIO;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        int g = gens_find_id(&s->gens, list[i].generator_id);
+        if (g < 0) {
+            char msg[API_MESSAGE_LEN];
+            api_snprintf(msg, sizeof msg, "generator %s (%s) is not loaded in this daemon",
+                         list[i].generator_name, list[i].generator_id);
+            rc = store_job_finish(s->db, list[i].id, API_JOB_FAILED, "generator_unavailable",
+                                  msg, api_now_ms(), -1.0, err);
+            server_log(s, LOG_WARN, "queued job failed: generator not loaded",
+                       json_pack("{s:s, s:s}", "job_id", list[i].id, "generator_id",
+                                 list[i].generator_id));
+        } else {
+            rc = jobs_enqueue(j, &list[i], g, err);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        api_job_free(&list[i]);
+    free(list);
+    if (rc == 0 && n > 0)
+        server_log(s, LOG_INFO, "queued jobs restored", json_pack("{s:i}", "count", n));
+    return rc;
+}
+
+int jobs_pending(const jobs *j) { return j->npending; }
+int jobs_running(const jobs *j) { return j->nrunning; }
+int jobs_long_polls(const jobs *j) { return j->nwaiters; }
+int jobs_workers(const jobs *j) { return j->nworkers; }
+
+void jobs_memory(const jobs *j, size_t *used, size_t *total, int max)
+{
+    for (int i = 0; i < max && i < METRICS_MAX_WORKERS; i++) {
+        used[i] = j->mem_used[i];
+        total[i] = j->mem_total[i];
+    }
+}
+
+int jobs_retry_after(const jobs *j)
+{
+    double waves = (double)j->npending / (double)(j->nworkers > 0 ? j->nworkers : 1) + 1.0;
+    double t = ceil(j->avg_run * waves);
+    if (t < 1.0)
+        t = 1.0;
+    if (t > 3600.0)
+        t = 3600.0;
+    return (int)t;
+}
+
+void jobs_overlay(const jobs *j, api_job *job)
+{
+    const job_rec *r = find(j, job->id);
+    if (r && r->state == API_JOB_RUNNING && job->state == API_JOB_RUNNING)
+        job->progress = (double)atomic_load(&((job_rec *)r)->w.progress_ppm) / 1e6;
+}
+
+int jobs_cancel(jobs *j, const char *id, d2_error *err)
+{
+    server *s = j->s;
+    job_rec *r = find(j, id);
+    if (!r)
+        return D2_ENOTFOUND;
+    if (r->state == API_JOB_QUEUED) {
+        if (store_begin(s->db, err) != 0)
+            return D2_EIO;
+        if (store_job_set_cancel_requested(s->db, id, err) != 0 ||
+            store_job_finish(s->db, id, API_JOB_CANCELLED, NULL, NULL, api_now_ms(), -1.0,
+                             err) != 0) {
+            store_rollback(s->db);
+            return D2_EIO;
+        }
+        if (store_commit(s->db, err) != 0)
+            return D2_EIO;
+        pending_remove(j, r);
+        r->state = API_JOB_CANCELLED;
+        s->metrics.jobs_finished[API_JOB_CANCELLED]++;
+        log_job(j, LOG_INFO, "job cancelled while queued", r, NULL);
+        rec_free(j, r);
+        return 0;
+    }
+    if (store_job_set_cancel_requested(s->db, id, err) != 0)
+        return D2_EIO;
+    r->w.cancel = 1;
+    return 1;
+}
+
+int jobs_retrieve(jobs *j, rtask *t, http_req *r)
+{
+    if (j->nretrieve_waiting >= j->s->cfg->max_queue)
+        return D2_ERANGE;
+    t->w.kind = WORK_RETRIEVE;
+    t->req = r;
+    t->next = NULL;
+    r->task = t;
+    if (j->rtail)
+        j->rtail->next = t;
+    else
+        j->rhead = t;
+    j->rtail = t;
+    j->nretrieve_waiting++;
+    http_suspend(r);
+    dispatch(j);
+    return 0;
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    jobs *j = t->data;
+    j->grace_active = 0;
+    server_log(j->s, LOG_INFO, "shutdown grace over: stopping running jobs",
+               json_pack("{s:i}", "running", j->nrunning));
+    jobs_drain_now(j);
+}
+
+void jobs_drain(jobs *j, int grace)
+{
+    if (j->draining) {
+        jobs_drain_now(j);
+        return;
+    }
+    j->draining = 1;
+    for (int b = 0; b < JOB_BUCKETS; b++)
+        for (job_rec *r = j->table[b]; r; r = r->hnext)
+            wake_waiters(r);
+    while (j->rhead) {
+        rtask *t = j->rhead;
+        j->rhead = t->next;
+        j->nretrieve_waiting--;
+        if (t->req) {
+            api_fail(&t->req->async_err, 503, "shutting_down", NULL,
+                     "the daemon is shutting down");
+            t->req->task = NULL;
+            http_resume(t->req);
+        }
+        rtask_free(t);
+    }
+    j->rtail = NULL;
+    if (j->nrunning == 0 && j->nretrieve_running == 0) {
+        finish_drain(j);
+        return;
+    }
+    if (grace > 0 && j->nrunning > 0) {
+        j->grace_active = 1;
+        uv_timer_start(&j->grace, on_grace, (uint64_t)grace * 1000, 0);
+    } else {
+        jobs_drain_now(j);
+    }
+}
+
+void jobs_drain_now(jobs *j)
+{
+    if (j->grace_active) {
+        uv_timer_stop(&j->grace);
+        j->grace_active = 0;
+    }
+    for (int b = 0; b < JOB_BUCKETS; b++)
+        for (job_rec *r = j->table[b]; r; r = r->hnext)
+            if (r->state == API_JOB_RUNNING) {
+                r->w.shutdown = 1;
+                r->w.cancel = 1;
+            }
+}
+
+static void grace_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void jobs_destroy(jobs *j)
+{
+    if (!j)
+        return;
+    worker_pool_stop(j->pool);
+    j->pool = NULL;
+    for (int b = 0; b < JOB_BUCKETS; b++) {
+        job_rec *r = j->table[b];
+        while (r) {
+            job_rec *n = r->hnext;
+            while (r->waiters)
+                waiter_finish(r->waiters, 0);
+            free(r);
+            r = n;
+        }
+        j->table[b] = NULL;
+    }
+    while (j->rhead) {
+        rtask *t = j->rhead;
+        j->rhead = t->next;
+        rtask_free(t);
+    }
+    uv_close((uv_handle_t *)&j->grace, grace_closed);
+}

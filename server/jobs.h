@@ -1,0 +1,70 @@
+/* jobs.h - the loop side of generation: the pending queue (priority 9..0,
+ * FIFO within a priority), dispatch to idle workers, cancellation, long-poll
+ * waiters, retrievals, and the SIGTERM drain. Runs on the loop thread only.
+ *
+ * The store is the truth: a job is written (queued) before it is queued
+ * here, marked running before a worker gets it, and the worker writes its
+ * outcome before reporting. In memory are only the active (queued or running)
+ * jobs, their waiters and their live progress. */
+#ifndef D2_SERVER_JOBS_H
+#define D2_SERVER_JOBS_H
+
+#include "http.h"
+#include "server.h"
+#include "worker.h"
+
+typedef struct jobs jobs;
+typedef struct job_rec job_rec;
+
+/* A retrieval waiting for (or on) a worker; owns its inline data set. */
+typedef struct rtask {
+    work_item w;
+    http_req *req; /* NULL once the request went away (answered at shutdown) */
+    struct rtask *next;
+} rtask;
+
+int jobs_create(jobs **out, server *s, d2_error *err);
+/* Start the worker threads (generators loaded). */
+int jobs_start_workers(jobs *j, d2_error *err);
+/* Queue the store's queued jobs (after a restart); jobs of generators that
+ * are not loaded fail with generator_unavailable. */
+int jobs_restore(jobs *j, d2_error *err);
+/* Queue a job the store has just accepted (state queued). */
+int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err);
+
+int jobs_pending(const jobs *j);
+int jobs_running(const jobs *j);
+int jobs_long_polls(const jobs *j);
+void jobs_memory(const jobs *j, size_t *used, size_t *total, int max);
+int jobs_workers(const jobs *j);
+/* Seconds a new job would likely wait before it is done (for Retry-After). */
+int jobs_retry_after(const jobs *j);
+
+/* Add live progress to a job loaded from the store. */
+void jobs_overlay(const jobs *j, api_job *job);
+
+/* Cancel: 0 = cancelled now (it was queued), 1 = requested (it is running),
+ * D2_ENOTFOUND = not active (finished or unknown), other < 0 = store error. */
+int jobs_cancel(jobs *j, const char *id, d2_error *err);
+
+/* Long-poll: suspend r until the job's state changes or `seconds` pass.
+ * Returns 1 when suspended, 0 when the job is not active (answer now). */
+int jobs_wait(jobs *j, const char *id, http_req *r, double seconds);
+
+/* Run a retrieval (takes ownership of t); r is suspended until it is done.
+ * Returns 0, or D2_ERANGE when too many retrievals are waiting. */
+int jobs_retrieve(jobs *j, rtask *t, http_req *r);
+
+/* A request is going away (connection closed): forget its waiter or task. */
+void jobs_detach_request(jobs *j, http_req *r);
+
+/* Drain (SIGTERM): answer long-polls and waiting retrievals, let running
+ * jobs finish for up to `grace` seconds, then stop them at a step boundary
+ * (they go back to queued). server_on_drained is called when no job runs. */
+void jobs_drain(jobs *j, int grace);
+/* A second signal: stop running jobs now. */
+void jobs_drain_now(jobs *j);
+/* Free everything (workers stopped, handles closed). */
+void jobs_destroy(jobs *j);
+
+#endif

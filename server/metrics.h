@@ -1,0 +1,55 @@
+/* metrics.h - counters and histograms of d2nwgd, rendered as Prometheus text
+ * (exposition format 0.0.4). Owned by the loop thread; no locks. */
+#ifndef D2_SERVER_METRICS_H
+#define D2_SERVER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+#define METRICS_MAX_BUCKETS 16
+#define METRICS_MAX_ROUTES 32
+#define METRICS_MAX_CODES 24
+#define METRICS_MAX_WORKERS 64
+
+typedef struct histogram {
+    int nb;
+    double bounds[METRICS_MAX_BUCKETS]; /* upper bounds, ascending; +Inf implied */
+    uint64_t counts[METRICS_MAX_BUCKETS + 1];
+    double sum;
+    uint64_t count;
+} histogram;
+
+void histogram_init(histogram *h, const double *bounds, int nb);
+void histogram_observe(histogram *h, double v);
+
+typedef struct metrics {
+    int nroutes;                       /* route templates; index nroutes = "unmatched" */
+    const char *routes[METRICS_MAX_ROUTES + 1];
+    int codes[METRICS_MAX_ROUTES + 1][METRICS_MAX_CODES];
+    uint64_t requests[METRICS_MAX_ROUTES + 1][METRICS_MAX_CODES];
+    histogram http_duration, queue_wait, generation;
+    uint64_t jobs_submitted;
+    uint64_t jobs_finished[API_JOB_STATE_COUNT];
+    uint64_t rate_limited;
+} metrics;
+
+/* Gauges the caller collects at scrape time. */
+typedef struct metrics_snapshot {
+    int64_t jobs_by_state[API_JOB_STATE_COUNT];
+    int pending, running, long_polls, generators, ready;
+    double uptime;
+    int workers;
+    const char *device;
+    size_t mem_used[METRICS_MAX_WORKERS], mem_total[METRICS_MAX_WORKERS];
+} metrics_snapshot;
+
+/* route_names: the route table's templates (at most METRICS_MAX_ROUTES). */
+void metrics_init(metrics *m, const char *const *route_names, int nroutes);
+/* route: index into route_names, or -1 for unmatched. */
+void metrics_http(metrics *m, int route, int code, double seconds);
+/* Render to a malloc'd NUL-terminated buffer. */
+int metrics_render(const metrics *m, const metrics_snapshot *s, char **out, size_t *len);
+
+#endif

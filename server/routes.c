@@ -1,0 +1,278 @@
+/* routes.c - the route table, matching, and the checks every request goes
+ * through before its handler (openapi.yaml: "The order of checks"). */
+#include "routes.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jobs.h"
+
+const route ROUTES[] = {
+    {"/healthz", HTTP_GET, route_healthz, NULL, NULL, 1},
+    {"/readyz", HTTP_GET, route_readyz, NULL, NULL, 1},
+    {"/metrics", HTTP_GET, route_metrics, NULL, NULL, 0},
+    {"/v1/openapi.yaml", HTTP_GET, route_openapi, NULL, NULL, 1},
+    {"/v1/generators", HTTP_GET, route_generators_list, NULL, NULL, 0},
+    {"/v1/generators/{ref}", HTTP_GET, route_generator_get, NULL, NULL, 0},
+    {"/v1/datasets", HTTP_POST, NULL, route_dataset_post, NULL, 0},
+    {"/v1/datasets/{id}", HTTP_GET, route_dataset_get, NULL, NULL, 0},
+    {"/v1/jobs", HTTP_GET | HTTP_POST, route_jobs_list, route_jobs_post, NULL, 0},
+    {"/v1/jobs/{id}", HTTP_GET, route_job_get, NULL, route_job_get_resume, 0},
+    {"/v1/jobs/{id}:cancel", HTTP_POST, NULL, route_job_cancel, NULL, 0},
+    {"/v1/checkpoints/{id}", HTTP_GET, route_checkpoint_get, NULL, NULL, 0},
+    {"/v1/checkpoints/{id}/weights", HTTP_GET, route_checkpoint_weights, NULL, NULL, 0},
+    {"/v1/checkpoints/{id}/lineage", HTTP_GET, route_checkpoint_lineage, NULL, NULL, 0},
+    {"/v1/retrieve", HTTP_POST, NULL, route_retrieve_post, route_retrieve_resume, 0},
+};
+const int ROUTE_COUNT = (int)(sizeof ROUTES / sizeof ROUTES[0]);
+
+/* Literal characters match themselves; "{name}" matches a non-empty segment
+ * without ':' up to the literal that follows it in the template (":cancel"). */
+static int match_one(const char *t, const char *p, char *param, size_t cap)
+{
+    while (*t) {
+        if (*t == '{') {
+            const char *close = strchr(t, '}');
+            const char *suffix = close + 1;
+            size_t suffix_len = strcspn(suffix, "/");
+            size_t seg = strcspn(p, "/");
+            if (seg <= suffix_len || strncmp(p + seg - suffix_len, suffix, suffix_len) != 0)
+                return 0;
+            size_t vlen = seg - suffix_len;
+            if (memchr(p, ':', vlen) || vlen >= cap)
+                return 0;
+            memcpy(param, p, vlen);
+            param[vlen] = '\0';
+            p += seg;
+            t = suffix + suffix_len;
+        } else {
+            if (*t != *p)
+                return 0;
+            t++;
+            p++;
+        }
+    }
+    return *p == '\0';
+}
+
+int routes_match(const char *path, char *param, size_t cap)
+{
+    for (int i = 0; i < ROUTE_COUNT; i++) {
+        param[0] = '\0';
+        if (match_one(ROUTES[i].tmpl, path, param, cap))
+            return i;
+    }
+    param[0] = '\0';
+    return -1;
+}
+
+static const char *allow_of(int methods)
+{
+    if ((methods & HTTP_GET) && (methods & HTTP_POST))
+        return "GET, HEAD, POST";
+    if (methods & HTTP_GET)
+        return "GET, HEAD";
+    return "POST";
+}
+
+/* Routes that run generators need them loaded. */
+static int needs_ready(const route *rt)
+{
+    return rt->post == route_jobs_post || rt->post == route_retrieve_post ||
+           rt->post == route_job_cancel;
+}
+
+int routes_refuse_unready(server *s, http_req *r)
+{
+    if (s->draining) {
+        http_errorf(r, 503, "shutting_down", NULL, 5, "the daemon is shutting down");
+        return 1;
+    }
+    if (!s->ready) {
+        http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+        return 1;
+    }
+    return 0;
+}
+
+/* Route (404/405), authentication (401/403) and rate (429): answers and
+ * returns 1 when the request is refused. */
+static int check_request(server *s, http_req *r)
+{
+    int idx = routes_match(r->path, r->param, sizeof r->param);
+    if (idx < 0) {
+        http_errorf(r, 404, "not_found", NULL, 0, "no route for %s (see /v1/openapi.yaml)",
+                    r->path);
+        return 1;
+    }
+    r->route = idx;
+    const route *rt = &ROUTES[idx];
+    int m = r->method == HTTP_HEAD ? HTTP_GET : r->method;
+    if (!(rt->methods & m)) {
+        api_error e;
+        api_fail(&e, 405, "method_not_allowed", NULL, "%s is not allowed on %s; allowed: %s",
+                 r->method_name, rt->tmpl, allow_of(rt->methods));
+        struct MHD_Response *resp = http_json_response(api_error_to_json(&e));
+        if (resp)
+            MHD_add_response_header(resp, "Allow", allow_of(rt->methods));
+        http_send(r, 405, resp);
+        return 1;
+    }
+    int need = rt->open ? AUTH_SCOPE_NONE : (m == HTTP_POST ? AUTH_SCOPE_WRITE : AUTH_SCOPE_READ);
+    int a = auth_check(&s->auth, http_header(r, "Authorization"), need, &r->principal);
+    if (a == 401) {
+        http_errorf(r, 401, "unauthenticated", NULL, 0,
+                    "a valid 'Authorization: Bearer TOKEN' header is required");
+        return 1;
+    }
+    if (a == 403) {
+        http_errorf(r, 403, "permission_denied", NULL, 0,
+                    "token '%s' has the read scope; %s %s needs write", r->principal,
+                    r->method_name, rt->tmpl);
+        return 1;
+    }
+    if (!rt->open && s->auth.rate > 0) {
+        double retry;
+        const char *key = s->auth.enabled ? r->principal : r->client;
+        if (!auth_rate_take(&s->auth, key, d2_now(), &retry)) {
+            s->metrics.rate_limited++;
+            http_errorf(r, 429, "rate_limited", NULL, (int)ceil(retry),
+                        "more than %g requests/s for '%s'", s->auth.rate, key);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* GET and HEAD are answered on MHD's final call for the request: a response
+ * queued while MHD still expects a body makes it close the connection, and
+ * keep-alive matters to pollers and dashboards. Everything else is checked as
+ * soon as the headers are in, so a refused upload is not read. */
+int routes_on_headers(server *s, http_req *r)
+{
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD)
+        return 0;
+    if (check_request(s, r))
+        return 0;
+    const route *rt = &ROUTES[r->route];
+    if (s->draining)
+        return http_errorf(r, 503, "shutting_down", NULL, 5, "the daemon is shutting down");
+    if (needs_ready(rt) && !s->ready)
+        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+    const char *cl = http_header(r, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || end == cl || *end)
+            return http_errorf(r, 400, "invalid_argument", "header.Content-Length", 0,
+                               "not a number");
+        if (n > s->cfg->body_limit)
+            return http_errorf(r, 413, "payload_too_large", NULL, 0,
+                               "body of %llu bytes exceeds the limit of %zu bytes", n,
+                               s->cfg->body_limit);
+        if (n > 0) {
+            /* reserve up to 1 MiB now; the rest grows as bytes arrive, so a
+             * client that announces a large body and stalls costs little */
+            size_t reserve = n < (1u << 20) ? (size_t)n : (size_t)1 << 20;
+            r->body = malloc(reserve + 1);
+            if (!r->body)
+                return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+            r->body_cap = reserve;
+        }
+    }
+    return 0; /* wait for the body */
+}
+
+int routes_on_body(server *s, http_req *r)
+{
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD) {
+        if (check_request(s, r))
+            return 0;
+        return ROUTES[r->route].get(s, r);
+    }
+    if (r->route < 0)
+        return http_errorf(r, 404, "not_found", NULL, 0, "no route for %s", r->path);
+    const route *rt = &ROUTES[r->route];
+    if (r->body_too_large)
+        return http_errorf(r, 413, "payload_too_large", NULL, 0,
+                           "body of %zu bytes exceeds the limit of %zu bytes", r->body_len,
+                           s->cfg->body_limit);
+    if (r->body)
+        r->body[r->body_len] = '\0';
+    if (r->method == HTTP_POST && rt->post)
+        return rt->post(s, r);
+    return rt->get(s, r);
+}
+
+int routes_on_resume(server *s, http_req *r)
+{
+    if (r->async_err.status)
+        return http_send_error(r, &r->async_err,
+                               r->async_err.status == 503 ? 5 : 0);
+    const route *rt = r->route >= 0 ? &ROUTES[r->route] : NULL;
+    if (!rt || !rt->resume)
+        return http_errorf(r, 500, "internal", NULL, 0, "resumed request without a handler");
+    return rt->resume(s, r);
+}
+
+int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classes,
+                              const char *xfield, const char *yfield, api_error *e)
+{
+    const gen_info *gi = ge->info;
+    int want = kind == API_KIND_EMBEDDINGS ? gi->feature_dim : gi->input_dim;
+    if (dim != want)
+        return api_fail(e, 422, "invalid_dataset", xfield,
+                        "rows have %d values; generator '%s' takes %d-value %s (and %d-value %s)",
+                        dim, ge->name, want, api_kind_name(kind),
+                        kind == API_KIND_EMBEDDINGS ? gi->input_dim : gi->feature_dim,
+                        api_kind_name(!kind));
+    if (classes > gi->max_way)
+        return api_fail(e, 422, "invalid_dataset", yfield,
+                        "%d classes; generator '%s' supports at most %d", classes, ge->name,
+                        gi->max_way);
+    if (classes < gi->min_way)
+        return api_fail(e, 422, "invalid_dataset", yfield,
+                        "%d classes; generator '%s' needs at least %d", classes, ge->name,
+                        gi->min_way);
+    return 0;
+}
+
+int routes_store_error(server *s, http_req *r, const d2_error *err)
+{
+    s->store_ok = 0;
+    server_log(s, LOG_ERROR, "store error",
+               json_pack("{s:s, s:s}", "request_id", r->request_id, "error", err->msg));
+    return http_errorf(r, 500, "internal", NULL, 0, "%s", err->msg);
+}
+
+int routes_body_type(const http_req *r, int allow_binary)
+{
+    const char *ct = http_header(r, "Content-Type");
+    if (!ct || !ct[0])
+        return 0;
+    size_t n = strcspn(ct, "; ");
+    if (n == 16 && !strncasecmp(ct, "application/json", 16))
+        return 0;
+    /* what `curl -d @file.json` sends unless told otherwise: read it as JSON */
+    if (n == 33 && !strncasecmp(ct, "application/x-www-form-urlencoded", 33))
+        return 0;
+    if (allow_binary && ((n == 24 && !strncasecmp(ct, "application/octet-stream", 24)) ||
+                         (n == 27 && !strncasecmp(ct, "application/vnd.safetensors", 27))))
+        return 1;
+    return -1;
+}
+
+json_t *routes_json_body(http_req *r)
+{
+    json_t *root = NULL;
+    api_error e;
+    if (api_parse_body(r->body, r->body_len, &root, &e) != 0) {
+        http_send_error(r, &e, 0);
+        return NULL;
+    }
+    return root;
+}

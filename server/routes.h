@@ -1,0 +1,69 @@
+/* routes.h - the route table and request dispatch: route match (404/405),
+ * authentication and scope (401/403), rate (429), body size (413), then the
+ * handler. Handlers live in routes_*.c, one file per resource. */
+#ifndef D2_SERVER_ROUTES_H
+#define D2_SERVER_ROUTES_H
+
+#include "http.h"
+#include "server.h"
+
+typedef int (*route_fn)(server *s, http_req *r);
+
+typedef struct route {
+    const char *tmpl;   /* "/v1/jobs/{id}:cancel" */
+    int methods;        /* HTTP_GET | HTTP_POST (GET implies HEAD) */
+    route_fn get, post;
+    route_fn resume;    /* answers a resumed (suspended) request; may be NULL */
+    int open;           /* no token needed even when tokens are configured */
+} route;
+
+extern const route ROUTES[];
+extern const int ROUTE_COUNT;
+
+/* Match a path: the route index (param filled) or -1. */
+int routes_match(const char *path, char *param, size_t cap);
+/* First call of a request (headers). Queues a response when it can answer
+ * at once (GET routes, early refusals). Returns 0 or negative (close). */
+int routes_on_headers(server *s, http_req *r);
+/* The whole body is in r->body: run the POST handler. */
+int routes_on_body(server *s, http_req *r);
+int routes_on_resume(server *s, http_req *r);
+
+/* ---- handlers (routes_*.c) ---- */
+int route_healthz(server *s, http_req *r);
+int route_readyz(server *s, http_req *r);
+int route_metrics(server *s, http_req *r);
+int route_openapi(server *s, http_req *r);
+int route_generators_list(server *s, http_req *r);
+int route_generator_get(server *s, http_req *r);
+int route_dataset_post(server *s, http_req *r);
+int route_dataset_get(server *s, http_req *r);
+int route_jobs_post(server *s, http_req *r);
+int route_jobs_list(server *s, http_req *r);
+int route_job_get(server *s, http_req *r);
+int route_job_get_resume(server *s, http_req *r);
+int route_job_cancel(server *s, http_req *r);
+int route_checkpoint_get(server *s, http_req *r);
+int route_checkpoint_weights(server *s, http_req *r);
+int route_checkpoint_lineage(server *s, http_req *r);
+int route_retrieve_post(server *s, http_req *r);
+int route_retrieve_resume(server *s, http_req *r);
+
+/* Shared by handlers: 503 not_ready / shutting_down when jobs cannot be taken
+ * (returns 1 when it answered). */
+int routes_refuse_unready(server *s, http_req *r);
+/* Check an inline or stored data set's shape against a generator: dims for
+ * its kind and classes within min..max way (422 naming `xfield`/`yfield`). */
+int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classes,
+                              const char *xfield, const char *yfield, api_error *e);
+/* The body's media type: 0 JSON (application/json, none, or curl -d's
+ * application/x-www-form-urlencoded), 1 safetensors
+ * (application/octet-stream, application/vnd.safetensors; only when
+ * allow_binary), -1 anything else (answer 415). */
+int routes_body_type(const http_req *r, int allow_binary);
+/* Parse the JSON body (400 invalid_json on failure: answered, returns NULL). */
+json_t *routes_json_body(http_req *r);
+/* Reply with a store failure (500 internal) and log it. */
+int routes_store_error(server *s, http_req *r, const d2_error *err);
+
+#endif

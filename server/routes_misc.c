@@ -1,0 +1,107 @@
+/* routes_misc.c - health, readiness, metrics, the OpenAPI document and
+ * generators. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "embedded.h"
+#include "jobs.h"
+#include "routes.h"
+
+int route_healthz(server *s, http_req *r)
+{
+    return http_send_json(r, 200,
+                          json_pack("{s:s, s:s, s:f}", "status", "ok", "version", D2_VERSION,
+                                    "uptime_seconds", d2_now() - s->start_mono));
+}
+
+int route_readyz(server *s, http_req *r)
+{
+    if (s->draining)
+        return http_errorf(r, 503, "shutting_down", NULL, 5, "the daemon is shutting down");
+    if (!s->ready)
+        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+    if (access(s->cfg->data_dir, W_OK) != 0)
+        return http_errorf(r, 503, "not_ready", NULL, 5, "data directory %s is not writable",
+                           s->cfg->data_dir);
+    if (!s->store_ok)
+        return http_errorf(r, 503, "not_ready", NULL, 5,
+                           "the last store write failed (see the log)");
+    return http_send_json(r, 200,
+                          json_pack("{s:s, s:i, s:i, s:i}", "status", "ready", "generators",
+                                    s->gens.n, "pending", jobs_pending(s->jobs), "running",
+                                    jobs_running(s->jobs)));
+}
+
+int route_metrics(server *s, http_req *r)
+{
+    metrics_snapshot snap;
+    memset(&snap, 0, sizeof snap);
+    d2_error err;
+    d2_error_clear(&err);
+    if (store_job_counts(s->db, snap.jobs_by_state, &err) != 0)
+        return routes_store_error(s, r, &err);
+    snap.pending = jobs_pending(s->jobs);
+    snap.running = jobs_running(s->jobs);
+    snap.long_polls = jobs_long_polls(s->jobs);
+    snap.generators = s->generators_loaded ? s->gens.n : 0;
+    snap.ready = s->ready && !s->draining;
+    snap.uptime = d2_now() - s->start_mono;
+    snap.workers = jobs_workers(s->jobs);
+    snap.device = s->cfg->device;
+    jobs_memory(s->jobs, snap.mem_used, snap.mem_total, snap.workers);
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(&s->metrics, &snap, &text, &len) != 0)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    return http_send(r, 200, resp);
+}
+
+int route_openapi(server *s, http_req *r)
+{
+    (void)s;
+    const embedded_file *f = embedded_find("proto/openapi.yaml");
+    if (!f)
+        return http_errorf(r, 500, "internal", NULL, 0, "openapi.yaml was not embedded");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+    if (resp)
+        MHD_add_response_header(resp, "Content-Type", "application/yaml");
+    return http_send(r, 200, resp);
+}
+
+int route_generators_list(server *s, http_req *r)
+{
+    if (!s->generators_loaded)
+        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+    json_t *list = json_array();
+    for (int i = 0; list && i < s->gens.n; i++) {
+        const gen_entry *e = &s->gens.e[i];
+        json_t *g = api_generator_to_json(e->name, e->info, e->loaded_ms);
+        if (!g || json_array_append_new(list, g) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    if (!list)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    return http_send_json(r, 200, json_pack("{s:o}", "generators", list));
+}
+
+int route_generator_get(server *s, http_req *r)
+{
+    if (!s->generators_loaded)
+        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+    int i = gens_find(&s->gens, r->param);
+    if (i < 0)
+        return http_errorf(r, 404, "not_found", NULL, 0, "no generator named or with id '%s'",
+                           r->param);
+    const gen_entry *e = &s->gens.e[i];
+    return http_send_json(r, 200, api_generator_to_json(e->name, e->info, e->loaded_ms));
+}

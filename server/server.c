@@ -1,0 +1,295 @@
+/* server.c - start-up, signals, generator loading, drain and teardown. */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "jobs.h"
+#include "routes.h"
+#include "safetensors.h"
+
+#define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
+
+void server_log(server *s, int level, const char *msg, json_t *fields)
+{
+    log_emit(&s->log, level, msg, fields);
+}
+
+static int mkdir_p(const char *path, d2_error *err)
+{
+    char buf[CONFIG_PATH_LEN + 32];
+    api_snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return d2_fail(err, D2_EIO, "mkdir %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return d2_fail(err, D2_EIO, "mkdir %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+/* ---- generator loading (libuv's pool: file work, off the loop) ---- */
+
+static void load_work(uv_work_t *req)
+{
+    server *s = req->data;
+    d2_error_clear(&s->load_err);
+    s->load_rc = gens_load(&s->gens, s->cfg, &s->load_err);
+}
+
+static void load_done(uv_work_t *req, int status)
+{
+    server *s = req->data;
+    if (status != 0 || s->load_rc != 0) {
+        server_fatal(s, "loading generators failed",
+                     status != 0 ? "cancelled" : s->load_err.msg);
+        return;
+    }
+    s->generators_loaded = 1;
+    if (s->draining)
+        return;
+    d2_error err;
+    d2_error_clear(&err);
+    for (int i = 0; i < s->gens.n; i++) {
+        const gen_entry *e = &s->gens.e[i];
+        if (store_generator_upsert(s->db, e->name, e->path, e->info, e->loaded_ms, &err) != 0) {
+            server_fatal(s, "registering generators failed", err.msg);
+            return;
+        }
+        server_log(s, LOG_INFO, "generator loaded",
+                   json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "name", e->name, "id",
+                             e->info->id, "path", e->path, "spec",
+                             e->info->spec ? e->info->spec->text : "", "input_dim",
+                             e->info->input_dim, "feature_dim", e->info->feature_dim, "max_way",
+                             e->info->max_way));
+    }
+    if (jobs_start_workers(s->jobs, &err) != 0)
+        server_fatal(s, "starting workers failed", err.msg);
+}
+
+void server_on_workers_ready(server *s)
+{
+    if (s->draining)
+        return;
+    d2_error err;
+    d2_error_clear(&err);
+    if (jobs_restore(s->jobs, &err) != 0) {
+        server_fatal(s, "restoring queued jobs failed", err.msg);
+        return;
+    }
+    s->ready = 1;
+    server_log(s, LOG_INFO, "ready",
+               json_pack("{s:i, s:i, s:s, s:i}", "generators", s->gens.n, "workers",
+                         s->cfg->workers, "device", s->cfg->device, "pending",
+                         jobs_pending(s->jobs)));
+}
+
+/* ---- drain and teardown ---- */
+
+static void handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_all(server *s)
+{
+    http_stop(s->http);
+    s->http = NULL;
+    jobs_destroy(s->jobs);
+    s->jobs = NULL;
+    uv_close((uv_handle_t *)&s->sig_term, handle_closed);
+    uv_close((uv_handle_t *)&s->sig_int, handle_closed);
+    uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
+    uv_close((uv_handle_t *)&s->closer, handle_closed);
+}
+
+static void on_closer(uv_timer_t *t)
+{
+    server *s = t->data;
+    int active = s->http ? http_active_requests(s->http) : 0;
+    if (active > 0 && d2_now() - s->close_started < 5.0)
+        return; /* requests still being answered */
+    uv_timer_stop(t);
+    server_log(s, LOG_INFO, "stopped",
+               json_pack("{s:i, s:i}", "exit_code", s->exit_code, "unfinished_requests", active));
+    close_all(s);
+}
+
+void server_on_drained(server *s)
+{
+    if (s->close_started > 0)
+        return;
+    s->ready = 0;
+    if (s->http)
+        http_resume_all(s->http);
+    s->close_started = d2_now();
+    uv_timer_start(&s->closer, on_closer, 0, 20);
+}
+
+static void start_drain(server *s, const char *why)
+{
+    if (s->draining) {
+        server_log(s, LOG_INFO, "second stop request: stopping running jobs now", NULL);
+        if (s->jobs)
+            jobs_drain_now(s->jobs);
+        return;
+    }
+    s->draining = 1;
+    server_log(s, LOG_INFO, "draining",
+               json_pack("{s:s, s:i, s:i, s:i}", "reason", why, "running",
+                         s->jobs ? jobs_running(s->jobs) : 0, "pending",
+                         s->jobs ? jobs_pending(s->jobs) : 0, "grace_seconds",
+                         s->cfg->shutdown_grace));
+    if (s->http)
+        http_quiesce(s->http);
+    if (s->jobs)
+        jobs_drain(s->jobs, s->exit_code ? 0 : s->cfg->shutdown_grace);
+    else
+        server_on_drained(s);
+}
+
+void server_fatal(server *s, const char *what, const char *message)
+{
+    server_log(s, LOG_ERROR, what, json_pack("{s:s}", "error", message ? message : ""));
+    s->exit_code = 1;
+    start_drain(s, what);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    start_drain(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    server *s = t->data;
+    d2_error err;
+    d2_error_clear(&err);
+    int n = 0;
+    if (store_idem_expire(s->db, api_now_ms() - IDEMPOTENCY_TTL_MS, &n, &err) != 0)
+        server_log(s, LOG_WARN, "expiring idempotency keys failed",
+                   json_pack("{s:s}", "error", err.msg));
+    else if (n > 0)
+        server_log(s, LOG_INFO, "idempotency keys expired", json_pack("{s:i}", "count", n));
+}
+
+/* ---- start ---- */
+
+static int start(server *s, d2_error *err)
+{
+    const config *cfg = s->cfg;
+    api_snprintf(s->db_path, sizeof s->db_path, "%s/d2nwgd.sqlite", cfg->data_dir);
+    api_snprintf(s->checkpoint_dir, sizeof s->checkpoint_dir, "%s/checkpoints", cfg->data_dir);
+    if (mkdir_p(cfg->data_dir, err) != 0 || mkdir_p(s->checkpoint_dir, err) != 0)
+        return err->code;
+    int version = 0, requeued = 0;
+    if (store_open(&s->db, s->db_path, cfg->sqlite_sync_full, err) != 0 ||
+        store_migrate(s->db, &version, err) != 0 ||
+        store_jobs_requeue_running(s->db, &requeued, err) != 0)
+        return err->code ? err->code : D2_EIO;
+    s->store_ok = 1;
+    server_log(s, LOG_INFO, "store open",
+               json_pack("{s:s, s:i, s:i}", "path", s->db_path, "schema_version", version,
+                         "requeued_running_jobs", requeued));
+    auth_init(&s->auth, cfg->rate_limit, cfg->rate_burst);
+    if (cfg->tokens_path[0]) {
+        if (auth_load(&s->auth, cfg->tokens_path, err) != 0)
+            return err->code;
+        server_log(s, LOG_INFO, "tokens loaded", json_pack("{s:i}", "count", s->auth.ntokens));
+    }
+    const char *names[METRICS_MAX_ROUTES];
+    int nroutes = ROUTE_COUNT < METRICS_MAX_ROUTES ? ROUTE_COUNT : METRICS_MAX_ROUTES;
+    for (int i = 0; i < nroutes; i++)
+        names[i] = ROUTES[i].tmpl;
+    metrics_init(&s->metrics, names, nroutes);
+    if (jobs_create(&s->jobs, s, err) != 0)
+        return err->code;
+    if (http_start(&s->http, s, err) != 0)
+        return err->code;
+    int port = http_port(s->http);
+    server_log(s, LOG_INFO, "listening",
+               json_pack("{s:s, s:i, s:s}", "listen", cfg->listen, "port", port, "version",
+                         D2_VERSION));
+    if (cfg->port_file[0]) {
+        char buf[16];
+        int n = snprintf(buf, sizeof buf, "%d\n", port);
+        if (d2_write_file_atomic(cfg->port_file, buf, (size_t)n, err) != 0)
+            return err->code;
+    }
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    s->sig_term.data = s->sig_int.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    s->housekeeping.data = s;
+    uv_timer_start(&s->housekeeping, on_housekeeping, 0, 3600 * 1000);
+    s->load_req.data = s;
+    int rc = uv_queue_work(s->loop, &s->load_req, load_work, load_done);
+    if (rc != 0)
+        return d2_fail(err, D2_EIO, "cannot start loading generators: %s", uv_strerror(rc));
+    return 0;
+}
+
+int server_run(const config *cfg)
+{
+    server *s = calloc(1, sizeof *s);
+    if (!s) {
+        fprintf(stderr, "d2nwgd: out of memory\n");
+        return 1;
+    }
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        free(s);
+        fprintf(stderr, "d2nwgd: cannot create the event loop\n");
+        return 1;
+    }
+    s->loop = &loop;
+    s->cfg = cfg;
+    log_init(&s->log, cfg->log_level, 2);
+    s->start_ms = api_now_ms();
+    s->start_mono = d2_now();
+    uv_timer_init(&loop, &s->housekeeping);
+    uv_timer_init(&loop, &s->closer);
+    s->closer.data = s;
+    d2_error err;
+    d2_error_clear(&err);
+    if (start(s, &err) != 0) {
+        server_log(s, LOG_ERROR, "start-up failed", json_pack("{s:s}", "error", err.msg));
+        s->exit_code = 1;
+        /* close whatever started, then let the loop finish closing it */
+        if (s->http) {
+            http_stop(s->http);
+            s->http = NULL;
+        }
+        if (s->jobs) {
+            jobs_destroy(s->jobs);
+            s->jobs = NULL;
+        }
+        if (s->sig_term.loop) {
+            uv_close((uv_handle_t *)&s->sig_term, handle_closed);
+            uv_close((uv_handle_t *)&s->sig_int, handle_closed);
+        }
+        uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
+        uv_close((uv_handle_t *)&s->closer, handle_closed);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (s->generators_loaded || s->gens.n > 0)
+        gens_free(&s->gens);
+    store_close(s->db);
+    auth_free(&s->auth);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0)
+        server_log(s, LOG_WARN, "event loop closed with handles open",
+                   json_pack("{s:s}", "error", uv_strerror(rc)));
+    int code = s->exit_code;
+    free(s);
+    return code;
+}

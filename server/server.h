@@ -1,0 +1,60 @@
+/* server.h - the daemon's state. One libuv loop thread owns all of it; the
+ * worker threads touch only their work items and their own store connection. */
+#ifndef D2_SERVER_SERVER_H
+#define D2_SERVER_SERVER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "gens.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+
+struct jobs;
+
+typedef struct server {
+    uv_loop_t *loop;
+    const config *cfg;
+    d2log log;
+    store *db;                 /* the loop thread's connection */
+    char db_path[CONFIG_PATH_LEN + 32];
+    char checkpoint_dir[CONFIG_PATH_LEN + 32];
+    gens gens;                 /* valid once generators_loaded */
+    int generators_loaded;
+    struct jobs *jobs;
+    http *http;
+    metrics metrics;
+    auth auth;
+    int ready;                 /* generators loaded and workers up */
+    int draining;              /* SIGTERM seen */
+    int store_ok;              /* last loop-side store write succeeded */
+    int exit_code;
+    int64_t start_ms;
+    double start_mono;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t housekeeping;   /* expires idempotency keys */
+    uv_timer_t closer;         /* waits for in-flight requests after the drain */
+    double close_started;
+    uv_work_t load_req;        /* loads generators off the loop */
+    d2_error load_err;
+    int load_rc;
+} server;
+
+/* Run the daemon until it is stopped (SIGTERM/SIGINT drain, or a fatal
+ * start-up error); returns the process exit code. */
+int server_run(const config *cfg);
+
+/* Called by jobs.c when every worker is up (or failed to start). */
+void server_on_workers_ready(server *s);
+void server_fatal(server *s, const char *what, const char *message);
+/* Called by jobs.c when the drain finished: stops HTTP and closes handles. */
+void server_on_drained(server *s);
+/* Log one line with fields (stolen). */
+void server_log(server *s, int level, const char *msg, json_t *fields);
+
+#endif

@@ -1,0 +1,235 @@
+/* store.c - the SQLite connection: pragmas, migrations, transactions and the
+ * statement cache (jobs in store_jobs.c, everything else in store_objects.c). */
+#include "store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embedded.h"
+
+int store_fail(store *s, d2_error *err, const char *what)
+{
+    return d2_fail(err, D2_EIO, "store: %s: %s", what, s && s->db ? sqlite3_errmsg(s->db) : "no database");
+}
+
+sqlite3_stmt *store_stmt(store *s, const char *sql, d2_error *err)
+{
+    for (int i = 0; i < s->ncache; i++)
+        if (s->cache[i].sql == sql) {
+            sqlite3_reset(s->cache[i].st);
+            sqlite3_clear_bindings(s->cache[i].st);
+            return s->cache[i].st;
+        }
+    if (s->ncache >= STORE_MAX_STMTS) {
+        d2_fail(err, D2_ERANGE, "store: statement cache full");
+        return NULL;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        store_fail(s, err, "prepare");
+        return NULL;
+    }
+    s->cache[s->ncache].sql = sql;
+    s->cache[s->ncache].st = st;
+    s->ncache++;
+    return st;
+}
+
+void store_done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+int store_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+void store_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+int store_step_done(store *s, sqlite3_stmt *st, d2_error *err, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? 0 : store_fail(s, err, what);
+    store_done(st);
+    return out;
+}
+
+static int exec(store *s, const char *sql, d2_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        d2_fail(err, D2_EIO, "store: %s: %s", sql, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return D2_EIO;
+    }
+    return 0;
+}
+
+int store_open(store **out, const char *path, int sync_full, d2_error *err)
+{
+    *out = NULL;
+    store *s = calloc(1, sizeof *s);
+    if (!s)
+        return d2_fail(err, D2_ENOMEM, "store: out of memory");
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        d2_fail(err, D2_EIO, "store: open %s: %s", path,
+                s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        store_close(s);
+        return D2_EIO;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_extended_result_codes(s->db, 1);
+    if (exec(s, "PRAGMA journal_mode=WAL", err) != 0 ||
+        exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) != 0 ||
+        exec(s, "PRAGMA foreign_keys=ON", err) != 0) {
+        store_close(s);
+        return D2_EIO;
+    }
+    /* journal_mode=WAL answers the mode it got: make sure it is WAL */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+        d2_fail(err, D2_EIO, "store: %s: cannot use WAL journal mode", path);
+        sqlite3_finalize(st);
+        store_close(s);
+        return D2_EIO;
+    }
+    sqlite3_finalize(st);
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->ncache; i++)
+        sqlite3_finalize(s->cache[i].st);
+    if (s->db)
+        sqlite3_close(s->db);
+    free(s);
+}
+
+int store_begin(store *s, d2_error *err)
+{
+    if (s->depth == 0) {
+        if (exec(s, "BEGIN IMMEDIATE", err) != 0)
+            return D2_EIO;
+        s->failed = 0;
+    }
+    s->depth++;
+    return 0;
+}
+
+int store_commit(store *s, d2_error *err)
+{
+    if (s->depth <= 0)
+        return d2_fail(err, D2_EINVAL, "store: commit without begin");
+    if (--s->depth > 0)
+        return 0;
+    if (s->failed) {
+        exec(s, "ROLLBACK", NULL);
+        return d2_fail(err, D2_EIO, "store: transaction rolled back after an earlier failure");
+    }
+    if (exec(s, "COMMIT", err) != 0) {
+        exec(s, "ROLLBACK", NULL);
+        return D2_EIO;
+    }
+    return 0;
+}
+
+void store_rollback(store *s)
+{
+    if (s->depth <= 0)
+        return;
+    if (--s->depth > 0) {
+        s->failed = 1;
+        return;
+    }
+    exec(s, "ROLLBACK", NULL);
+}
+
+int store_user_version(store *s, int *version, d2_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return store_fail(s, err, "user_version");
+    }
+    *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* "migrations/0007_x.sql" -> 7; -1 when the name is not a migration. */
+static int migration_version(const char *name)
+{
+    static const char prefix[] = "migrations/";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+        return -1;
+    const char *p = name + sizeof prefix - 1;
+    int v = 0, digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 6) {
+        v = v * 10 + (*p - '0');
+        p++;
+        digits++;
+    }
+    size_t n = strlen(name);
+    if (digits == 0 || *p != '_' || n < 4 || strcmp(name + n - 4, ".sql") != 0)
+        return -1;
+    return v;
+}
+
+int store_migrate(store *s, int *version, d2_error *err)
+{
+    int cur;
+    if (store_user_version(s, &cur, err) != 0)
+        return D2_EIO;
+    int max = 0;
+    for (int i = 0; i < d2_embedded_count; i++) {
+        int v = migration_version(d2_embedded_files[i].name);
+        if (v > max)
+            max = v;
+    }
+    if (cur > max)
+        return d2_fail(err, D2_EUNSUPPORTED,
+                       "store: schema version %d is newer than this d2nwgd knows (%d)", cur, max);
+    for (int want = cur + 1; want <= max; want++) {
+        const embedded_file *f = NULL;
+        for (int i = 0; i < d2_embedded_count; i++)
+            if (migration_version(d2_embedded_files[i].name) == want) {
+                if (f)
+                    return d2_fail(err, D2_EFORMAT, "store: two migrations numbered %d", want);
+                f = &d2_embedded_files[i];
+            }
+        if (!f)
+            return d2_fail(err, D2_EFORMAT, "store: migration %04d is missing", want);
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", want);
+        if (store_begin(s, err) != 0)
+            return D2_EIO;
+        if (exec(s, (const char *)f->data, err) != 0 || exec(s, pragma, err) != 0) {
+            d2_wrap(err, "migration %s", f->name);
+            store_rollback(s);
+            return D2_EIO;
+        }
+        if (store_commit(s, err) != 0)
+            return D2_EIO;
+        cur = want;
+    }
+    if (version)
+        *version = cur;
+    return 0;
+}

@@ -1,0 +1,102 @@
+/* store.h - d2nwgd's SQLite store: one `store` is one connection, used by
+ * one thread only (the loop thread and each worker open their own).
+ *
+ * WAL mode, busy_timeout 5 s, foreign keys on; every write runs inside
+ * BEGIN IMMEDIATE (store_begin/store_commit nest); schema from the embedded
+ * migrations/NNNN_*.sql, applied in order and tracked by PRAGMA user_version.
+ * Functions return 0 or a negative D2_E* code (D2_ENOTFOUND for a missing
+ * row) and fill err. */
+#ifndef D2_SERVER_STORE_H
+#define D2_SERVER_STORE_H
+
+#include <stdint.h>
+
+#include "api.h"
+#include "common.h"
+#include "data.h"
+#include "generator.h"
+
+typedef struct store store;
+
+int store_open(store **out, const char *path, int sync_full, d2_error *err);
+void store_close(store *s);
+/* Apply pending migrations; *version gets the schema version reached. */
+int store_migrate(store *s, int *version, d2_error *err);
+int store_user_version(store *s, int *version, d2_error *err);
+
+int store_begin(store *s, d2_error *err);  /* BEGIN IMMEDIATE at depth 0 */
+int store_commit(store *s, d2_error *err);
+void store_rollback(store *s);             /* rolls the outermost transaction back */
+
+/* ---- generators ---- */
+typedef struct store_generator {
+    char id[65];
+    char name[API_NAME_LEN];
+    char spec[256];
+    char zoo_fingerprint[65];
+    int zoo_size;
+    char *config_json;     /* owned */
+    char *provenance_json; /* owned */
+} store_generator;
+int store_generator_upsert(store *s, const char *name, const char *path, const gen_info *gi,
+                           int64_t now_ms, d2_error *err);
+int store_generator_get(store *s, const char *id, store_generator *g, d2_error *err);
+void store_generator_free(store_generator *g);
+
+/* ---- datasets (id = fingerprint) ---- */
+/* Insert unless present; *created = 1 when this call stored it. */
+int store_dataset_put(store *s, const char *id, int kind, const dataset *d, int64_t now_ms,
+                      int *created, d2_error *err);
+int store_dataset_info(store *s, const char *id, api_dataset_info *info, d2_error *err);
+int store_dataset_load(store *s, const char *id, dataset *d, int *kind, d2_error *err);
+
+/* ---- jobs ---- */
+/* Insert a new queued job (fields of j: id, generator_*, dataset_id, kind,
+ * params, priority, parent_checkpoint, created_ms) with its lineage edges. */
+int store_job_insert(store *s, const api_job *j, const char *principal, d2_error *err);
+/* Load a job; with_checkpoints: also its ranked checkpoints when succeeded. */
+int store_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err);
+int store_job_seq(store *s, const char *id, int64_t *seq, d2_error *err);
+/* Newest first: jobs with seq < before_seq (0 = from the newest), optionally
+ * only `state` (-1 = any). *out is malloc'd (api_job_free each, then free). */
+int store_job_list(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n,
+                   d2_error *err);
+/* Queued jobs in dispatch order (priority desc, submission asc). */
+int store_jobs_queued(store *s, api_job **out, int *n, d2_error *err);
+int store_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err);
+int store_job_set_cancel_requested(store *s, const char *id, d2_error *err);
+/* failed or cancelled, with an optional error. */
+int store_job_finish(store *s, const char *id, api_job_state state, const char *error_code,
+                     const char *error_message, int64_t finished_ms, double run_seconds,
+                     d2_error *err);
+/* Success: checkpoints (offsets[i]: where checkpoint i starts in the job's
+ * pack file), lineage edges (job -> checkpoint, parent -> checkpoint) and the
+ * job's new state, in one transaction. */
+int store_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
+                      const api_checkpoint *c, const int64_t *offsets, int n,
+                      const char *parent_checkpoint, d2_error *err);
+/* Back to queued (shutdown before it finished). */
+int store_job_requeue(store *s, const char *id, d2_error *err);
+/* Every running job back to queued (start-up after a crash); *n = how many. */
+int store_jobs_requeue_running(store *s, int *n, d2_error *err);
+int store_job_counts(store *s, int64_t counts[API_JOB_STATE_COUNT], d2_error *err);
+
+/* ---- checkpoints and lineage ---- */
+int store_checkpoint_get(store *s, const char *id, api_checkpoint *c, d2_error *err);
+/* Where a checkpoint's bytes start in its job's pack file. */
+int store_checkpoint_offset(store *s, const char *id, int64_t *offset, d2_error *err);
+int store_checkpoints_of_job(store *s, const char *job_id, api_checkpoint **out, int *n,
+                             d2_error *err);
+/* Checkpoints derived from `id` (edges checkpoint -> checkpoint 'derived').
+ * *ids is malloc'd: n strings of API_ID_LEN bytes. */
+int store_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN], int *n,
+                              d2_error *err);
+
+/* ---- idempotency keys ---- */
+int store_idem_get(store *s, const char *principal, const char *key, char sha[65],
+                   char job_id[API_ID_LEN], d2_error *err);
+int store_idem_put(store *s, const char *principal, const char *key, const char *sha,
+                   const char *job_id, int64_t now_ms, d2_error *err);
+int store_idem_expire(store *s, int64_t before_ms, int *n, d2_error *err);
+
+#endif

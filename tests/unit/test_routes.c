@@ -1,0 +1,81 @@
+/* test_routes.c - server/routes: the route table and path matching. */
+#include "testutil.h"
+
+#include "routes.h"
+
+static int match(const char *path, char *param)
+{
+    return routes_match(path, param, HTTP_PARAM_LEN);
+}
+
+static void expect(const char *path, const char *tmpl, const char *param)
+{
+    char p[HTTP_PARAM_LEN];
+    int i = match(path, p);
+    if (i < 0)
+        fail_msg("%s matched nothing, expected %s", path, tmpl);
+    if (strcmp(ROUTES[i].tmpl, tmpl) != 0 || strcmp(p, param) != 0)
+        fail_msg("%s matched %s (param '%s'), expected %s ('%s')", path, ROUTES[i].tmpl, p, tmpl,
+                 param);
+}
+
+static void test_match(void **state)
+{
+    (void)state;
+    expect("/healthz", "/healthz", "");
+    expect("/v1/openapi.yaml", "/v1/openapi.yaml", "");
+    expect("/v1/jobs", "/v1/jobs", "");
+    expect("/v1/jobs/j_0123456789abcdef0123", "/v1/jobs/{id}", "j_0123456789abcdef0123");
+    expect("/v1/jobs/j_0123456789abcdef0123:cancel", "/v1/jobs/{id}:cancel",
+           "j_0123456789abcdef0123");
+    expect("/v1/checkpoints/ck_1_0", "/v1/checkpoints/{id}", "ck_1_0");
+    expect("/v1/checkpoints/ck_1_0/weights", "/v1/checkpoints/{id}/weights", "ck_1_0");
+    expect("/v1/checkpoints/ck_1_0/lineage", "/v1/checkpoints/{id}/lineage", "ck_1_0");
+    expect("/v1/generators/default", "/v1/generators/{ref}", "default");
+    expect("/v1/datasets/abc", "/v1/datasets/{id}", "abc");
+    char p[HTTP_PARAM_LEN];
+    const char *none[] = {"/", "/v1", "/v1/jobs/", "/v1/jobs/x/y", "/v1/jobs/:cancel",
+                          "/v1/jobs/x:stop", "/healthz/", "/v2/jobs", "/v1/checkpoints/x/bytes",
+                          "/v1/jobs/a:b:cancel", ""};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        if (match(none[i], p) >= 0)
+            fail_msg("%s should match nothing", none[i]);
+    /* a parameter longer than the buffer does not match */
+    char longpath[400];
+    snprintf(longpath, sizeof longpath, "/v1/jobs/%0300d", 1);
+    assert_int_equal(match(longpath, p), -1);
+}
+
+static void test_table(void **state)
+{
+    (void)state;
+    /* every route has a handler for each method it allows; the probes and the
+     * spec are the only open routes */
+    int open = 0;
+    for (int i = 0; i < ROUTE_COUNT; i++) {
+        const route *r = &ROUTES[i];
+        assert_true(r->methods != 0);
+        if (r->methods & HTTP_GET)
+            assert_non_null(r->get);
+        if (r->methods & HTTP_POST)
+            assert_non_null(r->post);
+        if (r->open) {
+            open++;
+            assert_true(!strcmp(r->tmpl, "/healthz") || !strcmp(r->tmpl, "/readyz") ||
+                        !strcmp(r->tmpl, "/v1/openapi.yaml"));
+        }
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ROUTES[j].tmpl, r->tmpl);
+    }
+    assert_int_equal(open, 3);
+    assert_int_equal(ROUTE_COUNT, 15);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
