@@ -27,8 +27,9 @@ void arena_free(arena *a)
     memset(a, 0, sizeof *a);
 }
 
-/* `bytes` from the arena, 64-byte aligned, zero-filled; NULL when it does not fit */
-static void *arena_take(arena *a, size_t bytes)
+/* `bytes` from the arena, 64-byte aligned, zero-filled when `zero`; NULL when it does not
+ * fit (peak still records the size that would have been needed) */
+static void *arena_take(arena *a, size_t bytes, int zero)
 {
     size_t start = (a->used + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     if (start < a->used || bytes > SIZE_MAX - start)
@@ -40,7 +41,7 @@ static void *arena_take(arena *a, size_t bytes)
         return NULL;
     a->used = end;
     char *p = a->base + start;
-    if (bytes)
+    if (bytes && zero)
         a->be->ops->fill(a->be, (float *)p, 0.0f, bytes / sizeof(float));
     return p;
 }
@@ -49,7 +50,14 @@ float *arena_floats(arena *a, size_t n)
 {
     if (n > SIZE_MAX / sizeof(float))
         return NULL;
-    return (float *)arena_take(a, n * sizeof(float));
+    return (float *)arena_take(a, n * sizeof(float), 1);
+}
+
+float *arena_floats_uninit(arena *a, size_t n)
+{
+    if (n > SIZE_MAX / sizeof(float))
+        return NULL;
+    return (float *)arena_take(a, n * sizeof(float), 0);
 }
 
 int32_t *arena_ints(arena *a, size_t n)
@@ -57,7 +65,7 @@ int32_t *arena_ints(arena *a, size_t n)
     if (n > SIZE_MAX / sizeof(int32_t))
         return NULL;
     /* the zero bit pattern is 0 for int32 as for float */
-    return (int32_t *)arena_take(a, n * sizeof(int32_t));
+    return (int32_t *)arena_take(a, n * sizeof(int32_t), 1);
 }
 
 size_t arena_mark(const arena *a)

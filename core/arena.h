@@ -25,6 +25,10 @@ void arena_free(arena *a);
  * caller reports it; peak tells how much would have been needed). */
 float *arena_floats(arena *a, size_t n);
 int32_t *arena_ints(arena *a, size_t n);
+/* The same without the zero fill (contents are whatever was there): for buffers the caller
+ * overwrites entirely, such as GEMM outputs with beta = 0; saves a fill pass (and, on a GPU,
+ * a kernel launch) per allocation. */
+float *arena_floats_uninit(arena *a, size_t n);
 size_t arena_mark(const arena *a);
 void arena_reset(arena *a, size_t mark);
 

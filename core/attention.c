@@ -16,21 +16,25 @@ static int attn_oom(const arena *ar, const char *what, d2_error *err)
                    ar->cap, ar->peak);
 }
 
+/* ptr = n floats from the arena, not zeroed (every forward buffer is overwritten whole) */
 #define ATTN_TAKE(ptr, n, what)                                                            \
     do {                                                                                   \
-        if (!((ptr) = arena_floats(ar, (n))))                                              \
+        if (!((ptr) = arena_floats_uninit(ar, (n))))                                       \
             return attn_oom(ar, (what), err);                                              \
     } while (0)
 
-/* same, for functions that must reset the arena to `mark` before returning */
-#define ATTN_TAKE_OR_RESET(ptr, n, what)                                                   \
+/* for functions that must reset the arena to `mark` before returning: `take` is
+ * arena_floats (zeroed, for buffers that are accumulated into) or arena_floats_uninit */
+#define ATTN_TAKE_OR_RESET(take, ptr, n, what)                                             \
     do {                                                                                   \
-        if (!((ptr) = arena_floats(ar, (n)))) {                                            \
+        if (!((ptr) = take(ar, (n)))) {                                                    \
             int rc_ = attn_oom(ar, (what), err);                                           \
             arena_reset(ar, mark);                                                         \
             return rc_;                                                                    \
         }                                                                                  \
     } while (0)
+#define ATTN_ZEROED(ptr, n, what) ATTN_TAKE_OR_RESET(arena_floats, ptr, n, what)
+#define ATTN_SCRATCH(ptr, n, what) ATTN_TAKE_OR_RESET(arena_floats_uninit, ptr, n, what)
 
 static int attn_name(char *buf, size_t n, const char *prefix, const char *suffix, d2_error *err)
 {
@@ -176,61 +180,61 @@ int mab_backward(backend_t *be, const mab *m, paramset *ps, arena *ar, const mab
 
     // out = LN1(o3)
     if (m->ln) {
-        ATTN_TAKE_OR_RESET(t, nx, what);
+        ATTN_ZEROED(t, nx, what);
         layernorm_bwd(be, &m->ln1, ps, t, dout, c->o3, c->m1, c->r1, (int)rx);
         d_o3 = t;
     } else {
         d_o3 = dout;
     }
     // o3 = o2 + relu(f), f = o2 Wo^T + bo
-    ATTN_TAKE_OR_RESET(d_o2, nx, what);
-    ATTN_TAKE_OR_RESET(df, nx, what);
+    ATTN_SCRATCH(d_o2, nx, what);
+    ATTN_ZEROED(df, nx, what);
     op->copy(be, d_o2, d_o3, nx * sizeof(float));
     op->act_backward(be, ACT_RELU, df, d_o3, c->f, nx);
     linear_backward(be, &m->fo, ps, d_o2, df, c->o2, (int)rx);
     // o2 = LN0(o1)
     if (m->ln) {
-        ATTN_TAKE_OR_RESET(t, nx, what);
+        ATTN_ZEROED(t, nx, what);
         layernorm_bwd(be, &m->ln0, ps, t, d_o2, c->o1, c->m0, c->r0, (int)rx);
         d_o1 = t;
     } else {
         d_o1 = d_o2;
     }
     // o1 = q + merge(oh)
-    ATTN_TAKE_OR_RESET(dq, nx, what);
+    ATTN_SCRATCH(dq, nx, what);
     op->copy(be, dq, d_o1, nx * sizeof(float));
     if (H > 1) {
-        ATTN_TAKE_OR_RESET(t, nx, what);
+        ATTN_SCRATCH(t, nx, what);
         op->permute_0213(be, t, d_o1, B, Nx, H, dh);
         d_oh = t;
     } else {
         d_oh = d_o1;
     }
     // oh = att @ vh:  d_att: [BH, Nx, Ny] = d_oh @ vh^T;  d_vh: [BH, Ny, dh] = att^T @ d_oh
-    ATTN_TAKE_OR_RESET(d_att, na, what);
-    ATTN_TAKE_OR_RESET(d_vh, ny, what);
+    ATTN_SCRATCH(d_att, na, what);
+    ATTN_SCRATCH(d_vh, ny, what);
     op->gemm_batched(be, 0, 1, Nx, Ny, dh, 1.0f, d_oh, dh, sq, c->vh, dh, sk, 0.0f, d_att, Ny,
                      sa, BH);
     op->gemm_batched(be, 1, 0, Ny, dh, Nx, 1.0f, c->att, Ny, sa, d_oh, dh, sq, 0.0f, d_vh, dh,
                      sk, BH);
     // att = softmax(scores / sqrt(dh))
-    ATTN_TAKE_OR_RESET(d_s, na, what);
+    ATTN_ZEROED(d_s, na, what);
     op->softmax_backward(be, d_s, d_att, c->att, 1.0f / sqrtf((float)dh), BH * Nx, Ny);
     // scores = qh @ kh^T:  d_qh: [BH, Nx, dh] = d_s @ kh;  d_kh: [BH, Ny, dh] = d_s^T @ qh
-    ATTN_TAKE_OR_RESET(d_kh, ny, what);
+    ATTN_SCRATCH(d_kh, ny, what);
     op->gemm_batched(be, 1, 0, Ny, dh, Nx, 1.0f, d_s, Ny, sa, c->qh, dh, sq, 0.0f, d_kh, dh, sk,
                      BH);
     if (H > 1) {
         float *d_qh;
-        ATTN_TAKE_OR_RESET(d_qh, nx, what);
+        ATTN_SCRATCH(d_qh, nx, what);
         op->gemm_batched(be, 0, 0, Nx, dh, Ny, 1.0f, d_s, Ny, sa, c->kh, dh, sk, 0.0f, d_qh,
                          dh, sq, BH);
         // [B, H, N, dh] -> [B, N, H, dh]
-        ATTN_TAKE_OR_RESET(t, nx, what);
+        ATTN_SCRATCH(t, nx, what);
         op->permute_0213(be, t, d_qh, B, H, Nx, dh);
         op->axpby(be, dq, 1.0f, t, 1.0f, nx);
-        ATTN_TAKE_OR_RESET(dk, ny, what);
-        ATTN_TAKE_OR_RESET(dv, ny, what);
+        ATTN_SCRATCH(dk, ny, what);
+        ATTN_SCRATCH(dv, ny, what);
         op->permute_0213(be, dk, d_kh, B, H, Ny, dh);
         op->permute_0213(be, dv, d_vh, B, H, Ny, dh);
     } else {
@@ -319,8 +323,8 @@ int isab_backward(backend_t *be, const isab *s, paramset *ps, arena *ar, const i
     const size_t nh = (size_t)c->B * s->m_ind * s->d;
     float *dH, *direp;
     int rc;
-    ATTN_TAKE_OR_RESET(dH, nh, what);
-    ATTN_TAKE_OR_RESET(direp, nh, what);
+    ATTN_ZEROED(dH, nh, what);
+    ATTN_ZEROED(direp, nh, what);
     if ((rc = mab_backward(be, &s->m1, ps, ar, &c->c1, dX, dH, dout, X, c->c0.out, err)) ||
         (rc = mab_backward(be, &s->m0, ps, ar, &c->c0, direp, dX, dH, c->irep, X, err))) {
         arena_reset(ar, mark);
@@ -374,7 +378,7 @@ int pma_backward(backend_t *be, const pma *p, paramset *ps, arena *ar, const pma
     const size_t mark = arena_mark(ar);
     float *dsrep;
     int rc;
-    ATTN_TAKE_OR_RESET(dsrep, (size_t)c->B * p->k * p->d, "pma backward");
+    ATTN_ZEROED(dsrep, (size_t)c->B * p->k * p->d, "pma backward");
     if ((rc = mab_backward(be, &p->m, ps, ar, &c->c, dsrep, dX, dout, c->srep, X, err))) {
         arena_reset(ar, mark);
         return rc;

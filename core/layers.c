@@ -40,9 +40,11 @@ void linear_forward(backend_t *be, const linear *l, const paramset *ps, float *y
                     int B)
 {
     const float *W = ps->w + l->w;
-    be->ops->gemm(be, 0, 1, B, l->out, l->in, 1.0f, x, l->in, W, l->in, 0.0f, y, l->out);
+    /* with a bias: y = b in every row, then the GEMM accumulates (one pass fewer over y) */
     if (l->has_bias)
-        be->ops->add_bias(be, y, ps->w + l->b, B, l->out);
+        be->ops->repeat_rows(be, y, ps->w + l->b, B, 1, l->out);
+    be->ops->gemm(be, 0, 1, B, l->out, l->in, 1.0f, x, l->in, W, l->in,
+                  l->has_bias ? 1.0f : 0.0f, y, l->out);
 }
 
 // dy: [B, out], x: [B, in]; dx: [B, in] += dy @ W; dW: [out, in] += dy^T @ x; db += sum_rows(dy)
@@ -50,12 +52,13 @@ void linear_backward(backend_t *be, const linear *l, paramset *ps, float *dx, co
                      const float *x, int B)
 {
     const float *W = ps->w + l->w;
+    /* the bias first: on the CPU it runs on worker threads that the GEMMs would put to sleep */
+    if (l->has_bias)
+        be->ops->sum_rows(be, ps->g + l->b, dy, B, l->out);
     if (dx)
         be->ops->gemm(be, 0, 0, B, l->in, l->out, 1.0f, dy, l->out, W, l->in, 1.0f, dx, l->in);
     be->ops->gemm(be, 1, 0, l->out, l->in, B, 1.0f, dy, l->out, x, l->in, 1.0f, ps->g + l->w,
                   l->in);
-    if (l->has_bias)
-        be->ops->sum_rows(be, ps->g + l->b, dy, B, l->out);
 }
 
 int layernorm_init(layernorm *ln, paramset *ps, const char *name, int C, int affine,

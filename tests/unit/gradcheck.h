@@ -184,7 +184,7 @@ static inline int gc_check(backend_t *be, gc_fwd_fn fwd, gc_bwd_fn bwd, void *us
                 num = (Lp - Lm) / ((double)xp - (double)xm);
                 aerr = fabs(ana - num);
                 tol = o->atol * widen[attempt] + o->rtol * fmax(fabs(ana), fabs(num));
-                bad = aerr > tol;
+                bad = !(aerr <= tol); /* NaN or inf on either side fails */
                 retried = attempt > 0;
             }
             if (status)

@@ -78,6 +78,9 @@ static int afwd(backend_t *be, void *user, float *out)
     d2_error err;
     const float *res = NULL;
     int rc = 0;
+    /* poison what earlier passes used: a buffer that must start at zero but is taken
+     * without the fill would show up as NaN */
+    be->ops->fill(be, (float *)c->ar.base, NAN, c->ar.peak / sizeof(float));
     arena_reset(&c->ar, 0);
     switch (c->kind) {
     case A_MAB:
@@ -205,6 +208,18 @@ static void check_block(actx *c, int dxw, int dyw, const char *what)
     for (int i = 0; i < c->ps.count; i++) {
         const param_entry *e = &c->ps.entries[i];
         t[nt++] = (gc_target){e->name, c->ps.w + e->offset, c->ps.g + e->offset, e->numel};
+    }
+    /* one forward + backward first, so that the checker's own passes find the arena
+     * poisoned (afwd) everywhere backward takes memory too */
+    {
+        float *out = backend_alloc_floats(c->be, c->n_out);
+        float *dout = gc_dev_uniform(c->be, c->n_out, -1, 1, 5);
+        assert_non_null(out);
+        assert_non_null(dout);
+        assert_int_equal(afwd(c->be, c, out), 0);
+        assert_int_equal(abwd(c->be, c, dout), 0);
+        c->be->ops->free(c->be, out);
+        c->be->ops->free(c->be, dout);
     }
     gc_opts o = gc_default_opts();
     o.seed = rng_u32(&c->r);

@@ -921,6 +921,249 @@ static void test_rand(void **state)
     dfree(t, x);
 }
 
+/* ---- empty shapes: nothing is touched, scalars are 0, nothing crashes ---- */
+
+static void test_empty(void **state)
+{
+    tctx *t = *state;
+    const backend_ops *op = t->be->ops;
+    float *hb;
+    float *b = dev_rand(t, 32, -1, 1, &hb), *out = backend_alloc_floats(t->be, 1);
+    op->fill(t->be, out, 7.0f, 1);
+    op->sumsq(t->be, out, b, 0);
+    assert_true(read_scalar(t, out) == 0.0f);
+    op->fill(t->be, out, 7.0f, 1);
+    op->mse(t->be, out, NULL, b, b, 0, 1.0f);
+    assert_true(read_scalar(t, out) == 0.0f);
+    op->fill(t->be, out, 7.0f, 1);
+    op->kl_gauss(t->be, out, NULL, NULL, b, b, 0, 0, 1.0f);
+    assert_true(read_scalar(t, out) == 0.0f);
+    op->fill(t->be, out, 7.0f, 1);
+    op->cross_entropy(t->be, out, NULL, b, NULL, 0, 3, 1.0f);
+    assert_true(read_scalar(t, out) == 0.0f);
+    op->sum_rows(t->be, b, b + 16, 0, 16);
+    op->layernorm_forward(t->be, b, b, b, b, NULL, NULL, 0, 16);
+    op->layernorm_backward(t->be, b, b, b, b, b, b, b, b, 0, 16);
+    op->softmax_forward(t->be, b, b, 1.0f, 0, 16);
+    op->softmax_backward(t->be, b, b, b, 1.0f, 0, 16);
+    op->modulate_forward(t->be, b, b, b, b, 16, 2, 0, 8);
+    op->modulate_backward(t->be, b, b, b + 8, b, b, b, 16, 2, 0, 8);
+    op->gated_add_backward(t->be, b, b, b, b, b, b, 16, 2, 0, 8);
+    op->gemm(t->be, 0, 0, 0, 4, 4, 1.0f, b, 4, b, 4, 0.0f, b, 4);
+    op->axpby(t->be, b, 1.0f, b, 1.0f, 0);
+    op->act_forward(t->be, ACT_SILU, b, b, 0);
+    op->adamw(t->be, b, b, b, b, 0, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, 1.0f);
+    float *got = host_copy(t, b, 32);
+    assert_memory_equal(got, hb, 32 * sizeof(float)); /* untouched */
+    free(got);
+    free(hb);
+    dfree(t, b);
+    dfree(t, out);
+}
+
+/* ---- threads: the same results on 1 and on 3 threads ---- */
+
+typedef struct pair {
+    backend_t *b1, *b3;
+} pair;
+
+/* the same n random values on both backends */
+static void pair_rand(tctx *t, pair *p, size_t n, float lo, float hi, float **d1, float **d3)
+{
+    float *h = malloc(n * sizeof(float));
+    assert_non_null(h);
+    for (size_t i = 0; i < n; i++)
+        h[i] = lo + (hi - lo) * rng_uniform(&t->r);
+    *d1 = backend_alloc_floats(p->b1, n);
+    *d3 = backend_alloc_floats(p->b3, n);
+    assert_non_null(*d1);
+    assert_non_null(*d3);
+    p->b1->ops->to_device(p->b1, *d1, h, n * sizeof(float));
+    p->b3->ops->to_device(p->b3, *d3, h, n * sizeof(float));
+    free(h);
+}
+
+static void pair_same(pair *p, const char *what, const float *d1, const float *d3, size_t n)
+{
+    float *h1 = malloc(n * sizeof(float)), *h3 = malloc(n * sizeof(float));
+    assert_non_null(h1);
+    assert_non_null(h3);
+    p->b1->ops->to_host(p->b1, h1, d1, n * sizeof(float));
+    p->b3->ops->to_host(p->b3, h3, d3, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&h1[i], &h3[i], sizeof(float)) != 0)
+            fail_msg("%s[%zu]: %.9g on 1 thread, %.9g on 3", what, i, (double)h1[i],
+                     (double)h3[i]);
+    free(h1);
+    free(h3);
+}
+
+static void test_threads_agree(void **state)
+{
+    tctx *t = *state;
+    pair p;
+    d2_error err;
+    assert_int_equal(backend_cpu_create(&p.b1, 1, &err), 0);
+    assert_int_equal(backend_cpu_create(&p.b3, 3, &err), 0);
+    const backend_ops *o1 = p.b1->ops, *o3 = p.b3->ops;
+    backend_t *b1 = p.b1, *b3 = p.b3;
+    float *x1, *x3, *y1, *y3, *z1, *z3, *w1, *w3;
+
+    /* elementwise and activations, n not a multiple of anything */
+    const size_t n = 100003;
+    pair_rand(t, &p, n, -4, 4, &x1, &x3);
+    pair_rand(t, &p, n, -4, 4, &y1, &y3);
+    pair_rand(t, &p, n, -1, 1, &z1, &z3);
+    o1->axpby(b1, y1, 0.3f, x1, -0.7f, n);
+    o3->axpby(b3, y3, 0.3f, x3, -0.7f, n);
+    pair_same(&p, "axpby", y1, y3, n);
+    o1->mul(b1, y1, y1, x1, n);
+    o3->mul(b3, y3, y3, x3, n);
+    o1->add(b1, y1, y1, z1, n);
+    o3->add(b3, y3, y3, z3, n);
+    o1->scale(b1, y1, 1.5f, n);
+    o3->scale(b3, y3, 1.5f, n);
+    pair_same(&p, "mul/add/scale", y1, y3, n);
+    for (int k = ACT_IDENTITY; k <= ACT_TANH; k++) {
+        o1->act_forward(b1, (act_kind)k, y1, x1, n);
+        o3->act_forward(b3, (act_kind)k, y3, x3, n);
+        pair_same(&p, "act_forward", y1, y3, n);
+        o1->act_backward(b1, (act_kind)k, z1, y1, x1, n);
+        o3->act_backward(b3, (act_kind)k, z3, y3, x3, n);
+        pair_same(&p, "act_backward", z1, z3, n);
+    }
+
+    /* rows: bias, sum_rows, layernorm, softmax (rows x cols = 250 x 333) */
+    const int rows = 250, cols = 333;
+    float *g1, *g3, *m1, *m3, *r1, *r3, *dg1, *dg3, *db1, *db3;
+    pair_rand(t, &p, (size_t)cols, 0.5f, 1.5f, &g1, &g3);
+    pair_rand(t, &p, (size_t)cols, -1, 1, &dg1, &dg3);
+    pair_rand(t, &p, (size_t)cols, -1, 1, &db1, &db3);
+    pair_rand(t, &p, (size_t)rows, 0, 1, &m1, &m3);
+    pair_rand(t, &p, (size_t)rows, 0, 1, &r1, &r3);
+    o1->add_bias(b1, x1, g1, rows, cols);
+    o3->add_bias(b3, x3, g3, rows, cols);
+    pair_same(&p, "add_bias", x1, x3, (size_t)rows * cols);
+    o1->sum_rows(b1, db1, x1, rows, cols);
+    o3->sum_rows(b3, db3, x3, rows, cols);
+    pair_same(&p, "sum_rows", db1, db3, (size_t)cols);
+    o1->layernorm_forward(b1, y1, m1, r1, x1, g1, db1, rows, cols);
+    o3->layernorm_forward(b3, y3, m3, r3, x3, g3, db3, rows, cols);
+    pair_same(&p, "layernorm y", y1, y3, (size_t)rows * cols);
+    pair_same(&p, "layernorm rstd", r1, r3, (size_t)rows);
+    o1->layernorm_backward(b1, z1, dg1, db1, y1, x1, g1, m1, r1, rows, cols);
+    o3->layernorm_backward(b3, z3, dg3, db3, y3, x3, g3, m3, r3, rows, cols);
+    pair_same(&p, "layernorm dx", z1, z3, (size_t)rows * cols);
+    pair_same(&p, "layernorm dg", dg1, dg3, (size_t)cols);
+    pair_same(&p, "layernorm db", db1, db3, (size_t)cols);
+    o1->softmax_forward(b1, y1, x1, 0.7f, rows, cols);
+    o3->softmax_forward(b3, y3, x3, 0.7f, rows, cols);
+    pair_same(&p, "softmax y", y1, y3, (size_t)rows * cols);
+    o1->softmax_backward(b1, z1, x1, y1, 0.7f, rows, cols);
+    o3->softmax_backward(b3, z3, x3, y3, 0.7f, rows, cols);
+    pair_same(&p, "softmax dx", z1, z3, (size_t)rows * cols);
+
+    /* adaLN: B = 5, N = 200, C = 99, ld = 3C */
+    const int B = 5, N = 200, C = 99, ld = 3 * C;
+    float *q1, *q3, *dq1, *dq3;
+    pair_rand(t, &p, (size_t)B * ld, -1, 1, &q1, &q3);
+    pair_rand(t, &p, (size_t)B * ld, -1, 1, &dq1, &dq3);
+    o1->modulate_forward(b1, y1, x1, q1, q1 + C, ld, B, N, C);
+    o3->modulate_forward(b3, y3, x3, q3, q3 + C, ld, B, N, C);
+    pair_same(&p, "modulate y", y1, y3, (size_t)B * N * C);
+    o1->modulate_backward(b1, z1, dq1, dq1 + C, y1, x1, q1 + C, ld, B, N, C);
+    o3->modulate_backward(b3, z3, dq3, dq3 + C, y3, x3, q3 + C, ld, B, N, C);
+    pair_same(&p, "modulate dx", z1, z3, (size_t)B * N * C);
+    pair_same(&p, "modulate dshift/dscale", dq1, dq3, (size_t)B * ld);
+    o1->gated_add_forward(b1, y1, x1, q1 + 2 * C, z1, ld, B, N, C);
+    o3->gated_add_forward(b3, y3, x3, q3 + 2 * C, z3, ld, B, N, C);
+    pair_same(&p, "gated_add y", y1, y3, (size_t)B * N * C);
+    o1->gated_add_backward(b1, z1, dq1 + 2 * C, x1, y1, q1 + 2 * C, x1, ld, B, N, C);
+    o3->gated_add_backward(b3, z3, dq3 + 2 * C, x3, y3, q3 + 2 * C, x3, ld, B, N, C);
+    pair_same(&p, "gated_add dx", z1, z3, (size_t)B * N * C);
+    pair_same(&p, "gated_add dgate", dq1, dq3, (size_t)B * ld);
+
+    /* reductions and losses: the same up to the order the parts are added in */
+    float *s1 = backend_alloc_floats(b1, 1), *s3 = backend_alloc_floats(b3, 1), v1, v3;
+    float *big1, *big3;
+    const size_t nbig = 300007; /* several parts of 64k */
+    pair_rand(t, &p, nbig, -1, 1, &big1, &big3);
+    o1->sumsq(b1, s1, big1, nbig);
+    o3->sumsq(b3, s3, big3, nbig);
+    o1->to_host(b1, &v1, s1, sizeof v1);
+    o3->to_host(b3, &v3, s3, sizeof v3);
+    TU_ASSERT_NEAR(v3, v1, 1e-6 * v1);
+    TU_ASSERT_NEAR(v1, nbig / 3.0, 0.01 * nbig / 3.0);
+    float *cp1 = backend_alloc_floats(b1, nbig), *cp3 = backend_alloc_floats(b3, nbig);
+    o1->copy(b1, cp1, big1, nbig * sizeof(float)); /* 1.2 MB: in parts on 3 threads */
+    o3->copy(b3, cp3, big3, nbig * sizeof(float));
+    pair_same(&p, "copy 1.2 MB", cp1, cp3, nbig);
+    pair_same(&p, "copy 1.2 MB vs source", big1, cp3, nbig);
+    o1->free(b1, cp1);
+    o3->free(b3, cp3);
+    o1->free(b1, big1);
+    o3->free(b3, big3);
+    o1->mse(b1, s1, z1, x1, y1, n, 1.0f);
+    o3->mse(b3, s3, z3, x3, y3, n, 1.0f);
+    o1->to_host(b1, &v1, s1, sizeof v1);
+    o3->to_host(b3, &v3, s3, sizeof v3);
+    TU_ASSERT_NEAR(v3, v1, 1e-6 * v1);
+    pair_same(&p, "mse dpred", z1, z3, n);
+    o1->kl_gauss(b1, s1, z1, y1, x1, z1, n, 7, 1.0f);
+    o3->kl_gauss(b3, s3, z3, y3, x3, z3, n, 7, 1.0f);
+    o1->to_host(b1, &v1, s1, sizeof v1);
+    o3->to_host(b3, &v3, s3, sizeof v3);
+    TU_ASSERT_NEAR(v3, v1, 1e-6 * v1);
+    pair_same(&p, "kl dlogvar", y1, y3, n);
+    const int ce_rows = 9000, ce_c = 11;
+    int32_t *lab_h = malloc(ce_rows * sizeof(int32_t));
+    assert_non_null(lab_h);
+    for (int i = 0; i < ce_rows; i++)
+        lab_h[i] = (int32_t)rng_below(&t->r, ce_c);
+    int32_t *l1 = o1->alloc(b1, ce_rows * sizeof(int32_t));
+    int32_t *l3 = o3->alloc(b3, ce_rows * sizeof(int32_t));
+    o1->to_device(b1, l1, lab_h, ce_rows * sizeof(int32_t));
+    o3->to_device(b3, l3, lab_h, ce_rows * sizeof(int32_t));
+    o1->cross_entropy(b1, s1, z1, x1, l1, ce_rows, ce_c, 1.0f);
+    o3->cross_entropy(b3, s3, z3, x3, l3, ce_rows, ce_c, 1.0f);
+    o1->to_host(b1, &v1, s1, sizeof v1);
+    o3->to_host(b3, &v3, s3, sizeof v3);
+    TU_ASSERT_NEAR(v3, v1, 1e-6 * v1);
+    pair_same(&p, "cross_entropy dlogits", z1, z3, (size_t)ce_rows * ce_c);
+
+    /* copy (disjoint and overlapping) and repeat_rows: 300 x 333 */
+    o1->copy(b1, z1, x1, n * sizeof(float));
+    o3->copy(b3, z3, x3, n * sizeof(float));
+    pair_same(&p, "copy", z1, z3, n);
+    o1->copy(b1, z1 + 7, z1, (n - 7) * sizeof(float));
+    o3->copy(b3, z3 + 7, z3, (n - 7) * sizeof(float));
+    pair_same(&p, "copy overlapping", z1, z3, n);
+    o1->repeat_rows(b1, z1, g1, 300, 1, cols);
+    o3->repeat_rows(b3, z3, g3, 300, 1, cols);
+    pair_same(&p, "repeat_rows", z1, z3, (size_t)300 * cols);
+
+    /* AdamW */
+    pair_rand(t, &p, n, 0, 0.01f, &w1, &w3);
+    o1->fill(b1, z1, 0.01f, n);
+    o3->fill(b3, z3, 0.01f, n);
+    o1->adamw(b1, x1, y1, z1, w1, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 5, 0.5f);
+    o3->adamw(b3, x3, y3, z3, w3, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 5, 0.5f);
+    pair_same(&p, "adamw w", x1, x3, n);
+    pair_same(&p, "adamw v", w1, w3, n);
+
+    free(lab_h);
+    o1->free(b1, l1);
+    o3->free(b3, l3);
+    float *f1[] = {x1, y1, z1, w1, g1, m1, r1, dg1, db1, q1, dq1, s1};
+    float *f3[] = {x3, y3, z3, w3, g3, m3, r3, dg3, db3, q3, dq3, s3};
+    for (size_t i = 0; i < sizeof f1 / sizeof f1[0]; i++) {
+        o1->free(b1, f1[i]);
+        o3->free(b3, f3[i]);
+    }
+    backend_destroy(b1);
+    backend_destroy(b3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -931,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_softmax),        cmocka_unit_test(test_permute_repeat),
         cmocka_unit_test(test_modulate_gated), cmocka_unit_test(test_losses),
         cmocka_unit_test(test_adamw),          cmocka_unit_test(test_rand),
+        cmocka_unit_test(test_empty),          cmocka_unit_test(test_threads_agree),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
