@@ -1,0 +1,176 @@
+/* remote_job.c - wait for a job, judge its end, download its weights. */
+#include "remote_job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cli_args.h"
+#include "commands.h"
+#include "remote_call.h"
+#include "safetensors.h"
+#include "sha256.h"
+
+/* Seconds one long-poll may be held: 1 s on a terminal so the bar moves
+ * (the daemon ends a wait on state changes only), else 30 s. */
+static double poll_wait(double remaining, int tty)
+{
+    double w = tty ? 1.0 : 30.0;
+    if (remaining > 0 && remaining < w)
+        w = remaining;
+    return w < 0.01 ? 0.01 : w;
+}
+
+/* The job's progress on stderr: redrawn in place on a terminal, else one line
+ * per state change and at most one every 5 s. */
+typedef struct job_bar {
+    int enabled, tty;
+    double t0, last;
+    char state[16];
+} job_bar;
+
+static void bar_draw(job_bar *b, const char *id, double frac, const char *state, int final)
+{
+    if (!b->enabled)
+        return;
+    double now = d2_now();
+    int changed = strcmp(state, b->state) != 0;
+    if (!final && !b->tty && !changed && now - b->last < 5.0)
+        return;
+    snprintf(b->state, sizeof b->state, "%s", state);
+    b->last = now;
+    if (frac < 0)
+        frac = 0;
+    if (frac > 1)
+        frac = 1;
+    char bar[25];
+    int filled = (int)(frac * 24 + 0.5);
+    for (int i = 0; i < 24; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[24] = '\0';
+    fprintf(stderr, "%s%s [%s] %3.0f%%  %-9s %6.1f s%s", b->tty ? "\r" : "", id, bar, 100.0 * frac,
+            state, now - b->t0, b->tty ? "\033[K" : "");
+    if (!b->tty || final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+int remote_job_wait(remote_client *c, const char *id, double timeout, int bar, json_t **job,
+                    remote_response *last)
+{
+    *job = NULL;
+    memset(last, 0, sizeof *last);
+    job_bar b = {bar, isatty(fileno(stderr)), d2_now(), 0.0, ""};
+    double t0 = b.t0, frac = 0.0;
+    for (;;) {
+        double remaining = timeout > 0 ? timeout - (d2_now() - t0) : 0.0;
+        double w = poll_wait(remaining, b.tty);
+        char path[160];
+        snprintf(path, sizeof path, "/v1/jobs/%s?wait=%.3g", id, w);
+        json_t *j = NULL;
+        remote_response_free(last);
+        int code = remote_get_json(c, path, w + 30.0, last, &j);
+        if (code != EXIT_OK) {
+            if (b.state[0])
+                bar_draw(&b, id, frac, "unknown", 1);
+            remote_response_free(last);
+            return code;
+        }
+        api_job_state st;
+        const char *sname = json_string_value(json_object_get(j, "state"));
+        if (!sname || api_job_state_parse(sname, &st) != 0) {
+            cli_error(c->cmd, "the daemon's answer for job %s has no valid state", id);
+            json_decref(j);
+            remote_response_free(last);
+            return EXIT_UNREACHABLE;
+        }
+        frac = json_number_value(json_object_get(j, "progress"));
+        if (api_job_state_terminal(st)) {
+            bar_draw(&b, id, frac, sname, 1);
+            *job = j;
+            return EXIT_OK;
+        }
+        bar_draw(&b, id, frac, sname, 0);
+        if (timeout > 0 && d2_now() - t0 >= timeout) {
+            bar_draw(&b, id, frac, sname, 1);
+            cli_error(c->cmd, "job %s is still %s after %g s (--timeout)", id, sname, timeout);
+            json_decref(j);
+            remote_response_free(last);
+            return EXIT_FAILED;
+        }
+        json_decref(j);
+    }
+}
+
+int remote_job_exit(const char *cmd, const json_t *job)
+{
+    const char *id = json_string_value(json_object_get(job, "id"));
+    const char *state = json_string_value(json_object_get(job, "state"));
+    if (!id || !state) {
+        cli_error(cmd, "the daemon's job answer has no id or state");
+        return EXIT_FAILED;
+    }
+    if (!strcmp(state, "succeeded"))
+        return EXIT_OK;
+    const json_t *e = json_object_get(job, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    if (code && msg)
+        cli_error(cmd, "job %s %s: %s: %s", id, state, code, msg);
+    else
+        cli_error(cmd, "job %s %s", id, state);
+    return EXIT_FAILED;
+}
+
+const char *remote_job_best_checkpoint(const json_t *job)
+{
+    const json_t *cks = json_object_get(json_object_get(job, "result"), "checkpoints");
+    return json_string_value(json_object_get(json_array_get(cks, 0), "id"));
+}
+
+int remote_fetch_weights(remote_client *c, const char *checkpoint_id, const char *path,
+                         char sha256[65], size_t *bytes)
+{
+    char url[160];
+    snprintf(url, sizeof url, "/v1/checkpoints/%s/weights", checkpoint_id);
+    remote_request req = {.method = "GET", .path = url, .timeout = 600.0};
+    remote_response resp;
+    int code = remote_call(c, &req, &resp);
+    if (code != EXIT_OK) {
+        remote_response_free(&resp);
+        return code;
+    }
+    char hex[65];
+    sha256_hex(resp.body, resp.len, hex);
+    if (resp.checkpoint_sha256[0] && strcmp(hex, resp.checkpoint_sha256) != 0) {
+        cli_error(c->cmd,
+                  "the weights of %s arrived damaged: sha256 %s, the daemon says %s; "
+                  "%s not written",
+                  checkpoint_id, hex, resp.checkpoint_sha256, path);
+        remote_response_free(&resp);
+        return EXIT_UNREACHABLE;
+    }
+    d2_error err;
+    d2_error_clear(&err);
+    st_file f;
+    if (st_parse(&f, resp.body, resp.len, &err) != 0) {
+        cli_error(c->cmd, "the weights of %s are not a valid safetensors file (%s); %s not written",
+                  checkpoint_id, err.msg, path);
+        remote_response_free(&resp);
+        return EXIT_UNREACHABLE;
+    }
+    st_free(&f);
+    if (d2_write_file_atomic(path, resp.body, resp.len, &err) != 0) {
+        cli_error(c->cmd, "%s", err.msg);
+        remote_response_free(&resp);
+        return EXIT_FAILED;
+    }
+    if (sha256)
+        snprintf(sha256, 65, "%s", hex);
+    if (bytes)
+        *bytes = resp.len;
+    remote_response_free(&resp);
+    return EXIT_OK;
+}
