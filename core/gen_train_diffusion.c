@@ -1,0 +1,328 @@
+/* gen_train_diffusion.c - the optional contrastive alignment of dataset
+ * embeddings with weight latents, and stage 2: dataset encoder + denoiser. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_train_internal.h"
+#include "optim.h"
+#include "progress.h"
+
+/* ---------------------------------------------------------- alignment */
+
+/* InfoNCE between normalised encoder embeddings u [B, C] and projected latents
+ * v [B, C] (host), symmetric, temperature tau. Returns the loss, fills du, dv. */
+static float info_nce(const float *u, const float *v, int B, int C, float tau, float *du,
+                      float *dv)
+{
+    double *un = calloc((size_t)B * C, sizeof(double)), *vn = calloc((size_t)B * C, sizeof(double));
+    double *nu = calloc((size_t)B, sizeof(double)), *nv = calloc((size_t)B, sizeof(double));
+    double *S = calloc((size_t)B * B, sizeof(double)), *G = calloc((size_t)B * B, sizeof(double));
+    double *dun = calloc((size_t)B * C, sizeof(double)), *dvn = calloc((size_t)B * C, sizeof(double));
+    double loss = NAN;
+    if (!un || !vn || !nu || !nv || !S || !G || !dun || !dvn)
+        goto out;
+    for (int i = 0; i < B; i++) {
+        double a = 0, b = 0;
+        for (int j = 0; j < C; j++) {
+            a += (double)u[i * C + j] * u[i * C + j];
+            b += (double)v[i * C + j] * v[i * C + j];
+        }
+        nu[i] = sqrt(a) + 1e-8;
+        nv[i] = sqrt(b) + 1e-8;
+        for (int j = 0; j < C; j++) {
+            un[i * C + j] = u[i * C + j] / nu[i];
+            vn[i * C + j] = v[i * C + j] / nv[i];
+        }
+    }
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < B; k++) {
+            double s = 0;
+            for (int j = 0; j < C; j++)
+                s += un[i * C + j] * vn[k * C + j];
+            S[i * B + k] = s / tau;
+        }
+    loss = 0;
+    // rows (u -> v) and columns (v -> u)
+    for (int dir = 0; dir < 2; dir++)
+        for (int i = 0; i < B; i++) {
+            double mx = -INFINITY, z = 0;
+            for (int k = 0; k < B; k++) {
+                double s = dir ? S[k * B + i] : S[i * B + k];
+                if (s > mx)
+                    mx = s;
+            }
+            for (int k = 0; k < B; k++)
+                z += exp((dir ? S[k * B + i] : S[i * B + k]) - mx);
+            double diag = S[i * B + i];
+            loss += -(diag - mx - log(z)) / (2.0 * B);
+            for (int k = 0; k < B; k++) {
+                double p = exp((dir ? S[k * B + i] : S[i * B + k]) - mx) / z;
+                double gval = (p - (k == i)) / (2.0 * B);
+                if (dir)
+                    G[k * B + i] += gval;
+                else
+                    G[i * B + k] += gval;
+            }
+        }
+    // dS -> dun, dvn
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < B; k++) {
+            double gk = G[i * B + k] / tau;
+            for (int j = 0; j < C; j++) {
+                dun[i * C + j] += gk * vn[k * C + j];
+                dvn[k * C + j] += gk * un[i * C + j];
+            }
+        }
+    // through the normalisation: dx = (dxn - xn (xn . dxn)) / |x|
+    for (int i = 0; i < B; i++) {
+        double pu = 0, pv = 0;
+        for (int j = 0; j < C; j++) {
+            pu += un[i * C + j] * dun[i * C + j];
+            pv += vn[i * C + j] * dvn[i * C + j];
+        }
+        for (int j = 0; j < C; j++) {
+            du[i * C + j] = (float)((dun[i * C + j] - un[i * C + j] * pu) / nu[i]);
+            dv[i * C + j] = (float)((dvn[i * C + j] - vn[i * C + j] * pv) / nv[i]);
+        }
+    }
+out:
+    free(un);
+    free(vn);
+    free(nu);
+    free(nv);
+    free(S);
+    free(G);
+    free(dun);
+    free(dvn);
+    return (float)loss;
+}
+
+int gtrain_stage_align(trainer *t, gen_train_report *rep, d2_error *err)
+{
+    const gen_train_cfg *cfg = t->cfg;
+    generator *g = &t->g;
+    backend_t *be = t->be;
+    const int B = cfg->tasks_per_step, N = t->N, F = t->F, L = t->L, C = t->C;
+    adamw_cfg oc = adamw_defaults();
+    oc.lr = cfg->align_lr;
+    oc.warmup_steps = cfg->align_steps / 20;
+    oc.total_steps = cfg->align_steps;
+    oc.min_lr_ratio = 0.05f;
+    const int Kmax = cfg->kmax;
+    float *X = malloc((size_t)B * N * Kmax * F * sizeof(float));
+    float *zb = malloc((size_t)B * L * sizeof(float));
+    float *u = malloc((size_t)B * C * sizeof(float)), *v = malloc((size_t)B * C * sizeof(float));
+    float *du = malloc((size_t)B * C * sizeof(float)), *dv = malloc((size_t)B * C * sizeof(float));
+    int rc = 0;
+    if (!X || !zb || !u || !v || !du || !dv) {
+        rc = d2_fail(err, D2_ENOMEM, "alignment: out of memory");
+        goto out;
+    }
+    progress pb;
+    progress_begin(&pb, "align", "steps", cfg->align_steps, cfg->progress);
+    for (; t->step < cfg->align_steps; t->step++) {
+        if (gtrain_should_stop(t)) {
+            rep->stopped = 1;
+            break;
+        }
+        rng r;
+        rng_init(&r, rng_derive(cfg->seed, "align-step", (uint64_t)t->step), 0);
+        const int K = cfg->kmin + (int)rng_below(&r, (uint32_t)(cfg->kmax - cfg->kmin + 1));
+        for (int b = 0; b < B; b++) {
+            int e = (int)rng_below(&r, (uint32_t)t->n);
+            memcpy(zb + (size_t)b * L, t->Z + (size_t)e * L, (size_t)L * sizeof(float));
+            if ((rc = gtrain_fill_support(t, e, K, &r, X + (size_t)b * N * K * F, err)))
+                goto out;
+        }
+        size_t mark = arena_mark(&t->ar);
+        float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
+        float *zd = arena_floats(&t->ar, (size_t)B * L);
+        float *vd = arena_floats(&t->ar, (size_t)B * C);
+        float *dud = arena_floats(&t->ar, (size_t)B * C);
+        float *dvd = arena_floats(&t->ar, (size_t)B * C);
+        if (!Xd || !zd || !vd || !dud || !dvd) {
+            rc = d2_fail(err, D2_ENOMEM, "alignment: scratch arena is full");
+            goto out;
+        }
+        setenc_cache sc;
+        if ((rc = gtrain_upload(t, Xd, X, (size_t)B * N * K * F, err)) ||
+            (rc = gtrain_upload(t, zd, zb, (size_t)B * L, err)) ||
+            (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
+            goto out;
+        linear_forward(be, &t->align_proj, &t->align_ps, vd, zd, B);
+        if ((rc = gtrain_download(t, u, sc.cond, (size_t)B * C, err)) ||
+            (rc = gtrain_download(t, v, vd, (size_t)B * C, err)))
+            goto out;
+        float loss = info_nce(u, v, B, C, cfg->align_temp, du, dv);
+        if (!isfinite(loss)) {
+            rc = d2_fail(err, D2_ERANGE, "alignment diverged at step %d", t->step);
+            goto out;
+        }
+        paramset_zero_grad(&g->net_ps);
+        paramset_zero_grad(&t->align_ps);
+        if ((rc = gtrain_upload(t, dud, du, (size_t)B * C, err)) ||
+            (rc = gtrain_upload(t, dvd, dv, (size_t)B * C, err)))
+            goto out;
+        linear_backward(be, &t->align_proj, &t->align_ps, NULL, dvd, zd, B);
+        if ((rc = setenc_backward(be, &g->enc, &g->net_ps, &t->ar, &sc, dud, err)) ||
+            (rc = optim_adamw_step(&g->net_ps, &oc, t->step, NULL, err)) ||
+            (rc = optim_adamw_step(&t->align_ps, &oc, t->step, NULL, err)))
+            goto out;
+        arena_reset(&t->ar, mark);
+        t->align_loss_ema = t->step == 0 ? loss : 0.98f * t->align_loss_ema + 0.02f * loss;
+        char status[64];
+        snprintf(status, sizeof status, "infonce %.4f", (double)t->align_loss_ema);
+        progress_update(&pb, t->step + 1, status);
+        if ((rc = gtrain_maybe_checkpoint(t, err)))
+            goto out;
+    }
+    progress_end(&pb, t->step, NULL);
+    rep->align_loss = t->align_loss_ema;
+    rep->align_steps_done = t->step;
+out:
+    free(X);
+    free(zb);
+    free(u);
+    free(v);
+    free(du);
+    free(dv);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- stage 2 */
+
+int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
+{
+    const gen_train_cfg *cfg = t->cfg;
+    generator *g = &t->g;
+    backend_t *be = t->be;
+    const struct backend_ops *op = be->ops;
+    const int B = cfg->tasks_per_step, M = cfg->noise_per_task, R = B * M;
+    const int N = t->N, F = t->F, L = t->L, C = t->C, TD = g->cfg.temb_dim;
+    adamw_cfg oc = adamw_defaults();
+    oc.lr = cfg->lr;
+    oc.weight_decay = 0.01f;
+    oc.warmup_steps = cfg->steps / 25;
+    oc.total_steps = cfg->steps;
+    oc.min_lr_ratio = 0.05f;
+    const int Kmax = cfg->kmax;
+    float *X = malloc((size_t)B * N * Kmax * F * sizeof(float));
+    float *zt = malloc((size_t)R * L * sizeof(float));
+    float *eps = malloc((size_t)R * L * sizeof(float));
+    float *temb = malloc((size_t)R * TD * sizeof(float));
+    int *ts = malloc((size_t)R * sizeof(int));
+    int *ent = malloc((size_t)B * sizeof(int));
+    unsigned char *drop = malloc((size_t)B);
+    int rc = 0;
+    if (!X || !zt || !eps || !temb || !ts || !ent || !drop) {
+        rc = d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
+        goto out;
+    }
+    progress pb;
+    progress_begin(&pb, "stage 2 diffusion", "steps", cfg->steps, cfg->progress);
+    for (; t->step < cfg->steps; t->step++) {
+        if (gtrain_should_stop(t)) {
+            rep->stopped = 1;
+            break;
+        }
+        rng r;
+        rng_init(&r, rng_derive(cfg->seed, "diffusion-step", (uint64_t)t->step), 0);
+        const int K = cfg->kmin + (int)rng_below(&r, (uint32_t)(cfg->kmax - cfg->kmin + 1));
+        for (int b = 0; b < B; b++) {
+            ent[b] = (int)rng_below(&r, (uint32_t)t->n);
+            drop[b] = rng_uniform(&r) < cfg->p_uncond;
+            if ((rc = gtrain_fill_support(t, ent[b], K, &r, X + (size_t)b * N * K * F, err)))
+                goto out;
+        }
+        for (int m = 0; m < M; m++)
+            for (int b = 0; b < B; b++) {
+                const int row = m * B + b;
+                const int tt = (int)rng_below(&r, (uint32_t)g->cfg.T);
+                ts[row] = tt;
+                const double ab = g->sched.alpha_bar[tt];
+                const float sa = (float)sqrt(ab), sb = (float)sqrt(1.0 - ab);
+                const float *z0 = t->Z + (size_t)ent[b] * L;
+                for (int j = 0; j < L; j++) {
+                    float e = rng_normal(&r);
+                    eps[(size_t)row * L + j] = e;
+                    zt[(size_t)row * L + j] = sa * z0[j] + sb * e;
+                }
+            }
+        denoiser_timestep_features(TD, ts, R, temb);
+        size_t mark = arena_mark(&t->ar);
+        float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
+        float *ztd = arena_floats(&t->ar, (size_t)R * L);
+        float *epsd = arena_floats(&t->ar, (size_t)R * L);
+        float *tembd = arena_floats(&t->ar, (size_t)R * TD);
+        float *condr = arena_floats(&t->ar, (size_t)R * C);
+        float *dcondr = arena_floats(&t->ar, (size_t)R * C);
+        float *dcond = arena_floats(&t->ar, (size_t)B * C);
+        float *deps = arena_floats(&t->ar, (size_t)R * L);
+        if (!Xd || !ztd || !epsd || !tembd || !condr || !dcondr || !dcond || !deps) {
+            rc = d2_fail(err, D2_ENOMEM, "stage 2: scratch arena is full");
+            goto out;
+        }
+        setenc_cache sc;
+        denoiser_cache dc;
+        if ((rc = gtrain_upload(t, Xd, X, (size_t)B * N * K * F, err)) ||
+            (rc = gtrain_upload(t, ztd, zt, (size_t)R * L, err)) ||
+            (rc = gtrain_upload(t, epsd, eps, (size_t)R * L, err)) ||
+            (rc = gtrain_upload(t, tembd, temb, (size_t)R * TD, err)) ||
+            (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
+            goto out;
+        const float *null_cond = g->net_ps.w + g->den.null_cond;
+        for (int b = 0; b < B; b++)
+            if (drop[b])
+                op->copy(be, sc.cond + (size_t)b * C, null_cond, (size_t)C * sizeof(float));
+        op->repeat_rows(be, condr, sc.cond, M, B, C);
+        if ((rc = denoiser_forward(be, &g->den, &g->net_ps, &t->ar, &dc, ztd, tembd, condr, R, 1,
+                                   err)))
+            goto out;
+        op->mse(be, t->dev_scalar, deps, dc.eps, epsd, (size_t)R * L, 1.0f);
+        float loss = gtrain_read_scalar(t);
+        paramset_zero_grad(&g->net_ps);
+        if ((rc = denoiser_backward(be, &g->den, &g->net_ps, &t->ar, &dc, deps, dcondr, err)))
+            goto out;
+        op->repeat_rows_backward(be, dcond, dcondr, M, B, C);
+        for (int b = 0; b < B; b++)
+            if (drop[b]) {
+                op->axpby(be, g->net_ps.g + g->den.null_cond, 1.0f, dcond + (size_t)b * C, 1.0f,
+                          (size_t)C);
+                op->fill(be, dcond + (size_t)b * C, 0.0f, (size_t)C);
+            }
+        if ((rc = setenc_backward(be, &g->enc, &g->net_ps, &t->ar, &sc, dcond, err)) ||
+            (rc = optim_adamw_step(&g->net_ps, &oc, t->step, NULL, err)))
+            goto out;
+        optim_ema_update(&g->net_ps, t->step < 100 ? 0.9f : cfg->ema_decay);
+        arena_reset(&t->ar, mark);
+        if (!isfinite(loss)) {
+            rc = d2_fail(err, D2_ERANGE, "stage 2 diverged at step %d", t->step);
+            goto out;
+        }
+        t->diff_loss_ema = t->step == 0 ? loss : 0.99f * t->diff_loss_ema + 0.01f * loss;
+        char status[64];
+        snprintf(status, sizeof status, "loss %.4f", (double)t->diff_loss_ema);
+        progress_update(&pb, t->step + 1, status);
+        if ((rc = gtrain_maybe_checkpoint(t, err)))
+            goto out;
+    }
+    {
+        char status[64];
+        snprintf(status, sizeof status, "loss %.4f", (double)t->diff_loss_ema);
+        progress_end(&pb, t->step, status);
+    }
+    rep->diffusion_loss = t->diff_loss_ema;
+    rep->steps_done = t->step;
+out:
+    free(X);
+    free(zt);
+    free(eps);
+    free(temb);
+    free(ts);
+    free(ent);
+    free(drop);
+    return rc;
+}
+

@@ -1,0 +1,56 @@
+/* gen_train_internal.h - the trainer state shared by the training files:
+ * gen_train.c (set-up, the pipeline, zoo index, provenance), gen_train_ckpt.c
+ * (checkpoints), gen_train_vae.c (stage 1 and the latents) and
+ * gen_train_diffusion.c (alignment and stage 2). Internal to core/. */
+#ifndef D2_GEN_TRAIN_INTERNAL_H
+#define D2_GEN_TRAIN_INTERNAL_H
+
+#include "gen_model.h"
+#include "gen_train.h"
+#include "rng.h"
+
+
+typedef struct trainer {
+    const zoo *z;
+    const gen_train_cfg *cfg;
+    generator g;
+    backend_t *be;
+    arena ar;
+    int n, P, L, F, N, C;
+    float *wn;   /* [n, P] normalised zoo weights (host) */
+    float *Z;    /* [n, L] standardised latents (host) */
+    paramset align_ps;
+    linear align_proj; /* latent -> cond space */
+    float *dev_scalar;
+    /* progress of the stages (for checkpoints) */
+    int stage;   /* 1 vae, 2 align, 3 diffusion, 4 done */
+    int step;
+    float vae_loss_ema, align_loss_ema, diff_loss_ema;
+    double last_ckpt, started;
+    char ckpt_path[1024];
+} trainer;
+
+/* device <-> host helpers (errors name the direction) */
+float gtrain_read_scalar(trainer *t);
+int gtrain_upload(trainer *t, float *dst, const float *src, size_t n, d2_error *err);
+int gtrain_download(trainer *t, float *dst, const float *src, size_t n, d2_error *err);
+/* K-shot support of zoo entry e, standardised, laid out [N][K][F] into X (host);
+ * classes with fewer than K rows are filled by repeating rows. */
+int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *err);
+/* 1 when cfg->stop_after has passed (tests of --resume) */
+int gtrain_should_stop(trainer *t);
+
+/* checkpoints: the whole training state, so a resumed run gives the same bytes */
+int gtrain_checkpoint_save(trainer *t, d2_error *err);
+int gtrain_checkpoint_load(trainer *t, d2_error *err);
+/* save when cfg->checkpoint_every seconds have passed since the last one */
+int gtrain_maybe_checkpoint(trainer *t, d2_error *err);
+
+/* the stages; each continues from t->step and stops early when asked */
+int gtrain_stage_vae(trainer *t, gen_train_report *rep, d2_error *err);
+/* encode the zoo to standardised mean latents (t->Z, z_mean, z_std) */
+int gtrain_compute_latents(trainer *t, gen_train_report *rep, d2_error *err);
+int gtrain_stage_align(trainer *t, gen_train_report *rep, d2_error *err);
+int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err);
+
+#endif
