@@ -260,11 +260,13 @@ int gen_model_alloc_index(generator *g, int zoo_n, d2_error *err)
     free(g->zoo_theta);
     free(g->zoo_emb);
     free(g->zoo_classes);
+    free(g->zoo_sqnorm);
     g->zoo_n = zoo_n;
+    g->zoo_sqnorm = calloc((size_t)zoo_n + 1, sizeof(float));
     g->zoo_theta = calloc((size_t)zoo_n * g->cfg.P + 1, sizeof(float));
     g->zoo_emb = calloc((size_t)zoo_n * g->cfg.cond_dim + 1, sizeof(float));
     g->zoo_classes = calloc((size_t)zoo_n * g->cfg.way + 1, sizeof(int32_t));
-    if (!g->zoo_theta || !g->zoo_emb || !g->zoo_classes)
+    if (!g->zoo_theta || !g->zoo_emb || !g->zoo_classes || !g->zoo_sqnorm)
         return d2_fail(err, D2_ENOMEM, "generator: out of memory for the zoo index");
     return 0;
 }
@@ -284,6 +286,7 @@ void gen_model_free(generator *g)
     free(g->zoo_theta);
     free(g->zoo_emb);
     free(g->zoo_classes);
+    free(g->zoo_sqnorm);
     free(g->config_json);
     free(g->provenance_json);
     free(g->path);
@@ -486,6 +489,12 @@ int generator_load(generator **out, const char *path, backend_t *be, d2_error *e
         }
         if ((rc = st_to_i32(zc, g->zoo_classes, err)))
             goto fail;
+        for (int i = 0; i < n; i++) {
+            double q = 0;
+            for (int j = 0; j < cfg.P; j++)
+                q += (double)g->zoo_theta[(size_t)i * cfg.P + j] * g->zoo_theta[(size_t)i * cfg.P + j];
+            g->zoo_sqnorm[i] = (float)q;
+        }
     }
     g->config_json = strdup(cfg_text);
     g->provenance_json = strdup(prov ? prov : "{}");

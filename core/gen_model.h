@@ -55,6 +55,7 @@ struct generator {
     /* zoo index for retrieval and the memorisation check */
     int zoo_n;
     float *zoo_theta;      /* [zoo_n, P] */
+    float *zoo_sqnorm;     /* [zoo_n] |theta|^2 of each entry (nearest-entry search) */
     float *zoo_emb;        /* [zoo_n, cond_dim] */
     int32_t *zoo_classes;  /* [zoo_n, way] */
     char *config_json, *provenance_json, *path;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "safetensors.h"
 
 #define GEN_ARENA_BASE (16u << 20)
@@ -302,27 +304,45 @@ out:
     return rc;
 }
 
-static float nearest_zoo(const generator *g, const float *theta, int *index)
+/* Nearest zoo entry of each of K candidates (the memorisation check):
+ * |t - z|^2 = |t|^2 + |z|^2 - 2 t.z with the dot products as one GEMM
+ * [K, P] x [P, n], then the exact distance recomputed for the winner. */
+static int nearest_zoo(const generator *g, const float *theta, int K, int *index, float *dist,
+                       d2_error *err)
 {
-    const int P = g->cfg.P;
-    double best = INFINITY;
-    int bi = -1;
-    for (int i = 0; i < g->zoo_n; i++) {
-        const float *zt = g->zoo_theta + (size_t)i * P;
-        double d = 0;
-        for (int j = 0; j < P; j++) {
-            double e = (double)theta[j] - zt[j];
-            d += e * e;
-            if (d >= best)
-                break;
-        }
-        if (d < best) {
-            best = d;
-            bi = i;
-        }
+    const int P = g->cfg.P, n = g->zoo_n;
+    for (int k = 0; k < K; k++) {
+        index[k] = -1;
+        dist[k] = NAN;
     }
-    *index = bi;
-    return bi < 0 ? NAN : (float)sqrt(best);
+    if (n <= 0)
+        return 0;
+    float *dots = malloc((size_t)K * n * sizeof(float));
+    if (!dots)
+        return d2_fail(err, D2_ENOMEM, "out of memory for the zoo distances");
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, P, 1.0f, theta, P, g->zoo_theta,
+                P, 0.0f, dots, n);
+    for (int k = 0; k < K; k++) {
+        double best = INFINITY;
+        int bi = 0;
+        for (int i = 0; i < n; i++) {
+            double d = (double)g->zoo_sqnorm[i] - 2.0 * dots[(size_t)k * n + i];
+            if (d < best) {
+                best = d;
+                bi = i;
+            }
+        }
+        const float *t = theta + (size_t)k * P, *z = g->zoo_theta + (size_t)bi * P;
+        double e2 = 0;
+        for (int j = 0; j < P; j++) {
+            double e = (double)t[j] - z[j];
+            e2 += e * e;
+        }
+        index[k] = bi;
+        dist[k] = (float)sqrt(e2);
+    }
+    free(dots);
+    return 0;
 }
 
 int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
@@ -373,7 +393,19 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         for (int j = 0; j < P; j++)
             nn += (double)c->theta[j] * c->theta[j];
         c->norm = (float)sqrt(nn);
-        c->zoo_distance = nearest_zoo(g, c->theta, &c->zoo_nearest);
+    }
+    {
+        int idx[64];
+        float dist[64];
+        for (int k0 = 0; k0 < K; k0 += 64) { // in chunks of 64 candidates
+            int kk = K - k0 < 64 ? K - k0 : 64;
+            if ((rc = nearest_zoo(g, theta + (size_t)k0 * P, kk, idx, dist, err)))
+                goto fail;
+            for (int k = 0; k < kk; k++) {
+                cand[k0 + k].zoo_nearest = idx[k];
+                cand[k0 + k].zoo_distance = dist[k];
+            }
+        }
     }
     qsort(cand, (size_t)K, sizeof *cand, cmp_candidates);
     out->count = K;

@@ -192,8 +192,27 @@ static void test_generation_deterministic(void **state)
     assert_int_equal(generator_generate(f->g, f->ws, &req, &c, &err), 0);
     assert_int_equal(generator_checkpoint_bytes(f->g, &req, &c, 0, &bc, &lc, &err), 0);
     assert_true(la != lc || memcmp(ba, bc, la) != 0);
-    // the candidates themselves differ across seeds
+    // the memorisation check names the nearest zoo entry, by brute force too
     int P = generator_info(f->g)->params;
+    float *zt = malloc((size_t)P * sizeof(float));
+    for (int k = 0; k < a.count; k++) {
+        double best = INFINITY;
+        int bi = -1;
+        for (int i = 0; i < generator_info(f->g)->zoo_size; i++) {
+            assert_int_equal(generator_zoo_theta(f->g, i, zt, &err), 0);
+            double d = 0;
+            for (int j = 0; j < P; j++)
+                d += ((double)a.ranked[k].theta[j] - zt[j]) * ((double)a.ranked[k].theta[j] - zt[j]);
+            if (d < best) {
+                best = d;
+                bi = i;
+            }
+        }
+        assert_int_equal(a.ranked[k].zoo_nearest, bi);
+        TU_ASSERT_NEAR(a.ranked[k].zoo_distance, sqrt(best), 1e-4 * sqrt(best));
+    }
+    free(zt);
+    // the candidates themselves differ across seeds
     double d = 0;
     for (int j = 0; j < P; j++)
         d += fabs(a.ranked[0].theta[j] - c.ranked[0].theta[j]);
