@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "data.h"
 #include "safetensors.h"
+#include "strbuf.h"
 
 static void usage(FILE *out)
 {
@@ -51,23 +52,20 @@ static int parse_classes(const char *s, task *t)
 
 static int write_csv(const dataset *d, const char *path, d2_error *err)
 {
-    size_t cap = (size_t)d->n * (d->dim + 1) * 16 + (size_t)d->dim * 8 + 64, len = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return d2_fail(err, D2_ENOMEM, "out of memory");
-    len += (size_t)snprintf(buf + len, cap - len, "label");
+    strbuf b = {0};
+    strbuf_printf(&b, "label");
     for (int j = 0; j < d->dim; j++)
-        len += (size_t)snprintf(buf + len, cap - len, ",x%d", j);
-    len += (size_t)snprintf(buf + len, cap - len, "\n");
+        strbuf_printf(&b, ",x%d", j);
+    strbuf_printf(&b, "\n");
     for (int i = 0; i < d->n; i++) {
-        len += (size_t)snprintf(buf + len, cap - len, "%d", d->y[i]);
-        for (int j = 0; j < d->dim; j++)
-            len += (size_t)snprintf(buf + len, cap - len, ",%.9g",
-                                    (double)d->x[(size_t)i * d->dim + j]);
-        len += (size_t)snprintf(buf + len, cap - len, "\n");
+        strbuf_printf(&b, "%d", d->y[i]);
+        for (int j = 0; j < d->dim; j++) // 9 digits: float32 values read back exactly
+            strbuf_printf(&b, ",%.9g", (double)d->x[(size_t)i * d->dim + j]);
+        strbuf_printf(&b, "\n");
     }
-    int rc = d2_write_file_atomic(path, buf, len, err);
-    free(buf);
+    int rc = b.oom ? d2_fail(err, D2_ENOMEM, "out of memory")
+                   : d2_write_file_atomic(path, b.p, b.len, err);
+    strbuf_free(&b);
     return rc;
 }
 

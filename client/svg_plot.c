@@ -2,59 +2,24 @@
 #include "svg_plot.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "safetensors.h"
+#include "strbuf.h"
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
-static void sb_text(sbuf *b, const char *s)
+static void sb_text(strbuf *b, const char *s)
 {
     for (; s && *s; s++) {
         if (*s == '<')
-            sb_printf(b, "&lt;");
+            strbuf_printf(b, "&lt;");
         else if (*s == '>')
-            sb_printf(b, "&gt;");
+            strbuf_printf(b, "&gt;");
         else if (*s == '&')
-            sb_printf(b, "&amp;");
+            strbuf_printf(b, "&amp;");
         else
-            sb_printf(b, "%c", *s);
+            strbuf_printf(b, "%c", *s);
     }
 }
 
@@ -84,66 +49,66 @@ int svg_plot_write(const svg_chart *c, const char *path, d2_error *err)
     const double pw = W - ml - mr, ph = H - mt - mb;
 #define PX(v) (ml + ((v) - x0) / (x1 - x0) * pw)
 #define PY(v) (mt + ph - ((v) - y0) / (y1 - y0) * ph)
-    sbuf b = {0};
-    sb_printf(&b,
+    strbuf b = {0};
+    strbuf_printf(&b,
               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
               "font-family=\"sans-serif\" font-size=\"12\">\n"
               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
               W, H);
-    sb_printf(&b, "<text x=\"%.1f\" y=\"22\" font-size=\"15\">", ml);
+    strbuf_printf(&b, "<text x=\"%.1f\" y=\"22\" font-size=\"15\">", ml);
     sb_text(&b, c->title);
-    sb_printf(&b, "</text>\n");
+    strbuf_printf(&b, "</text>\n");
     // axes and grid
     for (int k = 0; k <= 5; k++) {
         double yv = y0 + (y1 - y0) * k / 5.0, py = PY(yv);
-        sb_printf(&b,
+        strbuf_printf(&b,
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
                   "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>\n",
                   ml, py, ml + pw, py, ml - 6, py + 4, yv);
         double xv = x0 + (x1 - x0) * k / 5.0, px = PX(xv);
-        sb_printf(&b,
+        strbuf_printf(&b,
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n"
                   "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
                   px, mt, px, mt + ph, px, mt + ph + 18, xv);
     }
-    sb_printf(&b,
+    strbuf_printf(&b,
               "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
               "stroke=\"#333\"/>\n",
               ml, mt, pw, ph);
-    sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ml + pw / 2, H - 15);
+    strbuf_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ml + pw / 2, H - 15);
     sb_text(&b, c->xlabel);
-    sb_printf(&b, "</text>\n<text transform=\"translate(18,%.1f) rotate(-90)\" "
+    strbuf_printf(&b, "</text>\n<text transform=\"translate(18,%.1f) rotate(-90)\" "
                   "text-anchor=\"middle\">",
               mt + ph / 2);
     sb_text(&b, c->ylabel);
-    sb_printf(&b, "</text>\n");
+    strbuf_printf(&b, "</text>\n");
     for (int s = 0; s < c->nseries; s++) {
         const svg_series *se = &c->series[s];
         const char *col = COLORS[s % 8];
         const char *dash = s >= 8 ? " stroke-dasharray=\"5,3\"" : "";
-        sb_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", col,
+        strbuf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", col,
                   dash);
         for (int i = 0; i < se->n; i++)
-            sb_printf(&b, "%.1f,%.1f ", PX(se->x[i]), PY(se->y[i]));
-        sb_printf(&b, "\"/>\n");
+            strbuf_printf(&b, "%.1f,%.1f ", PX(se->x[i]), PY(se->y[i]));
+        strbuf_printf(&b, "\"/>\n");
         for (int i = 0; i < se->n; i++) {
-            sb_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(se->x[i]),
+            strbuf_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(se->x[i]),
                       PY(se->y[i]), col);
             if (se->err)
-                sb_printf(&b,
+                strbuf_printf(&b,
                           "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n",
                           PX(se->x[i]), PY(se->y[i] - se->err[i]), PX(se->x[i]),
                           PY(se->y[i] + se->err[i]), col);
         }
         double ly = mt + 14 + 18 * s;
-        sb_printf(&b,
+        strbuf_printf(&b,
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                   "stroke-width=\"2\"%s/>\n<text x=\"%.1f\" y=\"%.1f\">",
                   ml + pw + 12, ly, ml + pw + 36, ly, col, dash, ml + pw + 42, ly + 4);
         sb_text(&b, se->label);
-        sb_printf(&b, "</text>\n");
+        strbuf_printf(&b, "</text>\n");
     }
-    sb_printf(&b, "</svg>\n");
+    strbuf_printf(&b, "</svg>\n");
 #undef PX
 #undef PY
     if (b.oom) {

@@ -1,12 +1,12 @@
 /* metrics.c - Prometheus text exposition. */
 #include "metrics.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+#include "strbuf.h"
 
 void histogram_init(histogram *h, const double *bounds, int nb)
 {
@@ -62,117 +62,79 @@ void metrics_http(metrics *m, int route, int code, double seconds)
     m->requests[r][METRICS_MAX_CODES - 1]++;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
+static void render_hist(strbuf *b, const char *name, const char *help, const histogram *h)
 {
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n + 1;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
-static void render_hist(sbuf *b, const char *name, const char *help, const histogram *h)
-{
-    sb_printf(b, "# HELP d2nwgd_%s %s\n# TYPE d2nwgd_%s histogram\n", name, help, name);
+    strbuf_printf(b, "# HELP d2nwgd_%s %s\n# TYPE d2nwgd_%s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < h->nb; i++) {
         cum += h->counts[i];
-        sb_printf(b, "d2nwgd_%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
+        strbuf_printf(b, "d2nwgd_%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
                   (unsigned long long)cum);
     }
     cum += h->counts[h->nb];
-    sb_printf(b, "d2nwgd_%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-    sb_printf(b, "d2nwgd_%s_sum %.9g\nd2nwgd_%s_count %llu\n", name, h->sum, name,
+    strbuf_printf(b, "d2nwgd_%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    strbuf_printf(b, "d2nwgd_%s_sum %.9g\nd2nwgd_%s_count %llu\n", name, h->sum, name,
               (unsigned long long)h->count);
 }
 
-static void gauge(sbuf *b, const char *name, const char *help, double v)
+static void gauge(strbuf *b, const char *name, const char *help, double v)
 {
-    sb_printf(b, "# HELP d2nwgd_%s %s\n# TYPE d2nwgd_%s gauge\nd2nwgd_%s %.9g\n", name, help,
+    strbuf_printf(b, "# HELP d2nwgd_%s %s\n# TYPE d2nwgd_%s gauge\nd2nwgd_%s %.9g\n", name, help,
               name, name, v);
 }
 
 int metrics_render(const metrics *m, const metrics_snapshot *s, char **out, size_t *len)
 {
-    sbuf b = {malloc(8192), 0, 8192, 0};
-    if (!b.p)
-        return D2_ENOMEM;
-    b.p[0] = '\0';
-    sb_printf(&b, "# HELP d2nwgd_build_info Build version.\n# TYPE d2nwgd_build_info gauge\n"
+    strbuf b = {0};
+    strbuf_printf(&b, "# HELP d2nwgd_build_info Build version.\n# TYPE d2nwgd_build_info gauge\n"
                   "d2nwgd_build_info{version=\"%s\"} 1\n",
               D2_VERSION);
     gauge(&b, "uptime_seconds", "Seconds since start.", s->uptime);
     gauge(&b, "ready", "1 when generators are loaded and jobs are accepted.", s->ready);
     gauge(&b, "generators_loaded", "Generators resident.", s->generators);
-    sb_printf(&b, "# HELP d2nwgd_jobs Jobs in the store by state.\n# TYPE d2nwgd_jobs gauge\n");
+    strbuf_printf(&b, "# HELP d2nwgd_jobs Jobs in the store by state.\n# TYPE d2nwgd_jobs gauge\n");
     for (int i = 0; i < API_JOB_STATE_COUNT; i++)
-        sb_printf(&b, "d2nwgd_jobs{state=\"%s\"} %lld\n", api_job_state_name((api_job_state)i),
+        strbuf_printf(&b, "d2nwgd_jobs{state=\"%s\"} %lld\n", api_job_state_name((api_job_state)i),
                   (long long)s->jobs_by_state[i]);
     gauge(&b, "jobs_pending", "Jobs waiting for a worker.", s->pending);
     gauge(&b, "jobs_running", "Jobs on a worker.", s->running);
-    sb_printf(&b, "# HELP d2nwgd_jobs_submitted_total Jobs accepted since start.\n"
+    strbuf_printf(&b, "# HELP d2nwgd_jobs_submitted_total Jobs accepted since start.\n"
                   "# TYPE d2nwgd_jobs_submitted_total counter\n"
                   "d2nwgd_jobs_submitted_total %llu\n",
               (unsigned long long)m->jobs_submitted);
-    sb_printf(&b, "# HELP d2nwgd_jobs_finished_total Jobs that ended since start, by state.\n"
+    strbuf_printf(&b, "# HELP d2nwgd_jobs_finished_total Jobs that ended since start, by state.\n"
                   "# TYPE d2nwgd_jobs_finished_total counter\n");
     for (int i = API_JOB_SUCCEEDED; i < API_JOB_STATE_COUNT; i++)
-        sb_printf(&b, "d2nwgd_jobs_finished_total{state=\"%s\"} %llu\n",
+        strbuf_printf(&b, "d2nwgd_jobs_finished_total{state=\"%s\"} %llu\n",
                   api_job_state_name((api_job_state)i), (unsigned long long)m->jobs_finished[i]);
     render_hist(&b, "job_queue_wait_seconds", "Seconds from submission to start on a worker.",
                 &m->queue_wait);
     render_hist(&b, "job_generation_seconds", "Seconds a worker spent on a job.",
                 &m->generation);
-    sb_printf(&b, "# HELP d2nwgd_http_requests_total HTTP requests by route template and "
+    strbuf_printf(&b, "# HELP d2nwgd_http_requests_total HTTP requests by route template and "
                   "status.\n# TYPE d2nwgd_http_requests_total counter\n");
     for (int r = 0; r <= m->nroutes; r++)
         for (int i = 0; i < METRICS_MAX_CODES && m->codes[r][i]; i++)
-            sb_printf(&b, "d2nwgd_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+            strbuf_printf(&b, "d2nwgd_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
                       m->routes[r], m->codes[r][i], (unsigned long long)m->requests[r][i]);
     render_hist(&b, "http_request_duration_seconds", "Seconds from request to response.",
                 &m->http_duration);
     gauge(&b, "http_long_polls", "Suspended long-poll requests.", s->long_polls);
-    sb_printf(&b, "# HELP d2nwgd_rate_limited_total Requests refused with 429.\n"
+    strbuf_printf(&b, "# HELP d2nwgd_rate_limited_total Requests refused with 429.\n"
                   "# TYPE d2nwgd_rate_limited_total counter\nd2nwgd_rate_limited_total %llu\n",
               (unsigned long long)m->rate_limited);
-    sb_printf(&b, "# HELP d2nwgd_device_memory_used_bytes Backend memory in use per worker.\n"
+    strbuf_printf(&b, "# HELP d2nwgd_device_memory_used_bytes Backend memory in use per worker.\n"
                   "# TYPE d2nwgd_device_memory_used_bytes gauge\n");
     for (int w = 0; w < s->workers && w < METRICS_MAX_WORKERS; w++)
-        sb_printf(&b, "d2nwgd_device_memory_used_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
+        strbuf_printf(&b, "d2nwgd_device_memory_used_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
                   s->device, s->mem_used[w]);
-    sb_printf(&b, "# HELP d2nwgd_device_memory_total_bytes Backend memory available per worker "
+    strbuf_printf(&b, "# HELP d2nwgd_device_memory_total_bytes Backend memory available per worker "
                   "(0 = unknown).\n# TYPE d2nwgd_device_memory_total_bytes gauge\n");
     for (int w = 0; w < s->workers && w < METRICS_MAX_WORKERS; w++)
-        sb_printf(&b, "d2nwgd_device_memory_total_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
+        strbuf_printf(&b, "d2nwgd_device_memory_total_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
                   s->device, s->mem_total[w]);
-    if (b.oom) {
-        free(b.p);
+    if (b.oom || !b.p) {
+        strbuf_free(&b);
         return D2_ENOMEM;
     }
     *out = b.p;
