@@ -1,0 +1,216 @@
+/* test_cli_offline.c - the offline commands as a user runs them (the built
+ * d2nwg binary on the shared quick fixture): generate (formats, --all, bad
+ * support sets and their exit codes), info, sample, eval --json, and train's
+ * usage errors. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "data.h"
+#include "safetensors.h"
+
+typedef struct fx {
+    char bin[512], gen[1024], zoo[1024], dir[512];
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    char build[512], cmd[1200];
+    tu_build_path(build, sizeof build, "");
+    size_t n = strlen(build);
+    if (n && build[n - 1] == '/')
+        build[n - 1] = '\0';
+    snprintf(f->bin, sizeof f->bin, "%s/d2nwg", build);
+    snprintf(cmd, sizeof cmd, "sh tests/fixture.sh '%s'", build);
+    FILE *p = popen(cmd, "r");
+    if (!p || !fgets(f->gen, sizeof f->gen, p) || pclose(p) != 0)
+        return -1;
+    f->gen[strcspn(f->gen, "\n")] = '\0';
+    snprintf(f->zoo, sizeof f->zoo, "%s/fixtures/quick/zoo", build);
+    char *d = tu_tmpdir("cli");
+    snprintf(f->dir, sizeof f->dir, "%s", d);
+    free(d);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    tu_rmrf(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Run a shell command; returns the exit status and the combined output. */
+static int run(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run(char *out, size_t n, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[4200];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_generate_formats_and_all(void **state)
+{
+    fx *f = *state;
+    char out[16384];
+    // a support set as CSV and as safetensors: the same bytes out
+    assert_int_equal(run(out, sizeof out, "%s sample --shots 3 --seed 4 --out %s/s.csv", f->bin,
+                         f->dir), 0);
+    assert_int_equal(run(out, sizeof out, "%s sample --shots 3 --seed 4 --out %s/s.safetensors",
+                         f->bin, f->dir), 0);
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s/s.csv --out %s/a.safetensors "
+                         "--candidates 3 --steps 10 --all %s/all",
+                         f->bin, f->gen, f->dir, f->dir, f->dir), 0);
+    assert_non_null(strstr(out, "| rank |"));
+    assert_non_null(strstr(out, "nearest zoo"));
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s/s.safetensors --out "
+                         "%s/b.safetensors --candidates 3 --steps 10 --quiet",
+                         f->bin, f->gen, f->dir, f->dir), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(run(out, sizeof out, "cmp %s/a.safetensors %s/b.safetensors", f->dir, f->dir), 0);
+    // --all holds every candidate, the best first, and rank 1 is --out
+    assert_int_equal(run(out, sizeof out, "cmp %s/a.safetensors %s/all/rank-01.safetensors",
+                         f->dir, f->dir), 0);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/all/rank-03.safetensors", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/all/rank-04.safetensors", f->dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    st_file sf;
+    d2_error err;
+    snprintf(path, sizeof path, "%s/all/rank-02.safetensors", f->dir);
+    assert_int_equal(st_load(&sf, path, &err), 0);
+    assert_string_equal(st_meta(&sf, "d2nwg.rank"), "1");
+    assert_string_equal(st_meta(&sf, "d2nwg.steps"), "10");
+    st_free(&sf);
+    // another seed: other weights
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s/s.csv --out %s/c.safetensors "
+                         "--candidates 3 --steps 10 --seed 2 --quiet",
+                         f->bin, f->gen, f->dir, f->dir), 0);
+    assert_int_not_equal(run(out, sizeof out, "cmp -s %s/a.safetensors %s/c.safetensors", f->dir,
+                             f->dir), 0);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    tu_write_bytes(path, text, strlen(text));
+}
+
+static void test_generate_refuses_bad_support(void **state)
+{
+    fx *f = *state;
+    char out[16384], path[1024];
+    // wrong dimension: 3 features
+    snprintf(path, sizeof path, "%s/narrow.csv", f->dir);
+    write_text(path, "label,a,b,c\n0,1,2,3\n1,1,2,3\n2,1,2,3\n3,1,2,3\n4,1,2,3\n");
+    assert_int_equal(run(out, sizeof out, "%s generate --generator %s --support %s --out %s/x.st",
+                         f->bin, f->gen, path, f->dir), 1);
+    assert_non_null(strstr(out, "d2nwg generate:"));
+    assert_non_null(strstr(out, "784"));
+    // a ragged row: the reader names the line
+    snprintf(path, sizeof path, "%s/ragged.csv", f->dir);
+    write_text(path, "label,a,b\n0,1,2\n1,1\n");
+    assert_int_equal(run(out, sizeof out, "%s generate --generator %s --support %s --out %s/x.st",
+                         f->bin, f->gen, path, f->dir), 1);
+    assert_non_null(strstr(out, "line 3"));
+    // a class without a sample (labels 0,1,2,3,5): the message names class 4
+    assert_int_equal(run(out, sizeof out, "%s sample --shots 1 --classes 0,1,2,3,4,5 --out %s/six.csv",
+                         f->bin, f->dir), 0);
+    snprintf(path, sizeof path, "%s/six.csv", f->dir);
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s --out %s/x.st", f->bin, f->gen,
+                         path, f->dir), 1);
+    assert_non_null(strstr(out, "6 classes"));
+    // nothing was written for the refused requests
+    snprintf(path, sizeof path, "%s/x.st", f->dir);
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0);
+    // usage errors exit 2
+    assert_int_equal(run(out, sizeof out, "%s generate --generator %s", f->bin, f->gen), 2);
+    assert_non_null(strstr(out, "required"));
+    assert_int_equal(run(out, sizeof out, "%s generate --generator %s --support a --out b "
+                         "--sampler euler", f->bin, f->gen), 2);
+    assert_int_equal(run(out, sizeof out, "%s generate --candidates zero", f->bin), 2);
+    assert_int_equal(run(out, sizeof out, "%s train --zoo %s", f->bin, f->zoo), 2);
+    assert_int_equal(run(out, sizeof out, "%s frobnicate", f->bin), 2);
+    // a missing generator file exits 1 with its name
+    assert_int_equal(run(out, sizeof out, "%s info %s/none.safetensors", f->bin, f->dir), 1);
+    assert_non_null(strstr(out, "none.safetensors"));
+}
+
+static void test_info_and_eval_json(void **state)
+{
+    fx *f = *state;
+    static char out[1 << 16];
+    assert_int_equal(run(out, sizeof out, "%s info %s --json", f->bin, f->gen), 0);
+    json_error_t je;
+    json_t *o = json_loads(out, 0, &je);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "spec")), "pca:128 | linear 128->5");
+    assert_int_equal(json_integer_value(json_object_get(o, "way")), 5);
+    assert_int_equal(json_integer_value(json_object_get(o, "zoo_size")), 2000);
+    assert_true(json_is_object(json_object_get(o, "provenance")));
+    json_decref(o);
+    assert_int_equal(run(out, sizeof out,
+                         "%s eval --generator %s --zoo %s --tasks 4 --shots 2 --candidates 2 "
+                         "--steps 10 --json --plot %s/ft.svg",
+                         f->bin, f->gen, f->zoo, f->dir), 0);
+    o = json_loads(out, 0, &je);
+    if (!o)
+        fail_msg("eval --json did not print JSON: %s", out);
+    json_t *m = json_object_get(o, "methods");
+    const char *keys[] = {"random", "prototypes", "logreg", "d2nwg_mean", "d2nwg_best",
+                          "zoo_nearest", "oracle"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(json_object_get(m, keys[i]), "2");
+        assert_non_null(v);
+        double mean = json_real_value(json_object_get(v, "mean"));
+        assert_true(mean >= 0.0 && mean <= 1.0);
+    }
+    // the oracle beats a random head, and the generated head too
+    double oracle = json_real_value(json_object_get(json_object_get(json_object_get(m, "oracle"), "2"), "mean"));
+    double best = json_real_value(json_object_get(json_object_get(json_object_get(m, "d2nwg_best"), "2"), "mean"));
+    double rnd = json_real_value(json_object_get(json_object_get(json_object_get(m, "random"), "2"), "mean"));
+    assert_true(oracle > rnd + 0.3);
+    assert_true(best > rnd + 0.2);
+    assert_non_null(json_object_get(o, "finetune"));
+    json_decref(o);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ft.svg", f->dir);
+    unsigned char *svg;
+    size_t len;
+    d2_error err;
+    assert_int_equal(d2_read_file(path, &svg, &len, 0, &err), 0);
+    assert_non_null(strstr((char *)svg, "<svg"));
+    assert_non_null(strstr((char *)svg, "generated, 2-shot"));
+    free(svg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_generate_formats_and_all),
+        cmocka_unit_test(test_generate_refuses_bad_support),
+        cmocka_unit_test(test_info_and_eval_json),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
