@@ -76,10 +76,18 @@ int remote_dataset_upload(remote_client *c, const dataset *d, int embeddings, ch
     if (code == EXIT_OK) {
         const char *got = json_string_value(json_object_get(info, "id"));
         const char *got_kind = json_string_value(json_object_get(info, "kind"));
+        /* the same numbers may be held as both kinds (`kinds`); a daemon
+         * without `kinds` keeps only the first upload's kind */
+        int recorded = got_kind && !strcmp(got_kind, kind);
+        const json_t *kinds = json_object_get(info, "kinds");
+        for (size_t i = 0; i < json_array_size(kinds); i++) {
+            const char *k = json_string_value(json_array_get(kinds, i));
+            recorded |= k && !strcmp(k, kind);
+        }
         if (!got || !api_is_hex64(got)) {
             cli_error(c->cmd, "the daemon stored the data set but answered without a valid id");
             code = EXIT_UNREACHABLE;
-        } else if (!got_kind || strcmp(got_kind, kind) != 0) {
+        } else if (!recorded) {
             cli_error(c->cmd,
                       "the daemon already holds these numbers as %s, not %s (data set %s); "
                       "send them inline instead (fewer rows, or without --binary)",

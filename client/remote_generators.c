@@ -147,6 +147,14 @@ int cmd_retrieve(int argc, char **argv)
     if (ds)
         body = json_pack("{s:s, s:o, s:I}", "generator", generator ? generator : "default",
                          json_is_string(ds) ? "dataset_id" : "dataset", ds, "k", (json_int_t)k);
+    /* an uploaded data set: say which kind its rows are (the same numbers
+     * may also be stored as the other kind) */
+    if (body && json_is_string(ds) &&
+        json_object_set_new(body, "dataset_kind",
+                            json_string(embeddings ? "embeddings" : "samples")) != 0) {
+        json_decref(body);
+        body = NULL;
+    }
     if (code == EXIT_OK && !body) {
         cli_error(cmd, "out of memory building the request");
         code = EXIT_FAILED;

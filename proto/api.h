@@ -86,7 +86,8 @@ json_t *api_dataset_to_json(const dataset *d, int kind);
 /* GET /v1/datasets/{id} */
 typedef struct api_dataset_info {
     char id[65];
-    int kind;
+    int kind;  /* as first uploaded */
+    int kinds; /* every kind it was uploaded as: bits 1 << API_KIND_* */
     int n, dim, classes;
     int class_counts[D2_MAX_WAY];
     int64_t created_ms;
@@ -118,7 +119,8 @@ typedef struct api_job_request {
     char generator[API_NAME_LEN]; /* name or id; default "default" */
     int has_dataset;              /* 1: inline `dataset` parsed into data/kind */
     dataset data;
-    int kind;                     /* API_KIND_* */
+    int kind;                     /* API_KIND_*: the inline dataset's, or dataset_kind
+                                     with dataset_id (-1: not given) */
     char dataset_id[API_ID_LEN];  /* when !has_dataset */
     int candidates;               /* 0: the generator's default */
     int steps;                    /* 0: the generator's default */
@@ -142,7 +144,7 @@ typedef struct api_retrieve_request {
     char generator[API_NAME_LEN];
     int has_dataset;
     dataset data;
-    int kind;
+    int kind; /* as in api_job_request */
     char dataset_id[API_ID_LEN];
     int k; /* default 5 */
 } api_retrieve_request;

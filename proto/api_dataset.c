@@ -302,6 +302,7 @@ fail:
 void api_dataset_info_fill(api_dataset_info *info, const dataset *d, int kind)
 {
     info->kind = kind;
+    info->kinds = 1 << kind;
     info->n = d->n;
     info->dim = d->dim;
     info->classes = d->classes;
@@ -323,9 +324,21 @@ json_t *api_dataset_info_to_json(const api_dataset_info *info)
             json_decref(counts);
             return NULL;
         }
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:s}", "id", info->id, "fingerprint",
-                     info->id, "kind", api_kind_name(info->kind), "n", info->n, "dim", info->dim,
-                     "classes", info->classes, "class_counts", counts, "created_at", t);
+    json_t *kinds = json_array();
+    for (int k = API_KIND_SAMPLES; kinds && k <= API_KIND_EMBEDDINGS; k++)
+        if ((info->kinds & (1 << k)) &&
+            json_array_append_new(kinds, json_string(api_kind_name(k))) != 0) {
+            json_decref(kinds);
+            kinds = NULL;
+        }
+    if (!kinds) {
+        json_decref(counts);
+        return NULL;
+    }
+    return json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:o, s:s}", "id", info->id,
+                     "fingerprint", info->id, "kind", api_kind_name(info->kind), "kinds", kinds,
+                     "n", info->n, "dim", info->dim, "classes", info->classes, "class_counts",
+                     counts, "created_at", t);
 }
 
 int api_dataset_info_from_json(const json_t *root, api_dataset_info *info, api_error *e)
@@ -344,5 +357,14 @@ int api_dataset_info_from_json(const json_t *root, api_dataset_info *info, api_e
         return api_fail(e, 0, "invalid_json", NULL, "dataset: bad kind, created_at or counts");
     for (size_t c = 0; c < json_array_size(counts) && c < D2_MAX_WAY; c++)
         info->class_counts[c] = (int)json_integer_value(json_array_get(counts, c));
+    /* kinds: absent from older daemons (then only the first kind is known) */
+    info->kinds = 1 << info->kind;
+    const json_t *kinds = json_object_get(root, "kinds");
+    for (size_t i = 0; i < json_array_size(kinds); i++) {
+        int k;
+        if (api_kind_parse(json_string_value(json_array_get(kinds, i)), &k) != 0)
+            return api_fail(e, 0, "invalid_json", NULL, "dataset: bad kinds[%zu]", i);
+        info->kinds |= 1 << k;
+    }
     return 0;
 }

@@ -59,12 +59,14 @@ static int get_string(const json_t *root, const char *key, char *out, size_t cap
     return 0;
 }
 
-/* dataset xor dataset_id, shared by jobs and retrieval. */
+/* dataset xor dataset_id (with an optional dataset_kind: -1 in *kind when
+ * absent), shared by jobs and retrieval. */
 static int get_dataset(const json_t *root, const api_limits *lim, int *has_dataset, dataset *d,
                        int *kind, char *dataset_id, api_error *e)
 {
     const json_t *ds = opt(root, "dataset");
     const json_t *id = opt(root, "dataset_id");
+    const json_t *k = opt(root, "dataset_kind");
     if (ds && id)
         return api_fail(e, 400, "invalid_argument", "dataset_id",
                         "give either dataset or dataset_id, not both");
@@ -78,9 +80,16 @@ static int get_dataset(const json_t *root, const api_limits *lim, int *has_datas
         if (!api_is_hex64(dataset_id))
             return api_fail(e, 400, "invalid_argument", "dataset_id",
                             "expected a dataset id (64 lowercase hex digits)");
+        *kind = -1;
+        if (k && (!json_is_string(k) || api_kind_parse(json_string_value(k), kind) != 0))
+            return api_fail(e, 400, "invalid_argument", "dataset_kind",
+                            "expected \"samples\" or \"embeddings\"");
         *has_dataset = 0;
         return 0;
     }
+    if (k)
+        return api_fail(e, 400, "invalid_argument", "dataset_kind",
+                        "only with dataset_id (an inline dataset says samples or embeddings)");
     int rc = api_dataset_parse(ds, "dataset", lim, d, kind, e);
     if (rc == 0)
         *has_dataset = 1;
@@ -91,6 +100,7 @@ void api_job_request_init(api_job_request *r)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->generator, sizeof r->generator, "default");
+    r->kind = -1;
     r->sampler = -1;
     r->priority = 5;
 }
@@ -105,9 +115,9 @@ void api_job_request_free(api_job_request *r)
 int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_request *r,
                           api_error *e)
 {
-    static const char *const allowed[] = {"generator", "dataset", "dataset_id", "candidates",
-                                          "steps", "sampler", "guidance", "seed", "priority",
-                                          "parent_checkpoint", NULL};
+    static const char *const allowed[] = {"generator", "dataset", "dataset_id", "dataset_kind",
+                                          "candidates", "steps", "sampler", "guidance", "seed",
+                                          "priority", "parent_checkpoint", NULL};
     api_job_request_init(r);
     if (!json_is_object(root))
         return api_fail(e, 400, "invalid_json", NULL, "expected a JSON object");
@@ -171,6 +181,8 @@ json_t *api_job_request_to_json(const api_job_request *r)
         bad |= ds ? json_object_set_new(o, "dataset", ds) : -1;
     } else {
         bad |= json_object_set_new(o, "dataset_id", json_string(r->dataset_id));
+        if (r->kind >= 0)
+            bad |= json_object_set_new(o, "dataset_kind", json_string(api_kind_name(r->kind)));
     }
     if (r->candidates > 0)
         bad |= json_object_set_new(o, "candidates", json_integer(r->candidates));
@@ -197,6 +209,7 @@ void api_retrieve_request_init(api_retrieve_request *r)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->generator, sizeof r->generator, "default");
+    r->kind = -1;
     r->k = 5;
 }
 
@@ -210,7 +223,8 @@ void api_retrieve_request_free(api_retrieve_request *r)
 int api_retrieve_request_parse(const json_t *root, const api_limits *lim, api_retrieve_request *r,
                                api_error *e)
 {
-    static const char *const allowed[] = {"generator", "dataset", "dataset_id", "k", NULL};
+    static const char *const allowed[] = {"generator", "dataset", "dataset_id", "dataset_kind",
+                                          "k", NULL};
     api_retrieve_request_init(r);
     if (!json_is_object(root))
         return api_fail(e, 400, "invalid_json", NULL, "expected a JSON object");

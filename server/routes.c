@@ -241,6 +241,32 @@ int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classe
     return 0;
 }
 
+int routes_stored_dataset_kind(const gen_entry *ge, const api_dataset_info *info, int requested,
+                               int *kind, api_error *e)
+{
+    int k = requested;
+    if (k < 0) {
+        int kinds = info->kinds ? info->kinds : 1 << info->kind;
+        int fit = 0;
+        for (int c = API_KIND_SAMPLES; c <= API_KIND_EMBEDDINGS; c++) {
+            int want = c == API_KIND_EMBEDDINGS ? ge->info->feature_dim : ge->info->input_dim;
+            if ((kinds & (1 << c)) && info->dim == want)
+                fit |= 1 << c;
+        }
+        if (fit == ((1 << API_KIND_SAMPLES) | (1 << API_KIND_EMBEDDINGS)))
+            return api_fail(e, 422, "invalid_dataset", "dataset_kind",
+                            "dataset %s was uploaded both as samples and as embeddings, and "
+                            "generator '%s' takes %d-value rows as either; say which with "
+                            "dataset_kind", info->id, ge->name, info->dim);
+        k = fit == (1 << API_KIND_EMBEDDINGS) ? API_KIND_EMBEDDINGS
+            : fit == (1 << API_KIND_SAMPLES)  ? API_KIND_SAMPLES
+                                              : info->kind; /* none fits: say why below */
+    }
+    *kind = k;
+    return routes_check_dataset_fits(ge, k, info->dim, info->classes, "dataset_id", "dataset_id",
+                                     e);
+}
+
 int routes_store_error(server *s, http_req *r, const d2_error *err)
 {
     s->store_ok = 0;

@@ -56,6 +56,13 @@ int routes_refuse_unready(server *s, http_req *r);
  * its kind and classes within min..max way (422 naming `xfield`/`yfield`). */
 int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classes,
                               const char *xfield, const char *yfield, api_error *e);
+/* The kind a job or retrieval reads a stored data set as. `requested` is the
+ * request's dataset_kind (-1: not given); without one, the kinds the numbers
+ * were uploaded as (info->kinds) that fit the generator's dims decide, and
+ * when two fit (equal input and feature dims) the request must say which
+ * (422 naming dataset_kind). Then as routes_check_dataset_fits. */
+int routes_stored_dataset_kind(const gen_entry *ge, const api_dataset_info *info, int requested,
+                               int *kind, api_error *e);
 /* The body's media type: 0 JSON (application/json, none, or curl -d's
  * application/x-www-form-urlencoded), 1 safetensors
  * (application/octet-stream, application/vnd.safetensors; only when

@@ -121,13 +121,11 @@ static int check_dataset(server *s, http_req *r, const gen_entry *ge, api_job_re
         routes_store_error(s, r, &err);
         return 1;
     }
-    if (routes_check_dataset_fits(ge, info.kind, info.dim, info.classes, "dataset_id",
-                                  "dataset_id", &e) != 0) {
+    if (routes_stored_dataset_kind(ge, &info, req->kind, &job->kind, &e) != 0) {
         http_send_error(r, &e, 0);
         return 1;
     }
     api_snprintf(job->dataset_id, sizeof job->dataset_id, "%s", req->dataset_id);
-    job->kind = info.kind;
     return 0;
 }
 

@@ -50,9 +50,7 @@ int route_retrieve_post(server *s, http_req *r)
                                req.dataset_id);
         if (drc != 0)
             return routes_store_error(s, r, &err);
-        kind = info.kind;
-        if (routes_check_dataset_fits(ge, kind, info.dim, info.classes, "dataset_id",
-                                      "dataset_id", &e) != 0)
+        if (routes_stored_dataset_kind(ge, &info, req.kind, &kind, &e) != 0)
             return http_send_error(r, &e, 0);
     }
     rtask *t = calloc(1, sizeof *t);

@@ -13,8 +13,12 @@ int store_fail(store *s, d2_error *err, const char *what)
     return d2_fail(err, D2_EIO, "store: %s: %s", what, s && s->db ? sqlite3_errmsg(s->db) : "no database");
 }
 
+static void rollback_now(store *s);
+
 sqlite3_stmt *store_stmt(store *s, const char *sql, d2_error *err)
 {
+    if (s->depth == 0)
+        rollback_now(s); /* never read through a transaction a failed rollback left */
     for (int i = 0; i < s->ncache; i++)
         if (s->cache[i].sql == sql) {
             sqlite3_reset(s->cache[i].st);
@@ -46,7 +50,11 @@ void store_done(sqlite3_stmt *st)
 
 int store_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
-    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+    /* SQLITE_STATIC: no copy, so no allocation that could fail. A
+     * SQLITE_TRANSIENT bind that runs out of memory leaves the parameter
+     * NULL, and the statement would then store NULL where the caller's value
+     * belongs (found by tests/unit/test_store_faults.c). */
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
 void store_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
@@ -63,15 +71,38 @@ int store_step_done(store *s, sqlite3_stmt *st, d2_error *err, const char *what)
     return out;
 }
 
-static int exec(store *s, const char *sql, d2_error *err)
+/* Run sql; a failure is reported as "store: WHAT: why" (what: the SQL
+ * itself for one-liners, a name for a migration's script). */
+static int exec_as(store *s, const char *sql, const char *what, d2_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        d2_fail(err, D2_EIO, "store: %s: %s", sql, msg ? msg : sqlite3_errmsg(s->db));
+        d2_fail(err, D2_EIO, "store: %s: %s", what, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return D2_EIO;
     }
     return 0;
+}
+
+static int exec(store *s, const char *sql, d2_error *err)
+{
+    return exec_as(s, sql, sql, err);
+}
+
+/* Roll back whatever transaction the connection has open, with the
+ * statement prepared at open: a ROLLBACK that must first be compiled can
+ * itself fail for want of memory, and would leave the connection inside the
+ * failed transaction (every later BEGIN refused, reads seeing its writes). */
+static void rollback_now(store *s)
+{
+    if (sqlite3_get_autocommit(s->db))
+        return; /* none open (SQLite may have rolled it back itself) */
+    if (s->rollback) {
+        sqlite3_step(s->rollback);
+        sqlite3_reset(s->rollback);
+    }
+    if (!sqlite3_get_autocommit(s->db))
+        exec(s, "ROLLBACK", NULL);
 }
 
 int store_open(store **out, const char *path, int sync_full, d2_error *err)
@@ -80,7 +111,9 @@ int store_open(store **out, const char *path, int sync_full, d2_error *err)
     store *s = calloc(1, sizeof *s);
     if (!s)
         return d2_fail(err, D2_ENOMEM, "store: out of memory");
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    /* URI filenames ("file:PATH?vfs=NAME") let the fault-injection tests
+     * choose a VFS; a plain path is opened as before */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
         d2_fail(err, D2_EIO, "store: open %s: %s", path,
                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -98,14 +131,28 @@ int store_open(store **out, const char *path, int sync_full, d2_error *err)
     /* journal_mode=WAL answers the mode it got: make sure it is WAL */
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-        d2_fail(err, D2_EIO, "store: %s: cannot use WAL journal mode", path);
+        sqlite3_step(st) != SQLITE_ROW) {
+        /* out of memory or I/O: say so, not that WAL is impossible */
+        store_fail(s, err, "PRAGMA journal_mode");
+        sqlite3_finalize(st);
+        store_close(s);
+        return D2_EIO;
+    }
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+    if (!mode || strcmp((const char *)mode, "wal") != 0) {
+        d2_fail(err, D2_EIO, "store: %s: cannot use WAL journal mode (%s)", path,
+                mode ? (const char *)mode : sqlite3_errmsg(s->db));
         sqlite3_finalize(st);
         store_close(s);
         return D2_EIO;
     }
     sqlite3_finalize(st);
+    if (sqlite3_prepare_v3(s->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &s->rollback,
+                           NULL) != SQLITE_OK) {
+        store_fail(s, err, "prepare ROLLBACK");
+        store_close(s);
+        return D2_EIO;
+    }
     *out = s;
     return 0;
 }
@@ -116,6 +163,7 @@ void store_close(store *s)
         return;
     for (int i = 0; i < s->ncache; i++)
         sqlite3_finalize(s->cache[i].st);
+    sqlite3_finalize(s->rollback);
     if (s->db)
         sqlite3_close(s->db);
     free(s);
@@ -124,6 +172,7 @@ void store_close(store *s)
 int store_begin(store *s, d2_error *err)
 {
     if (s->depth == 0) {
+        rollback_now(s); /* left open by a rollback that failed */
         if (exec(s, "BEGIN IMMEDIATE", err) != 0)
             return D2_EIO;
         s->failed = 0;
@@ -139,11 +188,11 @@ int store_commit(store *s, d2_error *err)
     if (--s->depth > 0)
         return 0;
     if (s->failed) {
-        exec(s, "ROLLBACK", NULL);
+        rollback_now(s);
         return d2_fail(err, D2_EIO, "store: transaction rolled back after an earlier failure");
     }
     if (exec(s, "COMMIT", err) != 0) {
-        exec(s, "ROLLBACK", NULL);
+        rollback_now(s);
         return D2_EIO;
     }
     return 0;
@@ -157,11 +206,13 @@ void store_rollback(store *s)
         s->failed = 1;
         return;
     }
-    exec(s, "ROLLBACK", NULL);
+    rollback_now(s);
 }
 
 int store_user_version(store *s, int *version, d2_error *err)
 {
+    if (s->depth == 0)
+        rollback_now(s);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW) {
@@ -206,28 +257,35 @@ int store_migrate(store *s, int *version, d2_error *err)
     if (cur > max)
         return d2_fail(err, D2_EUNSUPPORTED,
                        "store: schema version %d is newer than this d2nwgd knows (%d)", cur, max);
+    /* every pending migration in one transaction: a start-up that fails
+     * half way (disk full, I/O error) leaves the schema as it found it */
+    if (cur < max && store_begin(s, err) != 0)
+        return D2_EIO;
     for (int want = cur + 1; want <= max; want++) {
         const embedded_file *f = NULL;
+        int dup = 0;
         for (int i = 0; i < d2_embedded_count; i++)
             if (migration_version(d2_embedded_files[i].name) == want) {
-                if (f)
-                    return d2_fail(err, D2_EFORMAT, "store: two migrations numbered %d", want);
+                dup |= f != NULL;
                 f = &d2_embedded_files[i];
             }
-        if (!f)
-            return d2_fail(err, D2_EFORMAT, "store: migration %04d is missing", want);
+        if (!f || dup) {
+            store_rollback(s);
+            return d2_fail(err, D2_EFORMAT, dup ? "store: two migrations numbered %d"
+                                                : "store: migration %04d is missing", want);
+        }
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", want);
-        if (store_begin(s, err) != 0)
-            return D2_EIO;
-        if (exec(s, (const char *)f->data, err) != 0 || exec(s, pragma, err) != 0) {
+        if (exec_as(s, (const char *)f->data, "apply", err) != 0 || exec(s, pragma, err) != 0) {
             d2_wrap(err, "migration %s", f->name);
             store_rollback(s);
             return D2_EIO;
         }
+    }
+    if (cur < max) {
         if (store_commit(s, err) != 0)
             return D2_EIO;
-        cur = want;
+        cur = max;
     }
     if (version)
         *version = cur;

@@ -18,9 +18,11 @@
 
 typedef struct store store;
 
+/* path: a file name, or an SQLite URI ("file:/data/d2nwgd.sqlite?vfs=NAME"). */
 int store_open(store **out, const char *path, int sync_full, d2_error *err);
 void store_close(store *s);
-/* Apply pending migrations; *version gets the schema version reached. */
+/* Apply pending migrations, all in one transaction (a failure leaves the
+ * schema as it was); *version gets the schema version reached. */
 int store_migrate(store *s, int *version, d2_error *err);
 int store_user_version(store *s, int *version, d2_error *err);
 
@@ -44,7 +46,9 @@ int store_generator_get(store *s, const char *id, store_generator *g, d2_error *
 void store_generator_free(store_generator *g);
 
 /* ---- datasets (id = fingerprint) ---- */
-/* Insert unless present; *created = 1 when this call stored it. */
+/* Insert unless present; *created = 1 when this call stored the numbers.
+ * The kind is recorded either way (the same numbers may be uploaded as
+ * samples and as embeddings; store_dataset_info's kinds lists each). */
 int store_dataset_put(store *s, const char *id, int kind, const dataset *d, int64_t now_ms,
                       int *created, d2_error *err);
 int store_dataset_info(store *s, const char *id, api_dataset_info *info, d2_error *err);

@@ -13,6 +13,7 @@ struct store {
     sqlite3 *db;
     int depth;        /* store_begin nesting */
     int failed;       /* a nested part failed: the outermost commit rolls back */
+    sqlite3_stmt *rollback; /* "ROLLBACK", prepared at open (see store.c) */
     struct {
         const char *sql; /* identity: a static string of one of the store files */
         sqlite3_stmt *st;
@@ -26,7 +27,8 @@ sqlite3_stmt *store_stmt(store *s, const char *sql, d2_error *err);
 void store_done(sqlite3_stmt *st);
 /* Fill err from the connection's last error; returns D2_EIO. */
 int store_fail(store *s, d2_error *err, const char *what);
-/* Bind helpers: text may be NULL (binds NULL). */
+/* Bind helpers: text may be NULL (binds NULL). The text is not copied: it
+ * must stay valid until the statement is reset (store_done). */
 int store_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Copy a text column into dst (empty for NULL). */
 void store_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap);

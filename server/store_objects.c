@@ -17,8 +17,13 @@ static const char SQL_GEN_GET[] =
 static const char SQL_DS_PUT[] =
     "INSERT OR IGNORE INTO datasets (id, kind, n, dim, classes, class_counts, x, y, created_ms) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+static const char SQL_DS_KIND_PUT[] =
+    "INSERT OR IGNORE INTO dataset_kinds (dataset_id, kind, created_ms) VALUES (?1, ?2, ?3)";
+/* kinds: bit 1 << API_KIND_* for every kind the numbers were uploaded as */
 static const char SQL_DS_INFO[] =
-    "SELECT kind, n, dim, classes, class_counts, created_ms FROM datasets WHERE id = ?1";
+    "SELECT kind, n, dim, classes, class_counts, created_ms, "
+    "(SELECT COALESCE(SUM(CASE k.kind WHEN 'embeddings' THEN 2 ELSE 1 END), 0) "
+    "FROM dataset_kinds k WHERE k.dataset_id = ?1) FROM datasets WHERE id = ?1";
 static const char SQL_DS_LOAD[] = "SELECT kind, n, dim, x, y FROM datasets WHERE id = ?1";
 #define CKPT_SELECT                                                                         \
     "SELECT c.id, c.job_id, c.rank, c.candidate_index, c.support_acc, c.support_loss, "     \
@@ -188,6 +193,19 @@ int store_dataset_put(store *s, const char *id, int kind, const dataset *d, int6
         goto out;
     }
     *created = sqlite3_changes(s->db) == 1;
+    /* the same numbers may come back as the other kind: record that too */
+    st = store_stmt(s, SQL_DS_KIND_PUT, err);
+    if (!st) {
+        store_rollback(s);
+        goto out;
+    }
+    store_bind_text(st, 1, id);
+    store_bind_text(st, 2, api_kind_name(kind));
+    sqlite3_bind_int64(st, 3, now_ms);
+    if (store_step_done(s, st, err, "record dataset kind") != 0) {
+        store_rollback(s);
+        goto out;
+    }
     rc = store_commit(s, err);
 out:
     free(counts_s);
@@ -221,6 +239,9 @@ int store_dataset_info(store *s, const char *id, api_dataset_info *info, d2_erro
         info->class_counts[c] = (int)json_integer_value(json_array_get(counts, c));
     json_decref(counts);
     info->created_ms = sqlite3_column_int64(st, 5);
+    info->kinds = sqlite3_column_int(st, 6);
+    if (!info->kinds) /* not possible after migration 0002; be safe */
+        info->kinds = 1 << info->kind;
     store_done(st);
     return 0;
 }

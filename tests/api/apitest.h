@@ -335,9 +335,46 @@ static inline void at_wait_status(at_daemon *d, const char *path, long status, d
     fail_msg("%s answered %ld, not %ld, within %.0f s", path, last, status, timeout);
 }
 
+/* Wait until /readyz answers 200 (generators can take a while to load).
+ * Fails at once when the daemon exits (a generator that fails to load is
+ * fatal: d2nwgd logs why and exits 1) or when /readyz says it can never
+ * become ready: 503 shutting_down (draining), or any answer but 200/503. */
 static inline void at_wait_ready(at_daemon *d)
 {
-    at_wait_status(d, "/readyz", 200, 90.0);
+    const double timeout = 90.0;
+    double t0 = at_now();
+    for (;;) {
+        at_resp r = at_get(d, "/readyz");
+        if (r.status == 200) {
+            at_resp_free(&r);
+            return;
+        }
+        int hopeless = r.status != 0 && r.status != 503;
+        if (r.status == 503) {
+            json_t *v = json_loadb(r.body, r.len, 0, NULL);
+            const char *code =
+                json_string_value(json_object_get(json_object_get(v, "error"), "code"));
+            hopeless = !code || strcmp(code, "not_ready") != 0;
+            json_decref(v);
+        }
+        if (hopeless) {
+            at_print_log(d);
+            fail_msg("/readyz answered %ld: d2nwgd will not become ready: %.400s", r.status,
+                     r.body);
+        }
+        at_resp_free(&r);
+        int ws;
+        if (d->pid > 0 && waitpid(d->pid, &ws, WNOHANG) == d->pid) {
+            d->pid = 0;
+            at_print_log(d);
+            fail_msg("d2nwgd exited (status %d) before it was ready", ws);
+        }
+        if (at_now() - t0 > timeout) {
+            at_print_log(d);
+            fail_msg("/readyz not 200 within %.0f s", timeout);
+        }
+        at_sleep(0.02);
+    }
 }
 
 /* Send sig and wait for the exit; returns the exit status (or 128+signal). */

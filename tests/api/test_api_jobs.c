@@ -4,7 +4,7 @@
  * checkpoints, data sets (JSON and safetensors, content-addressed), jobs on
  * an uploaded data set and on raw samples, listing with pagination,
  * idempotency keys, cancel (queued, running, finished), long-poll wake-up and
- * time-out, and retrieval. */
+ * time-out, retrieval, and one data set's numbers stored as both kinds. */
 #include <pthread.h>
 
 #include "apitest.h"
@@ -594,6 +594,120 @@ static void test_retrieve(void **state)
     json_decref(q);
 }
 
+/* POST a data set (JSON); expects `status`; returns its info (caller decrefs). */
+static json_t *post_dataset(ctx *c, const json_t *ds, long status)
+{
+    at_resp r = at_post_json(&c->d, "/v1/datasets", ds, NULL);
+    if (r.status != status)
+        fail_msg("POST /v1/datasets: %ld, expected %ld: %.400s", r.status, status, r.body);
+    json_t *info = at_json(&r);
+    at_resp_free(&r);
+    return info;
+}
+
+static int has_kind(const json_t *info, const char *kind)
+{
+    const json_t *kinds = json_object_get(info, "kinds");
+    for (size_t i = 0; i < json_array_size(kinds); i++)
+        if (!strcmp(json_string_value(json_array_get(kinds, i)), kind))
+            return 1;
+    return 0;
+}
+
+/* The same numbers as samples and as embeddings share one content-addressed
+ * id: the store records both kinds, and a job names the kind it reads them as
+ * (or the recorded kind that fits the generator is used). */
+static void test_dataset_kinds(void **state)
+{
+    ctx *c = *state;
+    /* 128-value rows: this generator's embeddings (its samples have 784) */
+    json_t *emb = at_dataset_json(5, 2, 128, 1, 41);
+    json_t *smp = json_pack("{s:O, s:O}", "samples", json_object_get(emb, "embeddings"),
+                            "labels", json_object_get(emb, "labels"));
+    json_t *info = post_dataset(c, smp, 201);
+    char dsid[65];
+    snprintf(dsid, sizeof dsid, "%s", json_string_value(json_object_get(info, "id")));
+    assert_string_equal(json_string_value(json_object_get(info, "kind")), "samples");
+    assert_int_equal(json_array_size(json_object_get(info, "kinds")), 1);
+    json_decref(info);
+    /* read as samples they do not fit this generator */
+    json_t *job = json_pack("{s:s, s:i, s:i, s:i}", "dataset_id", dsid, "candidates", 2, "steps",
+                            5, "seed", 8);
+    at_resp r = at_post_json(&c->d, "/v1/jobs", job, NULL);
+    at_expect_error(&r, 422, "invalid_dataset", "dataset_id");
+    at_resp_free(&r);
+    /* the same numbers as embeddings: same id, not refused, recorded */
+    info = post_dataset(c, emb, 200);
+    assert_string_equal(json_string_value(json_object_get(info, "id")), dsid);
+    assert_string_equal(json_string_value(json_object_get(info, "kind")), "samples"); /* first */
+    assert_true(has_kind(info, "samples") && has_kind(info, "embeddings"));
+    json_decref(info);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/datasets/%s", dsid);
+    r = at_get(&c->d, path);
+    assert_int_equal(r.status, 200);
+    info = at_json(&r);
+    at_resp_free(&r);
+    assert_true(has_kind(info, "samples") && has_kind(info, "embeddings"));
+    json_decref(info);
+    /* now the job by id reads them as embeddings (the recorded kind that fits);
+     * before, it inherited the first upload's kind and was refused */
+    char jid[64];
+    at_submit(&c->d, job, jid);
+    json_t *j = at_wait_done(&c->d, jid, 60);
+    assert_string_equal(at_state(j), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(j, "dataset_kind")), "embeddings");
+    json_decref(j);
+    /* a kind the request names is what the job uses: samples do not fit */
+    json_object_set_new(job, "dataset_kind", json_string("samples"));
+    r = at_post_json(&c->d, "/v1/jobs", job, NULL);
+    at_expect_error(&r, 422, "invalid_dataset", "dataset_id");
+    assert_non_null(strstr(r.body, "samples"));
+    at_resp_free(&r);
+    /* ... and it may not accompany an inline data set */
+    json_t *bad = json_pack("{s:O, s:s}", "dataset", emb, "dataset_kind", "embeddings");
+    r = at_post_json(&c->d, "/v1/jobs", bad, NULL);
+    at_expect_error(&r, 400, "invalid_argument", "dataset_kind");
+    at_resp_free(&r);
+    json_decref(bad);
+    /* retrieval by id with the kind named */
+    json_t *q = json_pack("{s:s, s:s, s:i}", "dataset_id", dsid, "dataset_kind", "embeddings",
+                          "k", 2);
+    r = at_post_json(&c->d, "/v1/retrieve", q, NULL);
+    assert_int_equal(r.status, 200);
+    at_resp_free(&r);
+    json_decref(q);
+    json_decref(job);
+    json_decref(smp);
+    json_decref(emb);
+
+    /* an inline job records the kind it was sent as, beside numbers first
+     * uploaded as the other kind */
+    emb = at_dataset_json(5, 2, 128, 1, 42);
+    smp = json_pack("{s:O, s:O}", "samples", json_object_get(emb, "embeddings"), "labels",
+                    json_object_get(emb, "labels"));
+    info = post_dataset(c, smp, 201);
+    snprintf(dsid, sizeof dsid, "%s", json_string_value(json_object_get(info, "id")));
+    json_decref(info);
+    job = json_pack("{s:O, s:i, s:i, s:i}", "dataset", emb, "candidates", 2, "steps", 5, "seed",
+                    9);
+    at_submit(&c->d, job, jid);
+    j = at_wait_done(&c->d, jid, 60);
+    assert_string_equal(at_state(j), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(j, "dataset_id")), dsid);
+    assert_string_equal(json_string_value(json_object_get(j, "dataset_kind")), "embeddings");
+    json_decref(j);
+    snprintf(path, sizeof path, "/v1/datasets/%s", dsid);
+    r = at_get(&c->d, path);
+    info = at_json(&r);
+    at_resp_free(&r);
+    assert_true(has_kind(info, "samples") && has_kind(info, "embeddings"));
+    json_decref(info);
+    json_decref(job);
+    json_decref(smp);
+    json_decref(emb);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -605,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_cancel_and_long_poll),
         cmocka_unit_test(test_retrieve),
+        cmocka_unit_test(test_dataset_kinds),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     curl_global_cleanup();

@@ -66,6 +66,18 @@ static void test_dataset_ok(void **state)
     api_dataset_info_fill(&info, &d, kind);
     assert_int_equal(info.class_counts[0], 1);
     assert_int_equal(info.class_counts[1], 2);
+    /* kinds: every kind the numbers were uploaded as, through JSON and back */
+    assert_int_equal(info.kinds, 1 << API_KIND_SAMPLES);
+    info.kinds |= 1 << API_KIND_EMBEDDINGS;
+    snprintf(info.id, sizeof info.id, "%064d", 7);
+    info.created_ms = 1000;
+    json_t *ij = api_dataset_info_to_json(&info);
+    assert_int_equal(json_array_size(json_object_get(ij, "kinds")), 2);
+    api_dataset_info info2;
+    assert_int_equal(api_dataset_info_from_json(ij, &info2, &e), 0);
+    assert_int_equal(info2.kind, API_KIND_SAMPLES);
+    assert_int_equal(info2.kinds, info.kinds);
+    json_decref(ij);
     /* round trip through the client-side encoder */
     json_t *back = api_dataset_to_json(&d, API_KIND_EMBEDDINGS);
     assert_non_null(json_object_get(back, "embeddings"));
@@ -220,6 +232,19 @@ static void test_job_request(void **state)
     assert_int_equal(r.has_seed, 0);
     assert_string_equal(r.dataset_id,
                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    assert_int_equal(r.kind, -1); /* no dataset_kind: the stored kinds decide */
+    api_job_request_free(&r);
+
+    /* dataset_kind says how to read an uploaded data set, and survives the
+     * client-side encoder */
+    v = parse("{\"dataset_id\": \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
+              " \"dataset_kind\": \"embeddings\"}");
+    assert_int_equal(api_job_request_parse(v, &l, &r, &e), 0);
+    json_decref(v);
+    assert_int_equal(r.kind, API_KIND_EMBEDDINGS);
+    out = api_job_request_to_json(&r);
+    assert_string_equal(json_string_value(json_object_get(out, "dataset_kind")), "embeddings");
+    json_decref(out);
     api_job_request_free(&r);
 }
 
@@ -248,9 +273,12 @@ static void test_job_request_errors(void **state)
     BAD(", \"parent_checkpoint\": \"ck_x\"", 400, "invalid_argument", "parent_checkpoint");
     BAD(", \"dataset_id\": \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"",
         400, "invalid_argument", "dataset_id");
+    BAD(", \"dataset_kind\": \"samples\"", 400, "invalid_argument", "dataset_kind");
 #undef BAD
     expect_job_error("{}", 400, "invalid_argument", "dataset");
     expect_job_error("{\"dataset_id\": \"ABC\"}", 400, "invalid_argument", "dataset_id");
+    expect_job_error("{\"dataset_id\": \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
+                     " \"dataset_kind\": \"pixels\"}", 400, "invalid_argument", "dataset_kind");
     /* field errors (400) come before data errors (422) */
     expect_job_error("{\"dataset\": {\"samples\": [[1], []], \"labels\": [0, 1]}, \"steps\": 0}",
                      400, "invalid_argument", "steps");

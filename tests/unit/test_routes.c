@@ -1,4 +1,5 @@
-/* test_routes.c - server/routes: the route table and path matching. */
+/* test_routes.c - server/routes: the route table, path matching and the kind
+ * a stored data set is read as. */
 #include "testutil.h"
 
 #include "routes.h"
@@ -71,11 +72,81 @@ static void test_table(void **state)
     assert_int_equal(ROUTE_COUNT, 15);
 }
 
+/* A generator with input_dim/feature_dim and 2..5 classes. */
+static void fake_gen(gen_entry *ge, gen_info *gi, int input_dim, int feature_dim)
+{
+    memset(ge, 0, sizeof *ge);
+    memset(gi, 0, sizeof *gi);
+    snprintf(ge->name, sizeof ge->name, "g");
+    gi->input_dim = input_dim;
+    gi->feature_dim = feature_dim;
+    gi->min_way = 2;
+    gi->max_way = 5;
+    ge->info = gi;
+}
+
+static void test_stored_dataset_kind(void **state)
+{
+    (void)state;
+    enum { S = 1 << API_KIND_SAMPLES, E = 1 << API_KIND_EMBEDDINGS };
+    gen_entry ge;
+    gen_info gi;
+    api_dataset_info info;
+    memset(&info, 0, sizeof info);
+    snprintf(info.id, sizeof info.id, "%064d", 5);
+    info.dim = 16;
+    info.classes = 3;
+    api_error e;
+    int kind = -7;
+
+    /* equal dims, uploaded as samples only: samples */
+    fake_gen(&ge, &gi, 16, 16);
+    info.kind = API_KIND_SAMPLES;
+    info.kinds = S;
+    assert_int_equal(routes_stored_dataset_kind(&ge, &info, -1, &kind, &e), 0);
+    assert_int_equal(kind, API_KIND_SAMPLES);
+    /* the same numbers uploaded later as embeddings: the first kind no longer
+     * decides; the request must say which ... */
+    info.kinds = S | E;
+    kind = -7;
+    assert_int_not_equal(routes_stored_dataset_kind(&ge, &info, -1, &kind, &e), 0);
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.code, "invalid_dataset");
+    assert_string_equal(e.field, "dataset_kind");
+    assert_non_null(strstr(e.message, "dataset_kind"));
+    /* ... and what it says is used */
+    assert_int_equal(routes_stored_dataset_kind(&ge, &info, API_KIND_EMBEDDINGS, &kind, &e), 0);
+    assert_int_equal(kind, API_KIND_EMBEDDINGS);
+    assert_int_equal(routes_stored_dataset_kind(&ge, &info, API_KIND_SAMPLES, &kind, &e), 0);
+    assert_int_equal(kind, API_KIND_SAMPLES);
+
+    /* different dims: of the recorded kinds, the one that fits */
+    fake_gen(&ge, &gi, 32, 16);
+    assert_int_equal(routes_stored_dataset_kind(&ge, &info, -1, &kind, &e), 0);
+    assert_int_equal(kind, API_KIND_EMBEDDINGS);
+    info.kinds = S; /* only ever samples: 16 values are not 32-value samples */
+    assert_int_not_equal(routes_stored_dataset_kind(&ge, &info, -1, &kind, &e), 0);
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.code, "invalid_dataset");
+    assert_string_equal(e.field, "dataset_id");
+    /* an explicit kind is checked against the generator's dims */
+    assert_int_equal(routes_stored_dataset_kind(&ge, &info, API_KIND_EMBEDDINGS, &kind, &e), 0);
+    assert_int_equal(kind, API_KIND_EMBEDDINGS);
+    assert_int_not_equal(routes_stored_dataset_kind(&ge, &info, API_KIND_SAMPLES, &kind, &e), 0);
+    assert_string_equal(e.field, "dataset_id");
+    /* classes are checked whichever kind wins */
+    info.classes = 6;
+    assert_int_not_equal(routes_stored_dataset_kind(&ge, &info, API_KIND_EMBEDDINGS, &kind, &e),
+                         0);
+    assert_non_null(strstr(e.message, "at most 5"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_stored_dataset_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

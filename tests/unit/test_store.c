@@ -5,7 +5,12 @@
 #include "testutil.h"
 
 #include "api.h"
+#include "embedded.h"
 #include "store.h"
+
+#define GEN_HEX "1111111111111111111111111111111111111111111111111111111111111111"
+#define DS_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define DS_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 typedef struct fixture {
     char *dir;
@@ -22,7 +27,7 @@ static int setup(void **state)
     int version = -1;
     assert_int_equal(store_open(&f->s, f->path, 0, &err), 0);
     assert_int_equal(store_migrate(f->s, &version, &err), 0);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
     *state = f;
     return 0;
 }
@@ -101,9 +106,9 @@ static void test_migrate_wal(void **state)
     int v = -1;
     /* applying again is a no-op */
     assert_int_equal(store_migrate(f->s, &v, &err), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, 2);
     assert_int_equal(store_user_version(f->s, &v, &err), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, 2);
     /* a second connection sees WAL mode and the schema */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -144,6 +149,8 @@ static void test_datasets(void **state)
     api_dataset_info info;
     assert_int_equal(store_dataset_info(f->s, fp, &info, &err), 0);
     assert_int_equal(info.kind, API_KIND_EMBEDDINGS);
+    /* ... and the second kind is recorded beside it */
+    assert_int_equal(info.kinds, (1 << API_KIND_SAMPLES) | (1 << API_KIND_EMBEDDINGS));
     assert_int_equal(info.n, 6);
     assert_int_equal(info.dim, 3);
     assert_int_equal(info.classes, 2);
@@ -401,6 +408,64 @@ static void test_two_connections(void **state)
     store_close(other);
 }
 
+/* A version-1 store (before dataset_kinds) gains the kinds its data sets were
+ * uploaded as: the datasets row's, and those its inline jobs were sent as. */
+static void test_migrate_kinds_backfill(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir("store-v1");
+    char path[512];
+    snprintf(path, sizeof path, "%s/v1.sqlite", dir);
+    const embedded_file *v1 = embedded_find("migrations/0001_init.sql");
+    assert_non_null(v1);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, (const char *)v1->data, NULL, NULL, NULL), SQLITE_OK);
+    const char *rows =
+        "PRAGMA user_version = 1;"
+        "INSERT INTO generators VALUES ('" GEN_HEX "', 'g', '/g', 's', 3, 3, 2, 2, 1, 1, 'z', "
+        "'{}', '{}', 1, 1);"
+        "INSERT INTO datasets VALUES ('" DS_A "', 'samples', 1, 1, 1, '[1]', zeroblob(4), "
+        "zeroblob(4), 10);"
+        "INSERT INTO datasets VALUES ('" DS_B "', 'embeddings', 1, 1, 1, '[1]', zeroblob(4), "
+        "zeroblob(4), 20);"
+        /* the numbers of A also came inline as embeddings (kept as samples) */
+        "INSERT INTO jobs (id, state, generator_id, generator_name, dataset_id, embeddings, "
+        "candidates, steps, sampler, guidance, seed, priority, principal, created_ms) VALUES "
+        "('j_1', 'queued', '" GEN_HEX "', 'g', '" DS_A "', 1, 1, 1, 'ddim', 1, 1, 5, 'p', 30),"
+        "('j_2', 'queued', '" GEN_HEX "', 'g', '" DS_A "', 1, 1, 1, 'ddim', 1, 1, 5, 'p', 40);";
+    assert_int_equal(sqlite3_exec(db, rows, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    d2_error err;
+    store *s;
+    int v = -1;
+    assert_int_equal(store_open(&s, path, 0, &err), 0);
+    assert_int_equal(store_migrate(s, &v, &err), 0);
+    assert_int_equal(v, 2);
+    api_dataset_info info;
+    assert_int_equal(store_dataset_info(s, DS_A, &info, &err), 0);
+    assert_int_equal(info.kind, API_KIND_SAMPLES);
+    assert_int_equal(info.kinds, (1 << API_KIND_SAMPLES) | (1 << API_KIND_EMBEDDINGS));
+    assert_int_equal(store_dataset_info(s, DS_B, &info, &err), 0);
+    assert_int_equal(info.kind, API_KIND_EMBEDDINGS);
+    assert_int_equal(info.kinds, 1 << API_KIND_EMBEDDINGS);
+    store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT created_ms FROM dataset_kinds WHERE dataset_id = '"
+                                        DS_A "' AND kind = 'embeddings'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 30); /* the first job that sent it so */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_and_tx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
+        cmocka_unit_test(test_migrate_kinds_backfill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
