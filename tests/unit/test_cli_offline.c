@@ -12,13 +12,13 @@
 #include "safetensors.h"
 
 typedef struct fx {
-    char bin[512], gen[1024], zoo[1024], dir[512];
+    char bin[1024], gen[1024], zoo[1024], dir[512];
 } fx;
 
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    char build[512], cmd[1200];
+    char build[480], cmd[1200];
     tu_build_path(build, sizeof build, "");
     size_t n = strlen(build);
     if (n && build[n - 1] == '/')
