@@ -93,19 +93,11 @@ int generator_check_support(const generator *g, const dataset *s, int embeddings
     return 0;
 }
 
-int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
-                       const int *counts, int N, float *cond, d2_error *err)
+/* One attempt at encoding host rows (standardised) with the scratch arena `ar`. */
+static int encode_once(const generator *g, backend_t *be, arena *ar, const float *host,
+                       size_t n, const int *counts, int N, float *cond, d2_error *err)
 {
     const int F = g->cfg.feat_dim;
-    size_t n = 0;
-    for (int c = 0; c < N; c++)
-        n += (size_t)counts[c];
-    float *host = malloc(n * F * sizeof(float) + 1);
-    if (!host)
-        return d2_fail(err, D2_ENOMEM, "out of memory for the support set");
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < F; j++)
-            host[i * F + j] = (feat[i * F + j] - g->f_mean[j]) / g->f_std[j];
     size_t mark = arena_mark(ar);
     float *X = arena_floats(ar, n * F);
     float *cd = arena_floats(ar, (size_t)g->cfg.cond_dim);
@@ -124,6 +116,48 @@ int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float
         rc = d2_fail(err, D2_EDEVICE, "cannot read the condition back");
 out:
     arena_reset(ar, mark);
+    return rc;
+}
+
+/* The encoder's scratch memory grows with the largest class; the workspace is
+ * sized for typical support sets, so a larger one gets a temporary arena of the
+ * size the failed attempt asked for (doubling while attempts still fall short). */
+#define GEN_ENCODE_MAX_BYTES ((size_t)8 << 30)
+
+int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
+                       const int *counts, int N, float *cond, d2_error *err)
+{
+    const int F = g->cfg.feat_dim;
+    size_t n = 0;
+    for (int c = 0; c < N; c++)
+        n += (size_t)counts[c];
+    float *host = malloc(n * F * sizeof(float) + 1);
+    if (!host)
+        return d2_fail(err, D2_ENOMEM, "out of memory for the support set");
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < F; j++)
+            host[i * F + j] = (feat[i * F + j] - g->f_mean[j]) / g->f_std[j];
+    size_t peak0 = ar->peak;
+    ar->peak = arena_mark(ar);
+    int rc = encode_once(g, be, ar, host, n, counts, N, cond, err);
+    size_t want = ar->peak > ar->cap ? ar->peak - arena_mark(ar) : 0;
+    ar->peak = peak0 > ar->peak ? peak0 : ar->peak;
+    while (rc == D2_ENOMEM && want > 0) {
+        size_t bytes = want + want / 2 + ((size_t)1 << 20);
+        if (bytes > GEN_ENCODE_MAX_BYTES) {
+            rc = d2_fail(err, D2_ERANGE,
+                         "the support set needs %zu MiB of scratch memory to encode; the limit "
+                         "is %zu MiB (send fewer samples per class)",
+                         bytes >> 20, GEN_ENCODE_MAX_BYTES >> 20);
+            break;
+        }
+        arena big;
+        if ((rc = arena_init(&big, be, bytes, err)))
+            break;
+        rc = encode_once(g, be, &big, host, n, counts, N, cond, err);
+        want = rc == D2_ENOMEM && big.peak > big.cap ? 2 * big.peak : 0;
+        arena_free(&big);
+    }
     free(host);
     return rc;
 }

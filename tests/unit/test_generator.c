@@ -334,6 +334,24 @@ static void test_bad_support_sets(void **state)
     dataset_free(&s);
 }
 
+static void test_large_support_set(void **state)
+{
+    // 3000 rows per class need more scratch memory than the workspace holds:
+    // the encoder gets a temporary arena instead of failing the request
+    fixture *f = *state;
+    dataset s = support_from_zoo(f, 3000, 13, 1);
+    assert_int_equal(s.n, 15000);
+    gen_request req = {.support = &s, .candidates = 2, .steps = 5, .guidance = 2.0f, .seed = 1};
+    d2_error err;
+    gen_result res;
+    size_t cap = f->ws->ar.cap;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
+    assert_int_equal(f->ws->ar.cap, cap); // the workspace itself did not grow
+    assert_true(res.ranked[0].support_acc > 0.5f);
+    gen_result_free(&res);
+    dataset_free(&s);
+}
+
 /* One optimiser step on a fixed batch lowers each stage's loss. */
 static void test_one_step_lowers_loss(void **state)
 {
@@ -558,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_generation_deterministic),
         cmocka_unit_test(test_checkpoint_is_the_whole_network),
         cmocka_unit_test(test_bad_support_sets),
+        cmocka_unit_test(test_large_support_set),
         cmocka_unit_test(test_one_step_lowers_loss),
         cmocka_unit_test(test_training_deterministic_and_resumable),
     };
