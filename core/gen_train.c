@@ -132,7 +132,12 @@ int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *er
 
 int gtrain_should_stop(trainer *t)
 {
-    return t->cfg->stop_after > 0 && d2_now() - t->started >= t->cfg->stop_after;
+    if (t->cfg->stop_after_steps > 0 && t->steps_this_run >= t->cfg->stop_after_steps)
+        return 1;
+    if (t->cfg->stop_after > 0 && d2_now() - t->started >= t->cfg->stop_after)
+        return 1;
+    t->steps_this_run++;
+    return 0;
 }
 
 /* Zoo index: each entry's condition from a seeded support set (EMA encoder). */

@@ -39,6 +39,8 @@ typedef struct gen_train_cfg {
     int resume;
     /* stop after this many seconds of training (tests of --resume); 0: never */
     double stop_after;
+    /* stop after this many optimiser steps of this run, any stage; 0: never */
+    int stop_after_steps;
 } gen_train_cfg;
 
 gen_train_cfg gen_train_defaults(int quick);
@@ -48,7 +50,7 @@ typedef struct gen_train_report {
     float align_loss;
     float diffusion_loss;           /* final stage-2 loss (EMA of the per-step loss) */
     int vae_steps_done, align_steps_done, steps_done;
-    int stopped;                    /* 1 when stop_after interrupted the run */
+    int stopped;                    /* 1 when stop_after(_steps) interrupted the run */
     double seconds;
 } gen_train_report;
 

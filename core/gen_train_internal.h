@@ -27,6 +27,7 @@ typedef struct trainer {
     int step;
     float vae_loss_ema, align_loss_ema, diff_loss_ema;
     double last_ckpt, started;
+    int steps_this_run; /* optimiser steps taken since this run started */
     char ckpt_path[1024];
 } trainer;
 
@@ -37,7 +38,8 @@ int gtrain_download(trainer *t, float *dst, const float *src, size_t n, d2_error
 /* K-shot support of zoo entry e, standardised, laid out [N][K][F] into X (host);
  * classes with fewer than K rows are filled by repeating rows. */
 int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *err);
-/* 1 when cfg->stop_after has passed (tests of --resume) */
+/* 1 when cfg->stop_after seconds or cfg->stop_after_steps steps have passed;
+ * counts one step per call (call it once before each step) */
 int gtrain_should_stop(trainer *t);
 
 /* checkpoints: the whole training state, so a resumed run gives the same bytes */

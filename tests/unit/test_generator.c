@@ -530,8 +530,8 @@ static void test_training_deterministic_and_resumable(void **state)
     assert_int_equal(generator_train(&f->z, &c, a, f->be, &rep, &err), 0);
     assert_int_equal(rep.stopped, 0);
     assert_int_equal(rep.steps_done, c.steps);
-    // interrupted twice, resumed twice: the same bytes
-    c.stop_after = 0.15;
+    // interrupted twice (in stage 1, then in stage 2), resumed twice: the same bytes
+    c.stop_after_steps = 100;
     assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
     assert_int_equal(rep.stopped, 1);
     char ckpt[1200];
@@ -539,12 +539,18 @@ static void test_training_deterministic_and_resumable(void **state)
     struct stat st;
     assert_int_equal(stat(ckpt, &st), 0);
     c.resume = 1;
-    c.stop_after = 0.4;
+    c.stop_after_steps = 120; // 50 VAE + 40 alignment + 30 diffusion steps
     assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
-    c.stop_after = 0;
+    assert_int_equal(rep.stopped, 1);
+    c.stop_after_steps = 0;
     assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
     assert_int_equal(rep.stopped, 0);
     assert_int_not_equal(stat(ckpt, &st), 0); // removed once the bundle is written
+    // a time limit stops a run too, whenever it falls
+    c = tiny_cfg();
+    c.stop_after = 1e-3;
+    assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
+    assert_int_equal(rep.stopped, 1);
     size_t la, lb;
     unsigned char *ba = read_all(a, &la), *bb = read_all(b, &lb);
     assert_int_equal(la, lb);
@@ -557,7 +563,7 @@ static void test_training_deterministic_and_resumable(void **state)
     bb = read_all(b, &lb);
     assert_true(la != lb || memcmp(ba, bb, la) != 0);
     // a checkpoint of another seed is refused on resume
-    c.stop_after = 0.1;
+    c.stop_after_steps = 10;
     assert_int_equal(generator_train(&f->z, &c, b, f->be, &rep, &err), 0);
     c = tiny_cfg();
     c.resume = 1;
