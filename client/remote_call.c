@@ -104,3 +104,23 @@ void remote_print_raw(const remote_response *resp)
         fputc('\n', stdout);
     fflush(stdout);
 }
+
+void remote_show(const remote_response *resp, const json_t *v, int raw, remote_table_fn table)
+{
+    if (raw)
+        remote_print_raw(resp);
+    else
+        table(stdout, v);
+}
+
+int remote_get_show(remote_client *c, const char *path, int raw, remote_table_fn table)
+{
+    remote_response resp;
+    json_t *v = NULL;
+    int code = remote_get_json(c, path, 60.0, &resp, &v);
+    if (code == EXIT_OK)
+        remote_show(&resp, v, raw, table);
+    json_decref(v);
+    remote_response_free(&resp);
+    return code;
+}

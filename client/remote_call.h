@@ -9,6 +9,7 @@
 #define D2_CLIENT_REMOTE_CALL_H
 
 #include <jansson.h>
+#include <stdio.h>
 
 #include "remote_http.h"
 
@@ -27,5 +28,12 @@ int remote_post_json(remote_client *c, const char *path, const json_t *body,
                      json_t **out);
 /* The answer's bytes on stdout as they came (plus a newline when missing). */
 void remote_print_raw(const remote_response *resp);
+
+/* Prints an answer as the user asked: its bytes as they came (--json, raw != 0)
+ * or as a table of the parsed value v. */
+typedef void (*remote_table_fn)(FILE *out, const json_t *v);
+void remote_show(const remote_response *resp, const json_t *v, int raw, remote_table_fn table);
+/* GET path (60 s timeout) and remote_show the answer; returns remote_call's code. */
+int remote_get_show(remote_client *c, const char *path, int raw, remote_table_fn table);
 
 #endif

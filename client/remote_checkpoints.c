@@ -121,17 +121,7 @@ int cmd_lineage(int argc, char **argv)
         return code;
     char path[160];
     snprintf(path, sizeof path, "/v1/checkpoints/%s/lineage", id);
-    remote_response resp;
-    json_t *l = NULL;
-    code = remote_get_json(&c, path, 60.0, &resp, &l);
-    if (code == EXIT_OK) {
-        if (o.json)
-            remote_print_raw(&resp);
-        else
-            remote_table_lineage(stdout, l);
-    }
-    json_decref(l);
-    remote_response_free(&resp);
+    code = remote_get_show(&c, path, o.json, remote_table_lineage);
     remote_client_free(&c);
     return code;
 }

@@ -44,17 +44,7 @@ int cmd_generators(int argc, char **argv)
     int code = remote_opts_client(&o, cmd, &c);
     if (code != EXIT_OK)
         return code;
-    remote_response resp;
-    json_t *list = NULL;
-    code = remote_get_json(&c, "/v1/generators", 60.0, &resp, &list);
-    if (code == EXIT_OK) {
-        if (o.json)
-            remote_print_raw(&resp);
-        else
-            remote_table_generators(stdout, list);
-    }
-    json_decref(list);
-    remote_response_free(&resp);
+    code = remote_get_show(&c, "/v1/generators", o.json, remote_table_generators);
     remote_client_free(&c);
     return code;
 }
@@ -166,12 +156,8 @@ int cmd_retrieve(int argc, char **argv)
     remote_response resp;
     json_t *res = NULL;
     code = remote_post_json(&c, "/v1/retrieve", body, NULL, 300.0, &resp, &res);
-    if (code == EXIT_OK) {
-        if (o.json)
-            remote_print_raw(&resp);
-        else
-            remote_table_retrieve(stdout, res);
-    }
+    if (code == EXIT_OK)
+        remote_show(&resp, res, o.json, remote_table_retrieve);
     json_decref(res);
     json_decref(body);
     remote_response_free(&resp);

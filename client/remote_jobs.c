@@ -129,17 +129,7 @@ int cmd_jobs(int argc, char **argv)
     int code = remote_opts_client(&o, cmd, &c);
     if (code != EXIT_OK)
         return code;
-    remote_response resp;
-    json_t *list = NULL;
-    code = remote_get_json(&c, path, 60.0, &resp, &list);
-    if (code == EXIT_OK) {
-        if (o.json)
-            remote_print_raw(&resp);
-        else
-            remote_table_jobs(stdout, list);
-    }
-    json_decref(list);
-    remote_response_free(&resp);
+    code = remote_get_show(&c, path, o.json, remote_table_jobs);
     remote_client_free(&c);
     return code;
 }
@@ -175,10 +165,7 @@ int cmd_status(int argc, char **argv)
     json_t *job = NULL;
     code = remote_get_json(&c, path, 60.0, &resp, &job);
     if (code == EXIT_OK) {
-        if (o.json)
-            remote_print_raw(&resp);
-        else
-            remote_table_job(stdout, job);
+        remote_show(&resp, job, o.json, remote_table_job);
         const char *st = json_string_value(json_object_get(job, "state"));
         if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled")))
             code = remote_job_exit(cmd, job);
@@ -241,10 +228,7 @@ int cmd_wait(int argc, char **argv)
     remote_response last;
     code = remote_job_wait(&c, id, w.timeout, !w.quiet, &job, &last);
     if (code == EXIT_OK) {
-        if (o.json)
-            remote_print_raw(&last);
-        else
-            remote_table_job(stdout, job);
+        remote_show(&last, job, o.json, remote_table_job);
         code = remote_job_exit(cmd, job);
     }
     json_decref(job);

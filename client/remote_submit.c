@@ -260,10 +260,7 @@ int cmd_submit(int argc, char **argv)
     if (code != EXIT_OK)
         goto out;
     code = remote_job_exit(cmd, final);
-    if (o.json)
-        remote_print_raw(&last);
-    else
-        remote_table_job(stdout, final);
+    remote_show(&last, final, o.json, remote_table_job);
     if (code != EXIT_OK || !a.out)
         goto out;
     const char *best = remote_job_best_checkpoint(final);
