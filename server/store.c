@@ -48,6 +48,36 @@ void store_done(sqlite3_stmt *st)
     }
 }
 
+int store_collect_rows(store *s, sqlite3_stmt *st, size_t elem_size, store_row_fn row,
+                       void **out, int *n, const char *what, d2_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    char *list = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            char *q = realloc(list, (size_t)cap * elem_size);
+            if (!q) {
+                store_done(st);
+                free(list);
+                return d2_fail(err, D2_ENOMEM, "store: out of memory");
+            }
+            list = q;
+        }
+        row(st, list + (size_t)count++ * elem_size);
+    }
+    store_done(st);
+    if (rc != SQLITE_DONE) {
+        free(list);
+        return store_fail(s, err, what);
+    }
+    *out = list;
+    *n = count;
+    return 0;
+}
+
 int store_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     /* SQLITE_STATIC: no copy, so no allocation that could fail. A

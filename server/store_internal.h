@@ -32,6 +32,12 @@ int store_fail(store *s, d2_error *err, const char *what);
 int store_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Copy a text column into dst (empty for NULL). */
 void store_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap);
+/* Step st to its end, reading each row with row(st, element) into a growing
+ * array of elem_size elements (*out malloc'd, *n rows; NULL and 0 when there
+ * are none). Resets st. what names the query in errors. */
+typedef void (*store_row_fn)(sqlite3_stmt *st, void *element);
+int store_collect_rows(store *s, sqlite3_stmt *st, size_t elem_size, store_row_fn row,
+                       void **out, int *n, const char *what, d2_error *err);
 /* Run a write statement to completion (SQLITE_DONE). */
 int store_step_done(store *s, sqlite3_stmt *st, d2_error *err, const char *what);
 

@@ -164,29 +164,20 @@ int store_job_seq(store *s, const char *id, int64_t *seq, d2_error *err)
     return rc == SQLITE_ROW ? 0 : store_fail(s, err, "job seq");
 }
 
+static void job_row(sqlite3_stmt *st, void *element)
+{
+    row_to_job(st, element);
+}
+
 static int collect(store *s, sqlite3_stmt *st, api_job **out, int *n, int with_ckpts,
                    d2_error *err)
 {
-    api_job *list = NULL;
-    int count = 0, cap = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            api_job *q = realloc(list, (size_t)cap * sizeof *q);
-            if (!q) {
-                store_done(st);
-                free(list);
-                return d2_fail(err, D2_ENOMEM, "store: out of memory");
-            }
-            list = q;
-        }
-        row_to_job(st, &list[count++]);
-    }
-    store_done(st);
-    if (rc != SQLITE_DONE) {
-        free(list);
-        return store_fail(s, err, "list jobs");
-    }
+    void *rows;
+    int count;
+    int rc = store_collect_rows(s, st, sizeof(api_job), job_row, &rows, &count, "list jobs", err);
+    if (rc)
+        return rc;
+    api_job *list = rows;
     for (int i = 0; with_ckpts && i < count; i++)
         if (list[i].state == API_JOB_SUCCEEDED &&
             store_checkpoints_of_job(s, list[i].id, &list[i].checkpoints,

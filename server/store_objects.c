@@ -335,6 +335,16 @@ int store_checkpoint_offset(store *s, const char *id, int64_t *offset, d2_error 
     return rc == SQLITE_ROW ? 0 : store_fail(s, err, "checkpoint offset");
 }
 
+static void ckpt_row(sqlite3_stmt *st, void *element)
+{
+    row_to_ckpt(st, element);
+}
+
+static void id_row(sqlite3_stmt *st, void *element)
+{
+    store_col_text(st, 0, element, API_ID_LEN);
+}
+
 int store_checkpoints_of_job(store *s, const char *job_id, api_checkpoint **out, int *n,
                              d2_error *err)
 {
@@ -344,29 +354,11 @@ int store_checkpoints_of_job(store *s, const char *job_id, api_checkpoint **out,
     if (!st)
         return D2_EIO;
     store_bind_text(st, 1, job_id);
-    api_checkpoint *list = NULL;
-    int count = 0, cap = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap ? cap * 2 : 8;
-            api_checkpoint *q = realloc(list, (size_t)cap * sizeof *q);
-            if (!q) {
-                store_done(st);
-                free(list);
-                return d2_fail(err, D2_ENOMEM, "store: out of memory");
-            }
-            list = q;
-        }
-        row_to_ckpt(st, &list[count++]);
-    }
-    store_done(st);
-    if (rc != SQLITE_DONE) {
-        free(list);
-        return store_fail(s, err, "list checkpoints");
-    }
-    *out = list;
-    *n = count;
-    return 0;
+    void *rows;
+    int rc = store_collect_rows(s, st, sizeof(api_checkpoint), ckpt_row, &rows, n,
+                                "list checkpoints", err);
+    *out = rows;
+    return rc;
 }
 
 int store_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN], int *n,
@@ -378,29 +370,10 @@ int store_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN]
     if (!st)
         return D2_EIO;
     store_bind_text(st, 1, id);
-    char(*list)[API_ID_LEN] = NULL;
-    int count = 0, cap = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap ? cap * 2 : 8;
-            char(*q)[API_ID_LEN] = realloc(list, (size_t)cap * sizeof *q);
-            if (!q) {
-                store_done(st);
-                free(list);
-                return d2_fail(err, D2_ENOMEM, "store: out of memory");
-            }
-            list = q;
-        }
-        store_col_text(st, 0, list[count++], API_ID_LEN);
-    }
-    store_done(st);
-    if (rc != SQLITE_DONE) {
-        free(list);
-        return store_fail(s, err, "derived checkpoints");
-    }
-    *ids = list;
-    *n = count;
-    return 0;
+    void *rows;
+    int rc = store_collect_rows(s, st, API_ID_LEN, id_row, &rows, n, "derived checkpoints", err);
+    *ids = rows;
+    return rc;
 }
 
 int store_idem_get(store *s, const char *principal, const char *key, char sha[65],
