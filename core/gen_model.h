@@ -93,6 +93,11 @@ int gen_bundle_save(const generator *g, const char *path, int use_ema, d2_error 
 int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
                        const int *counts, int N, float *cond, d2_error *err);
 
+/* The same from rows already standardised with f_mean/f_std (the trainer's
+ * support sets are). */
+int gen_encode_standardized(const generator *g, backend_t *be, arena *ar, const float *x,
+                            const int *counts, int N, float *cond, d2_error *err);
+
 /* Decode standardised latents z [n, L] (host) into theta [n, P] (host). */
 int gen_decode_latents(const generator *g, backend_t *be, arena *ar, const float *z, int n,
                        float *theta, d2_error *err);

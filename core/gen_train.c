@@ -146,10 +146,9 @@ static int compute_zoo_index(trainer *t, d2_error *err)
     generator *g = &t->g;
     const int K = t->cfg->zoo_emb_shots, N = t->N, F = t->F;
     float *X = malloc((size_t)N * K * F * sizeof(float));
-    float *raw = malloc((size_t)N * K * F * sizeof(float));
     int counts[D2_MAX_WAY];
     int rc = 0;
-    if (!X || !raw) {
+    if (!X) {
         rc = d2_fail(err, D2_ENOMEM, "zoo index: out of memory");
         goto out;
     }
@@ -160,17 +159,12 @@ static int compute_zoo_index(trainer *t, d2_error *err)
         rng_init(&r, rng_derive(t->cfg->seed, "zoo-index", (uint64_t)e), 0);
         if ((rc = gtrain_fill_support(t, e, K, &r, X, err)))
             goto out;
-        // gen_encode_support standardises itself: undo the standardisation
-        for (size_t i = 0; i < (size_t)N * K; i++)
-            for (int j = 0; j < F; j++)
-                raw[i * F + j] = X[i * F + j] * g->f_std[j] + g->f_mean[j];
-        if ((rc = gen_encode_support(g, t->be, &t->ar, raw, counts, N,
-                                     g->zoo_emb + (size_t)e * g->cfg.cond_dim, err)))
+        if ((rc = gen_encode_standardized(g, t->be, &t->ar, X, counts, N,
+                                          g->zoo_emb + (size_t)e * g->cfg.cond_dim, err)))
             goto out;
     }
 out:
     free(X);
-    free(raw);
     return rc;
 }
 
@@ -385,23 +379,7 @@ int generator_train(const zoo *z, const gen_train_cfg *cfg, const char *out_path
         goto out;
     if (rep->stopped)
         goto stopped;
-    {
-        // the reconstruction error of the final VAE on the zoo (for provenance;
-        // recomputed so a resumed run reports the same figure)
-        gen_train_report tmp = *rep;
-        float *Zkeep = malloc((size_t)t->n * t->L * sizeof(float));
-        if (!Zkeep) {
-            rc = d2_fail(err, D2_ENOMEM, "out of memory");
-            goto out;
-        }
-        memcpy(Zkeep, t->Z, (size_t)t->n * t->L * sizeof(float));
-        rc = gtrain_compute_latents(t, &tmp, err);
-        memcpy(t->Z, Zkeep, (size_t)t->n * t->L * sizeof(float));
-        free(Zkeep);
-        if (rc)
-            goto out;
-        rep->vae_recon_mse = tmp.vae_recon_mse;
-    }
+    rep->vae_recon_mse = t->vae_recon_mse; // kept in checkpoints: resumed runs report it too
     // swap in the EMA weights for the zoo index and the bundle
     {
         float *w = t->g.net_ps.w;

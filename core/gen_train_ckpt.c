@@ -55,7 +55,7 @@ int gtrain_checkpoint_save(trainer *t, d2_error *err)
     st_writer w;
     st_writer_init(&w);
     int rc;
-    char buf[64];
+    char buf[128];
     snprintf(buf, sizeof buf, "%d", t->stage);
     if ((rc = st_writer_meta(&w, "stage", buf, err)))
         goto out;
@@ -66,8 +66,8 @@ int gtrain_checkpoint_save(trainer *t, d2_error *err)
     if ((rc = st_writer_meta(&w, "seed", buf, err)) ||
         (rc = st_writer_meta(&w, "zoo_fingerprint", t->z->fingerprint, err)))
         goto out;
-    snprintf(buf, sizeof buf, "%.9g %.9g %.9g", (double)t->vae_loss_ema,
-             (double)t->align_loss_ema, (double)t->diff_loss_ema);
+    snprintf(buf, sizeof buf, "%.9g %.9g %.9g %.9g", (double)t->vae_loss_ema,
+             (double)t->align_loss_ema, (double)t->diff_loss_ema, (double)t->vae_recon_mse);
     if ((rc = st_writer_meta(&w, "losses", buf, err)))
         goto out;
     if ((rc = ckpt_add_ps(&w, &t->g.vae_ps, "vae", err)) ||
@@ -150,7 +150,8 @@ int gtrain_checkpoint_load(trainer *t, d2_error *err)
     }
     t->stage = atoi(stage);
     t->step = atoi(step);
-    if (sscanf(losses, "%g %g %g", &t->vae_loss_ema, &t->align_loss_ema, &t->diff_loss_ema) != 3) {
+    if (sscanf(losses, "%g %g %g %g", &t->vae_loss_ema, &t->align_loss_ema, &t->diff_loss_ema,
+               &t->vae_recon_mse) != 4) {
         rc = d2_fail(err, D2_EFORMAT, "%s: bad 'losses' metadata", t->ckpt_path);
         goto out;
     }

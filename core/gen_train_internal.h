@@ -26,6 +26,7 @@ typedef struct trainer {
     int stage;   /* 1 vae, 2 align, 3 diffusion, 4 done */
     int step;
     float vae_loss_ema, align_loss_ema, diff_loss_ema;
+    float vae_recon_mse; /* of the zoo through the finished VAE (set with the latents) */
     double last_ckpt, started;
     int steps_this_run; /* optimiser steps taken since this run started */
     char ckpt_path[1024];

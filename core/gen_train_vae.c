@@ -209,7 +209,8 @@ int gtrain_compute_latents(trainer *t, gen_train_report *rep, d2_error *err)
         }
         arena_reset(&t->ar, mark);
     }
-    rep->vae_recon_mse = (float)(se / ((double)t->n * P));
+    t->vae_recon_mse = (float)(se / ((double)t->n * P));
+    rep->vae_recon_mse = t->vae_recon_mse;
     for (int j = 0; j < L; j++) {
         double m = 0, v = 0;
         for (int i = 0; i < t->n; i++)

@@ -124,22 +124,15 @@ out:
  * size the failed attempt asked for (doubling while attempts still fall short). */
 #define GEN_ENCODE_MAX_BYTES ((size_t)8 << 30)
 
-int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
-                       const int *counts, int N, float *cond, d2_error *err)
+int gen_encode_standardized(const generator *g, backend_t *be, arena *ar, const float *x,
+                            const int *counts, int N, float *cond, d2_error *err)
 {
-    const int F = g->cfg.feat_dim;
     size_t n = 0;
     for (int c = 0; c < N; c++)
         n += (size_t)counts[c];
-    float *host = malloc(n * F * sizeof(float) + 1);
-    if (!host)
-        return d2_fail(err, D2_ENOMEM, "out of memory for the support set");
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < F; j++)
-            host[i * F + j] = (feat[i * F + j] - g->f_mean[j]) / g->f_std[j];
     size_t peak0 = ar->peak;
     ar->peak = arena_mark(ar);
-    int rc = encode_once(g, be, ar, host, n, counts, N, cond, err);
+    int rc = encode_once(g, be, ar, x, n, counts, N, cond, err);
     size_t want = ar->peak > ar->cap ? ar->peak - arena_mark(ar) : 0;
     ar->peak = peak0 > ar->peak ? peak0 : ar->peak;
     while (rc == D2_ENOMEM && want > 0) {
@@ -154,10 +147,27 @@ int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float
         arena big;
         if ((rc = arena_init(&big, be, bytes, err)))
             break;
-        rc = encode_once(g, be, &big, host, n, counts, N, cond, err);
+        rc = encode_once(g, be, &big, x, n, counts, N, cond, err);
         want = rc == D2_ENOMEM && big.peak > big.cap ? 2 * big.peak : 0;
         arena_free(&big);
     }
+    return rc;
+}
+
+int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
+                       const int *counts, int N, float *cond, d2_error *err)
+{
+    const int F = g->cfg.feat_dim;
+    size_t n = 0;
+    for (int c = 0; c < N; c++)
+        n += (size_t)counts[c];
+    float *host = malloc(n * F * sizeof(float) + 1);
+    if (!host)
+        return d2_fail(err, D2_ENOMEM, "out of memory for the support set");
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < F; j++)
+            host[i * F + j] = (feat[i * F + j] - g->f_mean[j]) / g->f_std[j];
+    int rc = gen_encode_standardized(g, be, ar, host, counts, N, cond, err);
     free(host);
     return rc;
 }
