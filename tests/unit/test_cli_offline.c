@@ -18,18 +18,10 @@ typedef struct fx {
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    char build[480], cmd[1200];
-    tu_build_path(build, sizeof build, "");
-    size_t n = strlen(build);
-    if (n && build[n - 1] == '/')
-        build[n - 1] = '\0';
-    snprintf(f->bin, sizeof f->bin, "%s/d2nwg", build);
-    snprintf(cmd, sizeof cmd, "sh tests/fixture.sh '%s'", build);
-    FILE *p = popen(cmd, "r");
-    if (!p || !fgets(f->gen, sizeof f->gen, p) || pclose(p) != 0)
+    char build[480];
+    if (tu_quick_fixture(build, sizeof build, f->gen, sizeof f->gen, f->zoo, sizeof f->zoo))
         return -1;
-    f->gen[strcspn(f->gen, "\n")] = '\0';
-    snprintf(f->zoo, sizeof f->zoo, "%s/fixtures/quick/zoo", build);
+    snprintf(f->bin, sizeof f->bin, "%s/d2nwg", build);
     char *d = tu_tmpdir("cli");
     snprintf(f->dir, sizeof f->dir, "%s", d);
     free(d);

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <sys/stat.h>
 
+#include "eval_baselines.h"
 #include "gen_model.h"
 #include "gen_train.h"
 #include "optim.h"
@@ -32,21 +33,10 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char build[512], cmd[1200];
-    tu_build_path(build, sizeof build, "");
-    size_t bl = strlen(build);
-    if (bl && build[bl - 1] == '/')
-        build[bl - 1] = '\0';
-    snprintf(cmd, sizeof cmd, "sh tests/fixture.sh '%s'", build);
-    FILE *p = popen(cmd, "r");
-    if (!p || !fgets(f->gen_path, sizeof f->gen_path, p)) {
-        fprintf(stderr, "fixture failed\n");
+    char build[480];
+    if (tu_quick_fixture(build, sizeof build, f->gen_path, sizeof f->gen_path, f->zoo_dir,
+                         sizeof f->zoo_dir))
         return -1;
-    }
-    if (pclose(p) != 0)
-        return -1;
-    f->gen_path[strcspn(f->gen_path, "\n")] = '\0';
-    snprintf(f->zoo_dir, sizeof f->zoo_dir, "%s/fixtures/quick/zoo", build);
     d2_error err = {0};
     if (backend_cpu_create(&f->be, 0, &err) || generator_load(&f->g, f->gen_path, f->be, &err) ||
         gen_workspace_create(&f->ws, f->g, f->be, 8, &err) || zoo_load(&f->z, f->zoo_dir, 1, &err) ||
@@ -70,36 +60,6 @@ static int teardown(void **state)
     backend_destroy(f->be);
     free(f);
     return 0;
-}
-
-static float proto_acc(const dataset *sup, const dataset *q, int way)
-{
-    const int F = sup->dim;
-    double mean[16][256] = {{0}};
-    int cnt[16] = {0};
-    for (int i = 0; i < sup->n; i++) {
-        cnt[sup->y[i]]++;
-        for (int j = 0; j < F; j++)
-            mean[sup->y[i]][j] += sup->x[(size_t)i * F + j];
-    }
-    int right = 0;
-    for (int i = 0; i < q->n; i++) {
-        int best = 0;
-        double bd = INFINITY;
-        for (int c = 0; c < way; c++) {
-            double d = 0;
-            for (int j = 0; j < F; j++) {
-                double e = q->x[(size_t)i * F + j] - mean[c][j] / cnt[c];
-                d += e * e;
-            }
-            if (d < bd) {
-                bd = d;
-                best = c;
-            }
-        }
-        right += best == q->y[i];
-    }
-    return (float)right / q->n;
 }
 
 static void test_generated_heads_beat_baselines(void **state)
@@ -136,7 +96,7 @@ static void test_generated_heads_beat_baselines(void **state)
         assert_int_equal(target_eval(in->spec, res.ranked[0].theta, &q, &acc, &loss, &err), 0);
         gen1 += acc;
         gen_result_free(&res);
-        proto += proto_acc(&sup, &q, 5);
+        proto += baseline_prototypes(&sup, &q, 5);
         target_init_random(in->spec, (uint64_t)i, theta);
         assert_int_equal(target_eval(in->spec, theta, &q, &acc, &loss, &err), 0);
         rnd += acc;
