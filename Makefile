@@ -18,7 +18,30 @@ SAN ?= 0
 OPT ?= -O2
 WARN := -Wall -Wextra -Werror
 CFLAGS := -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -pthread -fno-strict-aliasing -MMD -MP
-CPPFLAGS := -Icore -Iproto -Iserver -Iclient -I$(BUILD)/gen
+# core/ is in layers; each folder sees only the headers of the layers below it
+# (ARCHITECTURE in README.md). A wrong-direction include fails to compile, and
+# tests/layers.sh checks every forbidden pair.
+#   base < backend < nn;  base < safetensors < data < target < zoo;
+#   model: nn + target;  train: model + zoo;  proto: core;  server, client: proto
+LAYER_DEPS_base :=
+LAYER_DEPS_backend := base
+LAYER_DEPS_safetensors := base
+LAYER_DEPS_nn := base backend
+LAYER_DEPS_data := base safetensors
+LAYER_DEPS_target := base backend safetensors data
+LAYER_DEPS_zoo := base backend safetensors data target
+LAYER_DEPS_model := base backend nn safetensors data target
+LAYER_DEPS_train := base backend nn safetensors data target zoo model
+CORE_LAYERS := base backend safetensors nn data target zoo model train
+layer_inc = $(foreach d,$(1) $(LAYER_DEPS_$(1)),-Icore/$(d))
+CORE_INC := $(foreach d,$(CORE_LAYERS),-Icore/$(d))
+CPPFLAGS := -I$(BUILD)/gen
+$(foreach l,$(CORE_LAYERS),$(eval $$(BUILD)/core/$(l)/%.o: LAYER_INC := $$(call layer_inc,$(l))))
+$(BUILD)/proto/%.o: LAYER_INC := $(CORE_INC) -Iproto
+$(BUILD)/server/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iserver
+$(BUILD)/gen/%.o: LAYER_INC := -Iserver
+$(BUILD)/client/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iclient
+TEST_INC := $(CORE_INC) -Iproto -Iserver -Iclient
 LDLIBS := -lopenblas -ljansson -lmicrohttpd -luv -lsqlite3 -lcurl -lz -lm -lpthread
 LDFLAGS := -pthread
 
@@ -27,7 +50,7 @@ ifeq ($(SAN),1)
   LDFLAGS += -fsanitize=address,undefined
 endif
 
-CORE_SRC := $(wildcard core/*.c)
+CORE_SRC := $(foreach l,$(CORE_LAYERS),$(wildcard core/$(l)/*.c))
 PROTO_SRC := $(wildcard proto/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 CLIENT_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
@@ -35,8 +58,8 @@ CLIENT_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
 ifeq ($(CUDA),1)
   CPPFLAGS += -DD2_WITH_CUDA -I$(CUDA_HOME)/include
   LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
-  CUDA_OBJ := $(BUILD)/core/backend_cuda.o
-  NVCCFLAGS := -O2 -std=c++17 -Icore --compiler-options -fPIC,-Wall \
+  CUDA_OBJ := $(BUILD)/core/backend/backend_cuda.o
+  NVCCFLAGS := -O2 -std=c++17 $(call layer_inc,backend) --compiler-options -fPIC,-Wall \
     -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
     -gencode arch=compute_90,code=compute_90
 else
@@ -67,7 +90,7 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk
 
-.PHONY: all deps test check asan bench run clean cuda unit-bins api-bins bench-bins fuzz-bins
+.PHONY: all deps test check asan bench run clean cuda print-layers unit-bins api-bins bench-bins fuzz-bins
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/d2nwgd $(BUILD)/d2nwg $(LIBCORE)
@@ -85,9 +108,9 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(LAYER_INC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/core/backend_cuda.o: core/backend_cuda.cu core/backend.h core/rng.h core/common.h
+$(BUILD)/core/backend/backend_cuda.o: core/backend/backend_cuda.cu core/backend/backend.h core/base/rng.h core/base/common.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -113,7 +136,7 @@ $(BUILD)/gen/embedded_data.c: $(EMBED_FILES) server/embed.sh
 	@mkdir -p $(dir $@)
 	sh server/embed.sh $(EMBED_FILES) > $@.tmp && mv $@.tmp $@
 $(EMBED_OBJ): $(BUILD)/gen/embedded_data.c server/embedded.h
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(LAYER_INC) $(CFLAGS) -c $< -o $@
 $(LIBSERVER): $(EMBED_OBJ)
 
 $(BUILD)/d2nwgd: $(BUILD)/server/main.o $(LIBSERVER) $(LIBPROTO) $(LIBCORE)
@@ -123,16 +146,16 @@ $(BUILD)/d2nwg: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPROTO) $(LIBCORE)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
 $(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit -Itests/api $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit -Itests/api $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
 $(BUILD)/tests/bench/%: tests/bench/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(TEST_INC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
 
 unit-bins: $(UNIT_BIN)
 api-bins: $(API_BIN)
@@ -164,6 +187,13 @@ bench: deps
 
 run: deps all
 	sh deploy/run.sh $(BUILD)
+
+# The layer table as tests/layers.sh reads it: "folder: folders it may include".
+print-layers:
+	@$(foreach l,$(CORE_LAYERS),echo "core/$(l): $(foreach d,$(l) $(LAYER_DEPS_$(l)),core/$(d))";)
+	@echo "proto: $(foreach d,$(CORE_LAYERS),core/$(d)) proto"
+	@echo "server: $(foreach d,$(CORE_LAYERS),core/$(d)) proto server"
+	@echo "client: $(foreach d,$(CORE_LAYERS),core/$(d)) proto client"
 
 cuda:
 	$(MAKE) CUDA=1 BUILD=$(BUILD)/cuda all

@@ -17,7 +17,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "data.h"
-#include "eval_baselines.h"
+#include "baseline.h"
 #include "generator.h"
 #include "svg_plot.h"
 #include "target.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "backend.h"
 #include "cli_args.h"
 #include "commands.h"

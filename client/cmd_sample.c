@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "cli_args.h"
 #include "commands.h"
 #include "data.h"

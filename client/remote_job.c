@@ -1,4 +1,5 @@
 /* remote_job.c - wait for a job, judge its end, download its weights. */
+#include "fileio.h"
 #include "remote_job.h"
 
 #include <stdio.h>

@@ -1,4 +1,5 @@
 /* svg_plot.c - line charts as SVG. */
+#include "fileio.h"
 #include "svg_plot.h"
 
 #include <math.h>

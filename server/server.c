@@ -1,4 +1,5 @@
 /* server.c - start-up, signals, generator loading, drain and teardown. */
+#include "fileio.h"
 #include "server.h"
 
 #include <errno.h>

@@ -1,5 +1,6 @@
 /* worker.c - generation threads: take an item, run it on this worker's
  * backend and workspace, write the outcome, report to the loop. */
+#include "fileio.h"
 #include "worker.h"
 
 #include <stdio.h>

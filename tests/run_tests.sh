@@ -38,6 +38,7 @@ run_one() {
     fi
 }
 
+run_one tests/layers.sh
 for bin in "$BUILD"/tests/unit/test_*; do
     [ -x "$bin" ] || continue
     case "$bin" in *.d|*.o) continue ;; esac

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 
+#include "fileio.h"
 #include "apitest.h"
 #include "remote_http.h"
 #include "rng.h"

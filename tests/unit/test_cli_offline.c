@@ -2,6 +2,7 @@
  * d2nwg binary on the shared quick fixture): generate (formats, --all, bad
  * support sets and their exit codes), info, sample, eval --json, and train's
  * usage errors. */
+#include "fileio.h"
 #include "testutil.h"
 
 #include <jansson.h>

@@ -1,6 +1,7 @@
 /* test_data.c - data readers on real data (Fashion-MNIST, scikit-learn's
  * digits/iris/wine), malformed files for every reader, fingerprints, the
  * per-class split and the task sampler. */
+#include "fileio.h"
 #include "testutil.h"
 
 #include <math.h>

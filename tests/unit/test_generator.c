@@ -7,12 +7,13 @@
  *  - bad support sets are refused with messages naming the problem;
  *  - one training step of each stage lowers its loss on a fixed batch;
  *  - training is bit-identical for a seed, also when stopped and resumed. */
+#include "fileio.h"
 #include "testutil.h"
 
 #include <math.h>
 #include <sys/stat.h>
 
-#include "eval_baselines.h"
+#include "baseline.h"
 #include "gen_model.h"
 #include "gen_train.h"
 #include "optim.h"

@@ -2,6 +2,7 @@
  * half-precision rounding, conversions, and refusal of malformed files with a
  * message naming the problem (plus a mutation smoke test that must never
  * crash, also under ASan). */
+#include "fileio.h"
 #include "testutil.h"
 
 #include <dirent.h>

@@ -1,6 +1,7 @@
 /* safetensors.c - strict safetensors reader: dtype table, header validation,
  * lookup. The writer is in st_writer.c, conversions in st_convert.c, file I/O
  * in fileio.c. */
+#include "fileio.h"
 #include "safetensors.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* fileio.c - whole-file reads with a size limit, and atomic writes
  * (temporary name in the same directory, fsync, rename, fsync the directory),
  * so a crash never leaves a half-written file under the final name. */
-#include "safetensors.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
-/* eval_baselines.h - the few-shot baselines `d2nwg eval` compares against:
+/* baseline.h - the few-shot baselines every generated head is compared with:
  * nearest class mean (prototypes) and L2-regularised multinomial logistic
  * regression fitted to convergence (as scikit-learn's LogisticRegression,
  * C = 1), both on the support set's features. */
-#ifndef D2_EVAL_BASELINES_H
-#define D2_EVAL_BASELINES_H
+#ifndef D2_BASELINE_H
+#define D2_BASELINE_H
 
 #include "data.h"
 

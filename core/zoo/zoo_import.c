@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "safetensors.h"
 #include "zoo_internal.h"
 

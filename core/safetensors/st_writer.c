@@ -4,6 +4,7 @@
  * "name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]}, ...} with tensors
  * in insertion order and contiguous offsets, padded with spaces so that the
  * header length (and so the data start) is a multiple of 8. */
+#include "fileio.h"
 #include "safetensors.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
-/* eval_baselines.c - prototypes and logistic regression (see eval_baselines.h). */
-#include "eval_baselines.h"
+/* baseline.c - prototypes and logistic regression (see baseline.h). */
+#include "baseline.h"
 
 #include <math.h>
 #include <stdlib.h>

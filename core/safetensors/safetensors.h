@@ -88,12 +88,4 @@ int st_writer_to_memory(const st_writer *w, unsigned char **out, size_t *len, d2
 int st_writer_save(const st_writer *w, const char *path, d2_error *err);
 void st_writer_free(st_writer *w);
 
-/* Atomic file write used by every module that writes files. */
-int d2_write_file_atomic(const char *path, const void *data, size_t len, d2_error *err);
-/* Read a whole file (caller frees *out). Fails with D2_ERANGE when the file
- * is longer than max_len bytes (max_len 0: no limit). The buffer is
- * NUL-terminated (the NUL is not counted in *len), so text can be parsed in place. */
-int d2_read_file(const char *path, unsigned char **out, size_t *len, size_t max_len,
-                 d2_error *err);
-
 #endif

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "safetensors.h"
 #include "sha256.h"
 #include "zoo_internal.h"
