@@ -2,6 +2,7 @@
  * file: ONE safetensors holding every tensor (VAE, dataset encoder, denoiser
  * EMA weights, feature map, statistics, zoo index) and __metadata__ with the
  * JSON config and provenance (DESIGN section 2). */
+#include "gate.h"
 #include "gen_model.h"
 
 #include <jansson.h>
@@ -287,6 +288,7 @@ void gen_model_free(generator *g)
     free(g->zoo_emb);
     free(g->zoo_classes);
     free(g->zoo_sqnorm);
+    free(g->zoo_nn);
     free(g->config_json);
     free(g->provenance_json);
     free(g->path);
@@ -495,6 +497,8 @@ int generator_load(generator **out, const char *path, backend_t *be, d2_error *e
                 q += (double)g->zoo_theta[(size_t)i * cfg.P + j] * g->zoo_theta[(size_t)i * cfg.P + j];
             g->zoo_sqnorm[i] = (float)q;
         }
+        if ((rc = gen_gate_reference(g, err)))
+            goto fail;
     }
     g->config_json = strdup(cfg_text);
     g->provenance_json = strdup(prov ? prov : "{}");

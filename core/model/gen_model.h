@@ -58,6 +58,8 @@ struct generator {
     float *zoo_sqnorm;     /* [zoo_n] |theta|^2 of each entry (nearest-entry search) */
     float *zoo_emb;        /* [zoo_n, cond_dim] */
     int32_t *zoo_classes;  /* [zoo_n, way] */
+    float *zoo_nn;         /* [zoo_nn_n] sorted nearest-neighbour distances among zoo_emb */
+    int zoo_nn_n;
     char *config_json, *provenance_json, *path;
 };
 
@@ -101,5 +103,10 @@ int gen_encode_standardized(const generator *g, backend_t *be, arena *ar, const 
 /* Decode standardised latents z [n, L] (host) into theta [n, P] (host). */
 int gen_decode_latents(const generator *g, backend_t *be, arena *ar, const float *z, int n,
                        float *theta, d2_error *err);
+
+/* Nearest zoo entry (L2 in parameter space) of each of K heads theta [K, P]
+ * (host); index -1 and NAN distance when the bundle has no zoo index. */
+int gen_nearest_zoo(const generator *g, const float *theta, int K, int *index, float *dist,
+                    d2_error *err);
 
 #endif

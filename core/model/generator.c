@@ -2,6 +2,7 @@
  * DDPM with classifier-free guidance -> decoded heads -> scored on the support
  * set and ranked (the paper's model retrieval); checkpoint bytes; retrieval of
  * the nearest zoo heads. */
+#include "gate.h"
 #include "gen_model.h"
 
 #include <math.h>
@@ -455,6 +456,11 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
     out->count = K;
     out->ranked = cand;
     out->way = N;
+    cand = NULL;
+    if (req->gate && (rc = gen_gate_run(g, ws, req, &feat, counts, cond, out, err))) {
+        gen_result_free(out);
+        goto fail;
+    }
     dataset_fingerprint(req->support, out->dataset_fingerprint);
     out->seconds = d2_now() - t0;
     if (req->progress)
@@ -500,6 +506,32 @@ static int meta_float(st_writer *w, const char *key, double v, d2_error *err)
     return st_writer_meta(w, key, buf, err);
 }
 
+static void json_num(char *buf, size_t cap, double v)
+{
+    if (isfinite(v))
+        snprintf(buf, cap, "%.6g", v);
+    else
+        snprintf(buf, cap, "null");
+}
+
+/* "d2nwg.gate": the gate's decision as one JSON object (see gate.h). */
+static int gate_meta(st_writer *w, const gen_gate *gt, d2_error *err)
+{
+    char cv[3][32], dist[32], pct[32], text[640];
+    for (int m = 0; m < GEN_METHODS; m++)
+        json_num(cv[m], sizeof cv[m], gt->cv_acc[m]);
+    json_num(dist, sizeof dist, gt->ood_distance);
+    json_num(pct, sizeof pct, gt->ood_percentile);
+    snprintf(text, sizeof text,
+             "{\"applied\":%s,\"chosen\":\"%s\",\"folds\":%d,\"heldout\":%d,"
+             "\"cv_accuracy\":{\"diffusion\":%s,\"prototypes\":%s,\"logreg\":%s},"
+             "\"reason\":\"%s\",\"ood_distance\":%s,\"ood_percentile\":%s,\"ood\":%s}",
+             gt->applied ? "true" : "false", gen_method_name(gt->chosen), gt->folds,
+             gt->heldout, cv[0], cv[1], cv[2], gt->reason, dist, pct,
+             gt->ood ? "true" : "false");
+    return st_writer_meta(w, "d2nwg.gate", text, err);
+}
+
 int generator_checkpoint_bytes(const generator *g, const gen_request *req,
                                const gen_result *res, int rank, unsigned char **bytes,
                                size_t *len, d2_error *err)
@@ -530,6 +562,8 @@ int generator_checkpoint_bytes(const generator *g, const gen_request *req,
         (rc = meta_int(&w, "d2nwg.candidate_index", c->index, err)) ||
         (rc = meta_float(&w, "d2nwg.support_accuracy", c->support_acc, err)) ||
         (rc = meta_float(&w, "d2nwg.support_loss", c->support_loss, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.method", gen_method_name(c->method), err)) ||
+        (rc = gate_meta(&w, &res->gate, err)) ||
         (rc = st_writer_meta(&w, "d2nwg.version", D2_VERSION, err)))
         goto out;
     rc = st_writer_to_memory(&w, bytes, len, err);
@@ -666,4 +700,10 @@ int generator_zoo_theta(const generator *g, int index, float *theta, d2_error *e
         return d2_fail(err, D2_ERANGE, "zoo index %d outside 0..%d", index, g->zoo_n - 1);
     memcpy(theta, g->zoo_theta + (size_t)index * g->cfg.P, (size_t)g->cfg.P * sizeof(float));
     return 0;
+}
+
+int gen_nearest_zoo(const generator *g, const float *theta, int K, int *index, float *dist,
+                    d2_error *err)
+{
+    return nearest_zoo(g, theta, K, index, dist, err);
 }

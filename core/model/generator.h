@@ -49,6 +49,16 @@ int gen_workspace_create(gen_workspace **out, const generator *g, backend_t *be,
                          int max_candidates, d2_error *err);
 void gen_workspace_free(gen_workspace *ws);
 
+/* What produced a head: the diffusion generator, or one of the baselines the
+ * gate (gate.h) compares it with. */
+typedef enum gen_method {
+    GEN_METHOD_DIFFUSION = 0,
+    GEN_METHOD_PROTOTYPES = 1, /* nearest class mean as a linear head */
+    GEN_METHOD_LOGREG = 2,     /* support-set logistic regression (L2, C = 1) */
+    GEN_METHODS = 3
+} gen_method;
+const char *gen_method_name(gen_method m); /* "diffusion", "prototypes", "logreg" */
+
 typedef struct gen_request {
     const dataset *support; /* labels 0..N-1: row i of the head is label i */
     int embeddings;         /* 1: support->x already in feature space (feature_dim) */
@@ -59,13 +69,16 @@ typedef struct gen_request {
     uint64_t seed;
     /* optional: checked between sampler steps; nonzero -> D2_ECANCELLED */
     const volatile int *cancel;
+    /* 1: compare the candidates with the baselines and return the best (gate.h) */
+    int gate;
     /* optional: progress in [0, 1] */
     void (*progress)(void *ctx, float fraction);
     void *progress_ctx;
 } gen_request;
 
 typedef struct gen_candidate {
-    int index;            /* position in sampling order (0..K-1) */
+    gen_method method;
+    int index;            /* position in sampling order (0..K-1); -1 for a baseline */
     float support_acc;    /* accuracy on the support set */
     float support_loss;   /* mean cross-entropy on the support set */
     float norm;           /* L2 norm of the generated parameters */
@@ -74,10 +87,25 @@ typedef struct gen_candidate {
     float *theta;         /* [params] generated trainable parameters (host, owned) */
 } gen_candidate;
 
+/* The gate's decision (gate.h). */
+typedef struct gen_gate {
+    int applied;              /* 0: off, or not applicable (reason says why) */
+    gen_method chosen;        /* what ranked[0] is */
+    int folds;                /* cross-validation folds; 0 at 1 shot */
+    int heldout;              /* held-out predictions per method over the folds */
+    float cv_acc[GEN_METHODS]; /* held-out accuracy per method; NAN when not measured */
+    char reason[192];
+    float ood_distance;       /* support condition to the nearest zoo entry's; NAN: no zoo */
+    float ood_percentile;     /* 0..100 among the zoo's own nearest-neighbour distances */
+    int ood;                  /* ood_percentile above GATE_OOD_PERCENTILE */
+} gen_gate;
+
 typedef struct gen_result {
-    int count;             /* K */
-    gen_candidate *ranked; /* best first: support accuracy desc, then loss asc, then index */
+    int count;             /* K, plus the 2 baselines when the gate applied */
+    gen_candidate *ranked; /* best first: the gate's choice, then the diffusion candidates
+                              by support accuracy desc, loss asc, index; then the rest */
     int way;
+    gen_gate gate;
     char dataset_fingerprint[65];
     double seconds;
 } gen_result;

@@ -1,47 +1,72 @@
-/* baseline.c - prototypes and logistic regression (see baseline.h). */
+/* baseline.c - prototypes and logistic regression as linear heads (see baseline.h). */
 #include "baseline.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-float baseline_prototypes(const dataset *sup, const dataset *q, int way)
+static int check_labels(const dataset *s, int way, d2_error *err)
 {
-    const int F = sup->dim;
+    if (way < 1 || s->dim < 1)
+        return d2_fail(err, D2_EINVAL, "baseline: way %d, dimension %d", way, s->dim);
+    for (int i = 0; i < s->n; i++)
+        if (s->y[i] < 0 || s->y[i] >= way)
+            return d2_fail(err, D2_EINVAL, "baseline: label %d of sample %d outside 0..%d",
+                           s->y[i], i, way - 1);
+    return 0;
+}
+
+int baseline_prototype_head(const dataset *s, int way, float *W, float *b, d2_error *err)
+{
+    int rc;
+    if ((rc = check_labels(s, way, err)))
+        return rc;
+    const int F = s->dim;
     double *mean = calloc((size_t)way * F, sizeof(double));
     int *cnt = calloc((size_t)way, sizeof(int));
     if (!mean || !cnt) {
         free(mean);
         free(cnt);
-        return NAN;
+        return d2_fail(err, D2_ENOMEM, "baseline: out of memory");
     }
-    for (int i = 0; i < sup->n; i++) {
-        cnt[sup->y[i]]++;
+    for (int i = 0; i < s->n; i++) {
+        cnt[s->y[i]]++;
         for (int j = 0; j < F; j++)
-            mean[(size_t)sup->y[i] * F + j] += sup->x[(size_t)i * F + j];
+            mean[(size_t)s->y[i] * F + j] += s->x[(size_t)i * F + j];
     }
-    for (int c = 0; c < way; c++)
-        for (int j = 0; j < F; j++)
-            mean[(size_t)c * F + j] /= cnt[c] ? cnt[c] : 1;
+    for (int c = 0; c < way; c++) {
+        double sq = 0;
+        for (int j = 0; j < F; j++) {
+            double m = cnt[c] ? mean[(size_t)c * F + j] / cnt[c] : 0.0;
+            W[(size_t)c * F + j] = (float)m;
+            sq += m * m;
+        }
+        b[c] = cnt[c] ? (float)(-0.5 * sq) : -1e30f;
+    }
+    free(mean);
+    free(cnt);
+    return 0;
+}
+
+float baseline_head_accuracy(const float *W, const float *b, int way, const dataset *q)
+{
+    const int F = q->dim;
     int right = 0;
     for (int i = 0; i < q->n; i++) {
+        const float *x = q->x + (size_t)i * F;
         int best = 0;
-        double bd = INFINITY;
+        double bz = -INFINITY;
         for (int c = 0; c < way; c++) {
-            double d = 0;
-            for (int j = 0; j < F; j++) {
-                double e = q->x[(size_t)i * F + j] - mean[(size_t)c * F + j];
-                d += e * e;
-            }
-            if (d < bd) {
-                bd = d;
+            double z = b[c];
+            for (int j = 0; j < F; j++)
+                z += (double)W[(size_t)c * F + j] * x[j];
+            if (z > bz) {
+                bz = z;
                 best = c;
             }
         }
         right += best == q->y[i];
     }
-    free(mean);
-    free(cnt);
     return q->n ? (float)right / (float)q->n : NAN;
 }
 
@@ -83,25 +108,16 @@ static double objective(const dataset *s, int way, double lam, const double *th,
     return f;
 }
 
-float baseline_logreg(const dataset *s, const dataset *q, int way, double C)
+/* The largest eigenvalue of [x 1]^T [x 1] by power iteration: with lam it
+ * bounds the gradient's Lipschitz constant. v, w: [F + 1] scratch. */
+static double gram_lmax(const dataset *s, double *v, double *w)
 {
     const int F = s->dim;
-    const size_t n = (size_t)way * F + way;
-    double *th = calloc(n, sizeof(double)), *y = calloc(n, sizeof(double));
-    double *g = calloc(n, sizeof(double)), *prev = calloc(n, sizeof(double));
-    double *p = calloc((size_t)way, sizeof(double)), *v = calloc((size_t)F + 1, sizeof(double));
-    float acc = NAN;
-    if (!th || !y || !g || !prev || !p || !v)
-        goto out;
-    // Lipschitz bound of the gradient: 0.5 * lambda_max([x 1]^T [x 1]) + lam, by power iteration
-    const double lam = 1.0 / C;
     for (int j = 0; j <= F; j++)
         v[j] = 1.0;
     double lmax = 1.0;
     for (int it = 0; it < 50; it++) {
-        double *w = calloc((size_t)F + 1, sizeof(double));
-        if (!w)
-            goto out;
+        memset(w, 0, ((size_t)F + 1) * sizeof(double));
         for (int i = 0; i < s->n; i++) {
             const float *x = s->x + (size_t)i * F;
             double d = v[F];
@@ -114,16 +130,33 @@ float baseline_logreg(const dataset *s, const dataset *q, int way, double C)
         double nrm = 0;
         for (int j = 0; j <= F; j++)
             nrm += w[j] * w[j];
-        nrm = sqrt(nrm);
-        lmax = nrm;
+        lmax = sqrt(nrm);
         for (int j = 0; j <= F; j++)
-            v[j] = nrm > 0 ? w[j] / nrm : 0;
-        free(w);
+            v[j] = lmax > 0 ? w[j] / lmax : 0;
     }
-    const double step = 1.0 / (0.5 * lmax * 1.05 + lam);
+    return lmax;
+}
+
+int baseline_logreg_head(const dataset *s, int way, double C, float *W, float *b,
+                         d2_error *err)
+{
+    int rc;
+    if ((rc = check_labels(s, way, err)))
+        return rc;
+    const int F = s->dim;
+    const size_t n = (size_t)way * F + way;
+    double *th = calloc(n, sizeof(double)), *y = calloc(n, sizeof(double));
+    double *g = calloc(n, sizeof(double)), *prev = calloc(n, sizeof(double));
+    double *p = calloc((size_t)way, sizeof(double));
+    double *v = calloc((size_t)F + 1, sizeof(double)), *w = calloc((size_t)F + 1, sizeof(double));
+    if (!th || !y || !g || !prev || !p || !v || !w) {
+        rc = d2_fail(err, D2_ENOMEM, "baseline: out of memory");
+        goto out;
+    }
+    const double lam = 1.0 / C;
+    const double step = 1.0 / (0.5 * gram_lmax(s, v, w) * 1.05 + lam);
     // Nesterov's accelerated gradient; the problem is strongly convex in W
     double tk = 1.0;
-    memcpy(y, th, n * sizeof(double));
     for (int it = 0; it < 3000; it++) {
         objective(s, way, lam, y, g, p);
         double gn = 0;
@@ -139,23 +172,10 @@ float baseline_logreg(const dataset *s, const dataset *q, int way, double C)
         if (sqrt(gn) < 1e-6 * s->n)
             break;
     }
-    int right = 0;
-    for (int i = 0; i < q->n; i++) {
-        const float *x = q->x + (size_t)i * F;
-        int best = 0;
-        double bz = -INFINITY;
-        for (int c = 0; c < way; c++) {
-            double z = th[(size_t)way * F + c];
-            for (int j = 0; j < F; j++)
-                z += th[(size_t)c * F + j] * x[j];
-            if (z > bz) {
-                bz = z;
-                best = c;
-            }
-        }
-        right += best == q->y[i];
-    }
-    acc = q->n ? (float)right / (float)q->n : NAN;
+    for (size_t k = 0; k < (size_t)way * F; k++)
+        W[k] = (float)th[k];
+    for (int c = 0; c < way; c++)
+        b[c] = (float)th[(size_t)way * F + c];
 out:
     free(th);
     free(y);
@@ -163,5 +183,36 @@ out:
     free(prev);
     free(p);
     free(v);
+    free(w);
+    return rc;
+}
+
+typedef int (*head_fit)(const dataset *, int, double, float *, float *, d2_error *);
+
+static int fit_prototypes(const dataset *s, int way, double C, float *W, float *b,
+                          d2_error *err)
+{
+    (void)C;
+    return baseline_prototype_head(s, way, W, b, err);
+}
+
+static float fit_and_score(head_fit fit, const dataset *s, const dataset *q, int way, double C)
+{
+    float *W = malloc(((size_t)way * s->dim + way) * sizeof(float));
+    float acc = NAN;
+    d2_error err;
+    if (W && fit(s, way, C, W, W + (size_t)way * s->dim, &err) == 0)
+        acc = baseline_head_accuracy(W, W + (size_t)way * s->dim, way, q);
+    free(W);
     return acc;
+}
+
+float baseline_prototypes(const dataset *s, const dataset *q, int way)
+{
+    return fit_and_score(fit_prototypes, s, q, way, 1.0);
+}
+
+float baseline_logreg(const dataset *s, const dataset *q, int way, double C)
+{
+    return fit_and_score(baseline_logreg_head, s, q, way, C);
 }

@@ -1,18 +1,30 @@
-/* baseline.h - the few-shot baselines every generated head is compared with:
- * nearest class mean (prototypes) and L2-regularised multinomial logistic
- * regression fitted to convergence (as scikit-learn's LogisticRegression,
- * C = 1), both on the support set's features. */
+/* baseline.h - the few-shot baselines every generated head is compared with,
+ * as linear heads in feature space (W [way, F] row-major, b [way]), so they
+ * can be scored, gated and written in the same file format as generated heads:
+ *   - nearest class mean (prototypes): W_c = mu_c, b_c = -|mu_c|^2 / 2, whose
+ *     argmax is the class whose mean is nearest in Euclidean distance;
+ *   - L2-regularised multinomial logistic regression fitted to convergence
+ *     (as scikit-learn's LogisticRegression, C = 1) on the support set.
+ * Labels are 0..way-1; a class with no sample gets a zero row and a bias of
+ * -1e30, so it is never predicted. */
 #ifndef D2_BASELINE_H
 #define D2_BASELINE_H
 
 #include "data.h"
 
-/* Query accuracy of the nearest class mean classifier; NAN on failure. */
-float baseline_prototypes(const dataset *support, const dataset *query, int way);
+/* Fit the head; 0 or D2_ENOMEM / D2_EINVAL (labels outside 0..way-1). */
+int baseline_prototype_head(const dataset *support, int way, float *W, float *b,
+                            d2_error *err);
+/* Minimise sum CE + 1/(2C) ||W||^2 (b unpenalised) by accelerated gradient
+ * descent to a gradient norm of 1e-6 per sample (at most 3000 steps). */
+int baseline_logreg_head(const dataset *support, int way, double C, float *W, float *b,
+                         d2_error *err);
 
-/* Fit W [way, F], b [way] minimising sum CE + 1/(2C) ||W||^2 (b unpenalised)
- * by accelerated gradient descent, then return its query accuracy; NAN on
- * failure. */
+/* Accuracy of a linear head on a feature-space data set (ties: lowest class). */
+float baseline_head_accuracy(const float *W, const float *b, int way, const dataset *q);
+
+/* Fit on the support set and return the query accuracy; NAN on failure. */
+float baseline_prototypes(const dataset *support, const dataset *query, int way);
 float baseline_logreg(const dataset *support, const dataset *query, int way, double C);
 
 #endif
