@@ -186,7 +186,7 @@ static const glyph_range R_MeeteiMayek[] = {
 static const glyph_range R_MendeKikakui[] = {
     {0x1E800, 0x1E8C4}};
 static const glyph_range R_Meroitic[] = {
-    {0x109A0, 0x109B7}, {0x109BE, 0x109BF}, {0x10980, 0x1099F}};
+    {0x10980, 0x109B7}, {0x109BE, 0x109BF}};
 static const glyph_range R_Miao[] = {
     {0x16F00, 0x16F4A}, {0x16F50, 0x16F50}};
 static const glyph_range R_Modi[] = {

@@ -57,7 +57,7 @@ for my $s (@order) {
     my $src = $blocks{$s} || [map { @{ $ranges_of{$_} || [] } } @keys];
     die "no Unicode script for font $s" unless @$src;
     my @r;
-    for my $rg (@$src) {
+    for my $rg (sort { $a->[0] <=> $b->[0] } @$src) { # ascending: classes in code point order
         for my $cp ($rg->[0] .. $rg->[1]) {
             my $c = chr $cp;
             next if $blocks{$s} && $c !~ /\p{Script=$s}/;
