@@ -146,15 +146,16 @@ int glyph_render(glyph_renderer *r, uint32_t cp, const glyph_jitter *j, uint8_t 
     if (f->glyph->format != FT_GLYPH_FORMAT_OUTLINE || o->n_points == 0)
         return 0; /* nothing to draw: an empty image */
     FT_BBox b;
-    FT_Outline_Get_BBox(o, &b);
+    if (FT_Outline_Get_BBox(o, &b))
+        return d2_fail(err, D2_EFORMAT, "glyphs: %s: bad outline of U+%04X", f->family_name, cp);
     double big = (double)(b.xMax - b.xMin > b.yMax - b.yMin ? b.xMax - b.xMin : b.yMax - b.yMin);
     double ppu = GLYPH_EM_PX / f->units_per_EM;
     if (big > 0 && big * ppu > GLYPH_BOX_PX)
         ppu = GLYPH_BOX_PX / big;
     outline_shape(o, j, ppu);
-    if (fabsf(j->stroke) > 0.01f)
-        FT_Outline_Embolden(o, (FT_Pos)lroundf(j->stroke * 64.0f));
-    FT_Outline_Get_BBox(o, &b);
+    if ((fabsf(j->stroke) > 0.01f && FT_Outline_Embolden(o, (FT_Pos)lroundf(j->stroke * 64.0f))) ||
+        FT_Outline_Get_BBox(o, &b))
+        return d2_fail(err, D2_EFORMAT, "glyphs: %s: cannot reshape U+%04X", f->family_name, cp);
     FT_Pos cx = (b.xMin + b.xMax) / 2, cy = (b.yMin + b.yMax) / 2;
     FT_Outline_Translate(o, (FT_Pos)lroundf((GLYPH_SIDE / 2.0f + j->dx) * 64.0f) - cx,
                          (FT_Pos)lroundf((GLYPH_SIDE / 2.0f - j->dy) * 64.0f) - cy);
