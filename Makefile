@@ -37,12 +37,15 @@ layer_inc = $(foreach d,$(1) $(LAYER_DEPS_$(1)),-Icore/$(d))
 CORE_INC := $(foreach d,$(CORE_LAYERS),-Icore/$(d))
 CPPFLAGS := -I$(BUILD)/gen
 $(foreach l,$(CORE_LAYERS),$(eval $$(BUILD)/core/$(l)/%.o: LAYER_INC := $$(call layer_inc,$(l))))
+# core/data draws the glyphs source with FreeType; no other folder sees its headers.
+FREETYPE_INC := $(shell pkg-config --cflags freetype2 2>/dev/null || echo -I/usr/include/freetype2)
+$(BUILD)/core/data/%.o: LAYER_INC += $(FREETYPE_INC)
 $(BUILD)/proto/%.o: LAYER_INC := $(CORE_INC) -Iproto
 $(BUILD)/server/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iserver
 $(BUILD)/gen/%.o: LAYER_INC := -Iserver
 $(BUILD)/client/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iclient
 TEST_INC := $(CORE_INC) -Iproto -Iserver -Iclient
-LDLIBS := -lopenblas -ljansson -lmicrohttpd -luv -lsqlite3 -lcurl -lz -lm -lpthread
+LDLIBS := -lopenblas -ljansson -lmicrohttpd -luv -lsqlite3 -lcurl -lfreetype -lz -lm -lpthread
 LDFLAGS := -pthread
 
 ifeq ($(SAN),1)
@@ -88,7 +91,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
 DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
-  dataset-fashion-mnist python3-sklearn python3-numpy curl wrk
+  dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core
 
 .PHONY: all deps test check asan bench run clean cuda print-layers unit-bins api-bins bench-bins fuzz-bins
 .DEFAULT_GOAL := all

@@ -1,14 +1,18 @@
 /* data_source.c - named data sources with train/test splits:
  *   fashion-mnist   IDX files of Debian's dataset-fashion-mnist (60k/10k)
  *   digits          scikit-learn digits.csv.gz (no header, label last; 1797 x 64)
+ *   digits-28       the same, pixels scaled to [0, 1] (/16) and resized to 28x28
+ *                   (bilinear), the input size of Fashion-MNIST models
  *   iris, wine      scikit-learn CSVs (header n_samples,n_features,classes...)
  *   csv:PATH        the user layout (header, label first)
  *   idx:PREFIX      PREFIX-train-images-idx3-ubyte[.gz], ...; a directory
  *                   PREFIX holds the names without the prefix
+ *   glyphs:SEL      letters of many scripts drawn from fonts (glyph_source.c)
  * Sources without a split are split per class, 80% train, deterministically.
  * Feature values are the files' own, except IDX pixels (scaled to [0, 1]). */
 #include "data.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +157,61 @@ static int source_load_split(data_source *s, const char *path, data_csv_layout l
     return rc;
 }
 
+void data_resize_square(const float *in, int s, float *out, int t)
+{
+    for (int i = 0; i < t; i++)
+        for (int j = 0; j < t; j++) {
+            double y = (i + 0.5) * s / t - 0.5, x = (j + 0.5) * s / t - 0.5;
+            int y0 = (int)floor(y), x0 = (int)floor(x);
+            double fy = y - y0, fx = x - x0, acc = 0;
+            for (int dy = 0; dy < 2; dy++)
+                for (int dx = 0; dx < 2; dx++) {
+                    int yy = y0 + dy, xx = x0 + dx;
+                    yy = yy < 0 ? 0 : (yy >= s ? s - 1 : yy);
+                    xx = xx < 0 ? 0 : (xx >= s ? s - 1 : xx);
+                    acc += (dy ? fy : 1 - fy) * (dx ? fx : 1 - fx) * in[yy * s + xx];
+                }
+            out[i * t + j] = (float)acc;
+        }
+}
+
+/* Scale d's square images by `scale` and resize them to side t, in place. */
+static int source_resize(dataset *d, float scale, int t, d2_error *err)
+{
+    int s = (int)lround(sqrt((double)d->dim));
+    if (s * s != d->dim)
+        return d2_fail(err, D2_EINVAL, "%d features per row are not a square image", d->dim);
+    dataset out;
+    float *row = malloc((size_t)d->dim * sizeof *row);
+    int rc = row ? dataset_alloc(&out, d->n, t * t, err) : d2_fail(err, D2_ENOMEM, "out of memory");
+    if (rc) {
+        free(row);
+        return rc;
+    }
+    for (int i = 0; i < d->n; i++) {
+        for (int j = 0; j < d->dim; j++)
+            row[j] = d->x[(size_t)i * (size_t)d->dim + (size_t)j] * scale;
+        data_resize_square(row, s, out.x + (size_t)i * (size_t)(t * t), t);
+    }
+    free(row);
+    memcpy(out.y, d->y, (size_t)d->n * sizeof *out.y);
+    out.classes = d->classes;
+    dataset_free(d);
+    *d = out;
+    return 0;
+}
+
+/* scikit-learn's digits (pixels 0..16) as 28x28 images in [0, 1]. */
+static int source_load_digits28(data_source *s, d2_error *err)
+{
+    int rc = source_load_split(s, DATA_SKLEARN_DIR "/digits.csv.gz", DATA_CSV_LABEL_LAST, err);
+    if (!rc)
+        rc = source_resize(&s->train, 1.0f / 16.0f, 28, err);
+    if (!rc)
+        rc = source_resize(&s->test, 1.0f / 16.0f, 28, err);
+    return rc;
+}
+
 int data_source_load(data_source *s, const char *spec, d2_error *err)
 {
     memset(s, 0, sizeof *s);
@@ -164,6 +223,13 @@ int data_source_load(data_source *s, const char *spec, d2_error *err)
         rc = source_load_idx(s, DATA_FASHION_DIR, err);
     } else if (strcmp(spec, "digits") == 0) {
         rc = source_load_split(s, DATA_SKLEARN_DIR "/digits.csv.gz", DATA_CSV_LABEL_LAST, err);
+    } else if (strcmp(spec, "digits-28") == 0) {
+        rc = source_load_digits28(s, err);
+    } else if (strncmp(spec, "glyphs:", 7) == 0) {
+        glyph_options o;
+        glyph_options_default(&o);
+        rc = glyph_source_load(s, spec + 7, &o, err);
+        snprintf(s->name, sizeof s->name, "%s", spec);
     } else if (strcmp(spec, "iris") == 0) {
         rc = source_load_split(s, DATA_SKLEARN_DIR "/iris.csv", DATA_CSV_SKLEARN, err);
     } else if (strcmp(spec, "wine") == 0) {
@@ -174,8 +240,8 @@ int data_source_load(data_source *s, const char *spec, d2_error *err)
         rc = source_load_idx(s, spec + 4, err);
     } else {
         return d2_fail(err, D2_EINVAL,
-                       "unknown data source \"%.100s\" (expected fashion-mnist, digits, iris, "
-                       "wine, csv:PATH or idx:PREFIX)",
+                       "unknown data source \"%.100s\" (expected fashion-mnist, digits, "
+                       "digits-28, iris, wine, csv:PATH, idx:PREFIX or glyphs:SELECTION)",
                        spec);
     }
     if (rc) {
@@ -191,4 +257,6 @@ void data_source_free(data_source *s)
         return;
     dataset_free(&s->train);
     dataset_free(&s->test);
+    free(s->class_info);
+    s->class_info = NULL;
 }
