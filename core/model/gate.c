@@ -182,14 +182,27 @@ static void choose_cv(gen_gate *gate)
              (double)a[GEN_METHOD_LOGREG]);
 }
 
+float gen_gate_agreement(const gen_result *res)
+{
+    double sum = 0;
+    int n = 0;
+    for (int k = 0; k < res->count; k++)
+        if (res->ranked[k].method == GEN_METHOD_DIFFUSION) {
+            sum += res->ranked[k].support_acc;
+            n++;
+        }
+    return n ? (float)(sum / n) : NAN;
+}
+
 static void choose_one_shot(const gen_result *res, gen_gate *gate)
 {
-    int fits = res->ranked[0].support_acc >= 1.0f;
-    gate->chosen = fits && !gate->ood ? GEN_METHOD_DIFFUSION : GEN_METHOD_PROTOTYPES;
+    float agree = gen_gate_agreement(res);
+    int keep = agree >= GATE_ONE_SHOT_AGREEMENT && !gate->ood;
+    gate->chosen = keep ? GEN_METHOD_DIFFUSION : GEN_METHOD_PROTOTYPES;
     snprintf(gate->reason, sizeof gate->reason,
-             "1 shot: no sample can be held out; the diffusion candidate %s its support "
-             "set and the support set is %s the zoo's distribution",
-             fits ? "classifies all of" : "misclassifies part of",
+             "1 shot: no sample can be held out; the diffusion candidates classify %.0f%% of "
+             "their support set (threshold %.0f%%) and the support set is %s the zoo's "
+             "distribution", 100.0 * agree, 100.0 * GATE_ONE_SHOT_AGREEMENT,
              gate->ood ? "outside" : "inside");
 }
 

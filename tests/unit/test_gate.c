@@ -9,7 +9,8 @@
  *    no worse than the better baseline;
  *  - on digits, a data set the zoo never saw, what it returns is within 0.02
  *    of the better baseline, where the raw diffusion candidate is far below;
- *  - 1 shot: no cross-validation, the rule of gate.h, said in the reason;
+ *  - 1 shot: no cross-validation, the rule of gate.h, said in the reason; its
+ *    threshold is the best of a grid on background validation tasks;
  *  - every entry carries its method, the winner first, in the checkpoint's
  *    metadata too, with the gate's decision as JSON. */
 #include "testutil.h"
@@ -18,6 +19,7 @@
 #include <math.h>
 
 #include "baseline.h"
+#include "gate.h"
 #include "gen_model.h"
 #include "safetensors.h"
 #include "zoo.h"
@@ -40,7 +42,7 @@ static int setup(void **state)
     d2_error err = {0};
     if (backend_cpu_create(&f->be, 0, &err) || generator_load(&f->g, gen, f->be, &err) ||
         gen_workspace_create(&f->ws, f->g, f->be, 8, &err) || zoo_load(&f->z, zdir, 1, &err) ||
-        data_source_load(&f->digits, "digits", &err) ||
+        data_source_load(&f->digits, "digits-28", &err) ||
         class_index_build(&f->digits_train, &f->digits.train, &err) ||
         class_index_build(&f->digits_test, &f->digits.test, &err)) {
         fprintf(stderr, "setup: %s\n", err.msg);
@@ -220,21 +222,6 @@ static void test_gate_in_distribution(void **state)
     }
 }
 
-/* digits: 8x8 in 0..16 -> 28x28 in [0, 1], nearest neighbour (TEMPORARY) */
-static dataset resized(const dataset *d)
-{
-    dataset o = {0};
-    d2_error err;
-    assert_int_equal(dataset_alloc(&o, d->n, 784, &err), 0);
-    for (int i = 0; i < d->n; i++) {
-        for (int p = 0; p < 784; p++)
-            o.x[(size_t)i * 784 + p] = d->x[(size_t)i * 64 + (p / 28) * 8 / 28 * 8 + (p % 28) * 8 / 28] / 16.0f;
-        o.y[i] = d->y[i];
-    }
-    o.classes = d->classes;
-    return o;
-}
-
 /* Mean query accuracies over `tasks` digits tasks at `shots` shots. */
 static gate_run digits_tasks(fixture *f, int tasks, int shots)
 {
@@ -251,15 +238,12 @@ static gate_run digits_tasks(fixture *f, int tasks, int shots)
         assert_int_equal(task_draw(&f->digits.train, &f->digits_train, &t, shots, &r, &sup, &err),
                          0);
         assert_int_equal(task_draw(&f->digits.test, &f->digits_test, &t, 15, &r, &q, &err), 0);
-        dataset sup28 = resized(&sup), q28 = resized(&q);
-        gate_run g = run_gate(f, &sup28, &q28, 0, (uint64_t)i);
+        gate_run g = run_gate(f, &sup, &q, 0, (uint64_t)i);
         m.returned += g.returned / tasks;
         m.diffusion += g.diffusion / tasks;
         m.proto += g.proto / tasks;
         m.logreg += g.logreg / tasks;
         m.ood_percentile += g.ood_percentile / tasks;
-        dataset_free(&sup28);
-        dataset_free(&q28);
         dataset_free(&sup);
         dataset_free(&q);
     }
@@ -279,6 +263,88 @@ static void test_gate_unseen_digits(void **state)
         assert_true(m.returned >= better - 0.02f);
         assert_true(m.returned > m.diffusion + 0.1f);
     }
+}
+
+/* One 1-shot task without the gate: the candidates' agreement with their
+ * support set, and the query accuracy of the best candidate and of prototypes. */
+static void one_shot_point(fixture *f, const dataset *sup, const dataset *q, uint64_t seed,
+                           float *agree, float *diff, float *proto)
+{
+    const gen_info *in = generator_info(f->g);
+    gen_request req = {.support = sup, .embeddings = 1, .candidates = 8, .steps = 50,
+                       .sampler = GEN_SAMPLER_DDIM, .guidance = in->default_guidance,
+                       .seed = seed};
+    gen_result res;
+    d2_error err;
+    float loss;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
+    *agree = gen_gate_agreement(&res);
+    assert_int_equal(target_eval(in->spec, res.ranked[0].theta, q, diff, &loss, &err), 0);
+    *proto = baseline_prototypes(sup, q, 5);
+    gen_result_free(&res);
+}
+
+/* The 1-shot threshold (gate.h) is chosen on background data only: 5-way
+ * 1-shot tasks of the zoo's own training combinations (in distribution) and of
+ * glyphs:validation scripts (never seen by this Fashion-MNIST generator). */
+static void test_one_shot_threshold_is_calibrated(void **state)
+{
+    fixture *f = *state;
+    enum { TASKS = 24, POINTS = 2 * TASKS, GRID = 8 };
+    float agree[POINTS], diff[POINTS], proto[POINTS];
+    data_source gv;
+    class_index gci, gqi;
+    d2_error err;
+    assert_int_equal(data_source_load(&gv, "glyphs:validation", &err), 0);
+    assert_int_equal(class_index_build(&gci, &gv.train, &err), 0);
+    assert_int_equal(class_index_build(&gqi, &gv.test, &err), 0);
+    int n = 0;
+    for (int i = 0; n < POINTS; i++) {
+        task t = {.way = 5};
+        rng r;
+        rng_init(&r, 4000 + i, 0);
+        dataset sup = {0}, q = {0}, fs = {0}, fq = {0};
+        if (n < TASKS) { // five neighbouring letters: mostly of one script
+            int c0 = (int)rng_below(&r, (uint32_t)(gv.train.classes - 5));
+            for (int k = 0; k < 5; k++)
+                t.classes[k] = c0 + k;
+            assert_int_equal(task_draw(&gv.train, &gci, &t, 1, &r, &sup, &err), 0);
+            assert_int_equal(task_draw(&gv.test, &gqi, &t, 0, &r, &q, &err), 0);
+            const feature_map *fm = generator_feature_map(f->g);
+            assert_int_equal(feature_map_apply(fm, &sup, &fs, &err), 0);
+            assert_int_equal(feature_map_apply(fm, &q, &fq, &err), 0);
+            fs.classes = fq.classes = 5;
+        } else {
+            int all[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+            rng_shuffle_int(&r, all, 10);
+            memcpy(t.classes, all, 5 * sizeof(int));
+            if (zoo_is_heldout(&f->z, &t))
+                continue;
+            assert_int_equal(zoo_task_support(&f->z, &t, 1, &r, &fs, &err), 0);
+            assert_int_equal(zoo_task_query(&f->z, &t, &fq, &err), 0);
+        }
+        one_shot_point(f, &fs, &fq, (uint64_t)i, &agree[n], &diff[n], &proto[n]);
+        n++;
+        dataset_free(&sup);
+        dataset_free(&q);
+        dataset_free(&fs);
+        dataset_free(&fq);
+    }
+    float best = 0, at_default = 0;
+    for (int g = 0; g < GRID; g++) {
+        float tau = 0.3f + 0.1f * (float)g, acc = 0;
+        for (int i = 0; i < POINTS; i++)
+            acc += (agree[i] >= tau - 1e-6f ? diff[i] : proto[i]) / POINTS;
+        print_message("1-shot rule, threshold %.1f: mean query accuracy %.3f over %d background "
+                      "tasks\n", (double)tau, (double)acc, POINTS);
+        best = acc > best ? acc : best;
+        if (fabsf(tau - GATE_ONE_SHOT_AGREEMENT) < 1e-4f)
+            at_default = acc;
+    }
+    assert_true(at_default >= best - 0.01f);
+    class_index_free(&gci);
+    class_index_free(&gqi);
+    data_source_free(&gv);
 }
 
 static void test_gate_one_shot_and_metadata(void **state)
@@ -333,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_prototype_head_is_nearest_mean),
         cmocka_unit_test(test_logreg_head_separates),
         cmocka_unit_test(test_gate_in_distribution),
+        cmocka_unit_test(test_one_shot_threshold_is_calibrated),
         cmocka_unit_test(test_gate_unseen_digits),
         cmocka_unit_test(test_gate_one_shot_and_metadata),
     };
