@@ -52,13 +52,28 @@ typedef struct data_class_info {
  * (PREFIX-train-images-idx3-ubyte[.gz] ... as Fashion-MNIST names them), and
  * "glyphs:SELECTION" (below). Sources without a split are split per class,
  * deterministically (80% train). */
+#define DATA_MAX_PARTS 8
 typedef struct data_source {
     char name[256];
     dataset train, test;
     data_class_info *class_info; /* [train.classes] for glyph sources, else NULL */
+    /* "A+B+...": the parts side by side, part i's classes are
+     * part_first[i] .. part_first[i + 1] - 1; nparts = 0 for a single source */
+    int nparts;
+    char part_name[DATA_MAX_PARTS][64];
+    int part_first[DATA_MAX_PARTS + 1];
 } data_source;
 int data_source_load(data_source *s, const char *spec, d2_error *err);
 void data_source_free(data_source *s);
+
+/* "A+B+...": up to DATA_MAX_PARTS named sources with the same feature count,
+ * each one's labels after the previous ones' (data_source_load calls it for
+ * a spec with a '+'). */
+int data_source_concat(data_source *s, const char *spec, d2_error *err);
+/* The group a class belongs to, for drawing tasks within one group: its
+ * glyph script when the source knows it, else the name of its part (or of
+ * the source). Index of the part in *part (0 for a single source). */
+const char *data_source_class_group(const data_source *s, int c, int *part);
 
 /* Bilinear resize of one square image (side s -> side t). */
 void data_resize_square(const float *in, int s, float *out, int t);

@@ -219,7 +219,9 @@ int data_source_load(data_source *s, const char *spec, d2_error *err)
         return d2_fail(err, D2_EINVAL, "empty data source name");
     snprintf(s->name, sizeof s->name, "%s", spec);
     int rc;
-    if (strcmp(spec, "fashion-mnist") == 0) {
+    if (strchr(spec, '+') && strncmp(spec, "csv:", 4) && strncmp(spec, "idx:", 4)) {
+        return data_source_concat(s, spec, err);
+    } else if (strcmp(spec, "fashion-mnist") == 0) {
         rc = source_load_idx(s, DATA_FASHION_DIR, err);
     } else if (strcmp(spec, "digits") == 0) {
         rc = source_load_split(s, DATA_SKLEARN_DIR "/digits.csv.gz", DATA_CSV_LABEL_LAST, err);

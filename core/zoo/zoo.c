@@ -15,6 +15,9 @@ void zoo_clear(zoo *z)
     free(z->e);
     free(z->theta);
     free(z->heldout);
+    free(z->groups);
+    z->groups = NULL;
+    z->ngroups = 0;
     feature_map_free(&z->fmap);
     dataset_free(&z->train_feat);
     dataset_free(&z->test_feat);

@@ -25,8 +25,23 @@ typedef struct zoo_entry {
     char *data_path;         /* imported zoos: the entry's own data set (x, y); else NULL */
 } zoo_entry;
 
+/* A group of the source's classes that tasks are drawn within: a glyph
+ * script, or a whole source (data_source_class_group); classes first ..
+ * first + count - 1, of part `part` of an "A+B" source. */
+typedef struct zoo_group {
+    char name[64];
+    int part;
+    int first, count;
+} zoo_group;
+
 typedef struct zoo {
     char source[256];  /* data source spec ("fashion-mnist", ...) or "import" */
+    /* in-house zoos whose source has several groups: each task draws a part
+     * uniformly, a group of it uniformly (among those with >= way classes),
+     * then its classes within the group; held-out combinations are drawn
+     * among the first group's classes. ngroups = 0: classes from all. */
+    int ngroups;
+    zoo_group *groups;
     target_spec spec;
     feature_map fmap;
     int way;

@@ -132,7 +132,10 @@ int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
         (rc = map_split(z, &src.test, &z->test_feat, &z->test_ci, z->test_fp, "test", err)))
         goto fail;
     z->has_data = 1;
+    rc = zoo_groups_from_source(z, &src, err);
     data_source_free(&src);
+    if (rc)
+        goto fail_z;
     for (int c = 0; c < C; c++)
         if (c >= z->test_ci.classes || z->test_ci.count[c] == 0 || z->train_ci.count[c] == 0) {
             rc = d2_fail(err, D2_EINVAL, "zoo build: class %d of source '%s' has no %s samples",
@@ -140,7 +143,8 @@ int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
                                                                                         : "train");
             goto fail_z;
         }
-    if ((rc = zoo_draw_heldout(z, C, cfg->heldout_frac, cfg->seed, err)))
+    if ((rc = zoo_draw_heldout(z, z->ngroups ? z->groups[0].count : C, cfg->heldout_frac,
+                               cfg->seed, err)))
         goto fail_z;
     z->n = cfg->tasks;
     z->e = calloc((size_t)z->n, sizeof *z->e);

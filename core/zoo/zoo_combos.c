@@ -203,6 +203,8 @@ int zoo_is_heldout(const zoo *z, const task *t)
 
 int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int *out, d2_error *err)
 {
+    if (z->ngroups > 0)
+        return zoo_draw_grouped(z, seed, out, err);
     int *perm = malloc(sizeof(int) * (size_t)classes);
     if (!perm)
         return d2_fail(err, D2_ENOMEM, "zoo: out of memory drawing classes");

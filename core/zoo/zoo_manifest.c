@@ -108,6 +108,21 @@ static json_t *seed_json(uint64_t s)
     return json_string(buf);
 }
 
+static json_t *groups_json(const zoo *z)
+{
+    json_t *a = json_array();
+    for (int g = 0; g < z->ngroups; g++) {
+        const zoo_group *grp = &z->groups[g];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(grp->name));
+        json_object_set_new(o, "part", json_integer(grp->part));
+        json_object_set_new(o, "first", json_integer(grp->first));
+        json_object_set_new(o, "count", json_integer(grp->count));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_error *err)
 {
     *text = NULL;
@@ -162,6 +177,8 @@ int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_er
     for (int i = 0; i < z->n_heldout; i++)
         json_array_append_new(ho, int_array(z->heldout[i], z->way));
     json_object_set_new(root, "heldout", ho);
+    if (z->ngroups)
+        json_object_set_new(root, "groups", groups_json(z));
     json_t *es = json_array();
     for (int i = 0; i < z->n; i++) {
         const zoo_entry *e = &z->e[i];
@@ -423,8 +440,45 @@ static int decode_shards(mctx *m, const zoo *z, zoo_files *files, json_t *root)
     return 0;
 }
 
+/* "groups" (optional): [{"name", "part", "first", "count"}], contiguous. */
+static int decode_groups(mctx *m, zoo *z, json_t *root)
+{
+    json_t *gs = json_object_get(root, "groups");
+    if (!gs)
+        return 0;
+    if (!json_is_array(gs) || json_array_size(gs) > (1u << 20))
+        return bad(m, "groups", "must be an array of class groups");
+    int n = (int)json_array_size(gs), next = 0;
+    if (n && !(z->groups = calloc((size_t)n, sizeof *z->groups)))
+        return d2_fail(m->err, D2_ENOMEM, "%s: out of memory", m->path);
+    for (int g = 0; g < n; g++) {
+        json_t *o = json_array_get(gs, (size_t)g);
+        zoo_group *grp = &z->groups[g];
+        char field[48];
+        const char *name;
+        snprintf(field, sizeof field, "groups[%d]", g);
+        int rc;
+        if (!json_is_object(o))
+            return bad(m, field, "must be an object");
+        if ((rc = get_str(m, o, "name", field, &name)) ||
+            (rc = get_int(m, o, "part", field, 0, DATA_MAX_PARTS - 1, &grp->part)) ||
+            (rc = get_int(m, o, "first", field, 0, 1 << 24, &grp->first)) ||
+            (rc = get_int(m, o, "count", field, 1, 1 << 24, &grp->count)))
+            return rc;
+        if (grp->first != next)
+            return bad(m, field, "groups must cover the classes in order");
+        next = grp->first + grp->count;
+        snprintf(grp->name, sizeof grp->name, "%s", name);
+        z->ngroups++;
+    }
+    return 0;
+}
+
 static int decode_entries(mctx *m, zoo *z, json_t *root)
 {
+    int grc = decode_groups(m, z, root);
+    if (grc)
+        return grc;
     json_t *ho = json_object_get(root, "heldout");
     if (!json_is_array(ho) || json_array_size(ho) > ZOO_MAX_HELDOUT)
         return bad(m, "heldout", "must be an array of class combinations");
