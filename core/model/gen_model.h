@@ -116,17 +116,18 @@ typedef struct gen_scorer {
     float *act;            /* device: every layer's output for a chunk */
     float *logits;         /* device [n, way] */
     float *loss;           /* device [1] */
+    float *theta;          /* device [P]: the head being scored */
     float *host_logits;    /* [n, way] */
 } gen_scorer;
 int gen_scorer_init(gen_scorer *sc, backend_t *be, const target_spec *s, const dataset *feat,
                     d2_error *err);
-/* theta: device [P]; acc and mean cross-entropy as target_eval gives them. */
+/* theta: host [P]; acc and mean cross-entropy as target_eval gives them. */
 int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, d2_error *err);
 void gen_scorer_free(gen_scorer *sc);
 
-/* Nearest zoo entry (index, L2 distance) of K heads: theta_dev [K, P] on be,
- * theta the same on the host. index -1 and dist NaN without a zoo index. */
-int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta_dev,
-                    const float *theta, int K, int *index, float *dist, d2_error *err);
+/* Nearest zoo entry (index, L2 distance) of K heads theta [K, P] (host), with
+ * the GEMM on be; index -1 and dist NaN when the bundle has no zoo index. */
+int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta, int K, int *index,
+                    float *dist, d2_error *err);
 
 #endif

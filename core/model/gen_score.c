@@ -47,6 +47,7 @@ void gen_scorer_free(gen_scorer *sc)
     score_free_dev(sc->be, sc->logits);
     score_free_dev(sc->be, sc->loss);
     score_free_dev(sc->be, sc->act);
+    score_free_dev(sc->be, sc->theta);
     free(sc->host_logits);
     memset(sc, 0, sizeof *sc);
 }
@@ -74,8 +75,10 @@ int gen_scorer_init(gen_scorer *sc, backend_t *be, const target_spec *s, const d
     sc->logits = backend_alloc_floats(be, n * (size_t)sc->way);
     sc->loss = backend_alloc_floats(be, 1);
     sc->act = backend_alloc_floats(be, (size_t)sc->rows * widths);
+    sc->theta = backend_alloc_floats(be, s->numel);
     sc->host_logits = malloc(n * (size_t)sc->way * sizeof(float));
-    if (!sc->x || !sc->labels || !sc->logits || !sc->loss || !sc->act || !sc->host_logits) {
+    if (!sc->x || !sc->labels || !sc->logits || !sc->loss || !sc->act || !sc->theta ||
+        !sc->host_logits) {
         gen_scorer_free(sc);
         return d2_fail(err, D2_ENOMEM, "scoring: out of memory for %d support rows", (int)n);
     }
@@ -119,8 +122,10 @@ static void score_chunk(gen_scorer *sc, const float *theta, int r0, int b)
 int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, d2_error *err)
 {
     backend_t *be = sc->be;
+    if (be->ops->to_device(be, sc->theta, theta, sc->spec->numel * sizeof(float)))
+        return d2_fail(err, D2_EDEVICE, "scoring: cannot upload the head");
     for (int r0 = 0; r0 < sc->n; r0 += sc->rows)
-        score_chunk(sc, theta, r0, sc->n - r0 < sc->rows ? sc->n - r0 : sc->rows);
+        score_chunk(sc, sc->theta, r0, sc->n - r0 < sc->rows ? sc->n - r0 : sc->rows);
     be->ops->cross_entropy(be, sc->loss, NULL, sc->logits, sc->labels, sc->n, sc->way, 1.0f);
     const int W = sc->way;
     float l = NAN;
@@ -144,12 +149,12 @@ int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, 
     return 0;
 }
 
-/* The nearest of n zoo entries (zoo_dev [n, P] on the device) for K heads
- * (theta_dev [K, P] device, theta host copy): |t - z|^2 = |t|^2 + |z|^2 - 2 t.z,
- * the dot products as one GEMM on the device; the winner's exact distance is
- * recomputed on the host in double (P values). */
-int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta_dev,
-                    const float *theta, int K, int *index, float *dist, d2_error *err)
+/* The nearest of n zoo entries (resident on the device) for K heads theta
+ * [K, P] (host): |t - z|^2 = |t|^2 + |z|^2 - 2 t.z, the dot products as one
+ * GEMM on the device; the winner's exact distance is recomputed on the host in
+ * double (P values). */
+int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta, int K, int *index,
+                    float *dist, d2_error *err)
 {
     const int P = g->cfg.P, n = g->zoo_n;
     for (int k = 0; k < K; k++) {
@@ -162,9 +167,14 @@ int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta_dev,
         return d2_fail(err, D2_EINVAL, "the zoo index is not on the device (load the generator)");
     float *dots = malloc((size_t)K * n * sizeof(float));
     float *dots_dev = backend_alloc_floats(be, (size_t)K * n);
+    float *theta_dev = backend_alloc_floats(be, (size_t)K * P);
     int rc = 0;
-    if (!dots || !dots_dev) {
+    if (!dots || !dots_dev || !theta_dev) {
         rc = d2_fail(err, D2_ENOMEM, "out of memory for the zoo distances");
+        goto out;
+    }
+    if (be->ops->to_device(be, theta_dev, theta, (size_t)K * P * sizeof(float))) {
+        rc = d2_fail(err, D2_EDEVICE, "zoo distances: cannot upload the heads");
         goto out;
     }
     be->ops->gemm(be, 0, 1, K, n, P, 1.0f, theta_dev, P, g->zoo_theta_dev, P, 0.0f, dots_dev, n);
@@ -194,6 +204,8 @@ int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta_dev,
 out:
     if (dots_dev)
         be->ops->free(be, dots_dev);
+    if (theta_dev)
+        be->ops->free(be, theta_dev);
     free(dots);
     return rc;
 }

@@ -354,20 +354,12 @@ static int score_candidates(const generator *g, backend_t *be, const dataset *fe
 {
     const int P = g->cfg.P;
     gen_scorer sc;
-    float *theta_dev = backend_alloc_floats(be, (size_t)K * P);
-    if (!theta_dev)
-        return d2_fail(err, D2_ENOMEM, "%d candidates do not fit the device memory", K);
     int rc = gen_scorer_init(&sc, be, &g->spec, feat, err);
-    if (rc) {
-        be->ops->free(be, theta_dev);
+    if (rc)
         return rc;
-    }
-    if (be->ops->to_device(be, theta_dev, theta, (size_t)K * P * sizeof(float)))
-        rc = d2_fail(err, D2_EDEVICE, "cannot upload the candidates");
     for (int k = 0; k < K && !rc; k++) {
         gen_candidate *c = &cand[k];
-        rc = gen_scorer_run(&sc, theta_dev + (size_t)k * P, &c->support_acc, &c->support_loss,
-                            err);
+        rc = gen_scorer_run(&sc, c->theta, &c->support_acc, &c->support_loss, err);
         double nn = 0;
         for (int j = 0; j < P; j++)
             nn += (double)c->theta[j] * c->theta[j];
@@ -377,15 +369,13 @@ static int score_candidates(const generator *g, backend_t *be, const dataset *fe
     float dist[64];
     for (int k0 = 0; k0 < K && !rc; k0 += 64) { // in chunks of 64 candidates
         int kk = K - k0 < 64 ? K - k0 : 64;
-        rc = gen_nearest_zoo(g, be, theta_dev + (size_t)k0 * P, theta + (size_t)k0 * P, kk, idx,
-                             dist, err);
+        rc = gen_nearest_zoo(g, be, theta + (size_t)k0 * P, kk, idx, dist, err);
         for (int k = 0; k < kk && !rc; k++) {
             cand[k0 + k].zoo_nearest = idx[k];
             cand[k0 + k].zoo_distance = dist[k];
         }
     }
     gen_scorer_free(&sc);
-    be->ops->free(be, theta_dev);
     return rc;
 }
 
@@ -567,8 +557,8 @@ static int retrieve_nearest(const generator *g, backend_t *be, const float *cond
         for (int c = 0; c < N && c < 16; c++)
             h->classes[c] = g->zoo_classes[(size_t)order[a] * N + c];
         float loss;
-        rc = gen_scorer_run(&sc, g->zoo_theta_dev + (size_t)order[a] * g->cfg.P,
-                            &h->support_acc, &loss, err);
+        rc = gen_scorer_run(&sc, g->zoo_theta + (size_t)order[a] * g->cfg.P, &h->support_acc,
+                            &loss, err);
     }
     gen_scorer_free(&sc);
     free(dist);
