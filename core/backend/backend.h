@@ -28,7 +28,8 @@ typedef enum act_kind {
     ACT_RELU = 1,
     ACT_SILU = 2,
     ACT_GELU = 3, /* tanh approximation, as PyTorch's approximate='tanh' */
-    ACT_TANH = 4
+    ACT_TANH = 4,
+    ACT_GELU_ERF = 5 /* exact, x Phi(x), as PyTorch's default nn.GELU (target networks) */
 } act_kind;
 
 typedef struct backend_ops {
@@ -58,11 +59,8 @@ typedef struct backend_ops {
 
     /* ---- elementwise and broadcast ---- */
     void (*fill)(backend_t *be, float *x, float value, size_t n);         /* x[n] = value */
-    void (*scale)(backend_t *be, float *x, float a, size_t n);            /* x[n] *= a */
     /* y[n] = a * x[n] + b * y[n] */
     void (*axpby)(backend_t *be, float *y, float a, const float *x, float b, size_t n);
-    void (*add)(backend_t *be, float *y, const float *a, const float *b, size_t n); /* y = a + b */
-    void (*mul)(backend_t *be, float *y, const float *a, const float *b, size_t n); /* y = a * b */
     /* y[r,c] += bias[c] for y: [rows, cols], bias: [cols] */
     void (*add_bias)(backend_t *be, float *y, const float *bias, int rows, int cols);
     /* db[c] += sum_r dy[r,c] for dy: [rows, cols] */
@@ -126,7 +124,8 @@ typedef struct backend_ops {
                 size_t n, float gscale);
     /* softmax cross-entropy over rows: logits [rows, C], labels int32 [rows] in 0..C-1.
      * out[0] = mean_r -log softmax(logits[r])[labels[r]];
-     * dlogits = gscale * (softmax - onehot) / rows (may be NULL). */
+     * dlogits = gscale * (softmax - onehot) / rows (may be NULL). The CPU backend sums each
+     * row's log-sum-exp in double, so its loss is the host target_eval's to the bit. */
     void (*cross_entropy)(backend_t *be, float *out, float *dlogits, const float *logits,
                           const int32_t *labels, int rows, int C, float gscale);
     /* KL( N(mu, exp(logvar)) || N(0,1) ) summed over the n entries and divided by `rows`:
@@ -146,9 +145,8 @@ typedef struct backend_ops {
     void (*ema)(backend_t *be, float *ema, const float *w, size_t n, float decay);
 
     /* ---- random numbers (Philox-4x32-10, see rng.h for the stream layout) ---- */
-    /* x[i] = uniform in (0,1) / standard normal * std + mean for i in [0, n),
-     * element i taken from position (offset + i) of the stream for (seed). */
-    void (*rand_uniform)(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t offset);
+    /* x[i] = standard normal * std + mean for i in [0, n), element i taken from
+     * position (offset + i) of the stream for (seed). */
     void (*rand_normal)(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t offset,
                         float mean, float std);
 

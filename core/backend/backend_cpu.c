@@ -167,12 +167,6 @@ static void cpu_fill(backend_t *be, float *x, float value, size_t n)
 /* ------------------------------------------------------------------------- */
 /* random numbers                                                            */
 
-static void cpu_rand_uniform(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t offset)
-{
-    (void)be;
-    rng_fill_uniform(x, n, seed, offset);
-}
-
 static void cpu_rand_normal(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t offset,
                             float mean, float std)
 {
@@ -200,10 +194,7 @@ static const backend_ops cpu_ops = {
     .gemm = cpu_gemm,
     .gemm_batched = cpu_gemm_batched,
     .fill = cpu_fill,
-    .scale = cpu_scale,
     .axpby = cpu_axpby,
-    .add = cpu_add,
-    .mul = cpu_mul,
     .add_bias = cpu_add_bias,
     .sum_rows = cpu_sum_rows,
     .act_forward = cpu_act_forward,
@@ -225,7 +216,6 @@ static const backend_ops cpu_ops = {
     .kl_gauss = cpu_kl_gauss,
     .adamw = cpu_adamw,
     .ema = cpu_ema,
-    .rand_uniform = cpu_rand_uniform,
     .rand_normal = cpu_rand_normal,
     .destroy = cpu_destroy,
 };

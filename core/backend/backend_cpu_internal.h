@@ -152,10 +152,7 @@ CPU_INLINE void cpu_sqrt_chunk(float *y, const float *x)
 }
 
 /* backend_cpu_ops.c */
-void cpu_scale(backend_t *be, float *x, float a, size_t n);
 void cpu_axpby(backend_t *be, float *y, float a, const float *x, float b, size_t n);
-void cpu_add(backend_t *be, float *y, const float *a, const float *b, size_t n);
-void cpu_mul(backend_t *be, float *y, const float *a, const float *b, size_t n);
 void cpu_add_bias(backend_t *be, float *y, const float *bias, int rows, int cols);
 void cpu_sum_rows(backend_t *be, float *db, const float *dy, int rows, int cols);
 void cpu_act_forward(backend_t *be, act_kind kind, float *y, const float *x, size_t n);

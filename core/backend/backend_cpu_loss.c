@@ -83,8 +83,8 @@ void cpu_mse(backend_t *be, float *out, float *dpred, const float *pred, const f
     out[0] = n ? (float)(red_total(&a, parts) / (double)n) : 0.0f;
 }
 
-// rows [lo, hi) of logits (= a): part sum of -log softmax[label];
-// dlogits (= d1) = g1 (softmax - onehot)
+// rows [lo, hi) of logits (= a): part sum of -log softmax[label] (log-sum-exp in double);
+// dlogits (= d1) = g1 (softmax - onehot) (in float)
 CPU_MULTIVERSION static void k_cross_entropy(void *p, size_t lo, size_t hi, int part)
 {
     red_args *a = p;
@@ -109,8 +109,12 @@ CPU_MULTIVERSION static void k_cross_entropy(void *p, size_t lo, size_t hi, int 
         }
         const float sum = cpu_hsum(acc);
         const int valid = lab >= 0 && (size_t)lab < n; /* an invalid label adds nothing */
-        if (valid)
-            loss += (double)(mx + logf(sum)) - (double)xr[lab];
+        if (valid) { /* the loss in double, in row order: target_eval's value exactly */
+            double se = 0.0;
+            for (size_t i = 0; i < n; i++)
+                se += exp((double)xr[i] - (double)mx);
+            loss += log(se) + (double)mx - (double)xr[lab];
+        }
         if (!a->d1)
             continue;
         float *dr = a->d1 + r * n;

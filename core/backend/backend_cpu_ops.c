@@ -17,27 +17,6 @@ typedef struct ew_args {
     act_kind kind;
 } ew_args;
 
-// x: [lo, hi) *= s   (x = y)
-CPU_MULTIVERSION static void k_scale(void *p, size_t lo, size_t hi, int part)
-{
-    const ew_args *g = p;
-    (void)part;
-    for (size_t i = lo; i < hi; i += CPU_VB) {
-        size_t len = cpu_chunk_len(hi, i);
-        float px[CPU_VB], o[CPU_VB];
-        const float *tx = cpu_src(g->y + i, len, px);
-        for (int k = 0; k < CPU_VB; k++)
-            o[k] = tx[k] * g->s;
-        cpu_store(g->y + i, o, len);
-    }
-}
-
-void cpu_scale(backend_t *be, float *x, float a, size_t n)
-{
-    ew_args g = {.y = x, .s = a};
-    cpu_pool_run(cpu_pool_of(be), k_scale, &g, n, CPU_PAR_ITEMS, CPU_VB);
-}
-
 // y = s a + t y   (t == 0: y is not read)
 CPU_MULTIVERSION static void k_axpby(void *p, size_t lo, size_t hi, int part)
 {
@@ -65,48 +44,6 @@ void cpu_axpby(backend_t *be, float *y, float a, const float *x, float b, size_t
 {
     ew_args g = {.y = y, .a = x, .s = a, .t = b};
     cpu_pool_run(cpu_pool_of(be), k_axpby, &g, n, CPU_PAR_ITEMS, CPU_VB);
-}
-
-CPU_MULTIVERSION static void k_add(void *p, size_t lo, size_t hi, int part)
-{
-    const ew_args *g = p;
-    (void)part;
-    for (size_t i = lo; i < hi; i += CPU_VB) {
-        size_t len = cpu_chunk_len(hi, i);
-        float pa[CPU_VB], pb[CPU_VB], o[CPU_VB];
-        const float *ta = cpu_src(g->a + i, len, pa), *tb = cpu_src(g->b + i, len, pb);
-        for (int k = 0; k < CPU_VB; k++)
-            o[k] = ta[k] + tb[k];
-        cpu_store(g->y + i, o, len);
-    }
-}
-
-// y: [n] = a + b
-void cpu_add(backend_t *be, float *y, const float *a, const float *b, size_t n)
-{
-    ew_args g = {.y = y, .a = a, .b = b};
-    cpu_pool_run(cpu_pool_of(be), k_add, &g, n, CPU_PAR_ITEMS, CPU_VB);
-}
-
-CPU_MULTIVERSION static void k_mul(void *p, size_t lo, size_t hi, int part)
-{
-    const ew_args *g = p;
-    (void)part;
-    for (size_t i = lo; i < hi; i += CPU_VB) {
-        size_t len = cpu_chunk_len(hi, i);
-        float pa[CPU_VB], pb[CPU_VB], o[CPU_VB];
-        const float *ta = cpu_src(g->a + i, len, pa), *tb = cpu_src(g->b + i, len, pb);
-        for (int k = 0; k < CPU_VB; k++)
-            o[k] = ta[k] * tb[k];
-        cpu_store(g->y + i, o, len);
-    }
-}
-
-// y: [n] = a * b
-void cpu_mul(backend_t *be, float *y, const float *a, const float *b, size_t n)
-{
-    ew_args g = {.y = y, .a = a, .b = b};
-    cpu_pool_run(cpu_pool_of(be), k_mul, &g, n, CPU_PAR_ITEMS, CPU_VB);
 }
 
 typedef struct rows_args {
@@ -182,6 +119,8 @@ void cpu_sum_rows(backend_t *be, float *db, const float *dy, int rows, int cols)
 
 #define CPU_GELU_C 0.7978845608028654f /* sqrt(2 / pi) */
 #define CPU_GELU_A 0.044715f
+#define CPU_SQRT1_2 0.70710678118654752f      /* 1 / sqrt(2) */
+#define CPU_INV_SQRT_2PI 0.39894228040143268f /* 1 / sqrt(2 pi) */
 
 /* o[VB] = act(x[VB]) */
 CPU_INLINE void cpu_act_chunk(act_kind kind, float *o, const float *x)
@@ -206,6 +145,10 @@ CPU_INLINE void cpu_act_chunk(act_kind kind, float *o, const float *x)
     case ACT_TANH:
         for (int k = 0; k < CPU_VB; k++)
             o[k] = 1.0f - 2.0f / (1.0f + cpu_expf(2.0f * x[k]));
+        break;
+    case ACT_GELU_ERF:
+        for (int k = 0; k < CPU_VB; k++)
+            o[k] = 0.5f * x[k] * (1.0f + erff(x[k] * CPU_SQRT1_2));
         break;
     case ACT_IDENTITY:
     default:
@@ -242,6 +185,11 @@ CPU_INLINE void cpu_act_grad_chunk(act_kind kind, float *d, const float *x)
             float th = 1.0f - 2.0f / (1.0f + cpu_expf(2.0f * x[k]));
             d[k] = 1.0f - th * th;
         }
+        break;
+    case ACT_GELU_ERF: /* Phi(x) + x phi(x) */
+        for (int k = 0; k < CPU_VB; k++)
+            d[k] = 0.5f * (1.0f + erff(x[k] * CPU_SQRT1_2)) +
+                   x[k] * CPU_INV_SQRT_2PI * expf(-0.5f * x[k] * x[k]);
         break;
     case ACT_IDENTITY:
     default:

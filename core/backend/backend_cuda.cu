@@ -450,13 +450,6 @@ static __global__ void k_fill(float *x, float value, size_t n)
         x[i] = value;
 }
 
-// x: [n] *= a
-static __global__ void k_scale(float *x, float a, size_t n)
-{
-    for (size_t i = d_gid(); i < n; i += d_gstride())
-        x[i] *= a;
-}
-
 // y: [n] = a * x + b * y (b == 0: y is not read, as on the CPU)
 static __global__ void k_axpby(float *y, float a, const float *x, float b, size_t n)
 {
@@ -467,20 +460,6 @@ static __global__ void k_axpby(float *y, float a, const float *x, float b, size_
         for (size_t i = d_gid(); i < n; i += d_gstride())
             y[i] = a * x[i] + b * y[i];
     }
-}
-
-// y: [n] = a + b
-static __global__ void k_add(float *y, const float *a, const float *b, size_t n)
-{
-    for (size_t i = d_gid(); i < n; i += d_gstride())
-        y[i] = a[i] + b[i];
-}
-
-// y: [n] = a * b
-static __global__ void k_mul(float *y, const float *a, const float *b, size_t n)
-{
-    for (size_t i = d_gid(); i < n; i += d_gstride())
-        y[i] = a[i] * b[i];
 }
 
 // y: [rows, cols] += bias: [cols]
@@ -502,21 +481,9 @@ static void cu_fill(backend_t *be, float *x, float value, size_t n)
 {
     CU_ELEMWISE(cu_st(be), "fill", n, k_fill, x, value, n);
 }
-static void cu_scale(backend_t *be, float *x, float a, size_t n)
-{
-    CU_ELEMWISE(cu_st(be), "scale", n, k_scale, x, a, n);
-}
 static void cu_axpby(backend_t *be, float *y, float a, const float *x, float b, size_t n)
 {
     CU_ELEMWISE(cu_st(be), "axpby", n, k_axpby, y, a, x, b, n);
-}
-static void cu_add(backend_t *be, float *y, const float *a, const float *b, size_t n)
-{
-    CU_ELEMWISE(cu_st(be), "add", n, k_add, y, a, b, n);
-}
-static void cu_mul(backend_t *be, float *y, const float *a, const float *b, size_t n)
-{
-    CU_ELEMWISE(cu_st(be), "mul", n, k_mul, y, a, b, n);
 }
 static void cu_add_bias(backend_t *be, float *y, const float *bias, int rows, int cols)
 {
@@ -660,6 +627,8 @@ static __device__ __forceinline__ float d_act(int kind, float x)
     }
     case ACT_TANH:
         return tanhf(x);
+    case ACT_GELU_ERF:
+        return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
     default:
         return x;
     }
@@ -683,6 +652,9 @@ static __device__ __forceinline__ float d_act_grad(int kind, float x)
         float t = tanhf(x);
         return 1.0f - t * t;
     }
+    case ACT_GELU_ERF: /* Phi(x) + x phi(x) */
+        return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) +
+               x * 0.39894228040143268f * expf(-0.5f * x * x);
     default:
         return 1.0f;
     }
@@ -1402,11 +1374,6 @@ static void cu_rand(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t o
     cu_check_launch(st, what);
 }
 
-static void cu_rand_uniform(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t offset)
-{
-    cu_rand(be, x, n, seed, offset, 0, 0.0f, 1.0f, "rand_uniform");
-}
-
 static void cu_rand_normal(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t offset,
                            float mean, float std)
 {
@@ -1470,10 +1437,7 @@ static void cu_fill_ops(backend_ops *o)
     o->gemm = cu_gemm;
     o->gemm_batched = cu_gemm_batched;
     o->fill = cu_fill;
-    o->scale = cu_scale;
     o->axpby = cu_axpby;
-    o->add = cu_add;
-    o->mul = cu_mul;
     o->add_bias = cu_add_bias;
     o->sum_rows = cu_sum_rows;
     o->act_forward = cu_act_forward;
@@ -1495,7 +1459,6 @@ static void cu_fill_ops(backend_ops *o)
     o->kl_gauss = cu_kl_gauss;
     o->adamw = cu_adamw;
     o->ema = cu_ema;
-    o->rand_uniform = cu_rand_uniform;
     o->rand_normal = cu_rand_normal;
     o->destroy = cu_destroy;
     o->error_message = cu_error_message;

@@ -207,8 +207,8 @@ static void choose_one_shot(const gen_result *res, gen_gate *gate)
 }
 
 /* A baseline head as a candidate: theta of the single linear layer. */
-static int baseline_candidate(const generator *g, const dataset *feat, gen_method m,
-                              gen_candidate *c, d2_error *err)
+static int baseline_candidate(const generator *g, backend_t *be, const dataset *feat,
+                              gen_method m, gen_candidate *c, d2_error *err)
 {
     const target_layer *L = &g->spec.layers[0];
     const int N = g->cfg.way, F = L->in;
@@ -222,7 +222,7 @@ static int baseline_candidate(const generator *g, const dataset *feat, gen_metho
                                         : baseline_logreg_head(feat, N, 1.0, W, b, err);
     if (rc || (rc = target_eval(&g->spec, c->theta, feat, &c->support_acc, &c->support_loss,
                                 err)) ||
-        (rc = gen_nearest_zoo(g, c->theta, 1, &c->zoo_nearest, &c->zoo_distance, err)))
+        (rc = gen_nearest_zoo(g, be, c->theta, 1, &c->zoo_nearest, &c->zoo_distance, err)))
         return rc;
     double nn = 0;
     for (int j = 0; j < g->cfg.P; j++)
@@ -233,8 +233,8 @@ static int baseline_candidate(const generator *g, const dataset *feat, gen_metho
 }
 
 /* ranked = [winner, diffusion candidates..., other baseline] */
-static int append_baselines(const generator *g, const dataset *feat, gen_result *res,
-                            d2_error *err)
+static int append_baselines(const generator *g, backend_t *be, const dataset *feat,
+                            gen_result *res, d2_error *err)
 {
     const int K = res->count;
     gen_candidate *all = realloc(res->ranked, (size_t)(K + 2) * sizeof *all);
@@ -243,11 +243,11 @@ static int append_baselines(const generator *g, const dataset *feat, gen_result 
     res->ranked = all;
     gen_candidate base[2];
     int rc;
-    if ((rc = baseline_candidate(g, feat, GEN_METHOD_PROTOTYPES, &base[0], err))) {
+    if ((rc = baseline_candidate(g, be, feat, GEN_METHOD_PROTOTYPES, &base[0], err))) {
         free(base[0].theta);
         return rc;
     }
-    if ((rc = baseline_candidate(g, feat, GEN_METHOD_LOGREG, &base[1], err))) {
+    if ((rc = baseline_candidate(g, be, feat, GEN_METHOD_LOGREG, &base[1], err))) {
         free(base[0].theta);
         free(base[1].theta);
         return rc;
@@ -294,5 +294,5 @@ int gen_gate_run(const generator *g, gen_workspace *ws, const gen_request *req,
     } else {
         choose_one_shot(res, gate);
     }
-    return append_baselines(g, feat, res, err);
+    return append_baselines(g, ws->be, feat, res, err);
 }

@@ -39,6 +39,7 @@ struct generator {
     gen_info info;
     target_spec spec;
     feature_map fmap;
+    feature_map_dev fmap_dev; /* fmap resident on be (set by generator_load) */
     backend_t *be;
     wtok tok;          /* parameters <-> neuron tokens */
     paramset vae_ps;   /* weight VAE, per token: */
@@ -55,6 +56,7 @@ struct generator {
     /* zoo index for retrieval and the memorisation check */
     int zoo_n;
     float *zoo_theta;      /* [zoo_n, P] */
+    float *zoo_theta_dev;  /* the same on be (set by generator_load) */
     float *zoo_sqnorm;     /* [zoo_n] |theta|^2 of each entry (nearest-entry search) */
     float *zoo_emb;        /* [zoo_n, cond_dim] */
     int32_t *zoo_classes;  /* [zoo_n, way] */
@@ -104,9 +106,30 @@ int gen_encode_standardized(const generator *g, backend_t *be, arena *ar, const 
 int gen_decode_latents(const generator *g, backend_t *be, arena *ar, const float *z, int n,
                        float *theta, d2_error *err);
 
-/* Nearest zoo entry (L2 in parameter space) of each of K heads theta [K, P]
- * (host); index -1 and NAN distance when the bundle has no zoo index. */
-int gen_nearest_zoo(const generator *g, const float *theta, int K, int *index, float *dist,
+/* Heads scored on a feature-space support set on a backend: the target
+ * network's forward, the cross-entropy and the accuracy (gen_score.c). */
+typedef struct gen_scorer {
+    backend_t *be;
+    const target_spec *spec;
+    const dataset *feat;   /* the support set (host), kept for its labels */
+    int n, way, rows;      /* rows: the forward's chunk */
+    float *x;              /* device [n, feat_dim] */
+    int32_t *labels;       /* device [n] */
+    float *act;            /* device: every layer's output for a chunk */
+    float *logits;         /* device [n, way] */
+    float *loss;           /* device [1] */
+    float *theta;          /* device [P]: the head being scored */
+    float *host_logits;    /* [n, way] */
+} gen_scorer;
+int gen_scorer_init(gen_scorer *sc, backend_t *be, const target_spec *s, const dataset *feat,
                     d2_error *err);
+/* theta: host [P]; acc and mean cross-entropy as target_eval gives them. */
+int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, d2_error *err);
+void gen_scorer_free(gen_scorer *sc);
+
+/* Nearest zoo entry (index, L2 distance) of K heads theta [K, P] (host), with
+ * the GEMM on be; index -1 and dist NaN when the bundle has no zoo index. */
+int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta, int K, int *index,
+                    float *dist, d2_error *err);
 
 #endif

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "safetensors.h"
 
 #define GEN_ARENA_BASE (16u << 20)
@@ -220,8 +218,9 @@ out:
     return rc;
 }
 
-/* Support set in feature space, rows sorted by label; counts per class. */
-static int support_features(const generator *g, const dataset *s, int embeddings,
+/* Support set in feature space (the feature map on be), rows sorted by label;
+ * counts per class. */
+static int support_features(const generator *g, backend_t *be, const dataset *s, int embeddings,
                             dataset *sorted, int *counts, d2_error *err)
 {
     dataset feat = {0};
@@ -232,7 +231,7 @@ static int support_features(const generator *g, const dataset *s, int embeddings
         memcpy(feat.x, s->x, (size_t)s->n * s->dim * sizeof(float));
         memcpy(feat.y, s->y, (size_t)s->n * sizeof(int32_t));
         feat.classes = s->classes;
-    } else if ((rc = feature_map_apply(&g->fmap, s, &feat, err))) {
+    } else if ((rc = feature_map_apply_dev(&g->fmap_dev, be, s, &feat, err))) {
         return rc;
     }
     const int F = feat.dim, N = g->cfg.way;
@@ -349,45 +348,36 @@ out:
     return rc;
 }
 
-/* Nearest zoo entry of each of K candidates (the memorisation check):
- * |t - z|^2 = |t|^2 + |z|^2 - 2 t.z with the dot products as one GEMM
- * [K, P] x [P, n], then the exact distance recomputed for the winner. */
-static int nearest_zoo(const generator *g, const float *theta, int K, int *index, float *dist,
-                       d2_error *err)
+/* Score the K decoded heads (theta host [K, P]) on the support set and find
+ * each one's nearest zoo entry, on the workspace's backend. */
+static int score_candidates(const generator *g, backend_t *be, const dataset *feat,
+                            const float *theta, int K, gen_candidate *cand, d2_error *err)
 {
-    const int P = g->cfg.P, n = g->zoo_n;
-    for (int k = 0; k < K; k++) {
-        index[k] = -1;
-        dist[k] = NAN;
+    const int P = g->cfg.P;
+    gen_scorer sc;
+    int rc = gen_scorer_init(&sc, be, &g->spec, feat, err);
+    if (rc)
+        return rc;
+    for (int k = 0; k < K && !rc; k++) {
+        gen_candidate *c = &cand[k];
+        rc = gen_scorer_run(&sc, c->theta, &c->support_acc, &c->support_loss, err);
+        double nn = 0;
+        for (int j = 0; j < P; j++)
+            nn += (double)c->theta[j] * c->theta[j];
+        c->norm = (float)sqrt(nn);
     }
-    if (n <= 0)
-        return 0;
-    float *dots = malloc((size_t)K * n * sizeof(float));
-    if (!dots)
-        return d2_fail(err, D2_ENOMEM, "out of memory for the zoo distances");
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, P, 1.0f, theta, P, g->zoo_theta,
-                P, 0.0f, dots, n);
-    for (int k = 0; k < K; k++) {
-        double best = INFINITY;
-        int bi = 0;
-        for (int i = 0; i < n; i++) {
-            double d = (double)g->zoo_sqnorm[i] - 2.0 * dots[(size_t)k * n + i];
-            if (d < best) {
-                best = d;
-                bi = i;
-            }
+    int idx[64];
+    float dist[64];
+    for (int k0 = 0; k0 < K && !rc; k0 += 64) { // in chunks of 64 candidates
+        int kk = K - k0 < 64 ? K - k0 : 64;
+        rc = gen_nearest_zoo(g, be, theta + (size_t)k0 * P, kk, idx, dist, err);
+        for (int k = 0; k < kk && !rc; k++) {
+            cand[k0 + k].zoo_nearest = idx[k];
+            cand[k0 + k].zoo_distance = dist[k];
         }
-        const float *t = theta + (size_t)k * P, *z = g->zoo_theta + (size_t)bi * P;
-        double e2 = 0;
-        for (int j = 0; j < P; j++) {
-            double e = (double)t[j] - z[j];
-            e2 += e * e;
-        }
-        index[k] = bi;
-        dist[k] = (float)sqrt(e2);
     }
-    free(dots);
-    return 0;
+    gen_scorer_free(&sc);
+    return rc;
 }
 
 int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
@@ -418,7 +408,7 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         rc = d2_fail(err, D2_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = support_features(g, req->support, req->embeddings, &feat, counts, err)) ||
+    if ((rc = support_features(g, ws->be, req->support, req->embeddings, &feat, counts, err)) ||
         (rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)) ||
         (rc = sample_latents(g, ws, req, cond, z, err)) ||
         (rc = gen_decode_latents(g, ws->be, &ws->ar, z, K, theta, err)))
@@ -431,27 +421,9 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
             goto fail;
         }
         memcpy(c->theta, theta + (size_t)k * P, (size_t)P * sizeof(float));
-        if ((rc = target_eval(&g->spec, c->theta, &feat, &c->support_acc, &c->support_loss,
-                              err)))
-            goto fail;
-        double nn = 0;
-        for (int j = 0; j < P; j++)
-            nn += (double)c->theta[j] * c->theta[j];
-        c->norm = (float)sqrt(nn);
     }
-    {
-        int idx[64];
-        float dist[64];
-        for (int k0 = 0; k0 < K; k0 += 64) { // in chunks of 64 candidates
-            int kk = K - k0 < 64 ? K - k0 : 64;
-            if ((rc = nearest_zoo(g, theta + (size_t)k0 * P, kk, idx, dist, err)))
-                goto fail;
-            for (int k = 0; k < kk; k++) {
-                cand[k0 + k].zoo_nearest = idx[k];
-                cand[k0 + k].zoo_distance = dist[k];
-            }
-        }
-    }
+    if ((rc = score_candidates(g, ws->be, &feat, theta, K, cand, err)))
+        goto fail;
     qsort(cand, (size_t)K, sizeof *cand, cmp_candidates);
     out->count = K;
     out->ranked = cand;
@@ -572,32 +544,26 @@ out:
     return rc;
 }
 
-int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *support,
-                       int embeddings, int k, gen_retrieval *hits, int *nhits, d2_error *err)
+/* The k zoo entries nearest to cond by dataset embedding (partial selection
+ * sort, k is small), each scored on the support set on the backend. */
+static int retrieve_nearest(const generator *g, backend_t *be, const float *cond,
+                            const dataset *feat, int k, gen_retrieval *hits, d2_error *err)
 {
-    *nhits = 0;
-    int rc;
-    if ((rc = generator_check_support(g, support, embeddings, err)))
-        return rc;
-    if (g->zoo_n <= 0)
-        return d2_fail(err, D2_ENOTFOUND, "this generator bundle has no zoo index");
-    if (k < 1)
-        return d2_fail(err, D2_ERANGE, "k must be >= 1");
-    if (k > g->zoo_n)
-        k = g->zoo_n;
     const int C = g->cfg.cond_dim, N = g->cfg.way;
-    dataset feat = {0};
-    int counts[D2_MAX_WAY];
-    float *cond = malloc((size_t)C * sizeof(float));
     float *dist = malloc((size_t)g->zoo_n * sizeof(float));
     int *order = malloc((size_t)g->zoo_n * sizeof(int));
-    if (!cond || !dist || !order) {
-        rc = d2_fail(err, D2_ENOMEM, "out of memory");
-        goto out;
+    gen_scorer sc;
+    int rc = 0;
+    if (!dist || !order) {
+        free(dist);
+        free(order);
+        return d2_fail(err, D2_ENOMEM, "out of memory");
     }
-    if ((rc = support_features(g, support, embeddings, &feat, counts, err)) ||
-        (rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)))
-        goto out;
+    if ((rc = gen_scorer_init(&sc, be, &g->spec, feat, err))) {
+        free(dist);
+        free(order);
+        return rc;
+    }
     for (int i = 0; i < g->zoo_n; i++) {
         double d = 0;
         const float *e = g->zoo_emb + (size_t)i * C;
@@ -608,8 +574,7 @@ int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *sup
         dist[i] = (float)sqrt(d);
         order[i] = i;
     }
-    // partial selection sort of the k nearest (k is small)
-    for (int a = 0; a < k; a++) {
+    for (int a = 0; a < k && !rc; a++) {
         int best = a;
         for (int b = a + 1; b < g->zoo_n; b++)
             if (dist[order[b]] < dist[order[best]] ||
@@ -626,16 +591,40 @@ int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *sup
         for (int c = 0; c < N && c < 16; c++)
             h->classes[c] = g->zoo_classes[(size_t)order[a] * N + c];
         float loss;
-        if ((rc = target_eval(&g->spec, g->zoo_theta + (size_t)order[a] * g->cfg.P, &feat,
-                              &h->support_acc, &loss, err)))
-            goto out;
+        rc = gen_scorer_run(&sc, g->zoo_theta + (size_t)order[a] * g->cfg.P, &h->support_acc,
+                            &loss, err);
     }
-    *nhits = k;
-out:
-    dataset_free(&feat);
-    free(cond);
+    gen_scorer_free(&sc);
     free(dist);
     free(order);
+    return rc;
+}
+
+int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *support,
+                       int embeddings, int k, gen_retrieval *hits, int *nhits, d2_error *err)
+{
+    *nhits = 0;
+    int rc;
+    if ((rc = generator_check_support(g, support, embeddings, err)))
+        return rc;
+    if (g->zoo_n <= 0)
+        return d2_fail(err, D2_ENOTFOUND, "this generator bundle has no zoo index");
+    if (k < 1)
+        return d2_fail(err, D2_ERANGE, "k must be >= 1");
+    if (k > g->zoo_n)
+        k = g->zoo_n;
+    const int N = g->cfg.way;
+    dataset feat = {0};
+    int counts[D2_MAX_WAY];
+    float *cond = malloc((size_t)g->cfg.cond_dim * sizeof(float));
+    if (!cond)
+        return d2_fail(err, D2_ENOMEM, "out of memory");
+    if (!(rc = support_features(g, ws->be, support, embeddings, &feat, counts, err)) &&
+        !(rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)) &&
+        !(rc = retrieve_nearest(g, ws->be, cond, &feat, k, hits, err)))
+        *nhits = k;
+    dataset_free(&feat);
+    free(cond);
     return rc;
 }
 
@@ -700,10 +689,4 @@ int generator_zoo_theta(const generator *g, int index, float *theta, d2_error *e
         return d2_fail(err, D2_ERANGE, "zoo index %d outside 0..%d", index, g->zoo_n - 1);
     memcpy(theta, g->zoo_theta + (size_t)index * g->cfg.P, (size_t)g->cfg.P * sizeof(float));
     return 0;
-}
-
-int gen_nearest_zoo(const generator *g, const float *theta, int K, int *index, float *dist,
-                    d2_error *err)
-{
-    return nearest_zoo(g, theta, K, index, dist, err);
 }

@@ -217,49 +217,13 @@ static int st_check_length(const unsigned char *buf, size_t len, uint64_t *hlen,
 }
 
 /* Validate buf[0..len) and fill f; f->buf is set to buf (owned) only on success. */
-static int st_parse_owned(st_file *f, unsigned char *buf, size_t len, d2_error *err)
+/* Every tensor entry of the header object (all keys but __metadata__) into f->tensors. */
+static int st_parse_tensors(st_file *f, json_t *root, size_t n, size_t data_len, d2_error *err)
 {
-    memset(f, 0, sizeof *f);
-    uint64_t hlen = 0;
-    int lrc = st_check_length(buf, len, &hlen, err);
-    if (lrc)
-        return lrc;
-    const unsigned char *hdr = buf + 8;
-    size_t bad = 0;
-    if (!d2_utf8_valid(hdr, (size_t)hlen, &bad))
-        return d2_fail(err, D2_EFORMAT, "header is not valid UTF-8 (byte %zu of the header)",
-                       bad);
-    size_t data_off = 8 + (size_t)hlen;
-    size_t data_len = len - data_off;
-
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        if (json_error_code(&jerr) == json_error_duplicate_key)
-            return d2_fail(err, D2_EFORMAT, "duplicate name in header (line %d, column %d): %s",
-                           jerr.line, jerr.column, jerr.text);
-        return d2_fail(err, D2_EFORMAT, "header is not valid JSON (line %d, column %d): %s",
-                       jerr.line, jerr.column, jerr.text);
-    }
-    int rc = 0;
-    if (!json_is_object(root)) {
-        rc = d2_fail(err, D2_EFORMAT, "header is not a JSON object");
-        goto done;
-    }
-    size_t n = json_object_size(root);
-    json_t *meta = json_object_get(root, "__metadata__");
-    if (meta) {
-        n--;
-        rc = st_parse_meta(f, meta, err);
-        if (rc)
-            goto done;
-    }
     if (n > 0) {
         f->tensors = calloc(n, sizeof *f->tensors);
-        if (!f->tensors) {
-            rc = d2_fail(err, D2_ENOMEM, "out of memory for %zu tensors", n);
-            goto done;
-        }
+        if (!f->tensors)
+            return d2_fail(err, D2_ENOMEM, "out of memory for %zu tensors", n);
     }
     const char *name;
     json_t *v;
@@ -267,57 +231,101 @@ static int st_parse_owned(st_file *f, unsigned char *buf, size_t len, d2_error *
         if (strcmp(name, "__metadata__") == 0)
             continue;
         st_tensor *t = &f->tensors[f->count];
-        if (name[0] == '\0') {
-            rc = d2_fail(err, D2_EFORMAT, "empty tensor name");
-            goto done;
-        }
+        if (name[0] == '\0')
+            return d2_fail(err, D2_EFORMAT, "empty tensor name");
         t->name = strdup(name);
-        if (!t->name) {
-            rc = d2_fail(err, D2_ENOMEM, "out of memory for tensor names");
-            goto done;
-        }
+        if (!t->name)
+            return d2_fail(err, D2_ENOMEM, "out of memory for tensor names");
         f->count++;
-        rc = st_parse_tensor(t, name, v, data_len, err);
+        int rc = st_parse_tensor(t, name, v, data_len, err);
         if (rc)
-            goto done;
+            return rc;
     }
+    return 0;
+}
+
+/* The tensors sorted by offset must tile the data section exactly (no overlap,
+ * no gap, nothing trailing); each gets its data pointer into data. */
+static int st_check_tiling(st_file *f, const unsigned char *data, size_t data_len, d2_error *err)
+{
     if (f->count > 1)
         qsort(f->tensors, (size_t)f->count, sizeof *f->tensors, st_cmp_offsets);
     size_t pos = 0;
     for (int i = 0; i < f->count; i++) {
         st_tensor *t = &f->tensors[i];
-        if (t->begin < pos) {
-            rc = d2_fail(err, D2_EFORMAT,
-                         "overlapping offsets: tensor \"" NM "\" begins at %zu, before the "
-                         "previous tensor \"" NM "\" ends at %zu",
-                         t->name, t->begin, f->tensors[i - 1].name, pos);
-            goto done;
-        }
-        if (t->begin > pos) {
-            rc = d2_fail(err, D2_EFORMAT,
-                         "gap in offsets: %zu unused bytes before tensor \"" NM "\" (at %zu)",
-                         t->begin - pos, t->name, pos);
-            goto done;
-        }
+        if (t->begin < pos)
+            return d2_fail(err, D2_EFORMAT,
+                           "overlapping offsets: tensor \"" NM "\" begins at %zu, before the "
+                           "previous tensor \"" NM "\" ends at %zu",
+                           t->name, t->begin, f->tensors[i - 1].name, pos);
+        if (t->begin > pos)
+            return d2_fail(err, D2_EFORMAT,
+                           "gap in offsets: %zu unused bytes before tensor \"" NM "\" (at %zu)",
+                           t->begin - pos, t->name, pos);
         pos = t->end;
-        t->data = buf + data_off + t->begin;
+        t->data = data + t->begin;
     }
-    if (pos != data_len) {
-        rc = d2_fail(err, D2_EFORMAT,
-                     "data not fully covered: tensors end at %zu but the data section has %zu "
-                     "bytes (%zu trailing)",
-                     pos, data_len, data_len - pos);
-        goto done;
+    if (pos != data_len)
+        return d2_fail(err, D2_EFORMAT,
+                       "data not fully covered: tensors end at %zu but the data section has %zu "
+                       "bytes (%zu trailing)",
+                       pos, data_len, data_len - pos);
+    return 0;
+}
+
+/* The header as JSON (duplicate names refused). NULL with err set on failure. */
+static json_t *st_header_json(const unsigned char *hdr, size_t hlen, d2_error *err)
+{
+    size_t bad = 0;
+    if (!d2_utf8_valid(hdr, hlen, &bad)) {
+        d2_fail(err, D2_EFORMAT, "header is not valid UTF-8 (byte %zu of the header)", bad);
+        return NULL;
     }
-    f->buf = buf;
-    f->len = len;
-done:
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)hdr, hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (json_error_code(&jerr) == json_error_duplicate_key)
+            d2_fail(err, D2_EFORMAT, "duplicate name in header (line %d, column %d): %s",
+                    jerr.line, jerr.column, jerr.text);
+        else
+            d2_fail(err, D2_EFORMAT, "header is not valid JSON (line %d, column %d): %s",
+                    jerr.line, jerr.column, jerr.text);
+    }
+    return root;
+}
+
+static int st_parse_owned(st_file *f, unsigned char *buf, size_t len, d2_error *err)
+{
+    memset(f, 0, sizeof *f);
+    uint64_t hlen = 0;
+    int rc = st_check_length(buf, len, &hlen, err);
+    if (rc)
+        return rc;
+    json_t *root = st_header_json(buf + 8, (size_t)hlen, err);
+    if (!root)
+        return D2_EFORMAT;
+    const size_t data_off = 8 + (size_t)hlen, data_len = len - data_off;
+    size_t n = json_object_size(root);
+    json_t *meta = json_object_get(root, "__metadata__");
+    if (!json_is_object(root))
+        rc = d2_fail(err, D2_EFORMAT, "header is not a JSON object");
+    else if (meta) {
+        n--;
+        rc = st_parse_meta(f, meta, err);
+    }
+    if (!rc)
+        rc = st_parse_tensors(f, root, n, data_len, err);
+    if (!rc)
+        rc = st_check_tiling(f, buf + data_off, data_len, err);
     json_decref(root);
     if (rc) {
         f->buf = NULL; /* the caller still owns buf */
         st_free(f);
+        return rc;
     }
-    return rc;
+    f->buf = buf;
+    f->len = len;
+    return 0;
 }
 
 int st_parse(st_file *f, const void *bytes, size_t len, d2_error *err)

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "common.h"
 #include "data.h"
 
@@ -57,9 +58,25 @@ typedef struct feature_map {
  * largest-magnitude entry of each component is positive). */
 int feature_map_fit_pca(feature_map *f, const dataset *d, int k, d2_error *err);
 int feature_map_identity(feature_map *f, int dim, d2_error *err);
-/* out gets n rows of out_dim features, same labels. */
+/* out gets n rows of out_dim features, same labels. Runs on a CPU backend made
+ * for the call (OpenBLAS's current thread count): feature_map_apply_dev's math. */
 int feature_map_apply(const feature_map *f, const dataset *in, dataset *out, d2_error *err);
 void feature_map_free(feature_map *f);
+
+/* A feature map resident on a backend: W [out_dim, in_dim] and the negated
+ * mean [in_dim] in device memory of `be` (W NULL: identity). */
+typedef struct feature_map_dev {
+    backend_t *be;
+    int in_dim, out_dim;
+    float *W, *neg_mean;
+} feature_map_dev;
+int feature_map_upload(feature_map_dev *d, const feature_map *f, backend_t *be, d2_error *err);
+void feature_map_dev_free(feature_map_dev *d);
+/* feature_map_apply with the ops on `be` (which shares memory with d->be): the
+ * rows of `in` (host) are centred (add_bias of the negated mean) and projected
+ * (gemm) on the device; out on the host. */
+int feature_map_apply_dev(const feature_map_dev *d, backend_t *be, const dataset *in,
+                          dataset *out, d2_error *err);
 int feature_map_copy(feature_map *dst, const feature_map *src, d2_error *err);
 
 /* Host forward in feature space: x [n, feat_dim] -> logits [n, out] where

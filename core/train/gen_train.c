@@ -206,23 +206,9 @@ static char *provenance_json(const trainer *t, const gen_train_report *rep)
     return s;
 }
 
-static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, backend_t *be,
-                         d2_error *err)
+/* The generator's config from the zoo and the training settings. */
+static gen_config trainer_gen_config(const zoo *z, const gen_train_cfg *cfg)
 {
-    memset(t, 0, sizeof *t);
-    t->z = z;
-    t->cfg = cfg;
-    t->be = be;
-    if (!z->has_data)
-        return d2_fail(err, D2_EINVAL, "training needs the zoo's data (load it with data)");
-    if (z->n < 2)
-        return d2_fail(err, D2_EINVAL, "the zoo has %d entries; training needs at least 2", z->n);
-    if (cfg->kmin < 1 || cfg->kmax < cfg->kmin)
-        return d2_fail(err, D2_EINVAL, "shots must satisfy 1 <= kmin <= kmax");
-    t->n = z->n;
-    t->P = z->P;
-    t->N = z->way;
-    t->F = z->fmap.out_dim;
     gen_config gc = gen_config_defaults(z->P, z->fmap.in_dim, z->fmap.out_dim, z->way,
                                         z->spec.text);
     gc.vae_hidden = cfg->vae_hidden;
@@ -236,29 +222,16 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
     gc.den_hidden = cfg->den_hidden;
     gc.den_blocks = cfg->den_blocks;
     gc.den_ratio = cfg->den_ratio;
-    int rc;
-    if ((rc = gen_model_init(&t->g, &gc, be, cfg->seed, err)))
-        return rc;
-    t->L = t->g.cfg.latent;
-    t->C = gc.cond_dim;
-    if ((rc = feature_map_copy(&t->g.fmap, &z->fmap, err)) ||
-        (rc = gen_model_alloc_index(&t->g, z->n, err)) ||
-        (rc = paramset_alloc_optim(&t->g.vae_ps, err)) ||
-        (rc = paramset_alloc_optim(&t->g.net_ps, err)) ||
-        (rc = paramset_alloc_ema(&t->g.net_ps, err)))
-        return rc;
-    paramset_init(&t->align_ps);
-    if ((rc = linear_init(&t->align_proj, &t->align_ps, "align.proj", t->L, t->C, 1, 1.0f, err)) ||
-        (rc = paramset_alloc(&t->align_ps, be, rng_derive(cfg->seed, "align-init", 0), err)) ||
-        (rc = paramset_alloc_optim(&t->align_ps, err)))
-        return rc;
-    if ((rc = arena_init(&t->ar, be, TRAIN_ARENA_BYTES, err)))
-        return rc;
-    if (!(t->dev_scalar = backend_alloc_floats(be, 16)))
-        return d2_fail(err, D2_ENOMEM, "out of device memory");
-    const int P = t->P, F = t->F;
+    return gc;
+}
+
+/* Weight statistics over the zoo (w_mean, w_std; a near-constant weight gets a
+ * floor), the normalised weights t->wn, and the zoo index's heads and classes. */
+static int trainer_weight_stats(trainer *t, d2_error *err)
+{
+    const zoo *z = t->z;
     generator *g = &t->g;
-    // weight statistics over the zoo
+    const int P = t->P;
     t->wn = malloc((size_t)t->n * P * sizeof(float));
     t->Z = calloc((size_t)t->n * t->L, sizeof(float));
     if (!t->wn || !t->Z)
@@ -288,22 +261,72 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
     for (int i = 0; i < t->n; i++)
         for (int c = 0; c < t->N; c++)
             g->zoo_classes[(size_t)i * t->N + c] = z->e[i].classes[c];
-    // encoder input statistics over the source's training features
-    const dataset *tf = &z->train_feat;
-    if (tf->n > 0 && tf->dim == F) {
-        for (int j = 0; j < F; j++) {
-            double m = 0, v = 0;
-            for (int i = 0; i < tf->n; i++)
-                m += tf->x[(size_t)i * F + j];
-            m /= tf->n;
-            for (int i = 0; i < tf->n; i++) {
-                double d = tf->x[(size_t)i * F + j] - m;
-                v += d * d;
-            }
-            g->f_mean[j] = (float)m;
-            g->f_std[j] = (float)(sqrt(v / tf->n) > 1e-6 ? sqrt(v / tf->n) : 1.0);
+    return 0;
+}
+
+/* Encoder input statistics (f_mean, f_std) over the source's training features. */
+static void trainer_feature_stats(trainer *t)
+{
+    const dataset *tf = &t->z->train_feat;
+    generator *g = &t->g;
+    const int F = t->F;
+    if (tf->n <= 0 || tf->dim != F)
+        return;
+    for (int j = 0; j < F; j++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < tf->n; i++)
+            m += tf->x[(size_t)i * F + j];
+        m /= tf->n;
+        for (int i = 0; i < tf->n; i++) {
+            double d = tf->x[(size_t)i * F + j] - m;
+            v += d * d;
         }
+        g->f_mean[j] = (float)m;
+        g->f_std[j] = (float)(sqrt(v / tf->n) > 1e-6 ? sqrt(v / tf->n) : 1.0);
     }
+}
+
+static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, backend_t *be,
+                         d2_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->z = z;
+    t->cfg = cfg;
+    t->be = be;
+    if (!z->has_data)
+        return d2_fail(err, D2_EINVAL, "training needs the zoo's data (load it with data)");
+    if (z->n < 2)
+        return d2_fail(err, D2_EINVAL, "the zoo has %d entries; training needs at least 2", z->n);
+    if (cfg->kmin < 1 || cfg->kmax < cfg->kmin)
+        return d2_fail(err, D2_EINVAL, "shots must satisfy 1 <= kmin <= kmax");
+    t->n = z->n;
+    t->P = z->P;
+    t->N = z->way;
+    t->F = z->fmap.out_dim;
+    gen_config gc = trainer_gen_config(z, cfg);
+    int rc;
+    if ((rc = gen_model_init(&t->g, &gc, be, cfg->seed, err)))
+        return rc;
+    t->L = t->g.cfg.latent;
+    t->C = gc.cond_dim;
+    if ((rc = feature_map_copy(&t->g.fmap, &z->fmap, err)) ||
+        (rc = gen_model_alloc_index(&t->g, z->n, err)) ||
+        (rc = paramset_alloc_optim(&t->g.vae_ps, err)) ||
+        (rc = paramset_alloc_optim(&t->g.net_ps, err)) ||
+        (rc = paramset_alloc_ema(&t->g.net_ps, err)))
+        return rc;
+    paramset_init(&t->align_ps);
+    if ((rc = linear_init(&t->align_proj, &t->align_ps, "align.proj", t->L, t->C, 1, 1.0f, err)) ||
+        (rc = paramset_alloc(&t->align_ps, be, rng_derive(cfg->seed, "align-init", 0), err)) ||
+        (rc = paramset_alloc_optim(&t->align_ps, err)))
+        return rc;
+    if ((rc = arena_init(&t->ar, be, TRAIN_ARENA_BYTES, err)))
+        return rc;
+    if (!(t->dev_scalar = backend_alloc_floats(be, 16)))
+        return d2_fail(err, D2_ENOMEM, "out of device memory");
+    if ((rc = trainer_weight_stats(t, err)))
+        return rc;
+    trainer_feature_stats(t);
     t->stage = 1;
     t->step = 0;
     return 0;

@@ -193,33 +193,158 @@ out:
 
 /* ---------------------------------------------------------------- stage 2 */
 
+/* Host buffers of one stage-2 step: B tasks, M noised latents each (R = B M rows). */
+typedef struct diff_bufs {
+    float *X;            /* [B, N, K, F] support sets */
+    float *zt, *eps;     /* [R, L] noised latents and their noise */
+    float *temb;         /* [R, temb_dim] timestep features */
+    int *ts;             /* [R] timesteps */
+    int *ent;            /* [B] zoo entries */
+    unsigned char *drop; /* [B] condition dropped (classifier-free guidance) */
+} diff_bufs;
+
+static void diff_bufs_free(diff_bufs *d)
+{
+    free(d->X);
+    free(d->zt);
+    free(d->eps);
+    free(d->temb);
+    free(d->ts);
+    free(d->ent);
+    free(d->drop);
+    memset(d, 0, sizeof *d);
+}
+
+static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
+{
+    const gen_train_cfg *cfg = t->cfg;
+    const int B = cfg->tasks_per_step, R = B * cfg->noise_per_task;
+    d->X = malloc((size_t)B * t->N * cfg->kmax * t->F * sizeof(float));
+    d->zt = malloc((size_t)R * t->L * sizeof(float));
+    d->eps = malloc((size_t)R * t->L * sizeof(float));
+    d->temb = malloc((size_t)R * t->g.cfg.temb_dim * sizeof(float));
+    d->ts = malloc((size_t)R * sizeof(int));
+    d->ent = malloc((size_t)B * sizeof(int));
+    d->drop = malloc((size_t)B);
+    if (!d->X || !d->zt || !d->eps || !d->temb || !d->ts || !d->ent || !d->drop) {
+        diff_bufs_free(d);
+        return d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
+    }
+    return 0;
+}
+
+/* The step's batch from r: B zoo entries with K-shot support sets and the
+ * condition drop-out, then M timesteps and noised latents per entry. */
+static int diff_draw_batch(trainer *t, rng *r, int K, diff_bufs *d, d2_error *err)
+{
+    const gen_train_cfg *cfg = t->cfg;
+    const int B = cfg->tasks_per_step, M = cfg->noise_per_task, N = t->N, F = t->F, L = t->L;
+    int rc;
+    for (int b = 0; b < B; b++) {
+        d->ent[b] = (int)rng_below(r, (uint32_t)t->n);
+        d->drop[b] = rng_uniform(r) < cfg->p_uncond;
+        if ((rc = gtrain_fill_support(t, d->ent[b], K, r, d->X + (size_t)b * N * K * F, err)))
+            return rc;
+    }
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < B; b++) {
+            const int row = m * B + b;
+            const int tt = (int)rng_below(r, (uint32_t)t->g.cfg.T);
+            d->ts[row] = tt;
+            const double ab = t->g.sched.alpha_bar[tt];
+            const float sa = (float)sqrt(ab), sb = (float)sqrt(1.0 - ab);
+            const float *z0 = t->Z + (size_t)d->ent[b] * L;
+            for (int j = 0; j < L; j++) {
+                float e = rng_normal(r);
+                d->eps[(size_t)row * L + j] = e;
+                d->zt[(size_t)row * L + j] = sa * z0[j] + sb * e;
+            }
+        }
+    denoiser_timestep_features(t->g.cfg.temb_dim, d->ts, B * M, d->temb);
+    return 0;
+}
+
+/* Dropped conditions -> the learned null condition, forward and backward: the
+ * null condition's gradient collects the dropped rows' (whose own is zeroed). */
+static void diff_drop_cond(trainer *t, const diff_bufs *d, float *cond, float *dcond, int back)
+{
+    backend_t *be = t->be;
+    generator *g = &t->g;
+    const int C = t->C;
+    for (int b = 0; b < t->cfg->tasks_per_step; b++) {
+        if (!d->drop[b])
+            continue;
+        if (!back) {
+            be->ops->copy(be, cond + (size_t)b * C, g->net_ps.w + g->den.null_cond,
+                          (size_t)C * sizeof(float));
+            continue;
+        }
+        be->ops->axpby(be, g->net_ps.g + g->den.null_cond, 1.0f, dcond + (size_t)b * C, 1.0f,
+                       (size_t)C);
+        be->ops->fill(be, dcond + (size_t)b * C, 0.0f, (size_t)C);
+    }
+}
+
+/* One step on the device: encoder, denoiser, eps MSE, backward, AdamW, EMA.
+ * Device buffers come from t->ar; the caller resets it. */
+static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc, float *loss,
+                     d2_error *err)
+{
+    generator *g = &t->g;
+    backend_t *be = t->be;
+    const int B = t->cfg->tasks_per_step, M = t->cfg->noise_per_task, R = B * M;
+    const int N = t->N, F = t->F, L = t->L, C = t->C, TD = g->cfg.temb_dim;
+    float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
+    float *ztd = arena_floats(&t->ar, (size_t)R * L);
+    float *epsd = arena_floats(&t->ar, (size_t)R * L);
+    float *tembd = arena_floats(&t->ar, (size_t)R * TD);
+    float *condr = arena_floats(&t->ar, (size_t)R * C);
+    float *dcondr = arena_floats(&t->ar, (size_t)R * C);
+    float *dcond = arena_floats(&t->ar, (size_t)B * C);
+    float *deps = arena_floats(&t->ar, (size_t)R * L);
+    if (!Xd || !ztd || !epsd || !tembd || !condr || !dcondr || !dcond || !deps)
+        return d2_fail(err, D2_ENOMEM, "stage 2: scratch arena is full");
+    setenc_cache sc;
+    denoiser_cache dc;
+    int rc;
+    if ((rc = gtrain_upload(t, Xd, d->X, (size_t)B * N * K * F, err)) ||
+        (rc = gtrain_upload(t, ztd, d->zt, (size_t)R * L, err)) ||
+        (rc = gtrain_upload(t, epsd, d->eps, (size_t)R * L, err)) ||
+        (rc = gtrain_upload(t, tembd, d->temb, (size_t)R * TD, err)) ||
+        (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
+        return rc;
+    diff_drop_cond(t, d, sc.cond, NULL, 0);
+    be->ops->repeat_rows(be, condr, sc.cond, M, B, C);
+    if ((rc = denoiser_forward(be, &g->den, &g->net_ps, &t->ar, &dc, ztd, tembd, condr, R, 1,
+                               err)))
+        return rc;
+    be->ops->mse(be, t->dev_scalar, deps, dc.eps, epsd, (size_t)R * L, 1.0f);
+    *loss = gtrain_read_scalar(t);
+    paramset_zero_grad(&g->net_ps);
+    if ((rc = denoiser_backward(be, &g->den, &g->net_ps, &t->ar, &dc, deps, dcondr, err)))
+        return rc;
+    be->ops->repeat_rows_backward(be, dcond, dcondr, M, B, C);
+    diff_drop_cond(t, d, NULL, dcond, 1);
+    if ((rc = setenc_backward(be, &g->enc, &g->net_ps, &t->ar, &sc, dcond, err)) ||
+        (rc = optim_adamw_step(&g->net_ps, oc, t->step, NULL, err)))
+        return rc;
+    optim_ema_update(&g->net_ps, t->step < 100 ? 0.9f : t->cfg->ema_decay);
+    return 0;
+}
+
 int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
 {
     const gen_train_cfg *cfg = t->cfg;
-    generator *g = &t->g;
-    backend_t *be = t->be;
-    const struct backend_ops *op = be->ops;
-    const int B = cfg->tasks_per_step, M = cfg->noise_per_task, R = B * M;
-    const int N = t->N, F = t->F, L = t->L, C = t->C, TD = g->cfg.temb_dim;
     adamw_cfg oc = adamw_defaults();
     oc.lr = cfg->lr;
     oc.weight_decay = 0.01f;
     oc.warmup_steps = cfg->steps / 25;
     oc.total_steps = cfg->steps;
     oc.min_lr_ratio = 0.05f;
-    const int Kmax = cfg->kmax;
-    float *X = malloc((size_t)B * N * Kmax * F * sizeof(float));
-    float *zt = malloc((size_t)R * L * sizeof(float));
-    float *eps = malloc((size_t)R * L * sizeof(float));
-    float *temb = malloc((size_t)R * TD * sizeof(float));
-    int *ts = malloc((size_t)R * sizeof(int));
-    int *ent = malloc((size_t)B * sizeof(int));
-    unsigned char *drop = malloc((size_t)B);
-    int rc = 0;
-    if (!X || !zt || !eps || !temb || !ts || !ent || !drop) {
-        rc = d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
-        goto out;
-    }
+    diff_bufs d;
+    int rc = diff_bufs_alloc(&d, t, err);
+    if (rc)
+        return rc;
     progress pb;
     progress_begin(&pb, "stage 2 diffusion", "steps", cfg->steps, cfg->progress);
     for (; t->step < cfg->steps; t->step++) {
@@ -230,73 +355,14 @@ int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
         rng r;
         rng_init(&r, rng_derive(cfg->seed, "diffusion-step", (uint64_t)t->step), 0);
         const int K = cfg->kmin + (int)rng_below(&r, (uint32_t)(cfg->kmax - cfg->kmin + 1));
-        for (int b = 0; b < B; b++) {
-            ent[b] = (int)rng_below(&r, (uint32_t)t->n);
-            drop[b] = rng_uniform(&r) < cfg->p_uncond;
-            if ((rc = gtrain_fill_support(t, ent[b], K, &r, X + (size_t)b * N * K * F, err)))
-                goto out;
-        }
-        for (int m = 0; m < M; m++)
-            for (int b = 0; b < B; b++) {
-                const int row = m * B + b;
-                const int tt = (int)rng_below(&r, (uint32_t)g->cfg.T);
-                ts[row] = tt;
-                const double ab = g->sched.alpha_bar[tt];
-                const float sa = (float)sqrt(ab), sb = (float)sqrt(1.0 - ab);
-                const float *z0 = t->Z + (size_t)ent[b] * L;
-                for (int j = 0; j < L; j++) {
-                    float e = rng_normal(&r);
-                    eps[(size_t)row * L + j] = e;
-                    zt[(size_t)row * L + j] = sa * z0[j] + sb * e;
-                }
-            }
-        denoiser_timestep_features(TD, ts, R, temb);
+        float loss = NAN;
+        if ((rc = diff_draw_batch(t, &r, K, &d, err)))
+            goto out;
         size_t mark = arena_mark(&t->ar);
-        float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
-        float *ztd = arena_floats(&t->ar, (size_t)R * L);
-        float *epsd = arena_floats(&t->ar, (size_t)R * L);
-        float *tembd = arena_floats(&t->ar, (size_t)R * TD);
-        float *condr = arena_floats(&t->ar, (size_t)R * C);
-        float *dcondr = arena_floats(&t->ar, (size_t)R * C);
-        float *dcond = arena_floats(&t->ar, (size_t)B * C);
-        float *deps = arena_floats(&t->ar, (size_t)R * L);
-        if (!Xd || !ztd || !epsd || !tembd || !condr || !dcondr || !dcond || !deps) {
-            rc = d2_fail(err, D2_ENOMEM, "stage 2: scratch arena is full");
-            goto out;
-        }
-        setenc_cache sc;
-        denoiser_cache dc;
-        if ((rc = gtrain_upload(t, Xd, X, (size_t)B * N * K * F, err)) ||
-            (rc = gtrain_upload(t, ztd, zt, (size_t)R * L, err)) ||
-            (rc = gtrain_upload(t, epsd, eps, (size_t)R * L, err)) ||
-            (rc = gtrain_upload(t, tembd, temb, (size_t)R * TD, err)) ||
-            (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
-            goto out;
-        const float *null_cond = g->net_ps.w + g->den.null_cond;
-        for (int b = 0; b < B; b++)
-            if (drop[b])
-                op->copy(be, sc.cond + (size_t)b * C, null_cond, (size_t)C * sizeof(float));
-        op->repeat_rows(be, condr, sc.cond, M, B, C);
-        if ((rc = denoiser_forward(be, &g->den, &g->net_ps, &t->ar, &dc, ztd, tembd, condr, R, 1,
-                                   err)))
-            goto out;
-        op->mse(be, t->dev_scalar, deps, dc.eps, epsd, (size_t)R * L, 1.0f);
-        float loss = gtrain_read_scalar(t);
-        paramset_zero_grad(&g->net_ps);
-        if ((rc = denoiser_backward(be, &g->den, &g->net_ps, &t->ar, &dc, deps, dcondr, err)))
-            goto out;
-        op->repeat_rows_backward(be, dcond, dcondr, M, B, C);
-        for (int b = 0; b < B; b++)
-            if (drop[b]) {
-                op->axpby(be, g->net_ps.g + g->den.null_cond, 1.0f, dcond + (size_t)b * C, 1.0f,
-                          (size_t)C);
-                op->fill(be, dcond + (size_t)b * C, 0.0f, (size_t)C);
-            }
-        if ((rc = setenc_backward(be, &g->enc, &g->net_ps, &t->ar, &sc, dcond, err)) ||
-            (rc = optim_adamw_step(&g->net_ps, &oc, t->step, NULL, err)))
-            goto out;
-        optim_ema_update(&g->net_ps, t->step < 100 ? 0.9f : cfg->ema_decay);
+        rc = diff_step(t, &d, K, &oc, &loss, err);
         arena_reset(&t->ar, mark);
+        if (rc)
+            goto out;
         if (!isfinite(loss)) {
             rc = d2_fail(err, D2_ERANGE, "stage 2 diverged at step %d", t->step);
             goto out;
@@ -316,13 +382,7 @@ int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
     rep->diffusion_loss = t->diff_loss_ema;
     rep->steps_done = t->step;
 out:
-    free(X);
-    free(zt);
-    free(eps);
-    free(temb);
-    free(ts);
-    free(ent);
-    free(drop);
+    diff_bufs_free(&d);
     return rc;
 }
 

@@ -11,36 +11,190 @@
 
 /* ---------------------------------------------------------------- stage 1 */
 
+/* Host buffers of one stage-1 step (R = batch * tokens rows). */
+typedef struct vae_bufs {
+    float *xin, *xt;   /* [B, P] noisy input and target (normalised weights) */
+    float *tok_in;     /* [R, len + layers] encoder rows */
+    float *tok_t;      /* [R, len] decoder targets */
+    float *enc_out;    /* [R, 2 l] encoder output: mu, logvar per row */
+    float *mulv;       /* [2, R, l] mu, then the clamped logvar (the KL's input) */
+    float *zh;         /* [R, l] sampled latents */
+    float *zrows;      /* [R, l + layers] decoder rows */
+    float *eps1;       /* [R, l] the reparameterisation noise */
+    float *dzr;        /* [R, l + layers] gradient at the decoder input */
+    float *dout;       /* [R, 2 l] reparameterisation gradient at the encoder output */
+} vae_bufs;
+
+static void vae_bufs_free(vae_bufs *b)
+{
+    float **all[] = {&b->xin, &b->xt, &b->tok_in, &b->tok_t, &b->enc_out, &b->mulv,
+                     &b->zh, &b->zrows, &b->eps1, &b->dzr, &b->dout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        free(*all[i]);
+        *all[i] = NULL;
+    }
+}
+
+static int vae_bufs_alloc(vae_bufs *b, int B, int P, int R, int tin, int len, int l, int zin,
+                          d2_error *err)
+{
+    memset(b, 0, sizeof *b);
+    b->xin = malloc((size_t)B * P * sizeof(float));
+    b->xt = malloc((size_t)B * P * sizeof(float));
+    b->tok_in = malloc((size_t)R * tin * sizeof(float));
+    b->tok_t = malloc((size_t)R * len * sizeof(float));
+    b->enc_out = malloc((size_t)R * 2 * l * sizeof(float));
+    b->mulv = malloc((size_t)R * 2 * l * sizeof(float));
+    b->zh = malloc((size_t)R * l * sizeof(float));
+    b->zrows = malloc((size_t)R * zin * sizeof(float));
+    b->eps1 = malloc((size_t)R * l * sizeof(float));
+    b->dzr = malloc((size_t)R * zin * sizeof(float));
+    b->dout = malloc((size_t)R * 2 * l * sizeof(float));
+    if (!b->xin || !b->xt || !b->tok_in || !b->tok_t || !b->enc_out || !b->mulv || !b->zh ||
+        !b->zrows || !b->eps1 || !b->dzr || !b->dout) {
+        vae_bufs_free(b);
+        return d2_fail(err, D2_ENOMEM, "stage 1: out of memory");
+    }
+    return 0;
+}
+
+/* B random zoo entries: xt the normalised weights, xin with input noise. */
+static void vae_draw_batch(trainer *t, rng *r, int B, vae_bufs *b)
+{
+    const int P = t->P;
+    for (int i = 0; i < B; i++) {
+        int e = (int)rng_below(r, (uint32_t)t->n);
+        const float *src = t->wn + (size_t)e * P;
+        for (int j = 0; j < P; j++) {
+            b->xt[(size_t)i * P + j] = src[j];
+            b->xin[(size_t)i * P + j] = src[j] + t->cfg->in_noise * rng_normal(r);
+        }
+    }
+}
+
+static float clamp_logvar(float lv)
+{
+    return lv < -20.0f ? -20.0f : (lv > 10.0f ? 10.0f : lv);
+}
+
+/* Reparameterise on the host (the batch is small; the stream of r stays that of
+ * the host): z = mu + sigma eps + latent noise, logvar clamped to [-20, 10]. */
+static void vae_reparameterise(trainer *t, rng *r, int R, int l, vae_bufs *b)
+{
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < l; j++) {
+            float mu = b->enc_out[(size_t)i * 2 * l + j];
+            float lv = clamp_logvar(b->enc_out[(size_t)i * 2 * l + l + j]);
+            float e1 = rng_normal(r);
+            b->eps1[(size_t)i * l + j] = e1;
+            b->zh[(size_t)i * l + j] = mu + expf(0.5f * lv) * e1 + t->cfg->lat_noise * rng_normal(r);
+            b->mulv[(size_t)i * l + j] = mu;
+            b->mulv[(size_t)R * l + (size_t)i * l + j] = lv;
+        }
+}
+
+/* The reparameterisation's gradient at the encoder output from the decoder's
+ * input gradient: dmu = dz, dlogvar = dz eps sigma / 2 (0 where logvar was clamped). */
+static void vae_reparam_grad(int R, int l, int zin, vae_bufs *b)
+{
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < l; j++) {
+            float lv = b->enc_out[(size_t)i * 2 * l + l + j];
+            float g_z = b->dzr[(size_t)i * zin + j];
+            b->dout[(size_t)i * 2 * l + j] = g_z;
+            b->dout[(size_t)i * 2 * l + l + j] =
+                lv < -20.0f || lv > 10.0f
+                    ? 0.0f
+                    : g_z * b->eps1[(size_t)i * l + j] * 0.5f * expf(0.5f * lv);
+        }
+}
+
+/* The KL term on the device: kl_gauss over mu and the clamped logvar (mulv,
+ * [2, R, l]), its gradient scaled by beta added to the encoder's output
+ * gradient dout_dev ([R, 2 l]). Returns KL / batch in *kl. */
+static void vae_add_kl(trainer *t, const float *mulv, float *dout_dev, float *dkl, float *dtmp,
+                       int R, int l, int B, float *kl)
+{
+    backend_t *be = t->be;
+    const size_t n = (size_t)R * l;
+    be->ops->fill(be, dkl, 0.0f, 2 * n);
+    be->ops->kl_gauss(be, t->dev_scalar, dkl, dkl + n, mulv, mulv + n, n, B, t->cfg->vae_beta);
+    *kl = gtrain_read_scalar(t);
+    // [2, R, l] -> [R, 2, l], the encoder output's layout
+    be->ops->permute_0213(be, dtmp, dkl, 1, 2, R, l);
+    be->ops->axpby(be, dout_dev, 1.0f, dtmp, 1.0f, 2 * n);
+}
+
+/* One step: forward, losses, backward, AdamW. *loss = mse + beta KL. Its device
+ * buffers come from t->ar; the caller resets the arena. */
+static int vae_step(trainer *t, rng *r, vae_bufs *b, float *loss, float *mse, d2_error *err)
+{
+    generator *g = &t->g;
+    backend_t *be = t->be;
+    const wtok *tk = &g->tok;
+    const int B = t->cfg->vae_batch, l = g->cfg.tok_latent;
+    const int R = B * tk->n_tok, tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
+    vae_draw_batch(t, r, B, b);
+    wtok_split(tk, b->xin, B, b->tok_in);
+    wtok_targets(tk, b->xt, B, b->tok_t);
+    float *din = arena_floats(&t->ar, (size_t)R * tin);
+    float *dtg = arena_floats(&t->ar, (size_t)R * tk->len);
+    float *dz_dev = arena_floats(&t->ar, (size_t)R * zin);
+    float *zdev = arena_floats(&t->ar, (size_t)R * zin);
+    float *dxhat = arena_floats(&t->ar, (size_t)R * tk->len);
+    float *dout_dev = arena_floats(&t->ar, (size_t)R * 2 * l);
+    float *mulv = arena_floats(&t->ar, (size_t)R * 2 * l);
+    float *dkl = arena_floats(&t->ar, (size_t)R * 2 * l);
+    float *dtmp = arena_floats(&t->ar, (size_t)R * 2 * l);
+    if (!din || !dtg || !dz_dev || !zdev || !dxhat || !dout_dev || !mulv || !dkl || !dtmp)
+        return d2_fail(err, D2_ENOMEM, "stage 1: scratch arena is full");
+    resmlp_cache ce, cd;
+    int rc;
+    if ((rc = gtrain_upload(t, din, b->tok_in, (size_t)R * tin, err)) ||
+        (rc = gtrain_upload(t, dtg, b->tok_t, (size_t)R * tk->len, err)) ||
+        (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, din, R, err)) ||
+        (rc = gtrain_download(t, b->enc_out, ce.y, (size_t)R * 2 * l, err)))
+        return rc;
+    vae_reparameterise(t, r, R, l, b);
+    wtok_latent_rows(tk, b->zh, B, l, b->zrows);
+    if ((rc = gtrain_upload(t, zdev, b->zrows, (size_t)R * zin, err)) ||
+        (rc = gtrain_upload(t, mulv, b->mulv, (size_t)R * 2 * l, err)) ||
+        (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zdev, R, err)))
+        return rc;
+    be->ops->mse(be, t->dev_scalar, dxhat, cd.y, dtg, (size_t)R * tk->len, 1.0f);
+    *mse = gtrain_read_scalar(t);
+    paramset_zero_grad(&g->vae_ps);
+    if ((rc = resmlp_backward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, dz_dev, dxhat, err)) ||
+        (rc = gtrain_download(t, b->dzr, dz_dev, (size_t)R * zin, err)))
+        return rc;
+    vae_reparam_grad(R, l, zin, b);
+    float kl;
+    if ((rc = gtrain_upload(t, dout_dev, b->dout, (size_t)R * 2 * l, err)))
+        return rc;
+    vae_add_kl(t, mulv, dout_dev, dkl, dtmp, R, l, B, &kl);
+    adamw_cfg oc = adamw_defaults();
+    oc.lr = t->cfg->vae_lr;
+    oc.weight_decay = 0.0f;
+    oc.warmup_steps = t->cfg->vae_steps / 20;
+    oc.total_steps = t->cfg->vae_steps;
+    oc.min_lr_ratio = 0.02f;
+    if ((rc = resmlp_backward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, NULL, dout_dev, err)) ||
+        (rc = optim_adamw_step(&g->vae_ps, &oc, t->step, NULL, err)))
+        return rc;
+    *loss = *mse + t->cfg->vae_beta * kl;
+    return 0;
+}
+
 int gtrain_stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
 {
     const gen_train_cfg *cfg = t->cfg;
-    generator *g = &t->g;
-    backend_t *be = t->be;
-    const struct backend_ops *op = be->ops;
-    const wtok *tk = &g->tok;
-    const int B = cfg->vae_batch, P = t->P, l = g->cfg.tok_latent;
-    const int R = B * tk->n_tok, tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
-    adamw_cfg oc = adamw_defaults();
-    oc.lr = cfg->vae_lr;
-    oc.weight_decay = 0.0f;
-    oc.warmup_steps = cfg->vae_steps / 20;
-    oc.total_steps = cfg->vae_steps;
-    oc.min_lr_ratio = 0.02f;
-    float *xin = malloc((size_t)B * P * sizeof(float));
-    float *xt = malloc((size_t)B * P * sizeof(float));
-    float *tok_in = malloc((size_t)R * tin * sizeof(float));
-    float *tok_t = malloc((size_t)R * tk->len * sizeof(float));
-    float *enc_out = malloc((size_t)R * 2 * l * sizeof(float));
-    float *zh = malloc((size_t)R * l * sizeof(float));
-    float *zrows = malloc((size_t)R * zin * sizeof(float));
-    float *eps1 = malloc((size_t)R * l * sizeof(float));
-    float *dzr = malloc((size_t)R * zin * sizeof(float));
-    float *dout = malloc((size_t)R * 2 * l * sizeof(float));
-    int rc = 0;
-    if (!xin || !xt || !tok_in || !tok_t || !enc_out || !zh || !zrows || !eps1 || !dzr || !dout) {
-        rc = d2_fail(err, D2_ENOMEM, "stage 1: out of memory");
-        goto out;
-    }
+    const wtok *tk = &t->g.tok;
+    const int B = cfg->vae_batch, l = t->g.cfg.tok_latent, R = B * tk->n_tok;
+    vae_bufs b;
+    int rc = vae_bufs_alloc(&b, B, t->P, R, tk->len + tk->n_layers, tk->len, l,
+                            l + tk->n_layers, err);
+    if (rc)
+        return rc;
     progress pb;
     progress_begin(&pb, "stage 1 vae", "steps", cfg->vae_steps, cfg->progress);
     for (; t->step < cfg->vae_steps; t->step++) {
@@ -50,79 +204,12 @@ int gtrain_stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
         }
         rng r;
         rng_init(&r, rng_derive(cfg->seed, "vae-step", (uint64_t)t->step), 0);
-        for (int b = 0; b < B; b++) {
-            int e = (int)rng_below(&r, (uint32_t)t->n);
-            const float *src = t->wn + (size_t)e * P;
-            for (int j = 0; j < P; j++) {
-                xt[(size_t)b * P + j] = src[j];
-                xin[(size_t)b * P + j] = src[j] + cfg->in_noise * rng_normal(&r);
-            }
-        }
-        wtok_split(tk, xin, B, tok_in);
-        wtok_targets(tk, xt, B, tok_t);
+        float loss = NAN, mse = NAN;
         size_t mark = arena_mark(&t->ar);
-        float *din = arena_floats(&t->ar, (size_t)R * tin);
-        float *dtg = arena_floats(&t->ar, (size_t)R * tk->len);
-        float *dz_dev = arena_floats(&t->ar, (size_t)R * zin);
-        float *zdev = arena_floats(&t->ar, (size_t)R * zin);
-        float *dxhat = arena_floats(&t->ar, (size_t)R * tk->len);
-        float *dout_dev = arena_floats(&t->ar, (size_t)R * 2 * l);
-        if (!din || !dtg || !dz_dev || !zdev || !dxhat || !dout_dev) {
-            rc = d2_fail(err, D2_ENOMEM, "stage 1: scratch arena is full");
-            goto out;
-        }
-        resmlp_cache ce, cd;
-        if ((rc = gtrain_upload(t, din, tok_in, (size_t)R * tin, err)) ||
-            (rc = gtrain_upload(t, dtg, tok_t, (size_t)R * tk->len, err)) ||
-            (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, din, R, err)) ||
-            (rc = gtrain_download(t, enc_out, ce.y, (size_t)R * 2 * l, err)))
-            goto out;
-        // reparameterise on the host (the batch is small): z = mu + sigma eps + noise
-        double kl = 0;
-        for (int i = 0; i < R; i++)
-            for (int j = 0; j < l; j++) {
-                float mu = enc_out[(size_t)i * 2 * l + j];
-                float lv = enc_out[(size_t)i * 2 * l + l + j];
-                if (lv < -20.0f)
-                    lv = -20.0f;
-                if (lv > 10.0f)
-                    lv = 10.0f;
-                float e1 = rng_normal(&r);
-                eps1[(size_t)i * l + j] = e1;
-                zh[(size_t)i * l + j] = mu + expf(0.5f * lv) * e1 + cfg->lat_noise * rng_normal(&r);
-                kl += 0.5 * ((double)mu * mu + exp(lv) - 1.0 - lv);
-            }
-        kl /= B;
-        wtok_latent_rows(tk, zh, B, l, zrows);
-        if ((rc = gtrain_upload(t, zdev, zrows, (size_t)R * zin, err)) ||
-            (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zdev, R, err)))
-            goto out;
-        op->mse(be, t->dev_scalar, dxhat, cd.y, dtg, (size_t)R * tk->len, 1.0f);
-        float mse = gtrain_read_scalar(t);
-        paramset_zero_grad(&g->vae_ps);
-        if ((rc = resmlp_backward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, dz_dev, dxhat, err)) ||
-            (rc = gtrain_download(t, dzr, dz_dev, (size_t)R * zin, err)))
-            goto out;
-        const float beta = cfg->vae_beta;
-        for (int i = 0; i < R; i++)
-            for (int j = 0; j < l; j++) {
-                float mu = enc_out[(size_t)i * 2 * l + j];
-                float lv = enc_out[(size_t)i * 2 * l + l + j];
-                int clamped = lv < -20.0f || lv > 10.0f;
-                float lvc = lv < -20.0f ? -20.0f : (lv > 10.0f ? 10.0f : lv);
-                float g_z = dzr[(size_t)i * zin + j];
-                dout[(size_t)i * 2 * l + j] = g_z + beta * mu / (float)B;
-                float dlv = clamped ? 0.0f
-                                    : g_z * eps1[(size_t)i * l + j] * 0.5f * expf(0.5f * lvc) +
-                                          beta * 0.5f * (expf(lvc) - 1.0f) / (float)B;
-                dout[(size_t)i * 2 * l + l + j] = dlv;
-            }
-        if ((rc = gtrain_upload(t, dout_dev, dout, (size_t)R * 2 * l, err)) ||
-            (rc = resmlp_backward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, NULL, dout_dev, err)) ||
-            (rc = optim_adamw_step(&g->vae_ps, &oc, t->step, NULL, err)))
-            goto out;
+        rc = vae_step(t, &r, &b, &loss, &mse, err);
         arena_reset(&t->ar, mark);
-        float loss = mse + beta * (float)kl;
+        if (rc)
+            goto out;
         if (!isfinite(loss)) {
             rc = d2_fail(err, D2_ERANGE, "stage 1 diverged at step %d (loss %g)", t->step,
                          (double)loss);
@@ -144,16 +231,7 @@ int gtrain_stage_vae(trainer *t, gen_train_report *rep, d2_error *err)
     rep->vae_loss = t->vae_loss_ema;
     rep->vae_steps_done = t->step;
 out:
-    free(xin);
-    free(xt);
-    free(tok_in);
-    free(tok_t);
-    free(enc_out);
-    free(zh);
-    free(zrows);
-    free(eps1);
-    free(dzr);
-    free(dout);
+    vae_bufs_free(&b);
     return rc;
 }
 

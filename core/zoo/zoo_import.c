@@ -153,6 +153,99 @@ static int grow(import_state *st, d2_error *err)
 
 /* One manifest line. Returns 0 when imported, > 0 when rejected (message in
  * err), < 0 on a failure that stops the import. */
+/* The line's fields: "weights" and "dataset" paths, an optional "spec" (the
+ * first one sets the zoo's; later ones must match) and "metrics". 1: rejected. */
+static int import_fields(import_state *st, json_t *o, json_t **w, json_t **d, json_t **mt,
+                         d2_error *err)
+{
+    zoo *z = &st->z;
+    if (!json_is_object(o))
+        return d2_fail(err, D2_EFORMAT, "not a JSON object"), 1;
+    json_t *sp = json_object_get(o, "spec");
+    *w = json_object_get(o, "weights");
+    *d = json_object_get(o, "dataset");
+    *mt = json_object_get(o, "metrics");
+    if (!json_is_string(*w) || !json_is_string(*d))
+        return d2_fail(err, D2_EFORMAT, "\"weights\" and \"dataset\" must be strings (file paths)"),
+               1;
+    if ((sp && !json_is_string(sp)) || (*mt && !json_is_object(*mt)))
+        return d2_fail(err, D2_EFORMAT, "\"spec\" must be a string and \"metrics\" an object"), 1;
+    if (!sp) {
+        if (!st->have_spec)
+            return d2_fail(err, D2_EINVAL, "no spec: give --spec or a \"spec\" field"), 1;
+        return 0;
+    }
+    target_spec ls;
+    if (target_spec_parse(&ls, json_string_value(sp), err))
+        return 1;
+    if (!st->have_spec) {
+        z->spec = ls;
+        z->P = (int)ls.numel;
+        st->have_spec = 1;
+    } else if (strcmp(ls.text, z->spec.text)) {
+        return d2_fail(err, D2_EINVAL, "spec '%s' differs from the zoo's '%s'", ls.text,
+                       z->spec.text), 1;
+    }
+    return 0;
+}
+
+/* The head's file: theta (into the zoo's next slot) and its frozen module 0. */
+static int import_head(import_state *st, const st_file *f, const char *wpath, float *theta,
+                       feature_map *fm, d2_error *err)
+{
+    zoo *z = &st->z;
+    if (target_read_theta(&z->spec, f, theta, err) || check_module0(st, f, err) ||
+        target_read_feature_map(&z->spec, f, fm, err)) {
+        d2_wrap(err, "%s", wpath);
+        return 1;
+    }
+    return 0;
+}
+
+/* The data set's file (bytes kept for the copy), checked against the head. */
+static int import_data(import_state *st, const char *dpath, const feature_map *fm,
+                       unsigned char **bytes, size_t *nbytes, dataset *raw, d2_error *err)
+{
+    zoo *z = &st->z;
+    if (d2_read_file(dpath, bytes, nbytes, IMPORT_MAX_DATA, err) ||
+        data_parse_safetensors(raw, *bytes, *nbytes, err))
+        return d2_wrap(err, "%s", dpath), 1;
+    if (raw->dim != fm->in_dim)
+        return d2_fail(err, D2_EINVAL, "%s: %d features, the network takes %d", dpath, raw->dim,
+                       fm->in_dim), 1;
+    if (raw->classes < 2 || raw->classes > z->spec.out_dim || raw->classes > D2_MAX_WAY)
+        return d2_fail(err, D2_EINVAL, "%s: %d classes; the spec '%s' has %d outputs (2..%d "
+                       "classes allowed)", dpath, raw->classes, z->spec.text, z->spec.out_dim,
+                       z->spec.out_dim < D2_MAX_WAY ? z->spec.out_dim : D2_MAX_WAY), 1;
+    return 0;
+}
+
+/* Accepted: the data set copied into the zoo, entry e filled, the zoo grown by one. */
+static int import_accept(import_state *st, zoo_entry *e, const dataset *raw,
+                         const unsigned char *bytes, size_t nbytes, const feature_map *fm,
+                         d2_error *err)
+{
+    zoo *z = &st->z;
+    char rel[64], dst[4096];
+    snprintf(rel, sizeof rel, "data/%06d.safetensors", z->n);
+    snprintf(dst, sizeof dst, "%s/%s", st->out_dir, rel);
+    int rc;
+    if ((rc = make_dirs(st, err)) || (rc = d2_write_file_atomic(dst, bytes, nbytes, err)))
+        return rc;
+    if (!(e->data_path = strdup(rel)))
+        return d2_fail(err, D2_ENOMEM, "out of memory");
+    e->way = raw->classes;
+    for (int i = 0; i < e->way; i++)
+        e->classes[i] = i;
+    dataset_fingerprint(raw, e->data_fp);
+    if (!z->fmap.in_dim && (rc = feature_map_copy(&z->fmap, fm, err)) != 0)
+        return rc;
+    if (e->way > z->way)
+        z->way = e->way;
+    z->n++;
+    return 0;
+}
+
 static int import_line(import_state *st, const char *text, size_t len, d2_error *err)
 {
     static const char *const acc_keys[] = {"query_acc", "test_acc", "accuracy", "acc", NULL};
@@ -170,39 +263,9 @@ static int import_line(import_state *st, const char *text, size_t len, d2_error 
     unsigned char *bytes = NULL;
     size_t nbytes = 0;
     feature_map fm = {0};
-    json_t *w = json_object_get(o, "weights"), *d = json_object_get(o, "dataset");
-    json_t *sp = json_object_get(o, "spec"), *mt = json_object_get(o, "metrics");
-    if (!json_is_object(o)) {
-        d2_fail(err, D2_EFORMAT, "not a JSON object");
-        goto out;
-    }
-    if (!json_is_string(w) || !json_is_string(d)) {
-        d2_fail(err, D2_EFORMAT, "\"weights\" and \"dataset\" must be strings (file paths)");
-        goto out;
-    }
-    if ((sp && !json_is_string(sp)) || (mt && !json_is_object(mt))) {
-        d2_fail(err, D2_EFORMAT, "\"spec\" must be a string and \"metrics\" an object");
-        goto out;
-    }
-    if (sp) {
-        target_spec ls;
-        if (target_spec_parse(&ls, json_string_value(sp), err))
-            goto out;
-        if (!st->have_spec) {
-            z->spec = ls;
-            z->P = (int)ls.numel;
-            st->have_spec = 1;
-        } else if (strcmp(ls.text, z->spec.text)) {
-            d2_fail(err, D2_EINVAL, "spec '%s' differs from the zoo's '%s'", ls.text,
-                    z->spec.text);
-            goto out;
-        }
-    } else if (!st->have_spec) {
-        d2_fail(err, D2_EINVAL, "no spec: give --spec or a \"spec\" field");
-        goto out;
-    }
+    json_t *w, *d, *mt;
     float acc = NAN, loss = NAN;
-    if (metric(mt, acc_keys, 0.0f, 1.0f, &acc, err) ||
+    if (import_fields(st, o, &w, &d, &mt, err) || metric(mt, acc_keys, 0.0f, 1.0f, &acc, err) ||
         metric(mt, loss_keys, 0.0f, INFINITY, &loss, err))
         goto out;
     char wpath[4096], dpath[4096];
@@ -214,30 +277,9 @@ static int import_line(import_state *st, const char *text, size_t len, d2_error 
         goto out;
     rc = 1;
     float *theta = z->theta + (size_t)z->n * z->P;
-    if (target_read_theta(&z->spec, &f, theta, err)) {
-        d2_wrap(err, "%s", wpath);
+    if (import_head(st, &f, wpath, theta, &fm, err) ||
+        import_data(st, dpath, &fm, &bytes, &nbytes, &raw, err))
         goto out;
-    }
-    if (check_module0(st, &f, err) || target_read_feature_map(&z->spec, &f, &fm, err)) {
-        d2_wrap(err, "%s", wpath);
-        goto out;
-    }
-    if (d2_read_file(dpath, &bytes, &nbytes, IMPORT_MAX_DATA, err) ||
-        data_parse_safetensors(&raw, bytes, nbytes, err)) {
-        d2_wrap(err, "%s", dpath);
-        goto out;
-    }
-    if (raw.dim != fm.in_dim) {
-        d2_fail(err, D2_EINVAL, "%s: %d features, the network takes %d", dpath, raw.dim,
-                fm.in_dim);
-        goto out;
-    }
-    if (raw.classes < 2 || raw.classes > z->spec.out_dim || raw.classes > D2_MAX_WAY) {
-        d2_fail(err, D2_EINVAL, "%s: %d classes; the spec '%s' has %d outputs (2..%d classes "
-                "allowed)", dpath, raw.classes, z->spec.text, z->spec.out_dim,
-                z->spec.out_dim < D2_MAX_WAY ? z->spec.out_dim : D2_MAX_WAY);
-        goto out;
-    }
     zoo_entry *e = &z->e[z->n];
     memset(e, 0, sizeof *e);
     if (feature_map_apply(&fm, &raw, &feat, err) ||
@@ -245,27 +287,9 @@ static int import_line(import_state *st, const char *text, size_t len, d2_error 
         d2_wrap(err, "%s", dpath);
         goto out;
     }
-    /* accepted: copy the data set into the zoo */
-    char rel[64], dst[4096];
-    snprintf(rel, sizeof rel, "data/%06d.safetensors", z->n);
-    snprintf(dst, sizeof dst, "%s/%s", st->out_dir, rel);
-    if ((rc = make_dirs(st, err)) || (rc = d2_write_file_atomic(dst, bytes, nbytes, err)) ||
-        !(e->data_path = strdup(rel))) {
-        rc = rc ? rc : d2_fail(err, D2_ENOMEM, "out of memory");
-        goto out;
-    }
-    e->way = raw.classes;
-    for (int i = 0; i < e->way; i++)
-        e->classes[i] = i;
-    dataset_fingerprint(&raw, e->data_fp);
     e->query_acc = acc;
     e->query_loss = loss;
-    if (!z->fmap.in_dim && (rc = feature_map_copy(&z->fmap, &fm, err)) != 0)
-        goto out;
-    if (e->way > z->way)
-        z->way = e->way;
-    z->n++;
-    rc = 0;
+    rc = import_accept(st, e, &raw, bytes, nbytes, &fm, err);
 out:
     feature_map_free(&fm);
     dataset_free(&raw);

@@ -48,8 +48,8 @@ static double bench_gemm(backend_t *be, const gemm_shape *s)
     float *C = backend_alloc_floats(be, (size_t)s->M * s->N);
     if (!A || !B || !C)
         return -1;
-    be->ops->rand_uniform(be, A, (size_t)ar * ac, 1, 0);
-    be->ops->rand_uniform(be, B, (size_t)br * bc, 2, 0);
+    be->ops->rand_normal(be, A, (size_t)ar * ac, 1, 0, 0.0f, 1.0f);
+    be->ops->rand_normal(be, B, (size_t)br * bc, 2, 0, 0.0f, 1.0f);
     double flop = 2.0 * s->M * s->N * s->K;
     int reps = 1;
     double best = 1e30;

@@ -264,25 +264,11 @@ static void test_elementwise(void **state)
         check_close("fill0", got, ref, n, 0, 0);
         free(got);
 
-        op->add(t->be, y, a, b, n);
-        got = host_copy(t, y, n);
-        for (size_t i = 0; i < n; i++)
-            ref[i] = (double)ha[i] + hb[i];
-        check_close("add", got, ref, n, 1e-6, 1e-6);
-        free(got);
-
-        op->mul(t->be, y, a, b, n);
-        got = host_copy(t, y, n);
-        for (size_t i = 0; i < n; i++)
-            ref[i] = (double)ha[i] * hb[i];
-        check_close("mul", got, ref, n, 1e-6, 1e-6);
-        free(got);
-
-        /* y = 0.5 a + -2 y, with y = a * b from above */
+        /* y = 0.5 a + -2 y, with y = 0 from above */
         op->axpby(t->be, y, 0.5f, a, -2.0f, n);
         got = host_copy(t, y, n);
         for (size_t i = 0; i < n; i++)
-            ref[i] = 0.5 * ha[i] - 2.0 * ((double)ha[i] * hb[i]);
+            ref[i] = 0.5 * ha[i];
         check_close("axpby", got, ref, n, 1e-5, 1e-5);
         free(got);
         /* b = 1 (accumulate) and b = 0 (overwrite, y not read) */
@@ -300,13 +286,12 @@ static void test_elementwise(void **state)
         check_close("axpby b=0", got, ref, n, 1e-6, 1e-6);
         free(got);
 
-        /* in place: a = a + b, then a *= 3 */
-        op->add(t->be, a, a, b, n);
-        op->scale(t->be, a, 3.0f, n);
+        /* in place (x aliasing y): a = 3 a + 3 a */
+        op->axpby(t->be, a, 3.0f, a, 3.0f, n);
         got = host_copy(t, a, n);
         for (size_t i = 0; i < n; i++)
-            ref[i] = 3.0 * ((double)ha[i] + hb[i]);
-        check_close("add-inplace+scale", got, ref, n, 1e-5, 1e-5);
+            ref[i] = 6.0 * ha[i];
+        check_close("axpby in place", got, ref, n, 1e-5, 1e-5);
         free(got);
 
         /* ema = 0.9 ema + 0.1 w */
@@ -368,6 +353,7 @@ static double act_ref(act_kind k, double x)
     case ACT_SILU: return x / (1 + exp(-x));
     case ACT_GELU: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     case ACT_TANH: return tanh(x);
+    case ACT_GELU_ERF: return 0.5 * x * (1 + erf(x / sqrt(2)));
     default: return x;
     }
 }
@@ -385,6 +371,7 @@ static double act_grad_ref(act_kind k, double x)
         return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x);
     }
     case ACT_TANH: return 1 - tanh(x) * tanh(x);
+    case ACT_GELU_ERF: return 0.5 * (1 + erf(x / sqrt(2))) + x * exp(-0.5 * x * x) / sqrt(2 * M_PI);
     default: return 1;
     }
 }
@@ -394,7 +381,7 @@ static void test_activations(void **state)
     tctx *t = *state;
     const backend_ops *op = t->be->ops;
     const size_t n = 1000 + 7;
-    for (int k = ACT_IDENTITY; k <= ACT_TANH; k++) {
+    for (int k = ACT_IDENTITY; k <= ACT_GELU_ERF; k++) {
         float *hx, *hdy, *hdx;
         float *x = dev_rand(t, n, -8, 8, &hx), *dy = dev_rand(t, n, -1, 1, &hdy);
         float *dx = dev_rand(t, n, -1, 1, &hdx);
@@ -907,11 +894,7 @@ static void test_rand(void **state)
     size_t n = 501;
     float *x = backend_alloc_floats(t->be, n);
     float *ref = malloc(n * sizeof(float));
-    t->be->ops->rand_uniform(t->be, x, n, 99, 7);
-    rng_fill_uniform(ref, n, 99, 7);
-    float *got = host_copy(t, x, n);
-    assert_memory_equal(got, ref, n * sizeof(float));
-    free(got);
+    float *got;
     t->be->ops->rand_normal(t->be, x, n, 99, 5, 1.0f, 2.0f);
     rng_fill_normal(ref, n, 99, 5, 1.0f, 2.0f);
     got = host_copy(t, x, n);
@@ -1017,14 +1000,7 @@ static void test_threads_agree(void **state)
     o1->axpby(b1, y1, 0.3f, x1, -0.7f, n);
     o3->axpby(b3, y3, 0.3f, x3, -0.7f, n);
     pair_same(&p, "axpby", y1, y3, n);
-    o1->mul(b1, y1, y1, x1, n);
-    o3->mul(b3, y3, y3, x3, n);
-    o1->add(b1, y1, y1, z1, n);
-    o3->add(b3, y3, y3, z3, n);
-    o1->scale(b1, y1, 1.5f, n);
-    o3->scale(b3, y3, 1.5f, n);
-    pair_same(&p, "mul/add/scale", y1, y3, n);
-    for (int k = ACT_IDENTITY; k <= ACT_TANH; k++) {
+    for (int k = ACT_IDENTITY; k <= ACT_GELU_ERF; k++) {
         o1->act_forward(b1, (act_kind)k, y1, x1, n);
         o3->act_forward(b3, (act_kind)k, y3, x3, n);
         pair_same(&p, "act_forward", y1, y3, n);

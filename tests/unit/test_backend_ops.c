@@ -320,18 +320,12 @@ static void test_elementwise(void **state)
         RUN(x, fill, D(y), -2.5f, n);
         bo_expect(x, "fill", &y, 0.0);
         bo_upload(x, &y);
-        RUN(x, scale, D(y), 0.37f, n);
-        bo_expect(x, "scale", &y, BO_TOL);
         RUN(x, axpby, D(y), 0.8f, D(a), -1.7f, n);
         bo_expect(x, "axpby", &y, BO_TOL);
         RUN(x, axpby, D(y), 0.8f, D(a), 0.0f, n);
         bo_expect(x, "axpby b=0", &y, BO_TOL);
-        RUN(x, add, D(y), D(a), D(b), n);
-        bo_expect(x, "add", &y, BO_TOL);
-        RUN(x, mul, D(y), D(a), D(b), n);
-        bo_expect(x, "mul", &y, BO_TOL);
-        RUN(x, add, D(a), D(a), D(b), n); /* in place */
-        bo_expect(x, "add in place", &a, BO_TOL);
+        RUN(x, axpby, D(a), 1.0f, D(a), 0.5f, n); /* x aliasing y */
+        bo_expect(x, "axpby in place", &a, BO_TOL);
         bo_del(x, &y);
         bo_del(x, &a);
         bo_del(x, &b);
@@ -356,9 +350,9 @@ static void test_elementwise(void **state)
 static void test_activations(void **state)
 {
     bo_ctx *x = *state;
-    static const char *names[] = {"identity", "relu", "silu", "gelu", "tanh"};
+    static const char *names[] = {"identity", "relu", "silu", "gelu", "tanh", "gelu_erf"};
     const size_t n = 20011;
-    for (int k = 0; k <= ACT_TANH; k++) {
+    for (int k = 0; k <= ACT_GELU_ERF; k++) {
         bo_buf in = bo_new(x, n, 3.0f), y = bo_new(x, n, 1.0f), dy = bo_new(x, n, 1.0f);
         bo_buf dx = bo_new(x, n, 1.0f);
         char what[64];
@@ -655,13 +649,6 @@ static void test_optim(void **state)
 /* ------------------------------------------------------------------------- */
 /* random numbers                                                            */
 
-static uint32_t bo_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 static void test_rand(void **state)
 {
     bo_ctx *x = *state;
@@ -685,23 +672,13 @@ static void test_rand(void **state)
                 /* guard values around the range: the op writes exactly n floats */
                 float guard = -7.0f;
                 g->ops->fill(g, dev, guard, maxn + 2);
-                g->ops->rand_uniform(g, dev + 1, n, seed, off);
-                rng_fill_uniform(want, n, seed, off);
+                g->ops->rand_normal(g, dev + 1, n, seed, off, 0.5f, 2.0f);
+                rng_fill_normal(want, n, seed, off, 0.5f, 2.0f);
                 assert_int_equal(g->ops->to_host(g, got, dev + 1, n * sizeof(float)), 0);
-                for (size_t i = 0; i < n; i++) {
-                    int64_t du = (int64_t)bo_bits(got[i]) - (int64_t)bo_bits(want[i]);
-                    if (du > 1 || du < -1)
-                        fail_msg("rand_uniform seed %llu offset %llu: [%zu] = %.9g, cpu %.9g",
-                                 (unsigned long long)seed, (unsigned long long)off, i,
-                                 (double)got[i], (double)want[i]);
-                }
                 float edge[2];
                 assert_int_equal(g->ops->to_host(g, &edge[0], dev, sizeof(float)), 0);
                 assert_int_equal(g->ops->to_host(g, &edge[1], dev + 1 + n, sizeof(float)), 0);
                 assert_true(edge[0] == guard && edge[1] == guard);
-                g->ops->rand_normal(g, dev, n, seed, off, 0.5f, 2.0f);
-                rng_fill_normal(want, n, seed, off, 0.5f, 2.0f);
-                assert_int_equal(g->ops->to_host(g, got, dev, n * sizeof(float)), 0);
                 for (size_t i = 0; i < n; i++) {
                     double d = fabs((double)got[i] - (double)want[i]);
                     double tol = 1e-5 * fmax(1.0, fabs((double)want[i]));
@@ -716,7 +693,7 @@ static void test_rand(void **state)
             }
         }
     }
-    printf("  rand_uniform/rand_normal: %zu positions each match the CPU stream "
+    printf("  rand_normal: %zu positions match the CPU stream "
            "(max normal diff %.3g)\n", compared, max_normal);
     g->ops->free(g, dev);
     free(want);

@@ -197,7 +197,7 @@ static int lbwd(backend_t *be, void *user, const float *dout)
         break;
     }
     if (c->wrong) /* self-test: a backward that is 5% off */
-        op->scale(be, c->dx, 1.05f, n_x(c) * (c->kind == L_PERMUTE ? (size_t)c->D : 1));
+        op->axpby(be, c->dx, 0.0f, c->dx, 1.05f, n_x(c) * (c->kind == L_PERMUTE ? (size_t)c->D : 1));
     return 0;
 }
 
@@ -239,7 +239,7 @@ static void test_linear(void **state)
         c->dx = zero_buf(c, (size_t)c->B * in);
         /* non-zero bias, so the check sees it used */
         if (bias)
-            c->be->ops->rand_uniform(c->be, c->ps.w + c->lin.b, (size_t)out, 5, 0);
+            c->be->ops->rand_normal(c->be, c->ps.w + c->lin.b, (size_t)out, 5, 0, 0.0f, 0.5f);
         gc_target t[3] = {
             {"x", c->x, c->dx, (size_t)c->B * in},
             {"fc.weight", c->ps.w + c->lin.w, c->ps.g + c->lin.w, (size_t)out * in},
@@ -263,7 +263,7 @@ static void test_layernorm(void **state)
         assert_int_equal(layernorm_init(&c->ln, &c->ps, "ln", c->C, affine, &err), 0);
         assert_int_equal(paramset_alloc(&c->ps, c->be, 1, &err), 0);
         if (affine) { /* random affine parameters instead of ones/zeros */
-            c->be->ops->rand_uniform(c->be, c->ps.w + c->ln.g, (size_t)c->C, 6, 0);
+            c->be->ops->rand_normal(c->be, c->ps.w + c->ln.g, (size_t)c->C, 6, 0, 1.0f, 0.5f);
             c->be->ops->rand_normal(c->be, c->ps.w + c->ln.b, (size_t)c->C, 7, 0, 0.0f, 1.0f);
         }
         size_t n = n_x(c);
@@ -284,8 +284,8 @@ static void test_layernorm(void **state)
 static void test_activations(void **state)
 {
     lctx *c = *state;
-    static const char *names[] = {"identity", "relu", "silu", "gelu", "tanh"};
-    for (int k = ACT_IDENTITY; k <= ACT_TANH; k++) {
+    static const char *names[] = {"identity", "relu", "silu", "gelu", "tanh", "gelu_erf"};
+    for (int k = ACT_IDENTITY; k <= ACT_GELU_ERF; k++) {
         c->kind = L_ACT;
         c->act = (act_kind)k;
         c->B = rnd_int(c, 1, 5);
