@@ -429,6 +429,8 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     w->seed = (uint64_t)job->seed;
     api_snprintf(w->parent_checkpoint, sizeof w->parent_checkpoint, "%s", job->parent_checkpoint);
     atomic_init(&w->progress_ppm, 0);
+    atomic_init(&w->cancel, 0);
+    atomic_init(&w->shutdown, 0);
     r->state = API_JOB_QUEUED;
     r->priority = job->priority >= 0 && job->priority < PRIORITIES ? job->priority : 5;
     r->created_ms = job->created_ms;
@@ -528,7 +530,7 @@ int jobs_cancel(jobs *j, const char *id, d2_error *err)
     }
     if (store_job_set_cancel_requested(s->db, id, err) != 0)
         return D2_EIO;
-    r->w.cancel = 1;
+    atomic_store(&r->w.cancel, 1);
     return 1;
 }
 
@@ -604,8 +606,8 @@ void jobs_drain_now(jobs *j)
     for (int b = 0; b < JOB_BUCKETS; b++)
         for (job_rec *r = j->table[b]; r; r = r->hnext)
             if (r->state == API_JOB_RUNNING) {
-                r->w.shutdown = 1;
-                r->w.cancel = 1;
+                atomic_store(&r->w.shutdown, 1); /* before cancel: the worker reads it after */
+                atomic_store(&r->w.cancel, 1);
             }
 }
 

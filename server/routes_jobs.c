@@ -153,10 +153,10 @@ int route_jobs_post(server *s, http_req *r)
         goto out;
     }
     const gen_entry *ge = &s->gens.e[gi];
-    if (ge->max_steps > 0 && req.steps > ge->max_steps) {
+    if (req.steps > ge->info->max_steps) {
         rc = http_errorf(r, 400, "invalid_argument", "steps", 0,
                          "%d steps; generator '%s' samples with at most %d", req.steps, ge->name,
-                         ge->max_steps);
+                         ge->info->max_steps);
         goto out;
     }
     api_job job;

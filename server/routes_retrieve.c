@@ -69,6 +69,8 @@ int route_retrieve_post(server *s, http_req *r)
         api_snprintf(t->w.dataset_id, sizeof t->w.dataset_id, "%s", req.dataset_id);
     }
     atomic_init(&t->w.progress_ppm, 0);
+    atomic_init(&t->w.cancel, 0);
+    atomic_init(&t->w.shutdown, 0);
     if (jobs_retrieve(s->jobs, t, r) != 0) {
         if (t->w.has_data)
             dataset_free(&t->w.data);

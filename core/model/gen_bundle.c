@@ -515,6 +515,7 @@ int generator_load(generator **out, const char *path, backend_t *be, d2_error *e
     in->min_way = cfg.way;
     in->params = cfg.P;
     in->zoo_size = g->zoo_n;
+    in->max_steps = cfg.T;
     in->default_candidates = cfg.candidates;
     in->default_steps = cfg.steps;
     in->default_guidance = cfg.guidance;

@@ -307,7 +307,7 @@ static int sample_latents(const generator *g, gen_workspace *ws, const gen_reque
     // candidate k starts from positions [k*L, (k+1)*L) of the seed's stream
     op->rand_normal(be, z, (size_t)K * L, req->seed, 0, 0.0f, 1.0f);
     for (int i = 0; i < steps; i++) {
-        if (req->cancel && *req->cancel) {
+        if (req->cancel && atomic_load(req->cancel)) {
             rc = d2_fail(err, D2_ECANCELLED, "cancelled at step %d of %d", i, steps);
             goto out;
         }

@@ -8,6 +8,7 @@
 #ifndef D2_GENERATOR_H
 #define D2_GENERATOR_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ typedef struct gen_info {
     int params;              /* generated (trainable) parameters per candidate */
     int zoo_size;
     char zoo_fingerprint[65];
+    int max_steps;           /* T of the diffusion schedule: the most sampler steps */
     /* sampler defaults from the bundle */
     int default_candidates, default_steps;
     float default_guidance;
@@ -57,8 +59,9 @@ typedef struct gen_request {
     gen_sampler sampler;
     float guidance;         /* classifier-free guidance scale; 1 = conditional only */
     uint64_t seed;
-    /* optional: checked between sampler steps; nonzero -> D2_ECANCELLED */
-    const volatile int *cancel;
+    /* optional: set by another thread, read between sampler steps; nonzero ->
+     * D2_ECANCELLED */
+    const atomic_int *cancel;
     /* optional: progress in [0, 1] */
     void (*progress)(void *ctx, float fraction);
     void *progress_ctx;
