@@ -27,7 +27,12 @@ int routes_match(const char *path, char *param, size_t cap);
 int routes_on_headers(server *s, http_req *r);
 /* The whole body is in r->body: run the POST handler. */
 int routes_on_body(server *s, http_req *r);
+/* A resumed request without a prepared answer: the route's resume handler. */
 int routes_on_resume(server *s, http_req *r);
+/* A request is over: metrics and the request log line. */
+void routes_on_completed(server *s, const http_req *r, double seconds, int terminated);
+/* The table http_start gets (user: the server). */
+extern const http_callbacks ROUTES_HTTP;
 
 /* ---- handlers (routes_*.c) ---- */
 int route_healthz(server *s, http_req *r);
@@ -47,7 +52,6 @@ int route_checkpoint_get(server *s, http_req *r);
 int route_checkpoint_weights(server *s, http_req *r);
 int route_checkpoint_lineage(server *s, http_req *r);
 int route_retrieve_post(server *s, http_req *r);
-int route_retrieve_resume(server *s, http_req *r);
 
 /* Shared by handlers: 503 not_ready / shutting_down when jobs cannot be taken
  * (returns 1 when it answered). */

@@ -77,17 +77,5 @@ int route_retrieve_post(server *s, http_req *r)
         free(t);
         return http_errorf(r, 503, "queue_full", NULL, 1, "too many retrievals waiting");
     }
-    return 0; /* suspended until a worker answers */
-}
-
-int route_retrieve_resume(server *s, http_req *r)
-{
-    (void)s;
-    if (r->async_err.status)
-        return http_send_error(r, &r->async_err, 0);
-    json_t *v = r->async_json;
-    r->async_json = NULL;
-    if (!v)
-        return http_errorf(r, 500, "internal", NULL, 0, "retrieval produced no result");
-    return http_send_json(r, (unsigned)(r->async_status ? r->async_status : 200), v);
+    return 0; /* suspended until a worker answers (jobs.c prepares the answer) */
 }
