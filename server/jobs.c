@@ -279,19 +279,14 @@ static void maybe_drained(jobs *j)
 static json_t *retrieval_json(server *s, const rtask *t)
 {
     const gen_entry *ge = &s->gens.e[t->w.gen_index];
-    json_t *hits = json_array();
-    for (int i = 0; hits && i < t->w.nhits; i++) {
-        const gen_retrieval *h = &t->w.hits[i];
-        json_t *classes = json_array();
-        for (int c = 0; classes && c < h->way && c < 16; c++)
-            json_array_append_new(classes, json_integer(h->classes[c]));
-        json_array_append_new(hits, json_pack("{s:i, s:f, s:f, s:o}", "zoo_index", h->zoo_index,
-                                              "distance", (double)h->distance,
-                                              "support_accuracy", (double)h->support_acc,
-                                              "classes", classes));
-    }
-    return json_pack("{s:{s:s, s:s}, s:s, s:o}", "generator", "name", ge->name, "id",
-                     ge->info->id, "dataset_fingerprint", t->w.dataset_fp, "hits", hits);
+    api_retrieve_result res;
+    memset(&res, 0, sizeof res);
+    api_snprintf(res.generator_name, sizeof res.generator_name, "%s", ge->name);
+    api_snprintf(res.generator_id, sizeof res.generator_id, "%s", ge->info->id);
+    api_snprintf(res.dataset_fingerprint, sizeof res.dataset_fingerprint, "%s", t->w.dataset_fp);
+    res.nhits = t->w.nhits < API_MAX_HITS ? t->w.nhits : API_MAX_HITS;
+    memcpy(res.hits, t->w.hits, (size_t)res.nhits * sizeof res.hits[0]);
+    return api_retrieve_result_to_json(&res);
 }
 
 static void rtask_free(rtask *t)

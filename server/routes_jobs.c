@@ -298,25 +298,17 @@ int route_jobs_list(server *s, http_req *r)
     int n = 0;
     if (store_job_list(s->db, state, before, (int)limit + 1, &list, &n, &err) != 0)
         return routes_store_error(s, r, &err);
-    int shown = n > limit ? (int)limit : n;
-    json_t *arr = json_array();
-    for (int i = 0; arr && i < shown; i++) {
+    api_job_list page = {n > limit ? (int)limit : n, list, ""};
+    for (int i = 0; i < page.n; i++)
         jobs_overlay(s->jobs, &list[i]);
-        json_t *o = api_job_to_json(&list[i]);
-        if (!o || json_array_append_new(arr, o) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    json_t *next = n > limit ? json_string(list[shown - 1].id) : json_null();
-    for (int i = 0; i < n; i++)
-        api_job_free(&list[i]);
-    free(list);
-    if (!arr) {
-        json_decref(next);
+    if (n > limit)
+        api_snprintf(page.next_after, sizeof page.next_after, "%s", list[page.n - 1].id);
+    json_t *body = api_job_list_to_json(&page);
+    page.n = n; /* free every row fetched, the extra one too */
+    api_job_list_free(&page);
+    if (!body)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    }
-    return http_send_json(r, 200, json_pack("{s:o, s:o}", "jobs", arr, "next_after", next));
+    return http_send_json(r, 200, body);
 }
 
 int route_job_get(server *s, http_req *r)
