@@ -246,6 +246,20 @@ void api_lineage_free(api_lineage *l);
 
 /* ---- generators ---- */
 json_t *api_generator_to_json(const char *name, const gen_info *gi, int64_t loaded_ms);
+/* A Generator as the client reads it (config and provenance left out). */
+typedef struct api_generator {
+    char name[API_NAME_LEN];
+    char id[65];
+    char spec[256];
+    int input_dim, feature_dim, min_way, max_way, params, zoo_size;
+    char zoo_fingerprint[65];
+    int default_candidates, default_steps, default_sampler;
+    double default_guidance;
+    int64_t loaded_ms; /* 0 = absent */
+} api_generator;
+int api_generator_from_json(const json_t *o, api_generator *g, api_error *e);
+/* GET /v1/generators answer: *list owned by the caller (free()). */
+int api_generator_list_from_json(const json_t *root, api_generator **list, int *n, api_error *e);
 
 /* ---- helpers ---- */
 

@@ -290,3 +290,54 @@ int api_lineage_from_json(const json_t *root, api_lineage *l, api_error *e)
     l->nderived = (int)n;
     return 0;
 }
+
+/* ---- Generator (client) ---- */
+
+int api_generator_from_json(const json_t *o, api_generator *g, api_error *e)
+{
+    memset(g, 0, sizeof *g);
+    if (!json_is_object(o) || !json_is_string(json_object_get(o, "name")))
+        return api_fail(e, 0, "invalid_json", NULL, "generator: expected an object with a name");
+    copy_str(g->name, sizeof g->name, json_object_get(o, "name"));
+    copy_str(g->id, sizeof g->id, json_object_get(o, "id"));
+    copy_str(g->spec, sizeof g->spec, json_object_get(o, "spec"));
+    g->input_dim = int_of(o, "input_dim");
+    g->feature_dim = int_of(o, "feature_dim");
+    g->min_way = int_of(o, "min_way");
+    g->max_way = int_of(o, "max_way");
+    g->params = int_of(o, "params");
+    g->zoo_size = int_of(o, "zoo_size");
+    copy_str(g->zoo_fingerprint, sizeof g->zoo_fingerprint, json_object_get(o, "zoo_fingerprint"));
+    const json_t *d = json_object_get(o, "defaults");
+    g->default_candidates = int_of(d, "candidates");
+    g->default_steps = int_of(d, "steps");
+    g->default_guidance = num(json_object_get(d, "guidance"));
+    const char *sampler = json_string_value(json_object_get(d, "sampler"));
+    if (sampler)
+        api_sampler_parse(sampler, &g->default_sampler);
+    const char *t = json_string_value(json_object_get(o, "loaded_at"));
+    if (t)
+        api_parse_time(t, &g->loaded_ms);
+    return 0;
+}
+
+int api_generator_list_from_json(const json_t *root, api_generator **list, int *n, api_error *e)
+{
+    *list = NULL;
+    *n = 0;
+    const json_t *arr = json_object_get(root, "generators");
+    if (!json_is_array(arr))
+        return api_fail(e, 0, "invalid_json", NULL, "expected an object with generators");
+    size_t count = json_array_size(arr);
+    api_generator *l = calloc(count ? count : 1, sizeof *l);
+    if (!l)
+        return api_fail(e, 0, "internal", NULL, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        if (api_generator_from_json(json_array_get(arr, i), &l[i], e) != 0) {
+            free(l);
+            return D2_EINVAL;
+        }
+    *list = l;
+    *n = (int)count;
+    return 0;
+}
