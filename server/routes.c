@@ -224,22 +224,49 @@ const http_callbacks ROUTES_HTTP = {cb_headers, cb_body, cb_resume, cb_completed
 int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classes,
                               const char *xfield, const char *yfield, api_error *e)
 {
-    const gen_info *gi = ge->info;
-    int want = kind == API_KIND_EMBEDDINGS ? gi->feature_dim : gi->input_dim;
-    if (dim != want)
-        return api_fail(e, 422, "invalid_dataset", xfield,
-                        "rows have %d values; generator '%s' takes %d-value %s (and %d-value %s)",
-                        dim, ge->name, want, api_kind_name(kind),
-                        kind == API_KIND_EMBEDDINGS ? gi->input_dim : gi->feature_dim,
-                        api_kind_name(!kind));
-    if (classes > gi->max_way)
-        return api_fail(e, 422, "invalid_dataset", yfield,
-                        "%d classes; generator '%s' supports at most %d", classes, ge->name,
-                        gi->max_way);
-    if (classes < gi->min_way)
-        return api_fail(e, 422, "invalid_dataset", yfield,
-                        "%d classes; generator '%s' needs at least %d", classes, ge->name,
-                        gi->min_way);
+    gen_support_part part;
+    d2_error err;
+    d2_error_clear(&err);
+    if (gen_info_check_support(ge->info, kind == API_KIND_EMBEDDINGS, dim, classes, &part,
+                               &err) == 0)
+        return 0;
+    return api_fail(e, 422, "invalid_dataset", part == GEN_SUPPORT_ROWS ? xfield : yfield,
+                    "generator '%s': %s", ge->name, err.msg);
+}
+
+int routes_request_dataset(server *s, http_req *r, const gen_entry *ge, const dataset *data,
+                           const char *dataset_id, int kind, int *kind_out, char id_out[65])
+{
+    api_error e;
+    if (data) {
+        const char *xf = kind == API_KIND_EMBEDDINGS ? "dataset.embeddings" : "dataset.samples";
+        if (routes_check_dataset_fits(ge, kind, data->dim, data->classes, xf, "dataset.labels",
+                                      &e) != 0) {
+            http_send_error(r, &e, 0);
+            return 1;
+        }
+        *kind_out = kind;
+        dataset_fingerprint(data, id_out);
+        return 0;
+    }
+    api_dataset_info info;
+    d2_error err;
+    d2_error_clear(&err);
+    int rc = store_dataset_info(s->db, dataset_id, &info, &err);
+    if (rc == D2_ENOTFOUND) {
+        http_errorf(r, 422, "unknown_dataset", "dataset_id", 0,
+                    "no dataset %s; upload it with POST /v1/datasets", dataset_id);
+        return 1;
+    }
+    if (rc != 0) {
+        routes_store_error(s, r, &err);
+        return 1;
+    }
+    if (routes_stored_dataset_kind(ge, &info, kind, kind_out, &e) != 0) {
+        http_send_error(r, &e, 0);
+        return 1;
+    }
+    api_snprintf(id_out, 65, "%s", dataset_id);
     return 0;
 }
 

@@ -85,8 +85,16 @@ typedef struct gen_result {
     double seconds;
 } gen_result;
 
-/* Validate the support set against the generator (dims, classes 0..N-1 each
- * present, N within [min_way, max_way], finite values); err names the field. */
+/* A support set's fit to a generator, on its shape alone: rows of input_dim
+ * values (feature_dim with embeddings) and min_way..max_way classes. It needs
+ * only the info, so a caller can check a stored data set before reading it.
+ * On refusal err says why and *part (may be NULL) which part is wrong. */
+typedef enum gen_support_part { GEN_SUPPORT_ROWS = 0, GEN_SUPPORT_LABELS = 1 } gen_support_part;
+int gen_info_check_support(const gen_info *gi, int embeddings, int dim, int classes,
+                           gen_support_part *part, d2_error *err);
+/* The whole rule for a support set, the one every path goes through
+ * (generator_generate and generator_retrieve call it): not empty, labels
+ * 0..N-1 each present, finite values, and gen_info_check_support. */
 int generator_check_support(const generator *g, const dataset *support, int embeddings,
                             d2_error *err);
 
