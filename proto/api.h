@@ -246,6 +246,16 @@ void api_lineage_free(api_lineage *l);
 
 /* ---- generators ---- */
 json_t *api_generator_to_json(const char *name, const gen_info *gi, int64_t loaded_ms);
+/* GET /v1/generators answer: {"generators": [Generator...]}. */
+typedef struct api_generator_entry {
+    const char *name;
+    const gen_info *info;
+    int64_t loaded_ms;
+} api_generator_entry;
+json_t *api_generator_list_to_json(const api_generator_entry *list, int n);
+/* GET /healthz (Health) and GET /readyz (Ready) answers. */
+json_t *api_health_to_json(const char *version, double uptime_seconds);
+json_t *api_ready_to_json(int generators, int pending, int running);
 /* A Generator as the client reads it (config and provenance left out). */
 typedef struct api_generator {
     char name[API_NAME_LEN];

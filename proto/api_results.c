@@ -291,6 +291,33 @@ int api_lineage_from_json(const json_t *root, api_lineage *l, api_error *e)
     return 0;
 }
 
+/* ---- generators, health, readiness (server) ---- */
+
+json_t *api_generator_list_to_json(const api_generator_entry *list, int n)
+{
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++) {
+        json_t *g = api_generator_to_json(list[i].name, list[i].info, list[i].loaded_ms);
+        if (!g || json_array_append_new(arr, g) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr ? json_pack("{s:o}", "generators", arr) : NULL;
+}
+
+json_t *api_health_to_json(const char *version, double uptime_seconds)
+{
+    return json_pack("{s:s, s:s, s:f}", "status", "ok", "version", version, "uptime_seconds",
+                     uptime_seconds);
+}
+
+json_t *api_ready_to_json(int generators, int pending, int running)
+{
+    return json_pack("{s:s, s:i, s:i, s:i}", "status", "ready", "generators", generators,
+                     "pending", pending, "running", running);
+}
+
 /* ---- Generator (client) ---- */
 
 int api_generator_from_json(const json_t *o, api_generator *g, api_error *e)

@@ -326,8 +326,8 @@ static void test_generator(void **state)
     gi.default_steps = 50;
     gi.default_guidance = 2.0f;
     gi.default_sampler = GEN_SAMPLER_DDPM;
-    json_t *one = api_generator_to_json("default", &gi, 1700000000000LL);
-    json_t *v = over_the_wire(json_pack("{s:[o]}", "generators", one));
+    api_generator_entry entry = {"default", &gi, 1700000000000LL};
+    json_t *v = over_the_wire(api_generator_list_to_json(&entry, 1));
     api_generator *list;
     int n;
     api_error e;
@@ -353,12 +353,32 @@ static void test_generator(void **state)
     json_decref(v);
 }
 
+static void test_health_and_ready(void **state)
+{
+    (void)state;
+    json_t *v = over_the_wire(api_health_to_json("1.2.3", 12.5));
+    static const char *const hkeys[] = {"status", "version", "uptime_seconds", NULL};
+    expect_keys(v, hkeys);
+    assert_string_equal(json_string_value(json_object_get(v, "status")), "ok");
+    assert_string_equal(json_string_value(json_object_get(v, "version")), "1.2.3");
+    TU_ASSERT_NEAR(json_number_value(json_object_get(v, "uptime_seconds")), 12.5, 1e-9);
+    json_decref(v);
+    v = over_the_wire(api_ready_to_json(2, 3, 1));
+    static const char *const rkeys[] = {"status", "generators", "pending", "running", NULL};
+    expect_keys(v, rkeys);
+    assert_string_equal(json_string_value(json_object_get(v, "status")), "ready");
+    assert_int_equal(json_integer_value(json_object_get(v, "generators")), 2);
+    assert_int_equal(json_integer_value(json_object_get(v, "pending")), 3);
+    assert_int_equal(json_integer_value(json_object_get(v, "running")), 1);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retrieve_request), cmocka_unit_test(test_retrieve_result),
         cmocka_unit_test(test_job_list),         cmocka_unit_test(test_lineage),
-        cmocka_unit_test(test_generator),
+        cmocka_unit_test(test_generator),        cmocka_unit_test(test_health_and_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
