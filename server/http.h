@@ -49,7 +49,8 @@ typedef struct http_callbacks {
     /* The request is over (answered, or the connection went away); for logs
      * and metrics. `terminated` is 0 for a normal end. May be NULL. */
     void (*on_completed)(void *user, const http_req *r, double seconds, int terminated);
-    /* A log line of the HTTP layer (fields stolen; may be NULL). May be NULL. */
+    /* A log line of the HTTP layer (level: LOG_* of log.h; fields stolen, may be
+     * NULL). May be NULL. */
     void (*log)(void *user, int level, const char *msg, json_t *fields);
 } http_callbacks;
 

@@ -26,6 +26,7 @@ typedef struct fake {
     atomic_int last_status; /* status of the last completed request */
     atomic_int released;    /* release(answer = 1) calls */
     atomic_int resumed;     /* on_resume calls */
+    atomic_int oversized;   /* on_body calls with a body past the limit */
 } fake;
 
 /* ---- the fake owner ---- */
@@ -76,6 +77,8 @@ static int fake_headers(void *user, http_req *r)
 static int fake_body(void *user, http_req *r)
 {
     fake *f = user;
+    if (r->body_too_large)
+        atomic_fetch_add(&f->oversized, 1);
     if (http_refuse_oversized(r))
         return 0;
     if (!strcmp(r->path, "/hello"))
@@ -333,6 +336,7 @@ static void test_body_limit(void **state)
     json_t *v = body_json(&r);
     assert_string_equal(error_code(v), "payload_too_large");
     json_decref(v);
+    assert_int_equal(atomic_load(&f->oversized), 0); /* on_body never saw it */
     /* chunked, no Content-Length: counted while it arrives, refused at the end */
     request(f, "/echo", big, 1, &r);
     assert_int_equal(r.status, 413);
@@ -342,6 +346,7 @@ static void test_body_limit(void **state)
                                                              "message")),
                            "1223 bytes"));
     json_decref(v);
+    assert_int_equal(atomic_load(&f->oversized), 1);
     /* exactly the limit is fine */
     big[BODY_LIMIT] = '\0';
     request(f, "/echo", big, 1, &r);
