@@ -74,27 +74,22 @@ int remote_dataset_upload(remote_client *c, const dataset *d, int embeddings, ch
     int code = remote_call_json(c, &req, &resp, &info);
     free(bytes);
     if (code == EXIT_OK) {
-        const char *got = json_string_value(json_object_get(info, "id"));
-        const char *got_kind = json_string_value(json_object_get(info, "kind"));
+        api_dataset_info got;
+        api_error pe;
+        int kind_bit = 1 << (embeddings ? API_KIND_EMBEDDINGS : API_KIND_SAMPLES);
         /* the same numbers may be held as both kinds (`kinds`); a daemon
          * without `kinds` keeps only the first upload's kind */
-        int recorded = got_kind && !strcmp(got_kind, kind);
-        const json_t *kinds = json_object_get(info, "kinds");
-        for (size_t i = 0; i < json_array_size(kinds); i++) {
-            const char *k = json_string_value(json_array_get(kinds, i));
-            recorded |= k && !strcmp(k, kind);
-        }
-        if (!got || !api_is_hex64(got)) {
+        if (api_dataset_info_from_json(info, &got, &pe) != 0 || !api_is_hex64(got.id)) {
             cli_error(c->cmd, "the daemon stored the data set but answered without a valid id");
             code = EXIT_UNREACHABLE;
-        } else if (!recorded) {
+        } else if (!(got.kinds & kind_bit)) {
             cli_error(c->cmd,
                       "the daemon already holds these numbers as %s, not %s (data set %s); "
                       "send them inline instead (fewer rows, or without --binary)",
-                      got_kind ? got_kind : "?", kind, got);
+                      api_kind_name(got.kind), kind, got.id);
             code = EXIT_REFUSED;
         } else {
-            snprintf(id, 65, "%s", got);
+            snprintf(id, 65, "%s", got.id);
         }
     }
     json_decref(info);

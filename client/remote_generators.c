@@ -123,28 +123,22 @@ int cmd_retrieve(int argc, char **argv)
         dataset_free(&sup);
         return code;
     }
-    json_t *ds = NULL;
-    char dataset_id[65];
+    api_retrieve_request req;
+    api_retrieve_request_init(&req);
+    api_snprintf(req.generator, sizeof req.generator, "%s", generator ? generator : "default");
+    req.k = (int)k;
+    req.kind = embeddings ? API_KIND_EMBEDDINGS : API_KIND_SAMPLES;
     if (remote_dataset_binary(&sup, binary)) {
-        code = remote_dataset_upload(&c, &sup, embeddings, dataset_id);
-        if (code == EXIT_OK)
-            ds = json_string(dataset_id);
+        /* uploaded: dataset_kind says which kind its rows are (the same
+         * numbers may also be stored as the other kind) */
+        code = remote_dataset_upload(&c, &sup, embeddings, req.dataset_id);
+        dataset_free(&sup);
     } else {
-        ds = remote_dataset_json(cmd, &sup, embeddings);
+        req.data = sup; /* moved */
+        req.has_dataset = 1;
     }
-    dataset_free(&sup);
-    json_t *body = NULL;
-    if (ds)
-        body = json_pack("{s:s, s:o, s:I}", "generator", generator ? generator : "default",
-                         json_is_string(ds) ? "dataset_id" : "dataset", ds, "k", (json_int_t)k);
-    /* an uploaded data set: say which kind its rows are (the same numbers
-     * may also be stored as the other kind) */
-    if (body && json_is_string(ds) &&
-        json_object_set_new(body, "dataset_kind",
-                            json_string(embeddings ? "embeddings" : "samples")) != 0) {
-        json_decref(body);
-        body = NULL;
-    }
+    json_t *body = code == EXIT_OK ? api_retrieve_request_to_json(&req) : NULL;
+    api_retrieve_request_free(&req);
     if (code == EXIT_OK && !body) {
         cli_error(cmd, "out of memory building the request");
         code = EXIT_FAILED;

@@ -79,15 +79,18 @@ int remote_job_wait(remote_client *c, const char *id, double timeout, int bar, j
             remote_response_free(last);
             return code;
         }
-        api_job_state st;
-        const char *sname = json_string_value(json_object_get(j, "state"));
-        if (!sname || api_job_state_parse(sname, &st) != 0) {
+        api_job parsed;
+        api_error pe;
+        if (api_job_from_json(j, &parsed, &pe) != 0) {
             cli_error(c->cmd, "the daemon's answer for job %s has no valid state", id);
             json_decref(j);
             remote_response_free(last);
             return EXIT_UNREACHABLE;
         }
-        frac = json_number_value(json_object_get(j, "progress"));
+        api_job_state st = parsed.state;
+        const char *sname = api_job_state_name(st);
+        frac = parsed.progress;
+        api_job_free(&parsed);
         if (api_job_state_terminal(st)) {
             bar_draw(&b, id, frac, sname, 1);
             *job = j;
@@ -107,22 +110,23 @@ int remote_job_wait(remote_client *c, const char *id, double timeout, int bar, j
 
 int remote_job_exit(const char *cmd, const json_t *job)
 {
-    const char *id = json_string_value(json_object_get(job, "id"));
-    const char *state = json_string_value(json_object_get(job, "state"));
-    if (!id || !state) {
+    api_job j;
+    api_error pe;
+    if (api_job_from_json(job, &j, &pe) != 0) {
         cli_error(cmd, "the daemon's job answer has no id or state");
         return EXIT_FAILED;
     }
-    if (!strcmp(state, "succeeded"))
-        return EXIT_OK;
-    const json_t *e = json_object_get(job, "error");
-    const char *code = json_string_value(json_object_get(e, "code"));
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    if (code && msg)
-        cli_error(cmd, "job %s %s: %s: %s", id, state, code, msg);
-    else
-        cli_error(cmd, "job %s %s", id, state);
-    return EXIT_FAILED;
+    int code = EXIT_OK;
+    if (j.state != API_JOB_SUCCEEDED) {
+        if (j.error_code[0])
+            cli_error(cmd, "job %s %s: %s: %s", j.id, api_job_state_name(j.state), j.error_code,
+                      j.error_message);
+        else
+            cli_error(cmd, "job %s %s", j.id, api_job_state_name(j.state));
+        code = EXIT_FAILED;
+    }
+    api_job_free(&j);
+    return code;
 }
 
 const char *remote_job_best_checkpoint(const json_t *job)

@@ -1,27 +1,40 @@
 /* remote_table.c - human-readable views of the daemon's answers. */
 #include "remote_table.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-static const char *str_of(const json_t *o, const char *key)
+#include "api.h"
+
+static const char *or_dash(const char *s)
 {
-    const char *s = json_string_value(json_object_get(o, key));
     return s && *s ? s : "-";
 }
 
-/* A number field printed with fmt, or "-" when absent/null. */
-static const char *num_of(const json_t *o, const char *key, const char *fmt, char *buf, size_t cap)
+/* A time as "2026-01-31 12:00:00" (display only), or "-" when absent. */
+static const char *time_of(int64_t ms, char *buf, size_t cap)
 {
-    const json_t *v = json_object_get(o, key);
-    if (!json_is_number(v))
+    if (ms <= 0)
         return "-";
-    snprintf(buf, cap, fmt, json_number_value(v));
+    char iso[32];
+    api_format_time(ms, iso);
+    snprintf(buf, cap, "%.10s %.8s", iso, iso + 11);
     return buf;
 }
 
-static long long int_of(const json_t *o, const char *key)
+/* A value printed with fmt, or "-" when absent (negative). */
+static const char *secs_of(double v, char *buf, size_t cap)
 {
-    return (long long)json_integer_value(json_object_get(o, key));
+    if (v < 0)
+        return "-";
+    snprintf(buf, cap, "%.3f", v);
+    return buf;
+}
+
+/* The answer did not have the shape openapi.yaml gives it. */
+static void unexpected(FILE *out, const api_error *e)
+{
+    fprintf(out, "unexpected answer from the daemon: %s\n", e->message);
 }
 
 /* A table cell: '|' escaped as Markdown wants ("\\|"). */
@@ -37,204 +50,193 @@ static const char *cell(const char *s, char *buf, size_t cap)
     return buf;
 }
 
-/* "2026-01-31T12:00:00.000Z" -> "2026-01-31 12:00:00" (display only). */
-static const char *short_time(const char *iso, char *buf, size_t cap)
-{
-    if (strlen(iso) < 19)
-        return iso;
-    snprintf(buf, cap, "%.10s %.8s", iso, iso + 11);
-    return buf;
-}
-
-static void checkpoint_rows(FILE *out, const json_t *cks)
+static void checkpoint_rows(FILE *out, const api_checkpoint *cks, int n)
 {
     fprintf(out, "| rank | checkpoint                  | candidate | support acc | support loss |"
                  " norm   | nearest zoo (dist) | bytes    |\n");
     fprintf(out, "|-----:|:----------------------------|----------:|------------:|-------------:|"
                  "-------:|-------------------:|---------:|\n");
-    size_t i;
-    const json_t *ck;
-    json_array_foreach(cks, i, ck)
-    {
+    for (int i = 0; i < n; i++) {
+        const api_checkpoint *ck = &cks[i];
         fprintf(out,
-                "| %4lld | %-27s | %9lld | %11.4f | %12.4f | %6.3f | %7lld (%8.3f) | %8lld |\n",
-                int_of(ck, "rank"), str_of(ck, "id"), int_of(ck, "candidate_index"),
-                json_number_value(json_object_get(ck, "support_accuracy")),
-                json_number_value(json_object_get(ck, "support_loss")),
-                json_number_value(json_object_get(ck, "norm")), int_of(ck, "zoo_nearest"),
-                json_number_value(json_object_get(ck, "zoo_distance")), int_of(ck, "size_bytes"));
+                "| %4d | %-27s | %9d | %11.4f | %12.4f | %6.3f | %7d (%8.3f) | %8lld |\n",
+                ck->rank, or_dash(ck->id), ck->candidate_index, ck->support_acc,
+                ck->support_loss, ck->norm, ck->zoo_nearest, ck->zoo_distance,
+                (long long)ck->size_bytes);
     }
 }
 
-void remote_table_jobs(FILE *out, const json_t *list)
+void remote_table_jobs(FILE *out, const json_t *root)
 {
-    const json_t *jobs = json_object_get(list, "jobs");
+    api_job_list list;
+    api_error e;
+    if (api_job_list_from_json(root, &list, &e) != 0) {
+        unexpected(out, &e);
+        return;
+    }
     fprintf(out, "| job                    | state     | progress | generator    | K   | steps |"
                  " seed                 | created             | run s   | best acc |\n");
     fprintf(out, "|:-----------------------|:----------|---------:|:-------------|----:|------:|"
                  "---------------------:|:--------------------|--------:|---------:|\n");
-    size_t i;
-    const json_t *j;
-    json_array_foreach(jobs, i, j)
-    {
-        const json_t *p = json_object_get(j, "params");
-        const json_t *cks = json_object_get(json_object_get(j, "result"), "checkpoints");
-        char tb[32], rb[32], ab[32];
-        const char *best = "-";
-        if (json_array_size(cks) > 0)
-            best = num_of(json_array_get(cks, 0), "support_accuracy", "%.4f", ab, sizeof ab);
-        fprintf(
-            out,
-            "| %-22s | %-9s | %7.0f%% | %-12.12s | %3lld | %5lld | %20lld | %-19s | %7s | %8s |\n",
-            str_of(j, "id"), str_of(j, "state"),
-            100.0 * json_number_value(json_object_get(j, "progress")),
-            str_of(json_object_get(j, "generator"), "name"), int_of(p, "candidates"),
-            int_of(p, "steps"), int_of(p, "seed"),
-            short_time(str_of(j, "created_at"), tb, sizeof tb),
-            num_of(j, "run_seconds", "%.3f", rb, sizeof rb), best);
+    for (int i = 0; i < list.n; i++) {
+        const api_job *j = &list.jobs[i];
+        char tb[32], rb[32], ab[32] = "-";
+        if (j->ncheckpoints > 0)
+            snprintf(ab, sizeof ab, "%.4f", j->checkpoints[0].support_acc);
+        fprintf(out,
+                "| %-22s | %-9s | %7.0f%% | %-12.12s | %3d | %5d | %20lld | %-19s | %7s | %8s |\n",
+                or_dash(j->id), api_job_state_name(j->state), 100.0 * j->progress,
+                or_dash(j->generator_name), j->candidates, j->steps, (long long)j->seed,
+                time_of(j->created_ms, tb, sizeof tb), secs_of(j->run_seconds, rb, sizeof rb),
+                ab);
     }
-    const char *next = json_string_value(json_object_get(list, "next_after"));
-    fprintf(out, "%zu job%s%s%s\n", json_array_size(jobs), json_array_size(jobs) == 1 ? "" : "s",
-            next ? "; more with --after " : "", next ? next : "");
+    fprintf(out, "%d job%s%s%s\n", list.n, list.n == 1 ? "" : "s",
+            list.next_after[0] ? "; more with --after " : "", list.next_after);
+    api_job_list_free(&list);
 }
 
-void remote_table_job(FILE *out, const json_t *j)
+void remote_table_job(FILE *out, const json_t *root)
 {
-    const json_t *g = json_object_get(j, "generator");
-    const json_t *p = json_object_get(j, "params");
+    api_job j;
+    api_error e;
+    if (api_job_from_json(root, &j, &e) != 0) {
+        unexpected(out, &e);
+        return;
+    }
     char b1[32], b2[32], b3[32], q[32], r[32];
-    fprintf(out, "job          %s\n", str_of(j, "id"));
-    fprintf(out, "state        %s%s, progress %.0f%%\n", str_of(j, "state"),
-            json_is_true(json_object_get(j, "cancel_requested")) ? " (cancel requested)" : "",
-            100.0 * json_number_value(json_object_get(j, "progress")));
-    fprintf(out, "generator    %s (%.12s)\n", str_of(g, "name"), str_of(g, "id"));
-    fprintf(out, "dataset      %.12s (%s)\n", str_of(j, "dataset_id"), str_of(j, "dataset_kind"));
+    fprintf(out, "job          %s\n", or_dash(j.id));
+    fprintf(out, "state        %s%s, progress %.0f%%\n", api_job_state_name(j.state),
+            j.cancel_requested ? " (cancel requested)" : "", 100.0 * j.progress);
+    fprintf(out, "generator    %s (%.12s)\n", or_dash(j.generator_name), or_dash(j.generator_id));
+    fprintf(out, "dataset      %.12s (%s)\n", or_dash(j.dataset_id), api_kind_name(j.kind));
     fprintf(out,
-            "params       %s, %lld steps, guidance %.2f, %lld candidates, seed %lld, "
-            "priority %lld\n",
-            str_of(p, "sampler"), int_of(p, "steps"),
-            json_number_value(json_object_get(p, "guidance")), int_of(p, "candidates"),
-            int_of(p, "seed"), int_of(j, "priority"));
+            "params       %s, %d steps, guidance %.2f, %d candidates, seed %lld, "
+            "priority %d\n",
+            api_sampler_name(j.sampler), j.steps, j.guidance, j.candidates, (long long)j.seed,
+            j.priority);
+    double queued = j.started_ms > 0 ? (double)(j.started_ms - j.created_ms) / 1000.0 : -1.0;
     fprintf(out, "times        created %s, started %s, finished %s (queued %s s, ran %s s)\n",
-            short_time(str_of(j, "created_at"), b1, sizeof b1),
-            short_time(str_of(j, "started_at"), b2, sizeof b2),
-            short_time(str_of(j, "finished_at"), b3, sizeof b3),
-            num_of(j, "queue_seconds", "%.3f", q, sizeof q),
-            num_of(j, "run_seconds", "%.3f", r, sizeof r));
-    fprintf(out, "attempts     %lld\n", int_of(j, "attempts"));
-    if (json_is_string(json_object_get(j, "parent_checkpoint")))
-        fprintf(out, "parent       %s\n", str_of(j, "parent_checkpoint"));
-    const json_t *e = json_object_get(j, "error");
-    if (json_is_object(e))
-        fprintf(out, "error        %s: %s\n", str_of(e, "code"), str_of(e, "message"));
-    const json_t *res = json_object_get(j, "result");
-    if (json_is_object(res)) {
-        fprintf(out, "result       %lld-way head, %zu checkpoints, best first\n",
-                int_of(res, "way"), json_array_size(json_object_get(res, "checkpoints")));
-        checkpoint_rows(out, json_object_get(res, "checkpoints"));
+            time_of(j.created_ms, b1, sizeof b1), time_of(j.started_ms, b2, sizeof b2),
+            time_of(j.finished_ms, b3, sizeof b3), secs_of(queued, q, sizeof q),
+            secs_of(j.run_seconds, r, sizeof r));
+    fprintf(out, "attempts     %d\n", j.attempts);
+    if (j.parent_checkpoint[0])
+        fprintf(out, "parent       %s\n", j.parent_checkpoint);
+    if (j.error_code[0])
+        fprintf(out, "error        %s: %s\n", j.error_code, or_dash(j.error_message));
+    if (j.state == API_JOB_SUCCEEDED) {
+        fprintf(out, "result       %d-way head, %d checkpoints, best first\n", j.way,
+                j.ncheckpoints);
+        checkpoint_rows(out, j.checkpoints, j.ncheckpoints);
     }
+    api_job_free(&j);
 }
 
-void remote_table_generators(FILE *out, const json_t *list)
+void remote_table_generators(FILE *out, const json_t *root)
 {
-    const json_t *gens = json_object_get(list, "generators");
+    api_generator *gens;
+    int n;
+    api_error e;
+    if (api_generator_list_from_json(root, &gens, &n, &e) != 0) {
+        unexpected(out, &e);
+        return;
+    }
     fprintf(out,
             "| name         | id           | target                         | input | feature |"
             " way   | params | zoo    | defaults                    |\n");
     fprintf(out,
             "|:-------------|:-------------|:-------------------------------|------:|--------:|"
             "------:|-------:|-------:|:----------------------------|\n");
-    size_t i;
-    const json_t *g;
-    json_array_foreach(gens, i, g)
-    {
-        const json_t *d = json_object_get(g, "defaults");
+    for (int i = 0; i < n; i++) {
+        const api_generator *g = &gens[i];
         char way[32], defs[96], spec[128];
-        snprintf(way, sizeof way, "%lld..%lld", int_of(g, "min_way"), int_of(g, "max_way"));
-        snprintf(defs, sizeof defs, "%s %lld steps, K %lld, w %.2f", str_of(d, "sampler"),
-                 int_of(d, "steps"), int_of(d, "candidates"),
-                 json_number_value(json_object_get(d, "guidance")));
-        fprintf(out,
-                "| %-12.12s | %-12.12s | %-30s | %5lld | %7lld | %5s | %6lld | %6lld | %-27s |\n",
-                str_of(g, "name"), str_of(g, "id"), cell(str_of(g, "spec"), spec, sizeof spec),
-                int_of(g, "input_dim"), int_of(g, "feature_dim"), way, int_of(g, "params"),
-                int_of(g, "zoo_size"), defs);
+        snprintf(way, sizeof way, "%d..%d", g->min_way, g->max_way);
+        snprintf(defs, sizeof defs, "%s %d steps, K %d, w %.2f",
+                 api_sampler_name(g->default_sampler), g->default_steps, g->default_candidates,
+                 g->default_guidance);
+        fprintf(out, "| %-12.12s | %-12.12s | %-30s | %5d | %7d | %5s | %6d | %6d | %-27s |\n",
+                or_dash(g->name), or_dash(g->id), cell(or_dash(g->spec), spec, sizeof spec),
+                g->input_dim, g->feature_dim, way, g->params, g->zoo_size, defs);
     }
-    fprintf(out, "%zu generator%s\n", json_array_size(gens), json_array_size(gens) == 1 ? "" : "s");
+    fprintf(out, "%d generator%s\n", n, n == 1 ? "" : "s");
+    free(gens);
 }
 
-void remote_table_lineage(FILE *out, const json_t *l)
+static void lineage_lines(FILE *out, const api_lineage *l)
 {
-    const json_t *ck = json_object_get(l, "checkpoint");
-    const json_t *g = json_object_get(l, "generator");
-    const json_t *d = json_object_get(l, "dataset");
-    const json_t *j = json_object_get(l, "job");
-    const json_t *s = json_object_get(l, "sampler");
+    const api_checkpoint *ck = &l->checkpoint;
+    const api_dataset_info *d = &l->dataset;
+    const api_job *j = &l->job;
     char b1[32], b2[32];
-    fprintf(out, "checkpoint   %s (rank %lld, candidate %lld)\n", str_of(ck, "id"),
-            int_of(l, "rank"), int_of(ck, "candidate_index"));
+    fprintf(out, "checkpoint   %s (rank %d, candidate %d)\n", or_dash(ck->id), ck->rank,
+            ck->candidate_index);
     fprintf(out,
-            "support      accuracy %.4f, loss %.4f; norm %.3f; nearest zoo entry %lld "
+            "support      accuracy %.4f, loss %.4f; norm %.3f; nearest zoo entry %d "
             "(distance %.3f)\n",
-            json_number_value(json_object_get(ck, "support_accuracy")),
-            json_number_value(json_object_get(ck, "support_loss")),
-            json_number_value(json_object_get(ck, "norm")), int_of(ck, "zoo_nearest"),
-            json_number_value(json_object_get(ck, "zoo_distance")));
-    fprintf(out, "weights      %lld bytes, sha256 %s\n", int_of(ck, "size_bytes"),
-            str_of(ck, "sha256"));
-    fprintf(out, "generator    %s %s\n", str_of(g, "name"), str_of(g, "id"));
-    fprintf(out, "target       %s\n", str_of(g, "spec"));
-    fprintf(out, "zoo          %lld entries, fingerprint %s\n", int_of(g, "zoo_size"),
-            str_of(g, "zoo_fingerprint"));
-    fprintf(out, "dataset      %s\n", str_of(d, "id"));
-    fprintf(out, "             %s, %lld rows x %lld, %lld classes [", str_of(d, "kind"),
-            int_of(d, "n"), int_of(d, "dim"), int_of(d, "classes"));
-    size_t i;
-    const json_t *v;
-    json_array_foreach(json_object_get(d, "class_counts"), i, v)
-        fprintf(out, "%s%lld", i ? " " : "", (long long)json_integer_value(v));
+            ck->support_acc, ck->support_loss, ck->norm, ck->zoo_nearest, ck->zoo_distance);
+    fprintf(out, "weights      %lld bytes, sha256 %s\n", (long long)ck->size_bytes,
+            or_dash(ck->sha256));
+    fprintf(out, "generator    %s %s\n", or_dash(l->generator_name), or_dash(l->generator_id));
+    fprintf(out, "target       %s\n", or_dash(l->spec));
+    fprintf(out, "zoo          %d entries, fingerprint %s\n", l->zoo_size,
+            or_dash(l->zoo_fingerprint));
+    fprintf(out, "dataset      %s\n", or_dash(d->id));
+    fprintf(out, "             %s, %d rows x %d, %d classes [", api_kind_name(d->kind), d->n,
+            d->dim, d->classes);
+    for (int c = 0; c < d->classes && c < D2_MAX_WAY; c++)
+        fprintf(out, "%s%d", c ? " " : "", d->class_counts[c]);
     fprintf(out, "] rows per class\n");
-    fprintf(out, "job          %s %s, created %s, finished %s, priority %lld\n", str_of(j, "id"),
-            str_of(j, "state"), short_time(str_of(j, "created_at"), b1, sizeof b1),
-            short_time(str_of(j, "finished_at"), b2, sizeof b2), int_of(j, "priority"));
-    fprintf(out, "sampler      %s, %lld steps, guidance %.2f, %lld candidates, seed %lld\n",
-            str_of(s, "sampler"), int_of(s, "steps"),
-            json_number_value(json_object_get(s, "guidance")), int_of(s, "candidates"),
-            int_of(l, "seed"));
-    fprintf(out, "parent       %s\n", str_of(l, "parent"));
+    fprintf(out, "job          %s %s, created %s, finished %s, priority %d\n", or_dash(j->id),
+            api_job_state_name(j->state), time_of(j->created_ms, b1, sizeof b1),
+            time_of(j->finished_ms, b2, sizeof b2), j->priority);
+    fprintf(out, "sampler      %s, %d steps, guidance %.2f, %d candidates, seed %lld\n",
+            api_sampler_name(j->sampler), j->steps, j->guidance, j->candidates,
+            (long long)j->seed);
+    fprintf(out, "parent       %s\n", or_dash(j->parent_checkpoint));
     fprintf(out, "derived      ");
-    const json_t *der = json_object_get(l, "derived");
-    if (json_array_size(der) == 0)
+    if (l->nderived == 0)
         fprintf(out, "-");
-    json_array_foreach(der, i, v)
-        fprintf(out, "%s%s", i ? ", " : "", json_string_value(v) ? json_string_value(v) : "?");
+    for (int i = 0; i < l->nderived; i++)
+        fprintf(out, "%s%s", i ? ", " : "", l->derived[i]);
     fputc('\n', out);
 }
 
-void remote_table_retrieve(FILE *out, const json_t *r)
+void remote_table_lineage(FILE *out, const json_t *root)
 {
-    const json_t *g = json_object_get(r, "generator");
-    fprintf(out, "generator %s (%.12s), dataset %.12s\n", str_of(g, "name"), str_of(g, "id"),
-            str_of(r, "dataset_fingerprint"));
+    api_lineage l;
+    api_error e;
+    if (api_lineage_from_json(root, &l, &e) != 0) {
+        unexpected(out, &e);
+        return;
+    }
+    lineage_lines(out, &l);
+    api_lineage_free(&l);
+}
+
+void remote_table_retrieve(FILE *out, const json_t *root)
+{
+    api_retrieve_result r;
+    api_error e;
+    if (api_retrieve_result_from_json(root, &r, &e) != 0) {
+        unexpected(out, &e);
+        return;
+    }
+    fprintf(out, "generator %s (%.12s), dataset %.12s\n", or_dash(r.generator_name),
+            or_dash(r.generator_id), or_dash(r.dataset_fingerprint));
     fprintf(out, "| hit | zoo entry | distance | support acc | source classes      |\n");
     fprintf(out, "|----:|----------:|---------:|------------:|:--------------------|\n");
-    size_t i;
-    const json_t *h;
-    json_array_foreach(json_object_get(r, "hits"), i, h)
-    {
+    for (int i = 0; i < r.nhits; i++) {
+        const gen_retrieval *h = &r.hits[i];
         char classes[128] = "";
-        size_t k, used = 0;
-        const json_t *c;
-        json_array_foreach(json_object_get(h, "classes"), k, c)
-        {
-            int n = snprintf(classes + used, sizeof classes - used, "%s%lld", k ? " " : "",
-                             (long long)json_integer_value(c));
+        size_t used = 0;
+        for (int k = 0; k < h->way; k++) {
+            int n = snprintf(classes + used, sizeof classes - used, "%s%d", k ? " " : "",
+                             h->classes[k]);
             if (n < 0 || (size_t)n >= sizeof classes - used)
                 break;
             used += (size_t)n;
         }
-        fprintf(out, "| %3zu | %9lld | %8.3f | %11.4f | %-19s |\n", i + 1, int_of(h, "zoo_index"),
-                json_number_value(json_object_get(h, "distance")),
-                json_number_value(json_object_get(h, "support_accuracy")), classes);
+        fprintf(out, "| %3d | %9d | %8.3f | %11.4f | %-19s |\n", i + 1, h->zoo_index,
+                (double)h->distance, (double)h->support_acc, classes);
     }
 }

@@ -153,6 +153,22 @@ int api_retrieve_request_parse(const json_t *root, const api_limits *lim, api_re
                                api_error *e);
 void api_retrieve_request_free(api_retrieve_request *r);
 
+/* RetrieveRequest JSON (client side): the inline dataset, or dataset_id
+ * (with dataset_kind when kind >= 0); k always. NULL on allocation failure. */
+json_t *api_retrieve_request_to_json(const api_retrieve_request *r);
+
+/* POST /v1/retrieve answer (RetrieveResult). */
+#define API_MAX_HITS 64
+typedef struct api_retrieve_result {
+    char generator_name[API_NAME_LEN];
+    char generator_id[65];
+    char dataset_fingerprint[65];
+    int nhits;
+    gen_retrieval hits[API_MAX_HITS]; /* classes[0..way-1]: the zoo task's classes */
+} api_retrieve_result;
+json_t *api_retrieve_result_to_json(const api_retrieve_result *r);
+int api_retrieve_result_from_json(const json_t *root, api_retrieve_result *r, api_error *e);
+
 typedef struct api_checkpoint {
     char id[API_ID_LEN];
     char job_id[API_ID_LEN];
@@ -196,8 +212,64 @@ json_t *api_job_to_json(const api_job *j);
 int api_job_from_json(const json_t *root, api_job *j, api_error *e);
 void api_job_free(api_job *j);
 
+/* GET /v1/jobs answer (JobList). */
+typedef struct api_job_list {
+    int n;
+    api_job *jobs;               /* owned after api_job_list_from_json */
+    char next_after[API_ID_LEN]; /* "" on the last page (null) */
+} api_job_list;
+json_t *api_job_list_to_json(const api_job_list *l);
+int api_job_list_from_json(const json_t *root, api_job_list *l, api_error *e);
+void api_job_list_free(api_job_list *l);
+
+/* GET /v1/checkpoints/{id}/lineage answer (Lineage). The job part holds the
+ * job's id, state, times, priority, seed, sampler settings and parent
+ * checkpoint; "rank" is checkpoint.rank. */
+typedef struct api_lineage {
+    api_checkpoint checkpoint;
+    char generator_id[65];
+    char generator_name[API_NAME_LEN];
+    char spec[256];
+    char zoo_fingerprint[65];
+    int zoo_size;
+    char *config_json;     /* owned: the bundle's config object as text */
+    char *provenance_json; /* owned */
+    api_dataset_info dataset;
+    api_job job;
+    int nderived;
+    char (*derived)[API_ID_LEN]; /* owned */
+} api_lineage;
+void api_lineage_init(api_lineage *l);
+json_t *api_lineage_to_json(const api_lineage *l);
+int api_lineage_from_json(const json_t *root, api_lineage *l, api_error *e);
+void api_lineage_free(api_lineage *l);
+
 /* ---- generators ---- */
 json_t *api_generator_to_json(const char *name, const gen_info *gi, int64_t loaded_ms);
+/* GET /v1/generators answer: {"generators": [Generator...]}. */
+typedef struct api_generator_entry {
+    const char *name;
+    const gen_info *info;
+    int64_t loaded_ms;
+} api_generator_entry;
+json_t *api_generator_list_to_json(const api_generator_entry *list, int n);
+/* GET /healthz (Health) and GET /readyz (Ready) answers. */
+json_t *api_health_to_json(const char *version, double uptime_seconds);
+json_t *api_ready_to_json(int generators, int pending, int running);
+/* A Generator as the client reads it (config and provenance left out). */
+typedef struct api_generator {
+    char name[API_NAME_LEN];
+    char id[65];
+    char spec[256];
+    int input_dim, feature_dim, min_way, max_way, params, zoo_size;
+    char zoo_fingerprint[65];
+    int default_candidates, default_steps, default_sampler;
+    double default_guidance;
+    int64_t loaded_ms; /* 0 = absent */
+} api_generator;
+int api_generator_from_json(const json_t *o, api_generator *g, api_error *e);
+/* GET /v1/generators answer: *list owned by the caller (free()). */
+int api_generator_list_from_json(const json_t *root, api_generator **list, int *n, api_error *e);
 
 /* ---- helpers ---- */
 

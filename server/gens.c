@@ -5,16 +5,6 @@
 
 #include "api.h"
 
-/* T of the bundle's diffusion schedule: the most sampler steps it takes. */
-static int config_max_steps(const char *config_json)
-{
-    json_t *c = config_json ? json_loads(config_json, 0, NULL) : NULL;
-    json_t *t = json_object_get(json_object_get(c, "diffusion"), "T");
-    int T = json_is_integer(t) ? (int)json_integer_value(t) : 0;
-    json_decref(c);
-    return T > 0 ? T : 0;
-}
-
 int gens_load(gens *gs, const config *cfg, d2_error *err)
 {
     memset(gs, 0, sizeof *gs);
@@ -31,7 +21,6 @@ int gens_load(gens *gs, const config *cfg, d2_error *err)
         }
         e->info = generator_info(e->g);
         e->loaded_ms = api_now_ms();
-        e->max_steps = config_max_steps(e->info->config_json);
         gs->n = i + 1;
     }
     return 0;

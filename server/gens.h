@@ -16,7 +16,6 @@ typedef struct gen_entry {
     generator *g;
     const gen_info *info;
     int64_t loaded_ms;
-    int max_steps; /* the diffusion's T from the bundle config (0 = unknown) */
 } gen_entry;
 
 typedef struct gens {

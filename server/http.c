@@ -14,12 +14,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "jobs.h"
-#include "routes.h"
-#include "server.h"
+#include "log.h"
 
 struct http {
-    server *s;
+    http_callbacks cb;
+    void *user;
+    size_t body_limit;
+    uv_loop_t *loop;
     struct MHD_Daemon *d;
     int listen_fd;
     int port;
@@ -49,12 +50,20 @@ static void schedule(http *h)
         uv_timer_stop(&h->timer);
 }
 
+static void http_log(http *h, int level, const char *msg, json_t *fields)
+{
+    if (h->cb.log)
+        h->cb.log(h->user, level, msg, fields);
+    else
+        json_decref(fields);
+}
+
 static void run_mhd(http *h)
 {
     if (!h->d)
         return;
     if (MHD_run(h->d) != MHD_YES)
-        server_log(h->s, LOG_WARN, "MHD_run failed", NULL);
+        http_log(h, LOG_WARN, "MHD_run failed", NULL);
     schedule(h);
 }
 
@@ -144,58 +153,92 @@ static int append_body(http_req *r, const char *data, size_t n, size_t limit)
     return 0;
 }
 
+static http_req *new_request(http *h, struct MHD_Connection *c, const char *url,
+                             const char *method)
+{
+    http_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    h->active++;
+    r->h = h;
+    r->conn = c;
+    r->t0 = d2_now();
+    r->route = -1;
+    r->method_name = method;
+    r->method = method_of(method);
+    r->principal = "anonymous";
+    api_snprintf(r->path, sizeof r->path, "%s", url);
+    api_sanitize_utf8(r->path); /* it goes into logs and error messages */
+    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+    else
+        snprintf(r->request_id, sizeof r->request_id, "%s-%llu", h->id_prefix, ++h->next_id);
+    client_address(r);
+    return r;
+}
+
+/* A resumed request: its prepared answer, else the owner's on_resume. */
+static int answer_resumed(http *h, http_req *r)
+{
+    if (r->answer_err.status)
+        return http_send_error(r, &r->answer_err, r->answer_retry_after);
+    if (r->answer_status) {
+        json_t *v = r->answer_json;
+        r->answer_json = NULL;
+        return http_send_json(r, r->answer_status, v);
+    }
+    return h->cb.on_resume(h->user, r);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_size, void **con_cls)
 {
     (void)version;
     http *h = cls;
-    server *s = h->s;
     http_req *r = *con_cls;
     if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r)
+        if (!(r = new_request(h, c, url, method)))
             return MHD_NO;
         *con_cls = r;
-        h->active++;
-        r->h = h;
-        r->conn = c;
-        r->t0 = d2_now();
-        r->route = -1;
-        r->method_name = method;
-        r->method = method_of(method);
-        r->principal = "anonymous";
-        api_snprintf(r->path, sizeof r->path, "%s", url);
-        api_sanitize_utf8(r->path); /* it goes into logs and error messages */
-        const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-        if (rid && valid_request_id(rid))
-            snprintf(r->request_id, sizeof r->request_id, "%s", rid);
-        else
-            snprintf(r->request_id, sizeof r->request_id, "%s-%llu", h->id_prefix,
-                     ++h->next_id);
-        client_address(r);
-        return routes_on_headers(s, r) < 0 ? MHD_NO : MHD_YES;
+        return h->cb.on_headers(h->user, r) < 0 ? MHD_NO : MHD_YES;
     }
     if (*upload_size > 0) {
         size_t n = *upload_size;
         *upload_size = 0;
         if (r->phase == REQ_RESPONDED)
             return MHD_YES; /* answered early (413...): discard */
-        if (append_body(r, upload_data, n, s->cfg->body_limit) != 0)
+        if (append_body(r, upload_data, n, h->body_limit) != 0)
             return MHD_NO;
         /* a client streaming far past the limit without Content-Length is cut off */
-        if (r->body_too_large && r->body_len > 4 * s->cfg->body_limit)
+        if (r->body_too_large && r->body_len > 4 * h->body_limit)
             return MHD_NO;
         return MHD_YES;
     }
     if (r->phase == REQ_RESPONDED || r->phase == REQ_SUSPENDED)
         return MHD_YES;
     int rc;
-    if (r->phase == REQ_RESUMED)
-        rc = routes_on_resume(s, r);
-    else
-        rc = routes_on_body(s, r);
+    if (r->phase == REQ_RESUMED) {
+        rc = answer_resumed(h, r);
+    } else {
+        if (r->body && !r->body_too_large)
+            r->body[r->body_len] = '\0';
+        rc = h->cb.on_body(h->user, r);
+    }
     return rc < 0 ? MHD_NO : MHD_YES;
+}
+
+static void unlink_suspended(http *h, http_req *r)
+{
+    if (r->sus_prev)
+        r->sus_prev->sus_next = r->sus_next;
+    else
+        h->suspended = r->sus_next;
+    if (r->sus_next)
+        r->sus_next->sus_prev = r->sus_prev;
+    r->sus_prev = r->sus_next = NULL;
+    h->nsuspended--;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -203,45 +246,32 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     (void)c;
     http *h = cls;
-    server *s = h->s;
     http_req *r = *con_cls;
     if (!r)
         return;
     *con_cls = NULL;
     h->active--;
-    double secs = d2_now() - r->t0;
-    if (r->status > 0)
-        metrics_http(&s->metrics, r->route, r->status, secs);
-    if (log_enabled(&s->log, LOG_INFO)) {
-        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "request_id",
-                              r->request_id, "method", r->method_name ? r->method_name : "",
-                              "route", r->route >= 0 ? ROUTES[r->route].tmpl : "unmatched",
-                              "path", r->path, "status", r->status, "duration_ms",
-                              secs * 1000.0, "client", r->client, "principal", r->principal);
-        if (f && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-            json_object_set_new(f, "terminated", json_integer((int)toe));
-        server_log(s, r->status >= 500 ? LOG_WARN : LOG_INFO, "request", f);
-    }
-    if (s->jobs)
-        jobs_detach_request(s->jobs, r);
-    if (r->phase == REQ_SUSPENDED) { /* cannot happen: MHD completes only resumed requests */
-        if (r->sus_prev)
-            r->sus_prev->sus_next = r->sus_next;
-        else
-            h->suspended = r->sus_next;
-        if (r->sus_next)
-            r->sus_next->sus_prev = r->sus_prev;
-        h->nsuspended--;
+    if (h->cb.on_completed)
+        h->cb.on_completed(h->user, r, d2_now() - r->t0,
+                           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 0 : (int)toe);
+    if (r->phase == REQ_SUSPENDED) { /* MHD completes only resumed requests; kept for safety */
+        http_release_fn release = r->release;
+        r->release = NULL;
+        if (release)
+            release(r->release_ctx, r, 0);
+        unlink_suspended(h, r);
     }
     free(r->body);
-    json_decref(r->async_json);
+    json_decref(r->answer_json);
     free(r);
 }
 
-void http_suspend(http_req *r)
+void http_suspend(http_req *r, http_release_fn release, void *ctx)
 {
     http *h = r->h;
     r->phase = REQ_SUSPENDED;
+    r->release = release;
+    r->release_ctx = ctx;
     r->sus_prev = NULL;
     r->sus_next = h->suspended;
     if (h->suspended)
@@ -256,17 +286,37 @@ void http_resume(http_req *r)
     http *h = r->h;
     if (r->phase != REQ_SUSPENDED)
         return;
-    if (r->sus_prev)
-        r->sus_prev->sus_next = r->sus_next;
-    else
-        h->suspended = r->sus_next;
-    if (r->sus_next)
-        r->sus_next->sus_prev = r->sus_prev;
-    r->sus_prev = r->sus_next = NULL;
-    h->nsuspended--;
+    unlink_suspended(h, r);
+    r->release = NULL;
+    r->release_ctx = NULL;
     r->phase = REQ_RESUMED;
     MHD_resume_connection(r->conn);
     kick(h);
+}
+
+void http_resume_json(http_req *r, unsigned status, json_t *body)
+{
+    if (r->phase != REQ_SUSPENDED) {
+        json_decref(body);
+        return;
+    }
+    if (body) {
+        json_decref(r->answer_json);
+        r->answer_json = body;
+        r->answer_status = status;
+    } else {
+        api_fail(&r->answer_err, 500, "internal", NULL, "out of memory");
+    }
+    http_resume(r);
+}
+
+void http_resume_error(http_req *r, const api_error *e, int retry_after)
+{
+    if (r->phase != REQ_SUSPENDED)
+        return;
+    r->answer_err = *e;
+    r->answer_retry_after = retry_after;
+    http_resume(r);
 }
 
 int http_suspended_count(const http *h)
@@ -283,13 +333,57 @@ void http_resume_all(http *h)
 {
     while (h->suspended) {
         http_req *r = h->suspended;
-        if (r->waiter || r->task)
-            jobs_detach_request(h->s->jobs, r);
-        if (r->async_status == 0 && !r->async_err.status && r->route >= 0 &&
-            ROUTES[r->route].resume == route_retrieve_resume)
-            api_fail(&r->async_err, 503, "shutting_down", NULL, "the daemon is shutting down");
-        http_resume(r);
+        http_release_fn release = r->release;
+        r->release = NULL;
+        if (release)
+            release(r->release_ctx, r, 1);
+        if (r->phase == REQ_SUSPENDED) {
+            api_error e;
+            api_fail(&e, 503, "shutting_down", NULL, "the daemon is shutting down");
+            http_resume_error(r, &e, 5);
+        }
     }
+}
+
+int http_expect_body(http_req *r)
+{
+    const char *cl = http_header(r, "Content-Length");
+    if (!cl)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    if (errno || end == cl || *end) {
+        http_errorf(r, 400, "invalid_argument", "header.Content-Length", 0, "not a number");
+        return 1;
+    }
+    if (n > r->h->body_limit) {
+        http_errorf(r, 413, "payload_too_large", NULL, 0,
+                    "body of %llu bytes exceeds the limit of %zu bytes", n, r->h->body_limit);
+        return 1;
+    }
+    if (n > 0 && !r->body) {
+        /* reserve up to 1 MiB now; the rest grows as bytes arrive, so a client
+         * that announces a large body and stalls costs little */
+        size_t reserve = n < (1u << 20) ? (size_t)n : (size_t)1 << 20;
+        r->body = malloc(reserve + 1);
+        if (!r->body) {
+            http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+            return 1;
+        }
+        r->body_cap = reserve;
+    }
+    return 0;
+}
+
+int http_refuse_oversized(http_req *r)
+{
+    if (!r->body_too_large)
+        return 0;
+    http_errorf(r, 413, "payload_too_large", NULL, 0,
+                "body of %zu bytes exceeds the limit of %zu bytes", r->body_len,
+                r->h->body_limit);
+    return 1;
 }
 
 const char *http_header(const http_req *r, const char *name)
@@ -393,7 +487,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    server_log(h->s, LOG_WARN, "libmicrohttpd", json_pack("{s:s}", "detail", msg));
+    http_log(h, LOG_WARN, "libmicrohttpd", json_pack("{s:s}", "detail", msg));
 }
 
 static int open_listener(const char *host, int port, int *fd_out, int *family, d2_error *err)
@@ -454,23 +548,8 @@ static void handle_closed(uv_handle_t *hd)
         free(h);
 }
 
-int http_start(http **out, server *s, d2_error *err)
+static void random_prefix(char out[12])
 {
-    *out = NULL;
-    char host[256];
-    int port, family = AF_INET, fd = -1;
-    if (config_parse_listen(s->cfg->listen, host, sizeof host, &port, err) != 0)
-        return err->code;
-    if (open_listener(host, port, &fd, &family, err) != 0)
-        return err->code;
-    http *h = calloc(1, sizeof *h);
-    if (!h) {
-        close(fd);
-        return d2_fail(err, D2_ENOMEM, "http: out of memory");
-    }
-    h->s = s;
-    h->listen_fd = fd;
-    h->port = bound_port(fd);
     unsigned char rnd[4] = {0, 0, 0, 0};
     int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (rfd >= 0) {
@@ -478,8 +557,31 @@ int http_start(http **out, server *s, d2_error *err)
             memset(rnd, 0, sizeof rnd);
         close(rfd);
     }
-    snprintf(h->id_prefix, sizeof h->id_prefix, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-             rnd[3]);
+    snprintf(out, 12, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+}
+
+int http_start(http **out, uv_loop_t *loop, const http_options *opt, const http_callbacks *cb,
+               void *user, d2_error *err)
+{
+    *out = NULL;
+    if (!cb->on_headers || !cb->on_body || !cb->on_resume)
+        return d2_fail(err, D2_EINVAL, "http: on_headers, on_body and on_resume are required");
+    int family = AF_INET, fd = -1;
+    const char *host = opt->host ? opt->host : "";
+    if (open_listener(host, opt->port, &fd, &family, err) != 0)
+        return err->code;
+    http *h = calloc(1, sizeof *h);
+    if (!h) {
+        close(fd);
+        return d2_fail(err, D2_ENOMEM, "http: out of memory");
+    }
+    h->cb = *cb;
+    h->user = user;
+    h->loop = loop;
+    h->body_limit = opt->body_limit;
+    h->listen_fd = fd;
+    h->port = bound_port(fd);
+    random_prefix(h->id_prefix);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -487,18 +589,17 @@ int http_start(http **out, server *s, d2_error *err)
         flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->cfg->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_END);
+        opt->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, opt->connection_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
     if (!h->d) {
         close(fd);
         free(h);
         return d2_fail(err, D2_EIO, "http: libmicrohttpd did not start");
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-    uv_timer_init(s->loop, &h->timer); /* cannot fail */
+    uv_timer_init(loop, &h->timer); /* cannot fail */
     h->timer.data = h;
-    if (!di || uv_poll_init(s->loop, &h->poll, di->epoll_fd) != 0) {
+    if (!di || uv_poll_init(loop, &h->poll, di->epoll_fd) != 0) {
         MHD_stop_daemon(h->d); /* closes fd */
         h->d = NULL;
         h->handles_open = 1;

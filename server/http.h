@@ -1,48 +1,83 @@
-/* http.h - libmicrohttpd on the libuv loop.
+/* http.h - libmicrohttpd on a libuv loop, and nothing else: it knows no
+ * routes, jobs or daemon state. Its owner hands it a table of callbacks
+ * (http_callbacks, with a user pointer) and answers requests through the
+ * http_send* calls.
  *
  * MHD runs in external-polling epoll mode: a uv_poll_t watches MHD's epoll
  * fd and a uv_timer_t follows MHD_get_timeout, so every MHD callback (and so
- * every route handler) runs on the loop thread and no lock guards the daemon's
- * state. We chose this over MHD's own threads because the handlers touch the
- * queue, the waiters and the metrics on every request: one thread owning them
- * needs no locks, and the only cross-thread traffic left is the workers'
- * events (one uv_async). Long-polls and retrievals suspend their connection
- * (MHD_ALLOW_SUSPEND_RESUME) and are resumed from the loop. */
+ * every callback of the owner) runs on the loop thread and no lock guards the
+ * owner's state. We chose this over MHD's own threads because the daemon's
+ * handlers touch the queue, the waiters and the metrics on every request: one
+ * thread owning them needs no locks. A request that must wait (a long-poll, a
+ * retrieval on a worker) is suspended (MHD_ALLOW_SUSPEND_RESUME) and resumed
+ * from the loop. */
 #ifndef D2_SERVER_HTTP_H
 #define D2_SERVER_HTTP_H
 
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "api.h"
 
-struct server;
-struct waiter;
-struct rtask;
 typedef struct http http;
+typedef struct http_req http_req;
 
 enum { HTTP_GET = 1, HTTP_POST = 2, HTTP_HEAD = 4, HTTP_OTHER = 8 };
 enum {
     REQ_NEW = 0,      /* headers seen, body (if any) arriving */
-    REQ_SUSPENDED,    /* waiting for a job change or a worker result */
-    REQ_RESUMED,      /* resumed: the route's resume handler answers */
+    REQ_SUSPENDED,    /* waiting (http_suspend) */
+    REQ_RESUMED,      /* resumed: its prepared answer, or on_resume, answers */
     REQ_RESPONDED     /* a response is queued */
 };
 
 #define HTTP_PATH_LEN 512
 #define HTTP_PARAM_LEN 160
 
-typedef struct http_req {
+/* Called by the HTTP layer on the loop thread; `user` is the pointer given to
+ * http_start. The int callbacks return 0, or negative to close the connection. */
+typedef struct http_callbacks {
+    /* The headers are in. May answer at once (a refusal); a request it does
+     * not answer gets on_body once its body has arrived. */
+    int (*on_headers)(void *user, http_req *r);
+    /* The whole body is in r->body (NUL-terminated; r->body_too_large when it
+     * passed the limit): answer, or suspend. */
+    int (*on_body)(void *user, http_req *r);
+    /* A resumed request without a prepared answer (http_resume): answer it. */
+    int (*on_resume)(void *user, http_req *r);
+    /* The request is over (answered, or the connection went away); for logs
+     * and metrics. `terminated` is 0 for a normal end. May be NULL. */
+    void (*on_completed)(void *user, const http_req *r, double seconds, int terminated);
+    /* A log line of the HTTP layer (level: LOG_* of log.h; fields stolen, may be
+     * NULL). May be NULL. */
+    void (*log)(void *user, int level, const char *msg, json_t *fields);
+} http_callbacks;
+
+typedef struct http_options {
+    const char *host;           /* "" = every address */
+    int port;                   /* 0 = any free port (http_port says which) */
+    size_t body_limit;          /* bytes of a request body kept */
+    unsigned max_connections;
+    unsigned connection_timeout; /* seconds of idleness before MHD closes */
+} http_options;
+
+/* Who holds a suspended request. release(ctx, r, answer) must forget r (it
+ * may no longer resume it); with `answer` set it then resumes r
+ * (http_resume or http_resume_*), because the HTTP layer is stopping. It is
+ * called at most once, and never after the holder resumed r itself. */
+typedef void (*http_release_fn)(void *ctx, http_req *r, int answer);
+
+struct http_req {
     http *h;
     struct MHD_Connection *conn;
-    int route;                 /* index in the route table, -1 when none matched */
+    int route;                 /* the owner's: its matched route, -1 when none */
     int method;                /* HTTP_* */
     const char *method_name;
     char path[HTTP_PATH_LEN];
-    char param[HTTP_PARAM_LEN]; /* the {id} / {ref} segment */
+    char param[HTTP_PARAM_LEN]; /* the owner's: the {id} / {ref} segment */
     char request_id[72];
-    const char *principal;     /* token name, "anonymous" without tokens */
+    const char *principal;     /* the owner's: token name, "anonymous" by default */
     char client[64];           /* peer address */
     unsigned char *body;
     size_t body_len, body_cap;
@@ -50,15 +85,19 @@ typedef struct http_req {
     int phase;                 /* REQ_* */
     int status;                /* status queued (for logs and metrics) */
     double t0;
-    struct waiter *waiter;     /* long-poll in progress */
-    struct rtask *task;        /* retrieval in progress */
-    json_t *async_json;        /* result prepared for the resumed request */
-    int async_status;
-    api_error async_err;       /* error prepared for the resumed request (status != 0) */
+    /* while suspended: its holder */
+    http_release_fn release;
+    void *release_ctx;
+    /* prepared answer of a resumed request (http_resume_json / _error) */
+    json_t *answer_json;
+    unsigned answer_status;    /* 0: none prepared */
+    api_error answer_err;      /* used when answer_err.status != 0 */
+    int answer_retry_after;
     struct http_req *sus_prev, *sus_next; /* suspended list */
-} http_req;
+};
 
-int http_start(http **out, struct server *s, d2_error *err);
+int http_start(http **out, uv_loop_t *loop, const http_options *opt, const http_callbacks *cb,
+               void *user, d2_error *err);
 int http_port(const http *h);
 /* Stop accepting connections (SIGTERM); open ones keep being served. */
 void http_quiesce(http *h);
@@ -66,15 +105,29 @@ unsigned http_connections(http *h);
 int http_suspended_count(const http *h);
 /* Requests in progress (not yet completed). */
 int http_active_requests(const http *h);
-/* Resume every suspended request (each answers from its resume handler). */
+/* End every wait: each suspended request's holder is released with `answer`
+ * set (see http_release_fn); one that is still suspended afterwards is
+ * answered 503 shutting_down. */
 void http_resume_all(http *h);
 /* Stop the daemon (resuming anything still suspended first; idle keep-alive
  * connections are closed) and close the loop handles; `h` is freed once they
  * are closed. */
 void http_stop(http *h);
 
-void http_suspend(http_req *r);
+/* Suspend r until its holder resumes it; `release` may be NULL. */
+void http_suspend(http_req *r, http_release_fn release, void *ctx);
+/* Resume r: the owner's on_resume answers it. */
 void http_resume(http_req *r);
+/* Resume r with its answer prepared: a JSON body (stolen) or an error. */
+void http_resume_json(http_req *r, unsigned status, json_t *body);
+void http_resume_error(http_req *r, const api_error *e, int retry_after);
+
+/* Body checks the owner runs in the order it wants. Each answers (400 bad
+ * Content-Length, 413 over the limit, 500 out of memory) and returns 1 when it
+ * refused the request, else 0. http_expect_body (at on_headers) also reserves
+ * memory for a declared body. */
+int http_expect_body(http_req *r);
+int http_refuse_oversized(http_req *r);
 
 const char *http_header(const http_req *r, const char *name);
 const char *http_query(const http_req *r, const char *name);

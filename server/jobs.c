@@ -28,6 +28,7 @@ typedef struct waiter {
 
 struct jobs {
     server *s;
+    jobs_owner owner;
     worker_pool *pool;
     int nworkers, started, idle;
     job_rec *qhead[PRIORITIES], *qtail[PRIORITIES];
@@ -129,10 +130,17 @@ static void waiter_finish(waiter *w, int resume)
     j->nwaiters--;
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, waiter_closed);
-    http_req *r = w->req;
-    r->waiter = NULL;
     if (resume)
-        http_resume(r);
+        http_resume(w->req);
+    else
+        w->req->release = NULL; /* nothing holds the request any more */
+}
+
+/* http_release_fn of a long-poll */
+static void waiter_release(void *ctx, http_req *r, int answer)
+{
+    (void)r;
+    waiter_finish(ctx, answer);
 }
 
 static void on_wait_timeout(uv_timer_t *t)
@@ -165,20 +173,25 @@ int jobs_wait(jobs *j, const char *id, http_req *r, double seconds)
         rec->waiters->prev = w;
     rec->waiters = w;
     j->nwaiters++;
-    r->waiter = w;
     uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)llround(seconds * 1000.0), 0);
-    http_suspend(r);
+    http_suspend(r, waiter_release, w);
     return 1;
 }
 
-void jobs_detach_request(jobs *j, http_req *r)
+static void shutting_down(api_error *e)
 {
-    (void)j;
-    if (r->waiter)
-        waiter_finish(r->waiter, 0);
-    if (r->task) {
-        r->task->req = NULL;
-        r->task = NULL;
+    api_fail(e, 503, "shutting_down", NULL, "the daemon is shutting down");
+}
+
+/* http_release_fn of a retrieval: the task runs on, unanswered */
+static void rtask_release(void *ctx, http_req *r, int answer)
+{
+    rtask *t = ctx;
+    t->req = NULL;
+    if (answer) {
+        api_error e;
+        shutting_down(&e);
+        http_resume_error(r, &e, 5);
     }
 }
 
@@ -252,7 +265,7 @@ static void finish_drain(jobs *j)
     }
     worker_pool_stop(j->pool);
     j->pool = NULL;
-    server_on_drained(j->s);
+    j->owner.drained(j->owner.user);
 }
 
 static void maybe_drained(jobs *j)
@@ -266,19 +279,14 @@ static void maybe_drained(jobs *j)
 static json_t *retrieval_json(server *s, const rtask *t)
 {
     const gen_entry *ge = &s->gens.e[t->w.gen_index];
-    json_t *hits = json_array();
-    for (int i = 0; hits && i < t->w.nhits; i++) {
-        const gen_retrieval *h = &t->w.hits[i];
-        json_t *classes = json_array();
-        for (int c = 0; classes && c < h->way && c < 16; c++)
-            json_array_append_new(classes, json_integer(h->classes[c]));
-        json_array_append_new(hits, json_pack("{s:i, s:f, s:f, s:o}", "zoo_index", h->zoo_index,
-                                              "distance", (double)h->distance,
-                                              "support_accuracy", (double)h->support_acc,
-                                              "classes", classes));
-    }
-    return json_pack("{s:{s:s, s:s}, s:s, s:o}", "generator", "name", ge->name, "id",
-                     ge->info->id, "dataset_fingerprint", t->w.dataset_fp, "hits", hits);
+    api_retrieve_result res;
+    memset(&res, 0, sizeof res);
+    api_snprintf(res.generator_name, sizeof res.generator_name, "%s", ge->name);
+    api_snprintf(res.generator_id, sizeof res.generator_id, "%s", ge->info->id);
+    api_snprintf(res.dataset_fingerprint, sizeof res.dataset_fingerprint, "%s", t->w.dataset_fp);
+    res.nhits = t->w.nhits < API_MAX_HITS ? t->w.nhits : API_MAX_HITS;
+    memcpy(res.hits, t->w.hits, (size_t)res.nhits * sizeof res.hits[0]);
+    return api_retrieve_result_to_json(&res);
 }
 
 static void rtask_free(rtask *t)
@@ -292,18 +300,13 @@ static void retrieve_done(jobs *j, rtask *t)
 {
     j->nretrieve_running--;
     http_req *r = t->req;
-    if (r) {
-        if (t->w.outcome == WORK_SUCCEEDED) {
-            r->async_json = retrieval_json(j->s, t);
-            r->async_status = 200;
-            if (!r->async_json)
-                api_fail(&r->async_err, 500, "internal", NULL, "out of memory");
-        } else {
-            api_fail(&r->async_err, 500, "internal", NULL, "retrieval failed: %s",
-                     t->w.error_message);
-        }
-        r->task = NULL;
-        http_resume(r);
+    t->req = NULL;
+    if (r && t->w.outcome == WORK_SUCCEEDED) {
+        http_resume_json(r, 200, retrieval_json(j->s, t));
+    } else if (r) {
+        api_error e;
+        api_fail(&e, 500, "internal", NULL, "retrieval failed: %s", t->w.error_message);
+        http_resume_error(r, &e, 0);
     }
     rtask_free(t);
 }
@@ -357,10 +360,10 @@ static void on_event(void *ctx, const worker_event *ev)
         j->started++;
         j->idle++;
         if (j->started == j->nworkers)
-            server_on_workers_ready(j->s);
+            j->owner.workers_ready(j->owner.user);
         break;
     case WORKER_INIT_FAILED:
-        server_fatal(j->s, "worker start failed", ev->message);
+        j->owner.fatal(j->owner.user, "worker start failed", ev->message);
         return;
     case WORKER_DONE:
         j->idle++;
@@ -379,12 +382,13 @@ static void on_event(void *ctx, const worker_event *ev)
 
 /* ---- public ---- */
 
-int jobs_create(jobs **out, server *s, d2_error *err)
+int jobs_create(jobs **out, server *s, const jobs_owner *owner, d2_error *err)
 {
     jobs *j = calloc(1, sizeof *j);
     if (!j)
         return d2_fail(err, D2_ENOMEM, "jobs: out of memory");
     j->s = s;
+    j->owner = *owner;
     j->nworkers = s->cfg->workers;
     j->avg_run = 1.0;
     if (uv_timer_init(s->loop, &j->grace) != 0) {
@@ -429,6 +433,8 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     w->seed = (uint64_t)job->seed;
     api_snprintf(w->parent_checkpoint, sizeof w->parent_checkpoint, "%s", job->parent_checkpoint);
     atomic_init(&w->progress_ppm, 0);
+    atomic_init(&w->cancel, 0);
+    atomic_init(&w->shutdown, 0);
     r->state = API_JOB_QUEUED;
     r->priority = job->priority >= 0 && job->priority < PRIORITIES ? job->priority : 5;
     r->created_ms = job->created_ms;
@@ -528,7 +534,7 @@ int jobs_cancel(jobs *j, const char *id, d2_error *err)
     }
     if (store_job_set_cancel_requested(s->db, id, err) != 0)
         return D2_EIO;
-    r->w.cancel = 1;
+    atomic_store(&r->w.cancel, 1);
     return 1;
 }
 
@@ -539,14 +545,13 @@ int jobs_retrieve(jobs *j, rtask *t, http_req *r)
     t->w.kind = WORK_RETRIEVE;
     t->req = r;
     t->next = NULL;
-    r->task = t;
     if (j->rtail)
         j->rtail->next = t;
     else
         j->rhead = t;
     j->rtail = t;
     j->nretrieve_waiting++;
-    http_suspend(r);
+    http_suspend(r, rtask_release, t);
     dispatch(j);
     return 0;
 }
@@ -574,12 +579,8 @@ void jobs_drain(jobs *j, int grace)
         rtask *t = j->rhead;
         j->rhead = t->next;
         j->nretrieve_waiting--;
-        if (t->req) {
-            api_fail(&t->req->async_err, 503, "shutting_down", NULL,
-                     "the daemon is shutting down");
-            t->req->task = NULL;
-            http_resume(t->req);
-        }
+        if (t->req)
+            rtask_release(t, t->req, 1);
         rtask_free(t);
     }
     j->rtail = NULL;
@@ -604,8 +605,8 @@ void jobs_drain_now(jobs *j)
     for (int b = 0; b < JOB_BUCKETS; b++)
         for (job_rec *r = j->table[b]; r; r = r->hnext)
             if (r->state == API_JOB_RUNNING) {
-                r->w.shutdown = 1;
-                r->w.cancel = 1;
+                atomic_store(&r->w.shutdown, 1); /* before cancel: the worker reads it after */
+                atomic_store(&r->w.cancel, 1);
             }
 }
 
@@ -634,6 +635,8 @@ void jobs_destroy(jobs *j)
     while (j->rhead) {
         rtask *t = j->rhead;
         j->rhead = t->next;
+        if (t->req)
+            t->req->release = NULL; /* nothing holds the request any more */
         rtask_free(t);
     }
     uv_close((uv_handle_t *)&j->grace, grace_closed);

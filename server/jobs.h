@@ -23,7 +23,15 @@ typedef struct rtask {
     struct rtask *next;
 } rtask;
 
-int jobs_create(jobs **out, server *s, d2_error *err);
+/* What jobs reports to its owner (on the loop thread). */
+typedef struct jobs_owner {
+    void (*workers_ready)(void *user);  /* every worker is up */
+    void (*fatal)(void *user, const char *what, const char *message);
+    void (*drained)(void *user);        /* the drain finished: no job runs */
+    void *user;
+} jobs_owner;
+
+int jobs_create(jobs **out, server *s, const jobs_owner *owner, d2_error *err);
 /* Start the worker threads (generators loaded). */
 int jobs_start_workers(jobs *j, d2_error *err);
 /* Queue the store's queued jobs (after a restart); jobs of generators that
@@ -47,20 +55,19 @@ void jobs_overlay(const jobs *j, api_job *job);
  * D2_ENOTFOUND = not active (finished or unknown), other < 0 = store error. */
 int jobs_cancel(jobs *j, const char *id, d2_error *err);
 
-/* Long-poll: suspend r until the job's state changes or `seconds` pass.
- * Returns 1 when suspended, 0 when the job is not active (answer now). */
+/* Long-poll: suspend r until the job's state changes or `seconds` pass (then
+ * the route's resume handler answers). Returns 1 when suspended, 0 when the
+ * job is not active (answer now). */
 int jobs_wait(jobs *j, const char *id, http_req *r, double seconds);
 
-/* Run a retrieval (takes ownership of t); r is suspended until it is done.
+/* Run a retrieval (takes ownership of t); r is suspended until it is done and
+ * resumed with its answer prepared (the result, 500, or 503 at shutdown).
  * Returns 0, or D2_ERANGE when too many retrievals are waiting. */
 int jobs_retrieve(jobs *j, rtask *t, http_req *r);
 
-/* A request is going away (connection closed): forget its waiter or task. */
-void jobs_detach_request(jobs *j, http_req *r);
-
 /* Drain (SIGTERM): answer long-polls and waiting retrievals, let running
  * jobs finish for up to `grace` seconds, then stop them at a step boundary
- * (they go back to queued). server_on_drained is called when no job runs. */
+ * (they go back to queued). The owner's `drained` is called when no job runs. */
 void jobs_drain(jobs *j, int grace);
 /* A second signal: stop running jobs now. */
 void jobs_drain_now(jobs *j);

@@ -25,7 +25,7 @@ const route ROUTES[] = {
     {"/v1/checkpoints/{id}", HTTP_GET, route_checkpoint_get, NULL, NULL, 0},
     {"/v1/checkpoints/{id}/weights", HTTP_GET, route_checkpoint_weights, NULL, NULL, 0},
     {"/v1/checkpoints/{id}/lineage", HTTP_GET, route_checkpoint_lineage, NULL, NULL, 0},
-    {"/v1/retrieve", HTTP_POST, NULL, route_retrieve_post, route_retrieve_resume, 0},
+    {"/v1/retrieve", HTTP_POST, NULL, route_retrieve_post, NULL, 0},
 };
 const int ROUTE_COUNT = (int)(sizeof ROUTES / sizeof ROUTES[0]);
 
@@ -162,28 +162,7 @@ int routes_on_headers(server *s, http_req *r)
         return http_errorf(r, 503, "shutting_down", NULL, 5, "the daemon is shutting down");
     if (needs_ready(rt) && !s->ready)
         return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
-    const char *cl = http_header(r, "Content-Length");
-    if (cl) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (errno || end == cl || *end)
-            return http_errorf(r, 400, "invalid_argument", "header.Content-Length", 0,
-                               "not a number");
-        if (n > s->cfg->body_limit)
-            return http_errorf(r, 413, "payload_too_large", NULL, 0,
-                               "body of %llu bytes exceeds the limit of %zu bytes", n,
-                               s->cfg->body_limit);
-        if (n > 0) {
-            /* reserve up to 1 MiB now; the rest grows as bytes arrive, so a
-             * client that announces a large body and stalls costs little */
-            size_t reserve = n < (1u << 20) ? (size_t)n : (size_t)1 << 20;
-            r->body = malloc(reserve + 1);
-            if (!r->body)
-                return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-            r->body_cap = reserve;
-        }
-    }
+    http_expect_body(r); /* 400 / 413 for a bad or too large Content-Length */
     return 0; /* wait for the body */
 }
 
@@ -197,12 +176,8 @@ int routes_on_body(server *s, http_req *r)
     if (r->route < 0)
         return http_errorf(r, 404, "not_found", NULL, 0, "no route for %s", r->path);
     const route *rt = &ROUTES[r->route];
-    if (r->body_too_large)
-        return http_errorf(r, 413, "payload_too_large", NULL, 0,
-                           "body of %zu bytes exceeds the limit of %zu bytes", r->body_len,
-                           s->cfg->body_limit);
-    if (r->body)
-        r->body[r->body_len] = '\0';
+    if (http_refuse_oversized(r))
+        return 0;
     if (r->method == HTTP_POST && rt->post)
         return rt->post(s, r);
     return rt->get(s, r);
@@ -210,34 +185,88 @@ int routes_on_body(server *s, http_req *r)
 
 int routes_on_resume(server *s, http_req *r)
 {
-    if (r->async_err.status)
-        return http_send_error(r, &r->async_err,
-                               r->async_err.status == 503 ? 5 : 0);
     const route *rt = r->route >= 0 ? &ROUTES[r->route] : NULL;
     if (!rt || !rt->resume)
         return http_errorf(r, 500, "internal", NULL, 0, "resumed request without a handler");
     return rt->resume(s, r);
 }
 
+void routes_on_completed(server *s, const http_req *r, double seconds, int terminated)
+{
+    if (r->status > 0)
+        metrics_http(&s->metrics, r->route, r->status, seconds);
+    if (!log_enabled(&s->log, LOG_INFO))
+        return;
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "request_id",
+                          r->request_id, "method", r->method_name ? r->method_name : "",
+                          "route", r->route >= 0 ? ROUTES[r->route].tmpl : "unmatched", "path",
+                          r->path, "status", r->status, "duration_ms", seconds * 1000.0,
+                          "client", r->client, "principal", r->principal);
+    if (f && terminated)
+        json_object_set_new(f, "terminated", json_integer(terminated));
+    server_log(s, r->status >= 500 ? LOG_WARN : LOG_INFO, "request", f);
+}
+
+static int cb_headers(void *user, http_req *r) { return routes_on_headers(user, r); }
+static int cb_body(void *user, http_req *r) { return routes_on_body(user, r); }
+static int cb_resume(void *user, http_req *r) { return routes_on_resume(user, r); }
+static void cb_completed(void *user, const http_req *r, double seconds, int terminated)
+{
+    routes_on_completed(user, r, seconds, terminated);
+}
+static void cb_log(void *user, int level, const char *msg, json_t *fields)
+{
+    server_log(user, level, msg, fields);
+}
+
+const http_callbacks ROUTES_HTTP = {cb_headers, cb_body, cb_resume, cb_completed, cb_log};
+
 int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classes,
                               const char *xfield, const char *yfield, api_error *e)
 {
-    const gen_info *gi = ge->info;
-    int want = kind == API_KIND_EMBEDDINGS ? gi->feature_dim : gi->input_dim;
-    if (dim != want)
-        return api_fail(e, 422, "invalid_dataset", xfield,
-                        "rows have %d values; generator '%s' takes %d-value %s (and %d-value %s)",
-                        dim, ge->name, want, api_kind_name(kind),
-                        kind == API_KIND_EMBEDDINGS ? gi->input_dim : gi->feature_dim,
-                        api_kind_name(!kind));
-    if (classes > gi->max_way)
-        return api_fail(e, 422, "invalid_dataset", yfield,
-                        "%d classes; generator '%s' supports at most %d", classes, ge->name,
-                        gi->max_way);
-    if (classes < gi->min_way)
-        return api_fail(e, 422, "invalid_dataset", yfield,
-                        "%d classes; generator '%s' needs at least %d", classes, ge->name,
-                        gi->min_way);
+    gen_support_part part;
+    d2_error err;
+    d2_error_clear(&err);
+    if (gen_info_check_support(ge->info, kind == API_KIND_EMBEDDINGS, dim, classes, &part,
+                               &err) == 0)
+        return 0;
+    return api_fail(e, 422, "invalid_dataset", part == GEN_SUPPORT_ROWS ? xfield : yfield,
+                    "generator '%s': %s", ge->name, err.msg);
+}
+
+int routes_request_dataset(server *s, http_req *r, const gen_entry *ge, const dataset *data,
+                           const char *dataset_id, int kind, int *kind_out, char id_out[65])
+{
+    api_error e;
+    if (data) {
+        const char *xf = kind == API_KIND_EMBEDDINGS ? "dataset.embeddings" : "dataset.samples";
+        if (routes_check_dataset_fits(ge, kind, data->dim, data->classes, xf, "dataset.labels",
+                                      &e) != 0) {
+            http_send_error(r, &e, 0);
+            return 1;
+        }
+        *kind_out = kind;
+        dataset_fingerprint(data, id_out);
+        return 0;
+    }
+    api_dataset_info info;
+    d2_error err;
+    d2_error_clear(&err);
+    int rc = store_dataset_info(s->db, dataset_id, &info, &err);
+    if (rc == D2_ENOTFOUND) {
+        http_errorf(r, 422, "unknown_dataset", "dataset_id", 0,
+                    "no dataset %s; upload it with POST /v1/datasets", dataset_id);
+        return 1;
+    }
+    if (rc != 0) {
+        routes_store_error(s, r, &err);
+        return 1;
+    }
+    if (routes_stored_dataset_kind(ge, &info, kind, kind_out, &e) != 0) {
+        http_send_error(r, &e, 0);
+        return 1;
+    }
+    api_snprintf(id_out, 65, "%s", dataset_id);
     return 0;
 }
 

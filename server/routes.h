@@ -27,7 +27,12 @@ int routes_match(const char *path, char *param, size_t cap);
 int routes_on_headers(server *s, http_req *r);
 /* The whole body is in r->body: run the POST handler. */
 int routes_on_body(server *s, http_req *r);
+/* A resumed request without a prepared answer: the route's resume handler. */
 int routes_on_resume(server *s, http_req *r);
+/* A request is over: metrics and the request log line. */
+void routes_on_completed(server *s, const http_req *r, double seconds, int terminated);
+/* The table http_start gets (user: the server). */
+extern const http_callbacks ROUTES_HTTP;
 
 /* ---- handlers (routes_*.c) ---- */
 int route_healthz(server *s, http_req *r);
@@ -47,13 +52,13 @@ int route_checkpoint_get(server *s, http_req *r);
 int route_checkpoint_weights(server *s, http_req *r);
 int route_checkpoint_lineage(server *s, http_req *r);
 int route_retrieve_post(server *s, http_req *r);
-int route_retrieve_resume(server *s, http_req *r);
 
 /* Shared by handlers: 503 not_ready / shutting_down when jobs cannot be taken
  * (returns 1 when it answered). */
 int routes_refuse_unready(server *s, http_req *r);
-/* Check an inline or stored data set's shape against a generator: dims for
- * its kind and classes within min..max way (422 naming `xfield`/`yfield`). */
+/* Check an inline or stored data set's shape against a generator with the
+ * generator's own rule (gen_info_check_support): 422 naming `xfield` (rows)
+ * or `yfield` (classes). */
 int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classes,
                               const char *xfield, const char *yfield, api_error *e);
 /* The kind a job or retrieval reads a stored data set as. `requested` is the
@@ -63,6 +68,13 @@ int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classe
  * (422 naming dataset_kind). Then as routes_check_dataset_fits. */
 int routes_stored_dataset_kind(const gen_entry *ge, const api_dataset_info *info, int requested,
                                int *kind, api_error *e);
+/* The data set of a job or retrieval request, for both routes: inline
+ * (`data`, already content-checked by proto, read as `kind`) or stored
+ * (`dataset_id`, `kind` -1 when the request gave none). Checks it exists
+ * (422 unknown_dataset) and fits the generator; sets *kind_out and id_out
+ * (the fingerprint of inline numbers). Answers and returns 1 on refusal. */
+int routes_request_dataset(server *s, http_req *r, const gen_entry *ge, const dataset *data,
+                           const char *dataset_id, int kind, int *kind_out, char id_out[65]);
 /* The body's media type: 0 JSON (application/json, none, or curl -d's
  * application/x-www-form-urlencoded), 1 safetensors
  * (application/octet-stream, application/vnd.safetensors; only when

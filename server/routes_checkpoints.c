@@ -92,13 +92,33 @@ int route_checkpoint_weights(server *s, http_req *r)
     return http_send(r, 200, resp);
 }
 
-static json_t *parse_object(const char *text)
+/* Fill the lineage of checkpoint c from the store (answers on failure and
+ * returns 1). */
+static int load_lineage(server *s, http_req *r, const api_checkpoint *c, api_lineage *l)
 {
-    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
-    if (v && json_is_object(v))
-        return v;
-    json_decref(v);
-    return json_object();
+    d2_error err;
+    d2_error_clear(&err);
+    store_generator g;
+    memset(&g, 0, sizeof g);
+    l->checkpoint = *c;
+    if (store_job_get(s->db, c->job_id, &l->job, 0, &err) != 0 ||
+        store_generator_get(s->db, l->job.generator_id, &g, &err) != 0 ||
+        store_dataset_info(s->db, l->job.dataset_id, &l->dataset, &err) != 0 ||
+        store_checkpoints_derived(s->db, c->id, &l->derived, &l->nderived, &err) != 0) {
+        store_generator_free(&g);
+        routes_store_error(s, r, &err);
+        return 1;
+    }
+    api_snprintf(l->generator_id, sizeof l->generator_id, "%s", g.id);
+    api_snprintf(l->generator_name, sizeof l->generator_name, "%s", g.name);
+    api_snprintf(l->spec, sizeof l->spec, "%s", g.spec);
+    api_snprintf(l->zoo_fingerprint, sizeof l->zoo_fingerprint, "%s", g.zoo_fingerprint);
+    l->zoo_size = g.zoo_size;
+    l->config_json = g.config_json; /* moved */
+    l->provenance_json = g.provenance_json;
+    g.config_json = g.provenance_json = NULL;
+    store_generator_free(&g);
+    return 0;
 }
 
 int route_checkpoint_lineage(server *s, http_req *r)
@@ -106,49 +126,14 @@ int route_checkpoint_lineage(server *s, http_req *r)
     api_checkpoint c;
     if (load(s, r, &c))
         return 0;
-    d2_error err;
-    d2_error_clear(&err);
-    api_job job;
-    store_generator g;
-    api_dataset_info ds;
-    char(*derived)[API_ID_LEN] = NULL;
-    int nderived = 0;
-    memset(&g, 0, sizeof g);
-    if (store_job_get(s->db, c.job_id, &job, 0, &err) != 0)
-        return routes_store_error(s, r, &err);
-    if (store_generator_get(s->db, job.generator_id, &g, &err) != 0 ||
-        store_dataset_info(s->db, job.dataset_id, &ds, &err) != 0 ||
-        store_checkpoints_derived(s->db, c.id, &derived, &nderived, &err) != 0) {
-        store_generator_free(&g);
-        api_job_free(&job);
-        return routes_store_error(s, r, &err);
+    api_lineage l;
+    api_lineage_init(&l);
+    if (load_lineage(s, r, &c, &l)) {
+        api_lineage_free(&l);
+        return 0;
     }
-    json_t *dlist = json_array();
-    for (int i = 0; dlist && i < nderived; i++)
-        json_array_append_new(dlist, json_string(derived[i]));
-    free(derived);
-    char created[32], finished[32];
-    api_format_time(job.created_ms, created);
-    api_format_time(job.finished_ms, finished);
-    json_t *out = json_pack(
-        "{s:o, s:{s:s, s:s, s:s, s:s, s:i, s:o, s:o}, s:o, s:{s:s, s:s, s:s, s:o, s:i}, s:I, "
-        "s:{s:s, s:i, s:f, s:i}, s:i, s:o, s:o}",
-        "checkpoint", api_checkpoint_to_json(&c),
-        "generator", "id", g.id, "name", g.name, "spec", g.spec, "zoo_fingerprint",
-        g.zoo_fingerprint, "zoo_size", g.zoo_size, "config", parse_object(g.config_json),
-        "provenance", parse_object(g.provenance_json),
-        "dataset", api_dataset_info_to_json(&ds),
-        "job", "id", job.id, "state", api_job_state_name(job.state), "created_at", created,
-        "finished_at", job.finished_ms > 0 ? json_string(finished) : json_null(), "priority",
-        job.priority,
-        "seed", (json_int_t)job.seed,
-        "sampler", "sampler", api_sampler_name(job.sampler), "steps", job.steps, "guidance",
-        job.guidance, "candidates", job.candidates,
-        "rank", c.rank,
-        "parent", job.parent_checkpoint[0] ? json_string(job.parent_checkpoint) : json_null(),
-        "derived", dlist);
-    store_generator_free(&g);
-    api_job_free(&job);
+    json_t *out = api_lineage_to_json(&l);
+    api_lineage_free(&l);
     if (!out)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
     return http_send_json(r, 200, out);

@@ -86,47 +86,143 @@ static int reply_job(server *s, http_req *r, const char *id, unsigned status, in
     return http_send(r, status, resp);
 }
 
-/* Validate the request's data set against the generator; fill job's dataset
- * fields. Answers and returns 1 on refusal. */
-static int check_dataset(server *s, http_req *r, const gen_entry *ge, api_job_request *req,
-                         api_job *job)
+/* The parent checkpoint, when given, must exist (answers and returns 1). */
+static int check_parent(server *s, http_req *r, const char *parent)
 {
-    api_error e;
+    if (!parent[0])
+        return 0;
+    api_checkpoint c;
     d2_error err;
     d2_error_clear(&err);
-    if (req->has_dataset) {
-        const char *xf = req->kind == API_KIND_EMBEDDINGS ? "dataset.embeddings" : "dataset.samples";
-        if (routes_check_dataset_fits(ge, req->kind, req->data.dim, req->data.classes, xf,
-                                      "dataset.labels", &e) != 0) {
-            http_send_error(r, &e, 0);
-            return 1;
-        }
-        if (generator_check_support(ge->g, &req->data, req->kind == API_KIND_EMBEDDINGS, &err) !=
-            0) {
-            http_errorf(r, 422, "invalid_dataset", "dataset", 0, "%s", err.msg);
-            return 1;
-        }
-        dataset_fingerprint(&req->data, job->dataset_id);
-        job->kind = req->kind;
-        return 0;
-    }
-    api_dataset_info info;
-    int rc = store_dataset_info(s->db, req->dataset_id, &info, &err);
+    int rc = store_checkpoint_get(s->db, parent, &c, &err);
     if (rc == D2_ENOTFOUND) {
-        http_errorf(r, 422, "unknown_dataset", "dataset_id", 0, "no dataset %s; upload it with "
-                    "POST /v1/datasets", req->dataset_id);
+        http_errorf(r, 422, "unknown_checkpoint", "parent_checkpoint", 0, "no checkpoint %s",
+                    parent);
         return 1;
     }
     if (rc != 0) {
         routes_store_error(s, r, &err);
         return 1;
     }
-    if (routes_stored_dataset_kind(ge, &info, req->kind, &job->kind, &e) != 0) {
-        http_send_error(r, &e, 0);
+    return 0;
+}
+
+/* Idempotency-Key (may be NULL): check its shape, hash the body into sha, and
+ * answer a replay (200, the first job) or a reuse for another body (409).
+ * Returns 1 when it answered. */
+static int check_idempotency(server *s, http_req *r, const char *key, const json_t *root,
+                             char sha[65])
+{
+    if (!key)
+        return 0;
+    if (!valid_idempotency_key(key)) {
+        http_errorf(r, 400, "invalid_argument", "header.Idempotency-Key", 0,
+                    "expected 1..255 printable ASCII characters without spaces");
         return 1;
     }
-    api_snprintf(job->dataset_id, sizeof job->dataset_id, "%s", req->dataset_id);
-    return 0;
+    if (api_canonical_sha256(root, sha) != 0) {
+        http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+        return 1;
+    }
+    char old_sha[65], old_job[API_ID_LEN];
+    d2_error err;
+    d2_error_clear(&err);
+    int rc = store_idem_get(s->db, r->principal, key, old_sha, old_job, &err);
+    if (rc == D2_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        routes_store_error(s, r, &err);
+    else if (strcmp(old_sha, sha) != 0)
+        http_errorf(r, 409, "idempotency_key_reused", "header.Idempotency-Key", 0,
+                    "this key was used for another request (job %s)", old_job);
+    else
+        reply_job(s, r, old_job, 200, 1, 0, 1);
+    return 1;
+}
+
+/* Everything a request must pass before it is stored: generator, steps, data
+ * set (into job), parent, idempotency key, room in the queue. Returns the
+ * generator's index, or -1 when it answered. */
+static int admit(server *s, http_req *r, const api_job_request *req, const json_t *root,
+                 const char *key, char sha[65], api_job *job)
+{
+    int gi = gens_find(&s->gens, req->generator);
+    if (gi < 0) {
+        http_errorf(r, 422, "unknown_generator", "generator", 0,
+                    "no generator named or with id '%s' (GET /v1/generators lists them)",
+                    req->generator);
+        return -1;
+    }
+    const gen_entry *ge = &s->gens.e[gi];
+    if (req->steps > ge->info->max_steps) {
+        http_errorf(r, 400, "invalid_argument", "steps", 0,
+                    "%d steps; generator '%s' samples with at most %d", req->steps, ge->name,
+                    ge->info->max_steps);
+        return -1;
+    }
+    if (routes_request_dataset(s, r, ge, req->has_dataset ? &req->data : NULL, req->dataset_id,
+                               req->kind, &job->kind, job->dataset_id) ||
+        check_parent(s, r, req->parent_checkpoint) ||
+        check_idempotency(s, r, key, root, sha))
+        return -1;
+    if (jobs_pending(s->jobs) >= s->cfg->max_queue) {
+        http_errorf(r, 503, "queue_full", NULL, jobs_retry_after(s->jobs),
+                    "%d jobs are queued (the limit)", jobs_pending(s->jobs));
+        return -1;
+    }
+    return gi;
+}
+
+/* The job the request describes, the generator's defaults filled in. */
+static void fill_job(const server *s, const gen_entry *ge, const api_job_request *req,
+                     api_job *job)
+{
+    const gen_info *info = ge->info;
+    new_job_id(job->id);
+    job->state = API_JOB_QUEUED;
+    api_snprintf(job->generator_name, sizeof job->generator_name, "%s", ge->name);
+    api_snprintf(job->generator_id, sizeof job->generator_id, "%s", info->id);
+    job->candidates = req->candidates > 0 ? req->candidates : info->default_candidates;
+    if (job->candidates > s->cfg->limits.max_candidates)
+        job->candidates = s->cfg->limits.max_candidates;
+    job->steps = req->steps > 0 ? req->steps : info->default_steps;
+    job->sampler = req->sampler >= 0 ? req->sampler : (int)info->default_sampler;
+    job->guidance = req->has_guidance ? req->guidance : (double)info->default_guidance;
+    job->seed = req->has_seed ? req->seed : random_seed();
+    job->priority = req->priority;
+    api_snprintf(job->parent_checkpoint, sizeof job->parent_checkpoint, "%s",
+                 req->parent_checkpoint);
+    job->created_ms = api_now_ms();
+}
+
+/* Store the job with its inline data set and idempotency key in one
+ * transaction, queue it, answer 202 (or 500). */
+static int accept_job(server *s, http_req *r, const api_job_request *req, const api_job *job,
+                      int gi, const char *key, const char *sha)
+{
+    d2_error err;
+    d2_error_clear(&err);
+    if (store_begin(s->db, &err) != 0)
+        return routes_store_error(s, r, &err);
+    int created = 0;
+    if ((req->has_dataset && store_dataset_put(s->db, job->dataset_id, job->kind, &req->data,
+                                               job->created_ms, &created, &err) != 0) ||
+        store_job_insert(s->db, job, r->principal, &err) != 0 ||
+        (key &&
+         store_idem_put(s->db, r->principal, key, sha, job->id, job->created_ms, &err) != 0)) {
+        store_rollback(s->db);
+        return routes_store_error(s, r, &err);
+    }
+    if (store_commit(s->db, &err) != 0)
+        return routes_store_error(s, r, &err);
+    s->store_ok = 1;
+    s->metrics.jobs_submitted++;
+    if (jobs_enqueue(s->jobs, job, gi, &err) != 0) {
+        /* stored but not queued in memory: it runs after the next restart */
+        server_log(s, LOG_ERROR, "job stored but not queued",
+                   json_pack("{s:s, s:s}", "job_id", job->id, "error", err.msg));
+    }
+    return reply_job(s, r, job->id, 202, 1, jobs_retry_after(s->jobs), 0);
 }
 
 int route_jobs_post(server *s, http_req *r)
@@ -139,119 +235,20 @@ int route_jobs_post(server *s, http_req *r)
         return 0;
     api_job_request req;
     api_error e;
-    if (api_job_request_parse(root, &s->cfg->limits, &req, &e) != 0) {
-        json_decref(root);
-        api_job_request_free(&req);
-        return http_send_error(r, &e, 0);
-    }
     int rc = 0;
-    int gi = gens_find(&s->gens, req.generator);
-    if (gi < 0) {
-        rc = http_errorf(r, 422, "unknown_generator", "generator", 0,
-                         "no generator named or with id '%s' (GET /v1/generators lists them)",
-                         req.generator);
-        goto out;
-    }
-    const gen_entry *ge = &s->gens.e[gi];
-    if (ge->max_steps > 0 && req.steps > ge->max_steps) {
-        rc = http_errorf(r, 400, "invalid_argument", "steps", 0,
-                         "%d steps; generator '%s' samples with at most %d", req.steps, ge->name,
-                         ge->max_steps);
-        goto out;
-    }
-    api_job job;
-    api_job_init(&job);
-    if (check_dataset(s, r, ge, &req, &job))
-        goto out;
-    d2_error err;
-    d2_error_clear(&err);
-    if (req.parent_checkpoint[0]) {
-        api_checkpoint parent;
-        int prc = store_checkpoint_get(s->db, req.parent_checkpoint, &parent, &err);
-        if (prc == D2_ENOTFOUND) {
-            rc = http_errorf(r, 422, "unknown_checkpoint", "parent_checkpoint", 0,
-                             "no checkpoint %s", req.parent_checkpoint);
-            goto out;
-        }
-        if (prc != 0) {
-            rc = routes_store_error(s, r, &err);
-            goto out;
+    if (api_job_request_parse(root, &s->cfg->limits, &req, &e) != 0) {
+        rc = http_send_error(r, &e, 0);
+    } else {
+        const char *key = http_header(r, "Idempotency-Key");
+        char sha[65] = "";
+        api_job job;
+        api_job_init(&job);
+        int gi = admit(s, r, &req, root, key, sha, &job);
+        if (gi >= 0) {
+            fill_job(s, &s->gens.e[gi], &req, &job);
+            rc = accept_job(s, r, &req, &job, gi, key, sha);
         }
     }
-    const char *key = http_header(r, "Idempotency-Key");
-    char sha[65] = "";
-    if (key) {
-        if (!valid_idempotency_key(key)) {
-            rc = http_errorf(r, 400, "invalid_argument", "header.Idempotency-Key", 0,
-                             "expected 1..255 printable ASCII characters without spaces");
-            goto out;
-        }
-        if (api_canonical_sha256(root, sha) != 0) {
-            rc = http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-            goto out;
-        }
-        char old_sha[65], old_job[API_ID_LEN];
-        int irc = store_idem_get(s->db, r->principal, key, old_sha, old_job, &err);
-        if (irc == 0) {
-            if (strcmp(old_sha, sha) != 0)
-                rc = http_errorf(r, 409, "idempotency_key_reused", "header.Idempotency-Key", 0,
-                                 "this key was used for another request (job %s)", old_job);
-            else
-                rc = reply_job(s, r, old_job, 200, 1, 0, 1);
-            goto out;
-        }
-        if (irc != D2_ENOTFOUND) {
-            rc = routes_store_error(s, r, &err);
-            goto out;
-        }
-    }
-    if (jobs_pending(s->jobs) >= s->cfg->max_queue) {
-        rc = http_errorf(r, 503, "queue_full", NULL, jobs_retry_after(s->jobs),
-                         "%d jobs are queued (the limit)", jobs_pending(s->jobs));
-        goto out;
-    }
-    const gen_info *info = ge->info;
-    new_job_id(job.id);
-    job.state = API_JOB_QUEUED;
-    api_snprintf(job.generator_name, sizeof job.generator_name, "%s", ge->name);
-    api_snprintf(job.generator_id, sizeof job.generator_id, "%s", info->id);
-    job.candidates = req.candidates > 0 ? req.candidates : info->default_candidates;
-    if (job.candidates > s->cfg->limits.max_candidates)
-        job.candidates = s->cfg->limits.max_candidates;
-    job.steps = req.steps > 0 ? req.steps : info->default_steps;
-    job.sampler = req.sampler >= 0 ? req.sampler : (int)info->default_sampler;
-    job.guidance = req.has_guidance ? req.guidance : (double)info->default_guidance;
-    job.seed = req.has_seed ? req.seed : random_seed();
-    job.priority = req.priority;
-    api_snprintf(job.parent_checkpoint, sizeof job.parent_checkpoint, "%s",
-                 req.parent_checkpoint);
-    job.created_ms = api_now_ms();
-    if (store_begin(s->db, &err) != 0) {
-        rc = routes_store_error(s, r, &err);
-        goto out;
-    }
-    int created = 0;
-    if ((req.has_dataset && store_dataset_put(s->db, job.dataset_id, job.kind, &req.data,
-                                              job.created_ms, &created, &err) != 0) ||
-        store_job_insert(s->db, &job, r->principal, &err) != 0 ||
-        (key && store_idem_put(s->db, r->principal, key, sha, job.id, job.created_ms, &err) != 0)) {
-        store_rollback(s->db);
-        rc = routes_store_error(s, r, &err);
-        goto out;
-    }
-    if (store_commit(s->db, &err) != 0) {
-        rc = routes_store_error(s, r, &err);
-        goto out;
-    }
-    s->store_ok = 1;
-    s->metrics.jobs_submitted++;
-    if (jobs_enqueue(s->jobs, &job, gi, &err) != 0) {
-        /* stored but not queued in memory: it runs after the next restart */
-        server_log(s, LOG_ERROR, "job stored but not queued",
-                   json_pack("{s:s, s:s}", "job_id", job.id, "error", err.msg));
-    }
-    rc = reply_job(s, r, job.id, 202, 1, jobs_retry_after(s->jobs), 0);
-out:
     json_decref(root);
     api_job_request_free(&req);
     return rc;
@@ -298,25 +295,17 @@ int route_jobs_list(server *s, http_req *r)
     int n = 0;
     if (store_job_list(s->db, state, before, (int)limit + 1, &list, &n, &err) != 0)
         return routes_store_error(s, r, &err);
-    int shown = n > limit ? (int)limit : n;
-    json_t *arr = json_array();
-    for (int i = 0; arr && i < shown; i++) {
+    api_job_list page = {n > limit ? (int)limit : n, list, ""};
+    for (int i = 0; i < page.n; i++)
         jobs_overlay(s->jobs, &list[i]);
-        json_t *o = api_job_to_json(&list[i]);
-        if (!o || json_array_append_new(arr, o) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    json_t *next = n > limit ? json_string(list[shown - 1].id) : json_null();
-    for (int i = 0; i < n; i++)
-        api_job_free(&list[i]);
-    free(list);
-    if (!arr) {
-        json_decref(next);
+    if (n > limit)
+        api_snprintf(page.next_after, sizeof page.next_after, "%s", list[page.n - 1].id);
+    json_t *body = api_job_list_to_json(&page);
+    page.n = n; /* free every row fetched, the extra one too */
+    api_job_list_free(&page);
+    if (!body)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    }
-    return http_send_json(r, 200, json_pack("{s:o, s:o}", "jobs", arr, "next_after", next));
+    return http_send_json(r, 200, body);
 }
 
 int route_job_get(server *s, http_req *r)

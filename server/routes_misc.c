@@ -10,9 +10,7 @@
 
 int route_healthz(server *s, http_req *r)
 {
-    return http_send_json(r, 200,
-                          json_pack("{s:s, s:s, s:f}", "status", "ok", "version", D2_VERSION,
-                                    "uptime_seconds", d2_now() - s->start_mono));
+    return http_send_json(r, 200, api_health_to_json(D2_VERSION, d2_now() - s->start_mono));
 }
 
 int route_readyz(server *s, http_req *r)
@@ -27,10 +25,8 @@ int route_readyz(server *s, http_req *r)
     if (!s->store_ok)
         return http_errorf(r, 503, "not_ready", NULL, 5,
                            "the last store write failed (see the log)");
-    return http_send_json(r, 200,
-                          json_pack("{s:s, s:i, s:i, s:i}", "status", "ready", "generators",
-                                    s->gens.n, "pending", jobs_pending(s->jobs), "running",
-                                    jobs_running(s->jobs)));
+    return http_send_json(r, 200, api_ready_to_json(s->gens.n, jobs_pending(s->jobs),
+                                                    jobs_running(s->jobs)));
 }
 
 int route_metrics(server *s, http_req *r)
@@ -80,18 +76,14 @@ int route_generators_list(server *s, http_req *r)
 {
     if (!s->generators_loaded)
         return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
-    json_t *list = json_array();
-    for (int i = 0; list && i < s->gens.n; i++) {
-        const gen_entry *e = &s->gens.e[i];
-        json_t *g = api_generator_to_json(e->name, e->info, e->loaded_ms);
-        if (!g || json_array_append_new(list, g) != 0) {
-            json_decref(list);
-            list = NULL;
-        }
-    }
-    if (!list)
+    api_generator_entry list[CONFIG_MAX_GENERATORS];
+    for (int i = 0; i < s->gens.n; i++)
+        list[i] = (api_generator_entry){s->gens.e[i].name, s->gens.e[i].info,
+                                        s->gens.e[i].loaded_ms};
+    json_t *body = api_generator_list_to_json(list, s->gens.n);
+    if (!body)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    return http_send_json(r, 200, json_pack("{s:o}", "generators", list));
+    return http_send_json(r, 200, body);
 }
 
 int route_generator_get(server *s, http_req *r)

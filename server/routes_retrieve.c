@@ -28,30 +28,12 @@ int route_retrieve_post(server *s, http_req *r)
                            "no generator named or with id '%s'", req.generator);
     }
     const gen_entry *ge = &s->gens.e[gi];
-    int kind = req.kind;
-    d2_error err;
-    d2_error_clear(&err);
-    if (req.has_dataset) {
-        const char *xf = kind == API_KIND_EMBEDDINGS ? "dataset.embeddings" : "dataset.samples";
-        if (routes_check_dataset_fits(ge, kind, req.data.dim, req.data.classes, xf,
-                                      "dataset.labels", &e) != 0) {
-            api_retrieve_request_free(&req);
-            return http_send_error(r, &e, 0);
-        }
-        if (generator_check_support(ge->g, &req.data, kind == API_KIND_EMBEDDINGS, &err) != 0) {
-            api_retrieve_request_free(&req);
-            return http_errorf(r, 422, "invalid_dataset", "dataset", 0, "%s", err.msg);
-        }
-    } else {
-        api_dataset_info info;
-        int drc = store_dataset_info(s->db, req.dataset_id, &info, &err);
-        if (drc == D2_ENOTFOUND)
-            return http_errorf(r, 422, "unknown_dataset", "dataset_id", 0, "no dataset %s",
-                               req.dataset_id);
-        if (drc != 0)
-            return routes_store_error(s, r, &err);
-        if (routes_stored_dataset_kind(ge, &info, req.kind, &kind, &e) != 0)
-            return http_send_error(r, &e, 0);
+    int kind;
+    char id[65];
+    if (routes_request_dataset(s, r, ge, req.has_dataset ? &req.data : NULL, req.dataset_id,
+                               req.kind, &kind, id)) {
+        api_retrieve_request_free(&req);
+        return 0;
     }
     rtask *t = calloc(1, sizeof *t);
     if (!t) {
@@ -69,23 +51,13 @@ int route_retrieve_post(server *s, http_req *r)
         api_snprintf(t->w.dataset_id, sizeof t->w.dataset_id, "%s", req.dataset_id);
     }
     atomic_init(&t->w.progress_ppm, 0);
+    atomic_init(&t->w.cancel, 0);
+    atomic_init(&t->w.shutdown, 0);
     if (jobs_retrieve(s->jobs, t, r) != 0) {
         if (t->w.has_data)
             dataset_free(&t->w.data);
         free(t);
         return http_errorf(r, 503, "queue_full", NULL, 1, "too many retrievals waiting");
     }
-    return 0; /* suspended until a worker answers */
-}
-
-int route_retrieve_resume(server *s, http_req *r)
-{
-    (void)s;
-    if (r->async_err.status)
-        return http_send_error(r, &r->async_err, 0);
-    json_t *v = r->async_json;
-    r->async_json = NULL;
-    if (!v)
-        return http_errorf(r, 500, "internal", NULL, 0, "retrieval produced no result");
-    return http_send_json(r, (unsigned)(r->async_status ? r->async_status : 200), v);
+    return 0; /* suspended until a worker answers (jobs.c prepares the answer) */
 }

@@ -75,8 +75,9 @@ static void load_done(uv_work_t *req, int status)
         server_fatal(s, "starting workers failed", err.msg);
 }
 
-void server_on_workers_ready(server *s)
+static void on_workers_ready(void *user)
 {
+    server *s = user;
     if (s->draining)
         return;
     d2_error err;
@@ -123,8 +124,9 @@ static void on_closer(uv_timer_t *t)
     close_all(s);
 }
 
-void server_on_drained(server *s)
+static void on_drained(void *user)
 {
+    server *s = user;
     if (s->close_started > 0)
         return;
     s->ready = 0;
@@ -153,7 +155,7 @@ static void start_drain(server *s, const char *why)
     if (s->jobs)
         jobs_drain(s->jobs, s->exit_code ? 0 : s->cfg->shutdown_grace);
     else
-        server_on_drained(s);
+        on_drained(s);
 }
 
 void server_fatal(server *s, const char *what, const char *message)
@@ -161,6 +163,11 @@ void server_fatal(server *s, const char *what, const char *message)
     server_log(s, LOG_ERROR, what, json_pack("{s:s}", "error", message ? message : ""));
     s->exit_code = 1;
     start_drain(s, what);
+}
+
+static void on_fatal(void *user, const char *what, const char *message)
+{
+    server_fatal(user, what, message);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -211,9 +218,19 @@ static int start(server *s, d2_error *err)
     for (int i = 0; i < nroutes; i++)
         names[i] = ROUTES[i].tmpl;
     metrics_init(&s->metrics, names, nroutes);
-    if (jobs_create(&s->jobs, s, err) != 0)
+    jobs_owner owner = {on_workers_ready, on_fatal, on_drained, s};
+    if (jobs_create(&s->jobs, s, &owner, err) != 0)
         return err->code;
-    if (http_start(&s->http, s, err) != 0)
+    char host[256];
+    http_options ho;
+    memset(&ho, 0, sizeof ho);
+    if (config_parse_listen(cfg->listen, host, sizeof host, &ho.port, err) != 0)
+        return err->code;
+    ho.host = host;
+    ho.body_limit = cfg->body_limit;
+    ho.max_connections = (unsigned)cfg->max_connections;
+    ho.connection_timeout = (unsigned)cfg->connection_timeout;
+    if (http_start(&s->http, s->loop, &ho, &ROUTES_HTTP, s, err) != 0)
         return err->code;
     int port = http_port(s->http);
     server_log(s, LOG_INFO, "listening",

@@ -49,11 +49,8 @@ typedef struct server {
  * start-up error); returns the process exit code. */
 int server_run(const config *cfg);
 
-/* Called by jobs.c when every worker is up (or failed to start). */
-void server_on_workers_ready(server *s);
+/* Log the error, set exit code 1 and drain. */
 void server_fatal(server *s, const char *what, const char *message);
-/* Called by jobs.c when the drain finished: stops HTTP and closes handles. */
-void server_on_drained(server *s);
 /* Log one line with fields (stolen). */
 void server_log(server *s, int level, const char *msg, json_t *fields);
 

@@ -201,7 +201,7 @@ static void run_job(worker *w, work_item *it)
         it->generate_seconds = d2_now() - tg;
         double ts = d2_now();
         if (rc == D2_ECANCELLED) {
-            it->outcome = it->shutdown ? WORK_REQUEUED : WORK_CANCELLED;
+            it->outcome = atomic_load(&it->shutdown) ? WORK_REQUEUED : WORK_CANCELLED;
         } else if (rc != 0) {
             set_error(it, WORK_FAILED, "generation_failed", err.msg);
         } else {

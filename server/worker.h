@@ -56,8 +56,8 @@ typedef struct work_item {
     int k;                               /* WORK_RETRIEVE */
     char parent_checkpoint[API_ID_LEN];
     /* shared */
-    volatile int cancel;                 /* set by the loop; read by the sampler */
-    volatile int shutdown;               /* with cancel: requeue instead of cancelling */
+    atomic_int cancel;                   /* set by the loop; read by the sampler */
+    atomic_int shutdown;                 /* with cancel: requeue instead of cancelling */
     atomic_int progress_ppm;             /* 0..1000000, written by the worker */
     /* outputs */
     int worker;

@@ -235,6 +235,7 @@ static void fill_info(generator *g, const st_file *f)
     in->zoo_size = g->zoo_n;
     in->default_candidates = c->candidates;
     in->default_steps = c->steps;
+    in->max_steps = c->T;
     in->default_guidance = c->guidance;
     in->default_sampler = c->sampler;
     json_error_t je;

@@ -50,17 +50,34 @@ void gen_workspace_free(gen_workspace *ws)
     free(ws);
 }
 
+int gen_info_check_support(const gen_info *gi, int embeddings, int dim, int classes,
+                           gen_support_part *part, d2_error *err)
+{
+    const int want = embeddings ? gi->feature_dim : gi->input_dim;
+    const int other = embeddings ? gi->input_dim : gi->feature_dim;
+    gen_support_part p = GEN_SUPPORT_LABELS;
+    int rc = 0;
+    if (dim != want) {
+        p = GEN_SUPPORT_ROWS;
+        rc = d2_fail(err, D2_EINVAL, "rows have %d values; this generator takes %d-value %s (and "
+                     "%d-value %s)", dim, want, embeddings ? "embeddings" : "samples", other,
+                     embeddings ? "samples" : "embeddings");
+    } else if (classes > gi->max_way) {
+        rc = d2_fail(err, D2_ERANGE, "%d classes; this generator supports at most %d", classes,
+                     gi->max_way);
+    } else if (classes < gi->min_way) {
+        rc = d2_fail(err, D2_ERANGE, "%d classes; this generator needs at least %d (labels "
+                     "0..%d, each with a row)", classes, gi->min_way, gi->min_way - 1);
+    }
+    if (part)
+        *part = p;
+    return rc;
+}
+
 int generator_check_support(const generator *g, const dataset *s, int embeddings, d2_error *err)
 {
-    const gen_config *c = &g->cfg;
-    const int dim = embeddings ? c->feat_dim : c->input_dim;
     if (!s || s->n <= 0)
         return d2_fail(err, D2_EINVAL, "the support set is empty");
-    if (s->dim != dim)
-        return d2_fail(err, D2_EINVAL,
-                       "%s have %d values per row; this generator takes %d (%s)",
-                       embeddings ? "embeddings" : "samples", s->dim, dim,
-                       embeddings ? "its feature space" : "its input space");
     int maxl = -1;
     for (int i = 0; i < s->n; i++) {
         if (s->y[i] < 0)
@@ -69,15 +86,9 @@ int generator_check_support(const generator *g, const dataset *s, int embeddings
             maxl = s->y[i];
     }
     const int N = maxl + 1;
-    if (N > c->way)
-        return d2_fail(err, D2_ERANGE,
-                       "the support set has %d classes; this generator makes %d-way heads", N,
-                       c->way);
-    if (N < c->way)
-        return d2_fail(err, D2_ERANGE,
-                       "the support set has %d classes (labels 0..%d); this generator makes "
-                       "%d-way heads and needs labels 0..%d",
-                       N, maxl, c->way, c->way - 1);
+    int rc = gen_info_check_support(&g->info, embeddings, s->dim, N, NULL, err);
+    if (rc)
+        return rc;
     int counts[D2_MAX_WAY] = {0};
     for (int i = 0; i < s->n; i++)
         counts[s->y[i]]++;
@@ -307,7 +318,7 @@ static int sample_latents(const generator *g, gen_workspace *ws, const gen_reque
     // candidate k starts from positions [k*L, (k+1)*L) of the seed's stream
     op->rand_normal(be, z, (size_t)K * L, req->seed, 0, 0.0f, 1.0f);
     for (int i = 0; i < steps; i++) {
-        if (req->cancel && *req->cancel) {
+        if (req->cancel && atomic_load(req->cancel)) {
             rc = d2_fail(err, D2_ECANCELLED, "cancelled at step %d of %d", i, steps);
             goto out;
         }

@@ -8,6 +8,7 @@
 #ifndef D2_GENERATOR_H
 #define D2_GENERATOR_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ typedef struct gen_info {
     int params;              /* generated (trainable) parameters per candidate */
     int zoo_size;
     char zoo_fingerprint[65];
+    int max_steps;           /* T of the diffusion schedule: the most sampler steps */
     /* sampler defaults from the bundle */
     int default_candidates, default_steps;
     float default_guidance;
@@ -67,8 +69,9 @@ typedef struct gen_request {
     gen_sampler sampler;
     float guidance;         /* classifier-free guidance scale; 1 = conditional only */
     uint64_t seed;
-    /* optional: checked between sampler steps; nonzero -> D2_ECANCELLED */
-    const volatile int *cancel;
+    /* optional: set by another thread, read between sampler steps; nonzero ->
+     * D2_ECANCELLED */
+    const atomic_int *cancel;
     /* 1: compare the candidates with the baselines and return the best (gate.h) */
     int gate;
     /* optional: progress in [0, 1] */
@@ -110,8 +113,16 @@ typedef struct gen_result {
     double seconds;
 } gen_result;
 
-/* Validate the support set against the generator (dims, classes 0..N-1 each
- * present, N within [min_way, max_way], finite values); err names the field. */
+/* A support set's fit to a generator, on its shape alone: rows of input_dim
+ * values (feature_dim with embeddings) and min_way..max_way classes. It needs
+ * only the info, so a caller can check a stored data set before reading it.
+ * On refusal err says why and *part (may be NULL) which part is wrong. */
+typedef enum gen_support_part { GEN_SUPPORT_ROWS = 0, GEN_SUPPORT_LABELS = 1 } gen_support_part;
+int gen_info_check_support(const gen_info *gi, int embeddings, int dim, int classes,
+                           gen_support_part *part, d2_error *err);
+/* The whole rule for a support set, the one every path goes through
+ * (generator_generate and generator_retrieve call it): not empty, labels
+ * 0..N-1 each present, finite values, and gen_info_check_support. */
 int generator_check_support(const generator *g, const dataset *support, int embeddings,
                             d2_error *err);
 

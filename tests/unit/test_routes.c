@@ -141,12 +141,48 @@ static void test_stored_dataset_kind(void **state)
     assert_non_null(strstr(e.message, "at most 5"));
 }
 
+/* Inline data sets go through the generator's own rule; the refusal names
+ * the rows or the labels field and the generator. */
+static void test_dataset_fits(void **state)
+{
+    (void)state;
+    gen_entry ge;
+    gen_info gi;
+    fake_gen(&ge, &gi, 784, 128);
+    api_error e;
+    assert_int_equal(routes_check_dataset_fits(&ge, API_KIND_SAMPLES, 784, 3, "x", "y", &e), 0);
+    assert_int_equal(routes_check_dataset_fits(&ge, API_KIND_EMBEDDINGS, 128, 5, "x", "y", &e),
+                     0);
+    assert_int_not_equal(
+        routes_check_dataset_fits(&ge, API_KIND_EMBEDDINGS, 784, 3, "dataset.embeddings",
+                                  "dataset.labels", &e),
+        0);
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.code, "invalid_dataset");
+    assert_string_equal(e.field, "dataset.embeddings");
+    assert_non_null(strstr(e.message, "generator 'g'"));
+    assert_non_null(strstr(e.message, "128-value embeddings"));
+    assert_int_not_equal(
+        routes_check_dataset_fits(&ge, API_KIND_SAMPLES, 784, 1, "dataset.samples",
+                                  "dataset.labels", &e),
+        0);
+    assert_string_equal(e.field, "dataset.labels");
+    assert_non_null(strstr(e.message, "at least 2"));
+    assert_int_not_equal(
+        routes_check_dataset_fits(&ge, API_KIND_SAMPLES, 784, 6, "dataset.samples",
+                                  "dataset.labels", &e),
+        0);
+    assert_string_equal(e.field, "dataset.labels");
+    assert_non_null(strstr(e.message, "at most 5"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_stored_dataset_kind),
+        cmocka_unit_test(test_dataset_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
