@@ -281,8 +281,16 @@ static int parse_option(parse_state *ps, int argc, char **argv, int *i)
     int is_global = 0, index = 0;
     const cli_option *o = lookup(ps, word, len, &is_global, &index);
     if (!o) {
-        cli_error(ps->cmdname, "unknown option '%.*s' (see 'd2nwg %s --help')", (int)len, word,
-                  ps->c->name);
+        int known = 0;
+        for (int k = 0; k < CLI_NGLOBALS; k++)
+            known |= strlen(CLI_GLOBAL_OPTS[k].name) == len &&
+                     !strncmp(CLI_GLOBAL_OPTS[k].name, word, len);
+        if (known)
+            cli_error(ps->cmdname, "%.*s does not apply to this command (see 'd2nwg %s --help')",
+                      (int)len, word, ps->c->name);
+        else
+            cli_error(ps->cmdname, "unknown option '%.*s' (see 'd2nwg %s --help')", (int)len,
+                      word, ps->c->name);
         return -1;
     }
     const char *value = eq ? eq + 1 : NULL;

@@ -26,22 +26,37 @@ typedef struct client_command {
 } client_command;
 
 /* offline commands (core) */
-int cmd_zoo(cli_globals *g, int argc, char **argv);      /* zoo build | import | info */
-int cmd_train(cli_globals *g, int argc, char **argv);    /* train a generator from a zoo */
-int cmd_info(cli_globals *g, int argc, char **argv);     /* describe a generator bundle */
-int cmd_generate(cli_globals *g, int argc, char **argv); /* weights for a support set, offline */
-int cmd_eval(cli_globals *g, int argc, char **argv);     /* the results table */
-int cmd_sample(cli_globals *g, int argc, char **argv);   /* write a support set to try things on */
+/* zoo build | import | info */
+int cmd_zoo(cli_globals *g, int argc, char **argv);
+/* train a generator from a zoo */
+int cmd_train(cli_globals *g, int argc, char **argv);
+/* describe a generator bundle */
+int cmd_info(cli_globals *g, int argc, char **argv);
+/* weights for a support set, offline */
+int cmd_generate(cli_globals *g, int argc, char **argv);
+/* the results table */
+int cmd_eval(cli_globals *g, int argc, char **argv);
+/* write a support set to try things on */
+int cmd_sample(cli_globals *g, int argc, char **argv);
 
 /* remote commands (libcurl; the global --server, --token, --retry-for) */
-int cmd_submit(cli_globals *g, int argc, char **argv);     /* upload a support set as a job; --wait, --out */
-int cmd_jobs(cli_globals *g, int argc, char **argv);       /* list jobs */
-int cmd_status(cli_globals *g, int argc, char **argv);     /* show one job */
-int cmd_wait(cli_globals *g, int argc, char **argv);       /* follow a job to its end */
-int cmd_cancel(cli_globals *g, int argc, char **argv);     /* cancel a job */
-int cmd_fetch(cli_globals *g, int argc, char **argv);      /* download a checkpoint's weights */
-int cmd_lineage(cli_globals *g, int argc, char **argv);    /* where a checkpoint came from */
-int cmd_generators(cli_globals *g, int argc, char **argv); /* generators the daemon serves */
-int cmd_retrieve(cli_globals *g, int argc, char **argv);   /* nearest zoo checkpoints for a support set */
+/* upload a support set as a job; --wait, --out */
+int cmd_submit(cli_globals *g, int argc, char **argv);
+/* list jobs */
+int cmd_jobs(cli_globals *g, int argc, char **argv);
+/* show one job */
+int cmd_status(cli_globals *g, int argc, char **argv);
+/* follow a job to its end */
+int cmd_wait(cli_globals *g, int argc, char **argv);
+/* cancel a job */
+int cmd_cancel(cli_globals *g, int argc, char **argv);
+/* download a checkpoint's weights */
+int cmd_fetch(cli_globals *g, int argc, char **argv);
+/* where a checkpoint came from */
+int cmd_lineage(cli_globals *g, int argc, char **argv);
+/* generators the daemon serves */
+int cmd_generators(cli_globals *g, int argc, char **argv);
+/* nearest zoo checkpoints for a support set */
+int cmd_retrieve(cli_globals *g, int argc, char **argv);
 
 #endif

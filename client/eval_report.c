@@ -128,8 +128,9 @@ void eval_print_json(const eval_opts *o, const eval_results *r, const char *gen_
         json_object_set_new(methods, METHOD_KEYS[m], per);
     }
     json_object_set_new(root, "methods", methods);
-    json_object_set_new(root, "vae", json_pack("{s:o,s:o}", "original", stat_json(r->vae_orig, o->tasks),
-                                               "reconstructed", stat_json(r->vae_rec, o->tasks)));
+    json_object_set_new(root, "vae",
+                        json_pack("{s:o,s:o}", "original", stat_json(r->vae_orig, o->tasks),
+                                  "reconstructed", stat_json(r->vae_rec, o->tasks)));
     if (r->gen_count)
         json_object_set_new(root, "generation_ms", json_real(r->gen_ms / r->gen_count));
     if (o->finetune) {

@@ -53,7 +53,7 @@ static const cli_command FETCH_CMD = {
 
 int cmd_fetch(cli_globals *g, int argc, char **argv)
 {
-    ck_opts o;
+    ck_opts o = {0};
     remote_client c;
     int code;
     if (!ck_start(&FETCH_CMD, &o, g, argc, argv, &c, &code))
@@ -82,7 +82,7 @@ static const cli_command LINEAGE_CMD = {
 
 int cmd_lineage(cli_globals *g, int argc, char **argv)
 {
-    ck_opts o;
+    ck_opts o = {0};
     remote_client c;
     int code;
     if (!ck_start(&LINEAGE_CMD, &o, g, argc, argv, &c, &code))

@@ -123,7 +123,7 @@ static int job_id_start(const cli_command *cmd, job_id_opts *o, cli_globals *g, 
 int cmd_status(cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "status";
-    job_id_opts o;
+    job_id_opts o = {0};
     remote_client c;
     int code;
     if (!job_id_start(&STATUS_CMD, &o, g, argc, argv, &c, &code))
@@ -171,7 +171,7 @@ static const cli_command WAIT_CMD = {
 int cmd_wait(cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "wait";
-    job_id_opts o;
+    job_id_opts o = {0};
     remote_client c;
     int code;
     if (!job_id_start(&WAIT_CMD, &o, g, argc, argv, &c, &code))
@@ -207,7 +207,7 @@ static const cli_command CANCEL_CMD = {
 
 int cmd_cancel(cli_globals *g, int argc, char **argv)
 {
-    job_id_opts o;
+    job_id_opts o = {0};
     remote_client c;
     int code;
     if (!job_id_start(&CANCEL_CMD, &o, g, argc, argv, &c, &code))
