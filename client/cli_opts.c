@@ -71,9 +71,9 @@ static int parse_u64(const char *cmd, const cli_option *o, const char *s, uint64
 static int parse_float(const char *cmd, const cli_option *o, const char *s, double *out)
 {
     char buf[64];
+    size_t n = strlen(s);
     snprintf(buf, sizeof buf, "%s", s);
-    size_t n = strlen(buf);
-    if (o->type == CLI_SECONDS && n > 1 && buf[n - 1] == 's')
+    if (o->type == CLI_SECONDS && n > 1 && n < sizeof buf && buf[n - 1] == 's')
         buf[n - 1] = '\0';
     char *end;
     errno = 0;
@@ -243,7 +243,7 @@ typedef struct parse_state {
     void *opts;
     cli_globals *g;
     unsigned char given[64]; /* the command's options given */
-    const char *cmdname;
+    char cmdname[64];        /* in messages: "eval", "zoo: build" */
 } parse_state;
 
 /* The option argv word `word` names (the part before '=' when there is
@@ -366,12 +366,15 @@ int cli_parse(const cli_command *c, void *opts, cli_globals *g, int argc, char *
               int *code)
 {
     parse_state ps = {.c = c, .opts = opts, .g = g};
-    /* "d2nwg zoo: build: ..." reads badly; messages say "d2nwg zoo build: ..." */
-    ps.cmdname = c->name;
+    /* a subcommand's messages read "d2nwg zoo: build: ...", as its other
+     * messages do */
+    size_t sp = strcspn(c->name, " ");
+    snprintf(ps.cmdname, sizeof ps.cmdname, "%.*s%s%s", (int)sp, c->name,
+             c->name[sp] ? ": " : "", c->name[sp] ? c->name + sp + 1 : "");
     *code = EXIT_USAGE;
     if (c->positional)
         *(const char **)((char *)opts + c->positional_off) = NULL;
-    if (apply_defaults(c->name, c->opts, c->nopts, opts))
+    if (apply_defaults(ps.cmdname, c->opts, c->nopts, opts))
         return 0;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -406,7 +409,7 @@ void cli_globals_init(cli_globals *g)
 int cli_parse_globals(cli_globals *g, int argc, char **argv, int *next, int *code)
 {
     static const cli_command ALL = {.name = "", .globals = ~0u};
-    parse_state ps = {.c = &ALL, .opts = g, .g = g, .cmdname = ""};
+    parse_state ps = {.c = &ALL, .opts = g, .g = g, .cmdname = ""}; /* "d2nwg: ..." */
     *code = EXIT_USAGE;
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {

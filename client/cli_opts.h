@@ -7,7 +7,8 @@
  * command's --help from the same table, so help and behaviour cannot
  * disagree. Usage errors (unknown option, missing value, not a number, out
  * of range, a required option missing) print "d2nwg <cmd>: ..." naming the
- * option and what was wrong, and give EXIT_USAGE (2).
+ * option and what was wrong ("d2nwg zoo: build: ..." for a subcommand), and
+ * give EXIT_USAGE (2).
  *
  * The global options (--server, --token, --retry-for, --json, --quiet) live
  * in a cli_globals the command line's main() fills from the words before the

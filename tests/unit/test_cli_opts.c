@@ -230,6 +230,8 @@ static void test_value_errors(void **state)
         {"--rate", "nan", "--rate: 'nan' is not a number", NULL},
         {"--rate", "1e999", "is not a number", NULL},
         {"--wait", "5m", "--wait: '5m' is not a number", NULL},
+        {"--wait", "1.000000000000000000000000000000000000000000000000000000000000000000001",
+         "is not a number", NULL},
         {"--level", "max", "--level must be low, mid or high, not 'max'", NULL},
         {"--shots", "1,,2", "--shots:", "at most 3 integers"},
         {"--shots", "1,2,3,4", "--shots:", "at most 3 integers"},
