@@ -2,54 +2,60 @@
  * source, as CSV, as a JSON job request for the daemon (curl --data @FILE),
  * or as safetensors - so there is something real to try the tools on. */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fileio.h"
 #include "cli_args.h"
+#include "cli_opts.h"
 #include "commands.h"
 #include "data.h"
 #include "safetensors.h"
 #include "strbuf.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: d2nwg sample --out FILE [options]\n"
-            "\n"
-            "Draws a support set: `shots` rows of each listed class, labelled 0..N-1 in the\n"
-            "order the classes are given.\n"
-            "\n"
-            "  --source SRC      fashion-mnist (default), digits, iris, wine, csv:PATH, idx:PREFIX\n"
-            "  --classes LIST    source classes in label order (default 0,1,2,3,4)\n"
-            "  --shots K         rows per class (default 5)\n"
-            "  --split S         train or test (default test)\n"
-            "  --seed S          seed of the draw (default 1)\n"
-            "  --format F        csv (header: label,x0,x1,...), json (a POST /v1/jobs body\n"
-            "                    for the generator 'default'), or safetensors (x, y);\n"
-            "                    default: from the file name\n"
-            "  --out FILE        where to write it\n");
-}
+static const char *const SPLITS[] = {"train", "test", NULL};
+static const char *const FORMATS[] = {"csv", "json", "safetensors", NULL};
+enum { FORMAT_CSV, FORMAT_JSON, FORMAT_SAFETENSORS };
 
-static int parse_classes(const char *s, task *t)
-{
-    t->way = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > 100000 || t->way >= D2_MAX_WAY)
-            return -1;
-        t->classes[t->way++] = (int)v;
-        p = end;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            return -1;
-    }
-    return t->way >= 1 ? 0 : -1;
-}
+typedef struct sample_opts {
+    const char *source, *out;
+    cli_int_list classes;
+    int shots, split, format;
+    uint64_t seed;
+} sample_opts;
+
+static const cli_option SAMPLE_OPTS[] = {
+    {.name = "--source", .type = CLI_STRING, .off = offsetof(sample_opts, source),
+     .metavar = "SRC", .help = "fashion-mnist, digits, iris, wine, csv:PATH, idx:PREFIX",
+     .def = "fashion-mnist"},
+    {.name = "--classes", .type = CLI_INT_LIST, .off = offsetof(sample_opts, classes),
+     .help = "source classes in label order", .def = "0,1,2,3,4", .lo = 0, .hi = 100000,
+     .max_items = D2_MAX_WAY},
+    {.name = "--shots", .type = CLI_INT, .off = offsetof(sample_opts, shots), .metavar = "K",
+     .help = "rows per class", .def = "5", .lo = 1, .hi = 100000},
+    {.name = "--split", .type = CLI_CHOICE, .off = offsetof(sample_opts, split), .metavar = "S",
+     .help = "which split of the source", .def = "test", .choices = SPLITS},
+    {.name = "--seed", .type = CLI_U64, .off = offsetof(sample_opts, seed), .metavar = "S",
+     .help = "seed of the draw", .def = "1"},
+    {.name = "--format", .type = CLI_CHOICE, .off = offsetof(sample_opts, format),
+     .metavar = "F",
+     .help = "csv (header: label,x0,x1,...), json (a POST /v1/jobs\n"
+             "body for the generator 'default'), or safetensors (x, y)",
+     .unset = "from the file name", .choices = FORMATS},
+    {.name = "--out", .type = CLI_PATH, .off = offsetof(sample_opts, out), .metavar = "FILE",
+     .help = "where to write it", .required = 1},
+};
+
+static const cli_command SAMPLE_CMD = {
+    .name = "sample",
+    .synopsis = "--out FILE [options]",
+    .about = "Draws a support set: `shots` rows of each listed class, labelled 0..N-1 in the\n"
+             "order the classes are given.",
+    .opts = SAMPLE_OPTS,
+    .nopts = CLI_NOPTS(SAMPLE_OPTS),
+};
 
 static int write_csv(const dataset *d, const char *path, d2_error *err)
 {
@@ -114,100 +120,53 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-int cmd_sample(int argc, char **argv)
+static int write_as(int format, const dataset *d, uint64_t seed, const char *path,
+                    d2_error *err)
 {
-    const char *cmd = "sample", *v;
-    const char *source = "fashion-mnist", *classes = "0,1,2,3,4", *split = "test";
-    const char *format = NULL, *out = NULL;
-    long shots = 5;
-    uint64_t seed = 1;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--source", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            source = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--classes", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            classes = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--split", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            split = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--format", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            format = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--out", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            out = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--shots", &v))) {
-            if (r < 0 || cli_int(cmd, "--shots", v, 1, 100000, &shots))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || cli_u64(cmd, "--seed", v, &seed))
-                return EXIT_USAGE;
-        } else {
-            cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!out) {
-        cli_error(cmd, "--out is required (see --help)");
-        return EXIT_USAGE;
-    }
-    if (!format)
-        format = ends_with(out, ".json") ? "json"
-                 : ends_with(out, ".safetensors") ? "safetensors"
-                                                  : "csv";
-    if (strcmp(format, "csv") && strcmp(format, "json") && strcmp(format, "safetensors")) {
-        cli_error(cmd, "--format must be csv, json or safetensors, not '%s'", format);
-        return EXIT_USAGE;
-    }
-    if (strcmp(split, "train") && strcmp(split, "test")) {
-        cli_error(cmd, "--split must be train or test, not '%s'", split);
-        return EXIT_USAGE;
-    }
+    if (format == FORMAT_JSON)
+        return write_json(d, seed, path, err);
+    if (format == FORMAT_SAFETENSORS)
+        return write_st(d, path, err);
+    return write_csv(d, path, err);
+}
+
+int cmd_sample(cli_globals *g, int argc, char **argv)
+{
+    const char *cmd = "sample";
+    sample_opts o;
+    int code;
+    if (!cli_parse(&SAMPLE_CMD, &o, g, argc, argv, &code))
+        return code;
+    int format = o.format >= 0                       ? o.format
+                 : ends_with(o.out, ".json")        ? FORMAT_JSON
+                 : ends_with(o.out, ".safetensors") ? FORMAT_SAFETENSORS
+                                                    : FORMAT_CSV;
     task t;
-    if (parse_classes(classes, &t)) {
-        cli_error(cmd, "--classes: '%s' is not a list such as 0,1,2,3,4 (at most %d)", classes,
-                  D2_MAX_WAY);
-        return EXIT_USAGE;
-    }
+    memset(&t, 0, sizeof t);
+    t.way = o.classes.n;
+    memcpy(t.classes, o.classes.v, sizeof(int) * (size_t)t.way);
     d2_error err = {0};
     data_source src;
     memset(&src, 0, sizeof src);
     class_index ci;
     memset(&ci, 0, sizeof ci);
     dataset d = {0};
-    int code = EXIT_FAILED;
-    if (data_source_load(&src, source, &err)) {
+    if (data_source_load(&src, o.source, &err)) {
         cli_error(cmd, "%s", err.msg);
         return EXIT_FAILED;
     }
-    const dataset *from = strcmp(split, "train") ? &src.test : &src.train;
+    const dataset *from = strcmp(SPLITS[o.split], "train") ? &src.test : &src.train;
     rng r;
-    rng_init(&r, rng_derive(seed, "sample", 0), 0);
-    if (class_index_build(&ci, from, &err) || task_draw(from, &ci, &t, (int)shots, &r, &d, &err)) {
-        cli_error(cmd, "%s", err.msg);
-        goto out;
-    }
-    int rc = !strcmp(format, "csv")    ? write_csv(&d, out, &err)
-             : !strcmp(format, "json") ? write_json(&d, seed, out, &err)
-                                       : write_st(&d, out, &err);
-    if (rc) {
-        cli_error(cmd, "%s", err.msg);
-        goto out;
-    }
-    fprintf(stderr, "wrote %s: %d rows of %d values, %d classes (%s split of %s)\n", out, d.n,
-            d.dim, t.way, split, source);
+    rng_init(&r, rng_derive(o.seed, "sample", 0), 0);
     code = EXIT_OK;
-out:
+    if (class_index_build(&ci, from, &err) || task_draw(from, &ci, &t, o.shots, &r, &d, &err) ||
+        write_as(format, &d, o.seed, o.out, &err)) {
+        cli_error(cmd, "%s", err.msg);
+        code = EXIT_FAILED;
+    } else {
+        fprintf(stderr, "wrote %s: %d rows of %d values, %d classes (%s split of %s)\n", o.out,
+                d.n, d.dim, t.way, SPLITS[o.split], o.source);
+    }
     dataset_free(&d);
     class_index_free(&ci);
     data_source_free(&src);

@@ -1,178 +1,152 @@
 /* cmd_train.c - `d2nwg train`: learn a generator from a zoo, and
  * `d2nwg info`: describe a generator bundle. */
 #include <jansson.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "cli_args.h"
+#include "cli_opts.h"
 #include "commands.h"
 #include "gen_train.h"
 #include "generator.h"
 #include "zoo.h"
 
-static void train_usage(FILE *out)
+typedef struct train_opts {
+    const char *zoo, *out, *device;
+    uint64_t seed;
+    int resume, quick, align, vae_steps, steps, threads;
+    double every, stop_after;
+} train_opts;
+
+static const cli_option TRAIN_OPTS[] = {
+    {.name = "--zoo", .type = CLI_PATH, .off = offsetof(train_opts, zoo), .metavar = "DIR",
+     .help = "zoo built by 'd2nwg zoo build' or 'zoo import'", .required = 1},
+    {.name = "--out", .type = CLI_PATH, .off = offsetof(train_opts, out), .metavar = "FILE",
+     .help = "the generator bundle to write (one safetensors file)", .required = 1},
+    {.name = "--seed", .type = CLI_U64, .off = offsetof(train_opts, seed), .metavar = "S",
+     .help = "seed; same seed and threads -> same bytes", .def = "1"},
+    {.name = "--resume", .type = CLI_FLAG, .off = offsetof(train_opts, resume),
+     .help = "continue from FILE.ckpt if a killed run left one"},
+    {.name = "--checkpoint-every", .type = CLI_SECONDS, .off = offsetof(train_opts, every),
+     .help = "seconds between checkpoints", .def = "120", .flo = 1.0, .fhi = 1e9},
+    {.name = "--quick", .type = CLI_FLAG, .off = offsetof(train_opts, quick),
+     .help = "tiny configuration (tests; under a minute)"},
+    {.name = "--align", .type = CLI_INT, .off = offsetof(train_opts, align), .metavar = "N",
+     .help = "N steps of contrastive encoder/latent alignment first",
+     .unset = "the configuration's", .lo = 0, .hi = 10000000},
+    {.name = "--vae-steps", .type = CLI_INT, .off = offsetof(train_opts, vae_steps),
+     .metavar = "N", .help = "stage-1 steps", .unset = "the configuration's", .lo = 1,
+     .hi = 10000000},
+    {.name = "--steps", .type = CLI_INT, .off = offsetof(train_opts, steps), .metavar = "N",
+     .help = "stage-2 (diffusion) steps", .unset = "the configuration's", .lo = 1,
+     .hi = 10000000},
+    {.name = "--device", .type = CLI_STRING, .off = offsetof(train_opts, device),
+     .metavar = "DEV", .help = "cpu or cuda:N", .def = "cpu"},
+    {.name = "--threads", .type = CLI_INT, .off = offsetof(train_opts, threads), .metavar = "N",
+     .help = "CPU threads", .unset = "all cores", .lo = 1, .hi = 1024},
+    {.name = "--stop-after", .type = CLI_SECONDS, .off = offsetof(train_opts, stop_after),
+     .help = "stop (with a checkpoint) after S seconds", .unset = "never", .flo = 0.001,
+     .fhi = 1e9},
+};
+
+static const cli_command TRAIN_CMD = {
+    .name = "train",
+    .synopsis = "--zoo DIR --out GEN.safetensors [options]",
+    .about = "Learns a generator (weight VAE, dataset encoder, latent diffusion) from a zoo.",
+    .opts = TRAIN_OPTS,
+    .nopts = CLI_NOPTS(TRAIN_OPTS),
+    .globals = CLI_G_QUIET,
+};
+
+static gen_train_cfg train_cfg(const train_opts *o, int quiet)
 {
-    fprintf(out,
-            "usage: d2nwg train --zoo DIR --out GEN.safetensors [options]\n"
-            "\n"
-            "Learns a generator (weight VAE, dataset encoder, latent diffusion) from a zoo.\n"
-            "\n"
-            "  --zoo DIR            zoo built by 'd2nwg zoo build' or 'zoo import'\n"
-            "  --out FILE           the generator bundle to write (one safetensors file)\n"
-            "  --seed S             seed (default 1); same seed and threads -> same bytes\n"
-            "  --resume             continue from FILE.ckpt if a killed run left one\n"
-            "  --checkpoint-every S seconds between checkpoints (default 120)\n"
-            "  --quick              tiny configuration (tests; under a minute)\n"
-            "  --align N            N steps of contrastive encoder/latent alignment first\n"
-            "  --vae-steps N        stage-1 steps\n"
-            "  --steps N            stage-2 (diffusion) steps\n"
-            "  --device DEV         cpu (default) or cuda:N\n"
-            "  --threads N          CPU threads (default: all cores)\n"
-            "  --stop-after S       stop (with a checkpoint) after S seconds\n"
-            "  --quiet              no progress bars\n");
+    gen_train_cfg cfg = gen_train_defaults(o->quick);
+    cfg.seed = o->seed;
+    cfg.progress = !quiet;
+    cfg.resume = o->resume;
+    cfg.checkpoint_every = o->every;
+    cfg.stop_after = isnan(o->stop_after) ? 0.0 : o->stop_after;
+    if (o->align != CLI_UNSET_INT)
+        cfg.align_steps = o->align;
+    if (o->vae_steps != CLI_UNSET_INT)
+        cfg.vae_steps = o->vae_steps;
+    if (o->steps != CLI_UNSET_INT)
+        cfg.steps = o->steps;
+    return cfg;
 }
 
-int cmd_train(int argc, char **argv)
+static void print_report(const char *out, const gen_train_report *rep)
+{
+    printf("wrote %s in %.1f s\n", out, rep->seconds);
+    printf("  stage 1 (vae):      %d steps, loss %.5f, zoo reconstruction mse %.5f\n",
+           rep->vae_steps_done, (double)rep->vae_loss, (double)rep->vae_recon_mse);
+    if (rep->align_steps_done)
+        printf("  alignment:          %d steps, infonce %.4f\n", rep->align_steps_done,
+               (double)rep->align_loss);
+    printf("  stage 2 (diffusion): %d steps, loss %.4f\n", rep->steps_done,
+           (double)rep->diffusion_loss);
+}
+
+int cmd_train(cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "train";
-    const char *zoo_dir = NULL, *out = NULL, *device = "cpu", *v;
-    int quick = 0, resume = 0, quiet = 0;
-    long align = -1, vae_steps = -1, steps = -1, threads = 0;
-    uint64_t seed = 1;
-    double every = 120.0, stop_after = 0.0;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            train_usage(stdout);
-            return EXIT_OK;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--zoo", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            zoo_dir = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--out", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            out = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--device", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            device = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || cli_u64(cmd, "--seed", v, &seed))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--align", &v))) {
-            if (r < 0 || cli_int(cmd, "--align", v, 0, 10000000, &align))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--vae-steps", &v))) {
-            if (r < 0 || cli_int(cmd, "--vae-steps", v, 1, 10000000, &vae_steps))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--steps", &v))) {
-            if (r < 0 || cli_int(cmd, "--steps", v, 1, 10000000, &steps))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_int(cmd, "--threads", v, 1, 1024, &threads))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--checkpoint-every", &v))) {
-            if (r < 0 || cli_float(cmd, "--checkpoint-every", v, 1.0, 1e9, &every))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--stop-after", &v))) {
-            if (r < 0 || cli_float(cmd, "--stop-after", v, 0.001, 1e9, &stop_after))
-                return EXIT_USAGE;
-        } else if (cli_flag(argv, i, "--quick")) {
-            quick = 1;
-        } else if (cli_flag(argv, i, "--resume")) {
-            resume = 1;
-        } else if (cli_flag(argv, i, "--quiet")) {
-            quiet = 1;
-        } else {
-            cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!zoo_dir || !out) {
-        cli_error(cmd, "--zoo and --out are required (see --help)");
-        return EXIT_USAGE;
-    }
-    gen_train_cfg cfg = gen_train_defaults(quick);
-    cfg.seed = seed;
-    cfg.progress = !quiet;
-    cfg.resume = resume;
-    cfg.checkpoint_every = every;
-    cfg.stop_after = stop_after;
-    if (align >= 0)
-        cfg.align_steps = (int)align;
-    if (vae_steps > 0)
-        cfg.vae_steps = (int)vae_steps;
-    if (steps > 0)
-        cfg.steps = (int)steps;
+    train_opts o;
+    int code;
+    if (!cli_parse(&TRAIN_CMD, &o, g, argc, argv, &code))
+        return code;
+    gen_train_cfg cfg = train_cfg(&o, g->quiet);
     d2_error err = {0};
     zoo z;
     memset(&z, 0, sizeof z);
-    if (zoo_load(&z, zoo_dir, 1, &err)) {
+    if (zoo_load(&z, o.zoo, 1, &err)) {
         cli_error(cmd, "%s", err.msg);
         return EXIT_FAILED;
     }
     backend_t *be = NULL;
-    if (backend_create(&be, device, (int)threads, &err)) {
-        cli_error(cmd, "%s", err.msg);
-        zoo_free(&z);
-        return EXIT_FAILED;
-    }
+    int threads = o.threads != CLI_UNSET_INT ? o.threads : 0;
     gen_train_report rep;
-    int rc = generator_train(&z, &cfg, out, be, &rep, &err);
+    int rc = backend_create(&be, o.device, threads, &err);
+    if (!rc)
+        rc = generator_train(&z, &cfg, o.out, be, &rep, &err);
     backend_destroy(be);
     zoo_free(&z);
     if (rc) {
         cli_error(cmd, "%s", err.msg);
         return EXIT_FAILED;
     }
-    if (rep.stopped) {
+    if (rep.stopped)
         fprintf(stderr, "stopped after %.1f s; continue with --resume\n", rep.seconds);
-        return EXIT_OK;
-    }
-    printf("wrote %s in %.1f s\n", out, rep.seconds);
-    printf("  stage 1 (vae):      %d steps, loss %.5f, zoo reconstruction mse %.5f\n",
-           rep.vae_steps_done, (double)rep.vae_loss, (double)rep.vae_recon_mse);
-    if (rep.align_steps_done)
-        printf("  alignment:          %d steps, infonce %.4f\n", rep.align_steps_done,
-               (double)rep.align_loss);
-    printf("  stage 2 (diffusion): %d steps, loss %.4f\n", rep.steps_done,
-           (double)rep.diffusion_loss);
+    else
+        print_report(o.out, &rep);
     return EXIT_OK;
 }
 
-static void info_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg info GEN.safetensors [--json]\n"
-                 "\nPrints a generator bundle's id, target, configuration and provenance.\n");
-}
+typedef struct info_opts {
+    const char *path;
+} info_opts;
 
-int cmd_info(int argc, char **argv)
+static const cli_command INFO_CMD = {
+    .name = "info",
+    .synopsis = "GEN.safetensors [--json]",
+    .about = "Prints a generator bundle's id, target, configuration and provenance.",
+    .globals = CLI_G_JSON,
+    .positional = "GEN.safetensors",
+    .positional_off = offsetof(info_opts, path),
+};
+
+int cmd_info(cli_globals *gl, int argc, char **argv)
 {
-    const char *cmd = "info", *path = NULL;
-    int as_json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            info_usage(stdout);
-            return EXIT_OK;
-        } else if (cli_flag(argv, i, "--json")) {
-            as_json = 1;
-        } else if (argv[i][0] == '-') {
-            cli_error(cmd, "unknown option '%s'", argv[i]);
-            return EXIT_USAGE;
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            cli_error(cmd, "one bundle at a time");
-            return EXIT_USAGE;
-        }
-    }
-    if (!path) {
-        info_usage(stderr);
-        return EXIT_USAGE;
-    }
+    const char *cmd = "info";
+    info_opts o;
+    int code;
+    if (!cli_parse(&INFO_CMD, &o, gl, argc, argv, &code))
+        return code;
+    const char *path = o.path;
+    int as_json = gl->json;
     d2_error err = {0};
     backend_t *be = NULL;
     generator *g = NULL;

@@ -3,11 +3,13 @@
  * describe one. */
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli_args.h"
+#include "cli_opts.h"
 #include "commands.h"
 #include "zoo.h"
 
@@ -24,63 +26,103 @@ static void zoo_usage(FILE *out)
                  "'d2nwg zoo <subcommand> --help' describes one subcommand.\n");
 }
 
-static void build_usage(FILE *out)
-{
-    zoo_build_cfg d = zoo_build_defaults();
-    fprintf(out,
-            "usage: d2nwg zoo build --out DIR [options]\n"
-            "\n"
-            "Draws tasks (ordered lists of `way` distinct classes, never one of the held-out\n"
-            "class combinations), trains one target network per task on the source's train\n"
-            "split, evaluates it on every test sample of its classes, and saves the zoo.\n"
-            "\n"
-            "  --source SRC         fashion-mnist | digits | iris | wine | csv:PATH | idx:PREFIX\n"
-            "                       (default %s)\n"
-            "  --way N              classes per task (default %d)\n"
-            "  --tasks N            number of tasks / heads (default %d)\n"
-            "  --feature F          pca:K or identity (default %s)\n"
-            "  --per-class N        training samples per class (default %d)\n"
-            "  --heldout-frac F     fraction of class combinations held out (default %.2f;\n"
-            "                       at least one)\n"
-            "  --seed S             seed (default %llu); the zoo does not depend on --threads\n"
-            "  --threads N          worker threads (default: one per core)\n"
-            "  --epochs N           training epochs per head (default %d)\n"
-            "  --batch N            mini-batch size (default %d)\n"
-            "  --lr F               AdamW learning rate, cosine-decayed (default %g)\n"
-            "  --weight-decay F     AdamW weight decay (default %g)\n"
-            "  --min-steps N        raise the epochs of small tasks to reach N updates\n"
-            "                       (default %d; 0: off)\n"
-            "  --quiet              no progress bar\n",
-            d.source, d.way, d.tasks, d.feature, d.per_class, (double)d.heldout_frac,
-            (unsigned long long)d.seed, d.train.epochs, d.train.batch, (double)d.train.lr,
-            (double)d.train.weight_decay, d.train.min_steps);
-}
+/* zoo build: the defaults are zoo_build_defaults()'s (keep = 1), so the help
+ * shows the values the build really uses. */
+typedef struct build_opts {
+    const char *source, *feature, *out;
+    int way, tasks, per_class, threads, epochs, batch, min_steps;
+    double heldout_frac, lr, weight_decay;
+    uint64_t seed;
+} build_opts;
 
-static void import_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: d2nwg zoo import --manifest FILE --out DIR [--spec SPEC]\n"
-            "\n"
-            "FILE has one JSON object per line (paths relative to FILE):\n"
-            "  {\"weights\": \"a.safetensors\", \"dataset\": \"a_data.safetensors\",\n"
-            "   \"spec\": \"pca:128 | linear 128->5\", \"metrics\": {\"query_acc\": 0.9}}\n"
-            "Weights use PyTorch nn.Sequential names (0.weight, 0.bias, ...); datasets hold x [n, D]\n"
-            "and y [n]. Every checkpoint is checked against the spec (names, shapes, finite\n"
-            "values); a bad line is reported with its number and skipped. Each dataset is copied\n"
-            "to DIR/data/. Exits 1 only when no line could be imported.\n"
-            "\n"
-            "  --spec SPEC          the zoo's spec (default: the first valid line's)\n");
-}
+#define BUILD_OFF(f) .off = offsetof(build_opts, f)
+static const cli_option BUILD_OPTS[] = {
+    {.name = "--out", .type = CLI_PATH, BUILD_OFF(out), .metavar = "DIR",
+     .help = "where to save the zoo", .required = 1},
+    {.name = "--source", .type = CLI_STRING, BUILD_OFF(source), .metavar = "SRC", .keep = 1,
+     .help = "fashion-mnist | digits | iris | wine | csv:PATH |\nidx:PREFIX"},
+    {.name = "--way", .type = CLI_INT, BUILD_OFF(way), .metavar = "N", .keep = 1,
+     .help = "classes per task", .lo = 2, .hi = D2_MAX_WAY},
+    {.name = "--tasks", .type = CLI_INT, BUILD_OFF(tasks), .metavar = "N", .keep = 1,
+     .help = "number of tasks / heads", .lo = 1, .hi = 10000000},
+    {.name = "--feature", .type = CLI_STRING, BUILD_OFF(feature), .metavar = "F", .keep = 1,
+     .help = "pca:K or identity"},
+    {.name = "--per-class", .type = CLI_INT, BUILD_OFF(per_class), .metavar = "N", .keep = 1,
+     .help = "training samples per class", .lo = 1, .hi = 100000000},
+    {.name = "--heldout-frac", .type = CLI_FLOAT, BUILD_OFF(heldout_frac), .metavar = "F",
+     .keep = 1, .help = "fraction of class combinations held out (at least one)",
+     .flo = 0.0, .fhi = 0.99},
+    {.name = "--seed", .type = CLI_U64, BUILD_OFF(seed), .metavar = "S", .keep = 1,
+     .help = "seed; the zoo does not depend on --threads"},
+    {.name = "--threads", .type = CLI_INT, BUILD_OFF(threads), .metavar = "N",
+     .help = "worker threads", .unset = "one per core", .lo = 1, .hi = 256},
+    {.name = "--epochs", .type = CLI_INT, BUILD_OFF(epochs), .metavar = "N", .keep = 1,
+     .help = "training epochs per head", .lo = 1, .hi = 100000},
+    {.name = "--batch", .type = CLI_INT, BUILD_OFF(batch), .metavar = "N", .keep = 1,
+     .help = "mini-batch size", .lo = 1, .hi = 1000000},
+    {.name = "--lr", .type = CLI_FLOAT, BUILD_OFF(lr), .metavar = "F", .keep = 1,
+     .help = "AdamW learning rate, cosine-decayed", .flo = 1e-9, .fhi = 100.0},
+    {.name = "--weight-decay", .type = CLI_FLOAT, BUILD_OFF(weight_decay), .metavar = "F",
+     .keep = 1, .help = "AdamW weight decay", .flo = 0.0, .fhi = 100.0},
+    {.name = "--min-steps", .type = CLI_INT, BUILD_OFF(min_steps), .metavar = "N", .keep = 1,
+     .help = "raise the epochs of small tasks to reach N updates\n(0: off)", .lo = 0,
+     .hi = 100000000},
+};
 
-static void info_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg zoo info DIR [--json]\n"
-                 "\n"
-                 "Counts, spec, source, query accuracy distribution (mean, min, quartiles, max)\n"
-                 "and held-out class combinations of a zoo. --json prints one JSON object with\n"
-                 "keys tasks, spec, source, way, accuracy{mean,min,p25,median,p75,max}, heldout,\n"
-                 "fingerprint.\n");
-}
+static const cli_command BUILD_CMD = {
+    .name = "zoo build",
+    .synopsis = "--out DIR [options]",
+    .about = "Draws tasks (ordered lists of `way` distinct classes, never one of the held-out\n"
+             "class combinations), trains one target network per task on the source's train\n"
+             "split, evaluates it on every test sample of its classes, and saves the zoo.",
+    .opts = BUILD_OPTS,
+    .nopts = CLI_NOPTS(BUILD_OPTS),
+    .globals = CLI_G_QUIET,
+};
+
+typedef struct import_opts {
+    const char *manifest, *out, *spec;
+} import_opts;
+
+static const cli_option IMPORT_OPTS[] = {
+    {.name = "--manifest", .type = CLI_PATH, .off = offsetof(import_opts, manifest),
+     .metavar = "FILE", .help = "the JSONL manifest", .required = 1},
+    {.name = "--out", .type = CLI_PATH, .off = offsetof(import_opts, out), .metavar = "DIR",
+     .help = "where to save the zoo", .required = 1},
+    {.name = "--spec", .type = CLI_STRING, .off = offsetof(import_opts, spec), .metavar = "SPEC",
+     .help = "the zoo's spec", .unset = "the first valid line's"},
+};
+
+static const cli_command IMPORT_CMD = {
+    .name = "zoo import",
+    .synopsis = "--manifest FILE --out DIR [--spec SPEC]",
+    .about = "FILE has one JSON object per line (paths relative to FILE):\n"
+             "  {\"weights\": \"a.safetensors\", \"dataset\": \"a_data.safetensors\",\n"
+             "   \"spec\": \"pca:128 | linear 128->5\", \"metrics\": {\"query_acc\": 0.9}}\n"
+             "Weights use PyTorch nn.Sequential names (0.weight, 0.bias, ...); datasets hold\n"
+             "x [n, D] and y [n]. Every checkpoint is checked against the spec (names, shapes,\n"
+             "finite values); a bad line is reported with its number and skipped. Each dataset\n"
+             "is copied to DIR/data/. Exits 1 only when no line could be imported.",
+    .opts = IMPORT_OPTS,
+    .nopts = CLI_NOPTS(IMPORT_OPTS),
+};
+
+typedef struct info_opts {
+    const char *dir;
+} info_opts;
+
+static const cli_command INFO_CMD = {
+    .name = "zoo info",
+    .synopsis = "DIR [--json]",
+    .about = "Counts, spec, source, query accuracy distribution (mean, min, quartiles, max)\n"
+             "and held-out class combinations of a zoo. --json prints one JSON object with\n"
+             "keys tasks, spec, source, way, accuracy{mean,min,p25,median,p75,max}, heldout,\n"
+             "fingerprint.",
+    .globals = CLI_G_JSON,
+    .positional = "DIR",
+    .positional_off = offsetof(info_opts, dir),
+    .missing_positional = "the zoo directory is required (d2nwg zoo info DIR)",
+};
 
 /* ---- accuracy distribution ---- */
 
@@ -143,157 +185,99 @@ static void print_stats(const char *label, const acc_stats *s)
 
 /* ---- build ---- */
 
-static int cmd_zoo_build(int argc, char **argv)
+static void build_opts_from(const zoo_build_cfg *c, build_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->source = c->source;
+    o->feature = c->feature;
+    o->way = c->way;
+    o->tasks = c->tasks;
+    o->per_class = c->per_class;
+    o->heldout_frac = c->heldout_frac;
+    o->seed = c->seed;
+    o->epochs = c->train.epochs;
+    o->batch = c->train.batch;
+    o->lr = c->train.lr;
+    o->weight_decay = c->train.weight_decay;
+    o->min_steps = c->train.min_steps;
+}
+
+static void build_cfg_from(const build_opts *o, int quiet, zoo_build_cfg *c)
+{
+    c->source = o->source;
+    c->feature = o->feature;
+    c->way = o->way;
+    c->tasks = o->tasks;
+    c->per_class = o->per_class;
+    c->heldout_frac = (float)o->heldout_frac;
+    c->seed = o->seed;
+    c->threads = o->threads != CLI_UNSET_INT ? o->threads : 0;
+    c->train.epochs = o->epochs;
+    c->train.batch = o->batch;
+    c->train.lr = (float)o->lr;
+    c->train.weight_decay = (float)o->weight_decay;
+    c->train.min_steps = o->min_steps;
+    c->progress = !quiet;
+}
+
+static void print_build(const zoo *z, const char *out, double t0, double t1, double t2,
+                        const acc_stats *q)
+{
+    printf("zoo         %s\n", out);
+    printf("heads       %d x '%s' from %s (%d train samples per class)\n", z->n, z->spec.text,
+           z->source, z->per_class);
+    printf("time        %.1f s: data + feature map %.1f s, training %.1f s (%.1f heads/s)\n",
+           d2_now() - t0, t1 - t0, t2 - t1, (t2 - t1) > 0 ? z->n / (t2 - t1) : 0.0);
+    print_stats("query acc", q);
+    printf("held out    %d class combinations\n", z->n_heldout);
+    printf("fingerprint %s\n", z->fingerprint);
+}
+
+static int cmd_zoo_build(cli_globals *g, int argc, char **argv)
 {
     zoo_build_cfg cfg = zoo_build_defaults();
-    cfg.progress = 1;
-    const char *out = NULL, *v;
-    long l;
-    double f;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            build_usage(stdout);
-            return EXIT_OK;
-        } else if (cli_flag(argv, i, "--quiet")) {
-            cfg.progress = 0;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--source", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            cfg.source = v;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--out", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            out = v;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--feature", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            cfg.feature = v;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--way", &v))) {
-            if (r < 0 || cli_int(CMD, "--way", v, 2, D2_MAX_WAY, &l))
-                return EXIT_USAGE;
-            cfg.way = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--tasks", &v))) {
-            if (r < 0 || cli_int(CMD, "--tasks", v, 1, 10000000, &l))
-                return EXIT_USAGE;
-            cfg.tasks = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--per-class", &v))) {
-            if (r < 0 || cli_int(CMD, "--per-class", v, 1, 100000000, &l))
-                return EXIT_USAGE;
-            cfg.per_class = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_int(CMD, "--threads", v, 1, 256, &l))
-                return EXIT_USAGE;
-            cfg.threads = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--epochs", &v))) {
-            if (r < 0 || cli_int(CMD, "--epochs", v, 1, 100000, &l))
-                return EXIT_USAGE;
-            cfg.train.epochs = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--batch", &v))) {
-            if (r < 0 || cli_int(CMD, "--batch", v, 1, 1000000, &l))
-                return EXIT_USAGE;
-            cfg.train.batch = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--min-steps", &v))) {
-            if (r < 0 || cli_int(CMD, "--min-steps", v, 0, 100000000, &l))
-                return EXIT_USAGE;
-            cfg.train.min_steps = (int)l;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || cli_u64(CMD, "--seed", v, &cfg.seed))
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--heldout-frac", &v))) {
-            if (r < 0 || cli_float(CMD, "--heldout-frac", v, 0.0, 0.99, &f))
-                return EXIT_USAGE;
-            cfg.heldout_frac = (float)f;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--lr", &v))) {
-            if (r < 0 || cli_float(CMD, "--lr", v, 1e-9, 100.0, &f))
-                return EXIT_USAGE;
-            cfg.train.lr = (float)f;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--weight-decay", &v))) {
-            if (r < 0 || cli_float(CMD, "--weight-decay", v, 0.0, 100.0, &f))
-                return EXIT_USAGE;
-            cfg.train.weight_decay = (float)f;
-        } else {
-            cli_error(CMD, "build: unknown option '%s' (see 'd2nwg zoo build --help')", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!out) {
-        cli_error(CMD, "build: --out DIR is required (see 'd2nwg zoo build --help')");
-        return EXIT_USAGE;
-    }
+    build_opts o;
+    build_opts_from(&cfg, &o);
+    int code;
+    if (!cli_parse(&BUILD_CMD, &o, g, argc, argv, &code))
+        return code;
+    build_cfg_from(&o, g->quiet, &cfg);
     if (strcmp(cfg.feature, "identity") && strncmp(cfg.feature, "pca:", 4)) {
         cli_error(CMD, "build: --feature '%s' (expected pca:K or identity)", cfg.feature);
         return EXIT_USAGE;
     }
     d2_error err = {0};
     zoo z;
-    double t0 = d2_now();
+    double t0 = d2_now(), t1 = t0;
     if (zoo_prepare(&z, &cfg, &err)) {
         cli_error(CMD, "%s", err.msg);
         return EXIT_FAILED;
     }
-    double t1 = d2_now();
-    if (zoo_train_entries(&z, cfg.threads, cfg.progress, &err)) {
-        cli_error(CMD, "%s", err.msg);
-        zoo_free(&z);
-        return EXIT_FAILED;
-    }
-    double t2 = d2_now();
-    if (zoo_save(&z, out, &err)) {
-        cli_error(CMD, "%s", err.msg);
-        zoo_free(&z);
-        return EXIT_FAILED;
-    }
+    t1 = d2_now();
     acc_stats q;
-    if (acc_stats_of(&z, 1, &q)) {
-        cli_error(CMD, "out of memory");
-        zoo_free(&z);
-        return EXIT_FAILED;
-    }
-    printf("zoo         %s\n", out);
-    printf("heads       %d x '%s' from %s (%d train samples per class)\n", z.n, z.spec.text,
-           z.source, z.per_class);
-    printf("time        %.1f s: data + feature map %.1f s, training %.1f s (%.1f heads/s)\n",
-           d2_now() - t0, t1 - t0, t2 - t1, (t2 - t1) > 0 ? z.n / (t2 - t1) : 0.0);
-    print_stats("query acc", &q);
-    printf("held out    %d class combinations\n", z.n_heldout);
-    printf("fingerprint %s\n", z.fingerprint);
+    int rc = zoo_train_entries(&z, cfg.threads, cfg.progress, &err);
+    double t2 = d2_now();
+    if (!rc)
+        rc = zoo_save(&z, o.out, &err);
+    if (!rc && acc_stats_of(&z, 1, &q))
+        rc = d2_fail(&err, D2_ENOMEM, "out of memory");
+    if (rc)
+        cli_error(CMD, "%s", err.msg);
+    else
+        print_build(&z, o.out, t0, t1, t2, &q);
     zoo_free(&z);
-    return EXIT_OK;
+    return rc ? EXIT_FAILED : EXIT_OK;
 }
 
 /* ---- import ---- */
 
-static int cmd_zoo_import(int argc, char **argv)
+static int cmd_zoo_import(cli_globals *g, int argc, char **argv)
 {
-    const char *manifest = NULL, *out = NULL, *spec = NULL, *v;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            import_usage(stdout);
-            return EXIT_OK;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--manifest", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            manifest = v;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--out", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            out = v;
-        } else if ((r = cli_opt(CMD, argc, argv, &i, "--spec", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            spec = v;
-        } else {
-            cli_error(CMD, "import: unknown option '%s' (see 'd2nwg zoo import --help')",
-                      argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!manifest || !out) {
-        cli_error(CMD, "import: --manifest FILE and --out DIR are required");
-        return EXIT_USAGE;
-    }
+    import_opts o;
+    int code;
+    if (!cli_parse(&IMPORT_CMD, &o, g, argc, argv, &code))
+        return code;
+    const char *manifest = o.manifest, *out = o.out, *spec = o.spec;
     zoo_import_report rep;
     d2_error err = {0};
     int rc = zoo_import(manifest, spec, out, &rep, &err);
@@ -349,28 +333,14 @@ static int info_json(const zoo *z, const acc_stats *q, const acc_stats *t)
     return 0;
 }
 
-static int cmd_zoo_info(int argc, char **argv)
+static int cmd_zoo_info(cli_globals *g, int argc, char **argv)
 {
-    const char *dir = NULL;
-    int as_json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            info_usage(stdout);
-            return EXIT_OK;
-        } else if (cli_flag(argv, i, "--json")) {
-            as_json = 1;
-        } else if (argv[i][0] == '-' || dir) {
-            cli_error(CMD, "info: unexpected argument '%s' (see 'd2nwg zoo info --help')",
-                      argv[i]);
-            return EXIT_USAGE;
-        } else {
-            dir = argv[i];
-        }
-    }
-    if (!dir) {
-        cli_error(CMD, "info: the zoo directory is required");
-        return EXIT_USAGE;
-    }
+    info_opts o;
+    int code;
+    if (!cli_parse(&INFO_CMD, &o, g, argc, argv, &code))
+        return code;
+    const char *dir = o.dir;
+    int as_json = g->json;
     zoo z;
     d2_error err = {0};
     if (zoo_load(&z, dir, 0, &err)) {
@@ -410,7 +380,7 @@ static int cmd_zoo_info(int argc, char **argv)
     return EXIT_OK;
 }
 
-int cmd_zoo(int argc, char **argv)
+int cmd_zoo(cli_globals *g, int argc, char **argv)
 {
     if (argc < 2) {
         zoo_usage(stderr);
@@ -422,11 +392,11 @@ int cmd_zoo(int argc, char **argv)
         return EXIT_OK;
     }
     if (!strcmp(sub, "build"))
-        return cmd_zoo_build(argc - 1, argv + 1);
+        return cmd_zoo_build(g, argc - 1, argv + 1);
     if (!strcmp(sub, "import"))
-        return cmd_zoo_import(argc - 1, argv + 1);
+        return cmd_zoo_import(g, argc - 1, argv + 1);
     if (!strcmp(sub, "info"))
-        return cmd_zoo_info(argc - 1, argv + 1);
+        return cmd_zoo_info(g, argc - 1, argv + 1);
     cli_error(CMD, "unknown subcommand '%s' (build, import or info)", sub);
     zoo_usage(stderr);
     return EXIT_USAGE;

@@ -1,12 +1,15 @@
 /* commands.h - the subcommands of the `d2nwg` command line.
  *
- * Each command takes (argc, argv) with argv[0] = the subcommand name and
- * returns the process exit code:
+ * Each command takes the global options (given before the command; see
+ * cli_opts.h) and (argc, argv) with argv[0] = the subcommand name, parses its
+ * options with cli_parse, and returns the process exit code:
  *   0 success; 1 failure (for remote commands: the job failed or was
  *   cancelled); 2 usage error; 3 server unreachable or 5xx; 4 request refused
  *   (4xx). Commands print errors to stderr as "d2nwg <cmd>: message". */
 #ifndef D2_CLIENT_COMMANDS_H
 #define D2_CLIENT_COMMANDS_H
+
+#include "cli_opts.h"
 
 enum {
     EXIT_OK = 0,
@@ -18,27 +21,42 @@ enum {
 
 typedef struct client_command {
     const char *name;
-    int (*run)(int argc, char **argv);
+    int (*run)(cli_globals *g, int argc, char **argv);
     const char *summary;
 } client_command;
 
 /* offline commands (core) */
-int cmd_zoo(int argc, char **argv);      /* zoo build | import | info */
-int cmd_train(int argc, char **argv);    /* train a generator from a zoo */
-int cmd_info(int argc, char **argv);     /* describe a generator bundle */
-int cmd_generate(int argc, char **argv); /* weights for a support set, offline */
-int cmd_eval(int argc, char **argv);     /* the results table */
-int cmd_sample(int argc, char **argv);   /* write a support set to try things on */
+/* zoo build | import | info */
+int cmd_zoo(cli_globals *g, int argc, char **argv);
+/* train a generator from a zoo */
+int cmd_train(cli_globals *g, int argc, char **argv);
+/* describe a generator bundle */
+int cmd_info(cli_globals *g, int argc, char **argv);
+/* weights for a support set, offline */
+int cmd_generate(cli_globals *g, int argc, char **argv);
+/* the results table */
+int cmd_eval(cli_globals *g, int argc, char **argv);
+/* write a support set to try things on */
+int cmd_sample(cli_globals *g, int argc, char **argv);
 
-/* remote commands (libcurl; --server URL or $D2NWG_SERVER, --token or $D2NWG_TOKEN) */
-int cmd_submit(int argc, char **argv);     /* upload a support set as a job; --wait, --out */
-int cmd_jobs(int argc, char **argv);       /* list jobs */
-int cmd_status(int argc, char **argv);     /* show one job */
-int cmd_wait(int argc, char **argv);       /* follow a job to its end */
-int cmd_cancel(int argc, char **argv);     /* cancel a job */
-int cmd_fetch(int argc, char **argv);      /* download a checkpoint's weights */
-int cmd_lineage(int argc, char **argv);    /* where a checkpoint came from */
-int cmd_generators(int argc, char **argv); /* generators the daemon serves */
-int cmd_retrieve(int argc, char **argv);   /* nearest zoo checkpoints for a support set */
+/* remote commands (libcurl; the global --server, --token, --retry-for) */
+/* upload a support set as a job; --wait, --out */
+int cmd_submit(cli_globals *g, int argc, char **argv);
+/* list jobs */
+int cmd_jobs(cli_globals *g, int argc, char **argv);
+/* show one job */
+int cmd_status(cli_globals *g, int argc, char **argv);
+/* follow a job to its end */
+int cmd_wait(cli_globals *g, int argc, char **argv);
+/* cancel a job */
+int cmd_cancel(cli_globals *g, int argc, char **argv);
+/* download a checkpoint's weights */
+int cmd_fetch(cli_globals *g, int argc, char **argv);
+/* where a checkpoint came from */
+int cmd_lineage(cli_globals *g, int argc, char **argv);
+/* generators the daemon serves */
+int cmd_generators(cli_globals *g, int argc, char **argv);
+/* nearest zoo checkpoints for a support set */
+int cmd_retrieve(cli_globals *g, int argc, char **argv);
 
 #endif

@@ -1,4 +1,5 @@
-/* main.c - `d2nwg`: dispatch to the subcommands listed in commands.h. */
+/* main.c - `d2nwg`: global options, then dispatch to the subcommands listed
+ * in commands.h. */
 #include <stdio.h>
 #include <string.h>
 
@@ -23,32 +24,46 @@ static const client_command COMMANDS[] = {
     {"retrieve", cmd_retrieve, "nearest zoo checkpoints for a support set"},
 };
 
-static void usage(FILE *out)
+static void usage(const cli_globals *g, FILE *out)
 {
-    fprintf(out, "usage: d2nwg <command> [options]\n\ncommands:\n");
+    fprintf(out, "usage: d2nwg [global options] <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(out, "\n'd2nwg <command> --help' describes one command.\n");
+    fprintf(out, "\nglobal options (before or after the command; a command refuses those it\n"
+                 "does not take):\n");
+    cli_globals_help(~0u, g, out);
+    fprintf(out, "\n'd2nwg <command> --help' describes one command.\n"
+                 "exit status: 0 done; 1 failed (a job failed or was cancelled); 2 usage error;\n"
+                 "3 daemon unreachable or 5xx; 4 request refused (4xx)\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
+    cli_globals g;
+    cli_globals_init(&g);
+    int next = 1, code = EXIT_USAGE;
+    if (!cli_parse_globals(&g, argc, argv, &next, &code))
+        return code;
+    if (next >= argc) {
+        usage(&g, stderr);
         return EXIT_USAGE;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(stdout);
+    const char *word = argv[next];
+    if (!strcmp(word, "--help") || !strcmp(word, "-h") || !strcmp(word, "help")) {
+        usage(&g, stdout);
         return EXIT_OK;
     }
-    if (!strcmp(argv[1], "--version")) {
+    if (!strcmp(word, "--version")) {
         printf("d2nwg %s\n", D2_VERSION);
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (!strcmp(argv[1], COMMANDS[i].name))
-            return COMMANDS[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "d2nwg: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+        if (!strcmp(word, COMMANDS[i].name))
+            return COMMANDS[i].run(&g, argc - next, argv + next);
+    if (word[0] == '-')
+        fprintf(stderr, "d2nwg: unknown global option '%s'\n", word);
+    else
+        fprintf(stderr, "d2nwg: unknown command '%s'\n", word);
+    usage(&g, stderr);
     return EXIT_USAGE;
 }

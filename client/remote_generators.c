@@ -1,5 +1,6 @@
 /* remote_generators.c - `d2nwg generators` (what the daemon serves) and
  * `d2nwg retrieve` (the zoo checkpoints nearest to a support set). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,115 +12,82 @@
 #include "remote_opts.h"
 #include "remote_table.h"
 
-static void generators_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg generators [options]\n"
-                 "\n"
-                 "Lists the generators the daemon serves: target network, input and feature\n"
-                 "dimensions, ways, zoo and sampler defaults.\n"
-                 "\n");
-    remote_opts_usage(out, 1);
-}
+static const cli_command GENERATORS_CMD = {
+    .name = "generators",
+    .synopsis = "[options]",
+    .about = "Lists the generators the daemon serves: target network, input and feature\n"
+             "dimensions, ways, zoo and sampler defaults.",
+    .globals = CLI_G_REMOTE | CLI_G_JSON,
+    .footer = REMOTE_EXIT_STATUS,
+};
 
-int cmd_generators(int argc, char **argv)
+int cmd_generators(cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "generators";
-    remote_opts o;
-    remote_opts_init(&o);
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            generators_usage(stdout);
-            return EXIT_OK;
-        }
-        if ((r = remote_opts_parse(&o, cmd, argc, argv, &i))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            continue;
-        }
-        cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-        return EXIT_USAGE;
-    }
-    remote_client c;
-    int code = remote_opts_client(&o, cmd, &c);
-    if (code != EXIT_OK)
+    int code, none;
+    if (!cli_parse(&GENERATORS_CMD, &none, g, argc, argv, &code))
         return code;
-    code = remote_get_show(&c, "/v1/generators", o.json, remote_table_generators);
+    remote_client c;
+    if ((code = remote_opts_client(g, cmd, &c)) != EXIT_OK)
+        return code;
+    code = remote_get_show(&c, "/v1/generators", g->json, remote_table_generators);
     remote_client_free(&c);
     return code;
 }
 
-static void retrieve_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg retrieve --support FILE [-k 5] [options]\n"
-                 "\n"
-                 "Model retrieval: the zoo checkpoints nearest to a support set in the\n"
-                 "generator's dataset-embedding space, with their accuracy on it.\n"
-                 "\n"
-                 "  --support FILE       support set: CSV (header; first column 'label'),\n"
-                 "                       NPY features with --labels y.npy, or safetensors (x, y)\n"
-                 "  --labels FILE        labels for an NPY support set\n"
-                 "  --embeddings         rows are already in the generator's feature space\n"
-                 "  --generator NAME     a generator the daemon serves (default: 'default')\n"
-                 "  -k, --k K            how many (default 5)\n");
-    remote_opts_usage(out, 1);
-}
+typedef struct retrieve_opts {
+    const char *support, *labels, *generator;
+    int k, embeddings, binary;
+} retrieve_opts;
 
-int cmd_retrieve(int argc, char **argv)
+static const cli_option RETRIEVE_OPTS[] = {
+    {.name = "--support", .type = CLI_PATH, .off = offsetof(retrieve_opts, support),
+     .metavar = "FILE", .required = 1,
+     .help = "support set: CSV (header; first column 'label'),\n"
+             "NPY features with --labels y.npy, or safetensors (x, y)"},
+    {.name = "--labels", .type = CLI_PATH, .off = offsetof(retrieve_opts, labels),
+     .metavar = "FILE", .help = "labels for an NPY support set"},
+    {.name = "--embeddings", .type = CLI_FLAG, .off = offsetof(retrieve_opts, embeddings),
+     .help = "rows are already in the generator's feature space"},
+    {.name = "--binary", .type = CLI_FLAG, .off = offsetof(retrieve_opts, binary),
+     .help = "upload the set as safetensors to /v1/datasets first\n"
+             "(automatic for large sets)"},
+    {.name = "--generator", .type = CLI_STRING, .off = offsetof(retrieve_opts, generator),
+     .metavar = "NAME", .help = "a generator the daemon serves", .unset = "'default'"},
+    {.name = "--k", .alias = "-k", .type = CLI_INT, .off = offsetof(retrieve_opts, k),
+     .metavar = "K", .help = "how many", .def = "5", .lo = 1, .hi = 1 << 20},
+};
+
+static const cli_command RETRIEVE_CMD = {
+    .name = "retrieve",
+    .synopsis = "--support FILE [-k 5] [options]",
+    .about = "Model retrieval: the zoo checkpoints nearest to a support set in the\n"
+             "generator's dataset-embedding space, with their accuracy on it.",
+    .opts = RETRIEVE_OPTS,
+    .nopts = CLI_NOPTS(RETRIEVE_OPTS),
+    .globals = CLI_G_REMOTE | CLI_G_JSON,
+    .footer = REMOTE_EXIT_STATUS,
+};
+
+int cmd_retrieve(cli_globals *g, int argc, char **argv)
 {
-    const char *cmd = "retrieve", *v, *support = NULL, *labels = NULL, *generator = NULL;
-    long k = 5;
-    int embeddings = 0, binary = 0;
-    remote_opts o;
-    remote_opts_init(&o);
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            retrieve_usage(stdout);
-            return EXIT_OK;
-        }
-        if ((r = remote_opts_parse(&o, cmd, argc, argv, &i))) {
-            if (r < 0)
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--support", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            support = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--labels", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            labels = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--generator", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            generator = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "-k", &v)) ||
-                   (r = cli_opt(cmd, argc, argv, &i, "--k", &v))) {
-            if (r < 0 || cli_int(cmd, "-k", v, 1, 1 << 20, &k))
-                return EXIT_USAGE;
-        } else if (cli_flag(argv, i, "--embeddings")) {
-            embeddings = 1;
-        } else if (cli_flag(argv, i, "--binary")) {
-            binary = 1;
-        } else {
-            cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!support) {
-        cli_error(cmd, "--support is required (see --help)");
-        return EXIT_USAGE;
-    }
+    const char *cmd = "retrieve";
+    retrieve_opts o;
+    int code;
+    if (!cli_parse(&RETRIEVE_CMD, &o, g, argc, argv, &code))
+        return code;
+    const char *support = o.support, *labels = o.labels, *generator = o.generator;
+    long k = o.k;
+    int embeddings = o.embeddings, binary = o.binary;
     if (generator && !generator[0]) {
         cli_error(cmd, "--generator: empty name");
         return EXIT_USAGE;
     }
     dataset sup = {0};
-    int code = remote_dataset_load(cmd, support, labels, &sup);
-    if (code != EXIT_OK)
+    if ((code = remote_dataset_load(cmd, support, labels, &sup)) != EXIT_OK)
         return code;
     remote_client c;
-    if ((code = remote_opts_client(&o, cmd, &c)) != EXIT_OK) {
+    if ((code = remote_opts_client(g, cmd, &c)) != EXIT_OK) {
         dataset_free(&sup);
         return code;
     }
@@ -151,7 +119,7 @@ int cmd_retrieve(int argc, char **argv)
     json_t *res = NULL;
     code = remote_post_json(&c, "/v1/retrieve", body, NULL, 300.0, &resp, &res);
     if (code == EXIT_OK)
-        remote_show(&resp, res, o.json, remote_table_retrieve);
+        remote_show(&resp, res, g->json, remote_table_retrieve);
     json_decref(res);
     json_decref(body);
     remote_response_free(&resp);

@@ -1,56 +1,25 @@
 /* remote_jobs.c - `d2nwg jobs`, `status`, `wait` and `cancel`: list jobs, show
  * one, follow one to its end, cancel one. */
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api.h"
 #include "cli_args.h"
+#include "cli_opts.h"
 #include "commands.h"
 #include "remote_call.h"
 #include "remote_job.h"
 #include "remote_opts.h"
 #include "remote_table.h"
 
-/* Parse "[shared options] ID" for status/cancel; extra options are handled
- * by `extra` (returns 1 consumed, 0 not, -1 error). Returns -1 for --help,
- * else an exit code. */
-static int parse_id_args(const char *cmd, void (*usage)(FILE *), remote_opts *o, int argc,
-                         char **argv, const char **id,
-                         int (*extra)(void *ctx, int argc, char **argv, int *i), void *ctx)
+/* The job id of status, wait and cancel: EXIT_OK, or EXIT_USAGE with a
+ * message. */
+static int check_job_id(const char *cmd, const char *id)
 {
-    *id = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            usage(stdout);
-            return -1;
-        }
-        if ((r = remote_opts_parse(o, cmd, argc, argv, &i))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            continue;
-        }
-        if (extra && (r = extra(ctx, argc, argv, &i))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            continue;
-        }
-        if (argv[i][0] == '-') {
-            cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-            return EXIT_USAGE;
-        }
-        if (*id) {
-            cli_error(cmd, "one job id, please ('%s' and '%s')", *id, argv[i]);
-            return EXIT_USAGE;
-        }
-        *id = argv[i];
-    }
-    if (!*id) {
-        cli_error(cmd, "which job? (d2nwg %s JOB_ID; 'd2nwg jobs' lists them)", cmd);
-        return EXIT_USAGE;
-    }
-    if (!api_is_job_id(*id)) {
-        cli_error(cmd, "'%s' is not a job id (j_ followed by 20 hex digits)", *id);
+    if (!api_is_job_id(id)) {
+        cli_error(cmd, "'%s' is not a job id (j_ followed by 20 hex digits)", id);
         return EXIT_USAGE;
     }
     return EXIT_OK;
@@ -58,56 +27,43 @@ static int parse_id_args(const char *cmd, void (*usage)(FILE *), remote_opts *o,
 
 /* ---- jobs ---- */
 
-static void jobs_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg jobs [--state S] [--limit N] [--after JOB_ID] [options]\n"
-                 "\n"
-                 "Lists the daemon's jobs, newest first, one page at a time.\n"
-                 "\n"
-                 "  --state S            queued, running, succeeded, failed or cancelled\n"
-                 "  --limit N            jobs per page, 1..200 (default 50)\n"
-                 "  --after JOB_ID       the page after this job (the previous page's last line\n"
-                 "                       says which)\n");
-    remote_opts_usage(out, 1);
-}
+static const char *const JOB_STATES[] = {"queued", "running", "succeeded", "failed",
+                                         "cancelled", NULL};
 
-int cmd_jobs(int argc, char **argv)
+typedef struct jobs_opts {
+    int state, limit;
+    const char *after;
+} jobs_opts;
+
+static const cli_option JOBS_OPTS[] = {
+    {.name = "--state", .type = CLI_CHOICE, .off = offsetof(jobs_opts, state), .metavar = "S",
+     .help = "only jobs in this state", .unset = "any", .choices = JOB_STATES},
+    {.name = "--limit", .type = CLI_INT, .off = offsetof(jobs_opts, limit), .metavar = "N",
+     .help = "jobs per page", .unset = "the daemon's, 50", .lo = 1, .hi = 200},
+    {.name = "--after", .type = CLI_STRING, .off = offsetof(jobs_opts, after),
+     .metavar = "JOB_ID",
+     .help = "the page after this job (the previous page's\nlast line says which)"},
+};
+
+static const cli_command JOBS_CMD = {
+    .name = "jobs",
+    .synopsis = "[--state S] [--limit N] [--after JOB_ID] [options]",
+    .about = "Lists the daemon's jobs, newest first, one page at a time.",
+    .opts = JOBS_OPTS,
+    .nopts = CLI_NOPTS(JOBS_OPTS),
+    .globals = CLI_G_REMOTE | CLI_G_JSON,
+    .footer = REMOTE_EXIT_STATUS,
+};
+
+int cmd_jobs(cli_globals *g, int argc, char **argv)
 {
-    const char *cmd = "jobs", *v, *state = NULL, *after = NULL;
-    long limit = 0;
-    remote_opts o;
-    remote_opts_init(&o);
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            jobs_usage(stdout);
-            return EXIT_OK;
-        }
-        if ((r = remote_opts_parse(&o, cmd, argc, argv, &i))) {
-            if (r < 0)
-                return EXIT_USAGE;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--state", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            state = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--after", &v))) {
-            if (r < 0)
-                return EXIT_USAGE;
-            after = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--limit", &v))) {
-            if (r < 0 || cli_int(cmd, "--limit", v, 1, 200, &limit))
-                return EXIT_USAGE;
-        } else {
-            cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    api_job_state st;
-    if (state && api_job_state_parse(state, &st) != 0) {
-        cli_error(cmd, "--state: '%s' is not queued, running, succeeded, failed or cancelled",
-                  state);
-        return EXIT_USAGE;
-    }
+    const char *cmd = "jobs";
+    jobs_opts o;
+    int code;
+    if (!cli_parse(&JOBS_CMD, &o, g, argc, argv, &code))
+        return code;
+    const char *state = o.state >= 0 ? JOB_STATES[o.state] : NULL, *after = o.after;
+    long limit = o.limit > 0 ? o.limit : 0;
     if (after && !api_is_job_id(after)) {
         cli_error(cmd, "--after: '%s' is not a job id (j_ followed by 20 hex digits)", after);
         return EXIT_USAGE;
@@ -126,46 +82,60 @@ int cmd_jobs(int argc, char **argv)
     if (after)
         snprintf(path + n, sizeof path - (size_t)n, "%cafter=%s", sep, after);
     remote_client c;
-    int code = remote_opts_client(&o, cmd, &c);
-    if (code != EXIT_OK)
+    if ((code = remote_opts_client(g, cmd, &c)) != EXIT_OK)
         return code;
-    code = remote_get_show(&c, path, o.json, remote_table_jobs);
+    code = remote_get_show(&c, path, g->json, remote_table_jobs);
     remote_client_free(&c);
     return code;
 }
 
 /* ---- status ---- */
 
-static void status_usage(FILE *out)
+/* The one word status, wait and cancel take. */
+typedef struct job_id_opts {
+    const char *id;
+    double timeout; /* wait */
+} job_id_opts;
+
+static const cli_command STATUS_CMD = {
+    .name = "status",
+    .synopsis = "JOB_ID [options]",
+    .about = "Shows a job: state, progress, parameters, times and, once it succeeded, its\n"
+             "ranked checkpoints. Exit status 1 when the job failed or was cancelled.",
+    .globals = CLI_G_REMOTE | CLI_G_JSON,
+    .positional = "JOB_ID",
+    .positional_off = offsetof(job_id_opts, id),
+    .missing_positional = "which job? (d2nwg status JOB_ID; 'd2nwg jobs' lists them)",
+    .footer = REMOTE_EXIT_STATUS,
+};
+
+/* Parse and check the id, then make the client: 1 go on, 0 return *code. */
+static int job_id_start(const cli_command *cmd, job_id_opts *o, cli_globals *g, int argc,
+                        char **argv, remote_client *c, int *code)
 {
-    fprintf(out, "usage: d2nwg status JOB_ID [options]\n"
-                 "\n"
-                 "Shows a job: state, progress, parameters, times and, once it succeeded, its\n"
-                 "ranked checkpoints. Exit status 1 when the job failed or was cancelled.\n"
-                 "\n");
-    remote_opts_usage(out, 1);
+    if (!cli_parse(cmd, o, g, argc, argv, code))
+        return 0;
+    if ((*code = check_job_id(cmd->name, o->id)) != EXIT_OK)
+        return 0;
+    return (*code = remote_opts_client(g, cmd->name, c)) == EXIT_OK;
 }
 
-int cmd_status(int argc, char **argv)
+int cmd_status(cli_globals *g, int argc, char **argv)
 {
-    const char *cmd = "status", *id;
-    remote_opts o;
-    remote_opts_init(&o);
-    int code = parse_id_args(cmd, status_usage, &o, argc, argv, &id, NULL, NULL);
-    if (code < 0)
-        return EXIT_OK;
-    if (code != EXIT_OK)
-        return code;
+    const char *cmd = "status";
+    job_id_opts o = {0};
     remote_client c;
-    if ((code = remote_opts_client(&o, cmd, &c)) != EXIT_OK)
+    int code;
+    if (!job_id_start(&STATUS_CMD, &o, g, argc, argv, &c, &code))
         return code;
+    const char *id = o.id;
     char path[128];
     snprintf(path, sizeof path, "/v1/jobs/%s", id);
     remote_response resp;
     json_t *job = NULL;
     code = remote_get_json(&c, path, 60.0, &resp, &job);
     if (code == EXIT_OK) {
-        remote_show(&resp, job, o.json, remote_table_job);
+        remote_show(&resp, job, g->json, remote_table_job);
         const char *st = json_string_value(json_object_get(job, "state"));
         if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled")))
             code = remote_job_exit(cmd, job);
@@ -178,57 +148,40 @@ int cmd_status(int argc, char **argv)
 
 /* ---- wait ---- */
 
-static void wait_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg wait JOB_ID [--timeout S] [options]\n"
-                 "\n"
-                 "Follows a job to its end (long-poll; progress bar on stderr), then shows it.\n"
-                 "Exit status 0 when it succeeded; 1 when it failed, was cancelled, or is not\n"
-                 "finished after --timeout seconds.\n"
-                 "\n"
-                 "  --timeout S          stop waiting after S seconds (default: no limit)\n"
-                 "  --quiet              no progress bar\n");
-    remote_opts_usage(out, 1);
-}
+static const cli_option WAIT_OPTS[] = {
+    {.name = "--timeout", .type = CLI_SECONDS, .off = offsetof(job_id_opts, timeout),
+     .help = "stop waiting after S seconds", .unset = "no limit", .flo = 0.001, .fhi = 1e9},
+};
 
-typedef struct wait_args {
-    double timeout;
-    int quiet;
-} wait_args;
+static const cli_command WAIT_CMD = {
+    .name = "wait",
+    .synopsis = "JOB_ID [--timeout S] [options]",
+    .about = "Follows a job to its end (long-poll; progress bar on stderr), then shows it.\n"
+             "Exit status 0 when it succeeded; 1 when it failed, was cancelled, or is not\n"
+             "finished after --timeout seconds.",
+    .opts = WAIT_OPTS,
+    .nopts = CLI_NOPTS(WAIT_OPTS),
+    .globals = CLI_G_REMOTE | CLI_G_JSON | CLI_G_QUIET,
+    .positional = "JOB_ID",
+    .positional_off = offsetof(job_id_opts, id),
+    .missing_positional = "which job? (d2nwg wait JOB_ID; 'd2nwg jobs' lists them)",
+    .footer = REMOTE_EXIT_STATUS,
+};
 
-static int wait_extra(void *ctx, int argc, char **argv, int *i)
+int cmd_wait(cli_globals *g, int argc, char **argv)
 {
-    wait_args *w = ctx;
-    const char *v;
-    int r;
-    if ((r = cli_opt("wait", argc, argv, i, "--timeout", &v)))
-        return r < 0 || cli_float("wait", "--timeout", v, 0.001, 1e9, &w->timeout) ? -1 : 1;
-    if (cli_flag(argv, *i, "--quiet")) {
-        w->quiet = 1;
-        return 1;
-    }
-    return 0;
-}
-
-int cmd_wait(int argc, char **argv)
-{
-    const char *cmd = "wait", *id;
-    wait_args w = {0, 0};
-    remote_opts o;
-    remote_opts_init(&o);
-    int code = parse_id_args(cmd, wait_usage, &o, argc, argv, &id, wait_extra, &w);
-    if (code < 0)
-        return EXIT_OK;
-    if (code != EXIT_OK)
-        return code;
+    const char *cmd = "wait";
+    job_id_opts o = {0};
     remote_client c;
-    if ((code = remote_opts_client(&o, cmd, &c)) != EXIT_OK)
+    int code;
+    if (!job_id_start(&WAIT_CMD, &o, g, argc, argv, &c, &code))
         return code;
+    double timeout = isnan(o.timeout) ? 0.0 : o.timeout;
     json_t *job = NULL;
     remote_response last;
-    code = remote_job_wait(&c, id, w.timeout, !w.quiet, &job, &last);
+    code = remote_job_wait(&c, o.id, timeout, !g->quiet, &job, &last);
     if (code == EXIT_OK) {
-        remote_show(&last, job, o.json, remote_table_job);
+        remote_show(&last, job, g->json, remote_table_job);
         code = remote_job_exit(cmd, job);
     }
     json_decref(job);
@@ -239,30 +192,27 @@ int cmd_wait(int argc, char **argv)
 
 /* ---- cancel ---- */
 
-static void cancel_usage(FILE *out)
-{
-    fprintf(out, "usage: d2nwg cancel JOB_ID [options]\n"
-                 "\n"
-                 "Cancels a job: a queued one at once, a running one at the sampler's next step\n"
-                 "('d2nwg wait JOB_ID' shows when it stopped). A job that already finished is\n"
-                 "refused (exit 4).\n"
-                 "\n");
-    remote_opts_usage(out, 1);
-}
+static const cli_command CANCEL_CMD = {
+    .name = "cancel",
+    .synopsis = "JOB_ID [options]",
+    .about = "Cancels a job: a queued one at once, a running one at the sampler's next step\n"
+             "('d2nwg wait JOB_ID' shows when it stopped). A job that already finished is\n"
+             "refused (exit 4).",
+    .globals = CLI_G_REMOTE | CLI_G_JSON,
+    .positional = "JOB_ID",
+    .positional_off = offsetof(job_id_opts, id),
+    .missing_positional = "which job? (d2nwg cancel JOB_ID; 'd2nwg jobs' lists them)",
+    .footer = REMOTE_EXIT_STATUS,
+};
 
-int cmd_cancel(int argc, char **argv)
+int cmd_cancel(cli_globals *g, int argc, char **argv)
 {
-    const char *cmd = "cancel", *id;
-    remote_opts o;
-    remote_opts_init(&o);
-    int code = parse_id_args(cmd, cancel_usage, &o, argc, argv, &id, NULL, NULL);
-    if (code < 0)
-        return EXIT_OK;
-    if (code != EXIT_OK)
-        return code;
+    job_id_opts o = {0};
     remote_client c;
-    if ((code = remote_opts_client(&o, cmd, &c)) != EXIT_OK)
+    int code;
+    if (!job_id_start(&CANCEL_CMD, &o, g, argc, argv, &c, &code))
         return code;
+    const char *id = o.id;
     char path[128];
     snprintf(path, sizeof path, "/v1/jobs/%s:cancel", id);
     remote_request req = {.method = "POST", .path = path, .timeout = 60.0};
@@ -270,7 +220,7 @@ int cmd_cancel(int argc, char **argv)
     json_t *job = NULL;
     code = remote_call_json(&c, &req, &resp, &job);
     if (code == EXIT_OK) {
-        if (o.json)
+        if (g->json)
             remote_print_raw(&resp);
         else if (resp.status == 202)
             printf("%s: cancel requested; it stops at the sampler's next step\n", id);

@@ -1,32 +1,19 @@
-/* remote_opts.h - the options every remote command shares (--server,
- * --token, --retry-for, --json) with their environment defaults
- * (D2NWG_SERVER, D2NWG_TOKEN), and the client they configure. */
+/* remote_opts.h - what the remote commands share: the client the global
+ * options (--server, --token, --retry-for; cli_opts.h) configure, and the
+ * exit-status paragraph of their --help. */
 #ifndef D2_CLIENT_REMOTE_OPTS_H
 #define D2_CLIENT_REMOTE_OPTS_H
 
-#include <stdio.h>
-
+#include "cli_opts.h"
 #include "remote_http.h"
 
-#define REMOTE_DEFAULT_SERVER "http://127.0.0.1:8080"
-#define REMOTE_DEFAULT_RETRY_FOR 30.0
+#define REMOTE_EXIT_STATUS                                                                     \
+    "exit status: 0 success; 1 the job failed or was cancelled; 2 usage error;\n"              \
+    "3 daemon unreachable or 5xx; 4 request refused (4xx, the daemon's message shown)"
 
-typedef struct remote_opts {
-    const char *server; /* --server, else $D2NWG_SERVER, else REMOTE_DEFAULT_SERVER */
-    const char *token;  /* --token, else $D2NWG_TOKEN, else NULL */
-    double retry_for;   /* --retry-for SECONDS (default 30) */
-    int json;           /* --json: print the daemon's answer as it came */
-} remote_opts;
-
-/* Defaults from the environment. */
-void remote_opts_init(remote_opts *o);
-/* Try argv[*i] as a shared option: 1 consumed (with its value), 0 not one of
- * them, -1 usage error (printed as "d2nwg <cmd>: ..."). */
-int remote_opts_parse(remote_opts *o, const char *cmd, int argc, char **argv, int *i);
-/* The shared options' help lines. */
-void remote_opts_usage(FILE *out, int with_json);
-/* Configure a client; prints the problem and returns EXIT_USAGE on failure,
- * EXIT_OK otherwise. */
-int remote_opts_client(const remote_opts *o, const char *cmd, remote_client *c);
+/* Configure a client from the global options; prints the problem and
+ * returns EXIT_USAGE (a bad URL) or EXIT_UNREACHABLE on failure, EXIT_OK
+ * otherwise. */
+int remote_opts_client(const cli_globals *g, const char *cmd, remote_client *c);
 
 #endif

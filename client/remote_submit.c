@@ -1,12 +1,15 @@
 /* remote_submit.c - `d2nwg submit`: upload a support set as a generation job
  * (POST /v1/jobs with a fresh Idempotency-Key, so retries are safe); with
  * --wait, long-poll it and download the best checkpoint. */
+#include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api.h"
 #include "cli_args.h"
+#include "cli_opts.h"
 #include "commands.h"
 #include "remote_call.h"
 #include "remote_dataset.h"
@@ -14,39 +17,74 @@
 #include "remote_opts.h"
 #include "remote_table.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: d2nwg submit --support FILE [options]\n"
-            "\n"
-            "Submits a generation job to d2nwgd and prints its id. With --wait, follows it\n"
-            "to the end (progress bar on stderr) and downloads the best network to --out:\n"
-            "the same bytes as `d2nwg generate` with the same generator, support set, seed\n"
-            "and sampler settings.\n"
-            "\n"
-            "  --support FILE       support set: CSV (header; first column 'label'),\n"
-            "                       NPY features with --labels y.npy, or safetensors (x, y)\n"
-            "  --labels FILE        labels for an NPY support set\n"
-            "  --embeddings         rows are already in the generator's feature space\n"
-            "  --binary             upload the set as safetensors to /v1/datasets first and\n"
-            "                       submit its id (automatic above %d values)\n"
-            "  --generator NAME     a generator the daemon serves (default: 'default')\n"
-            "  --candidates K       candidates to sample and rank (default: the generator's)\n"
-            "  --steps N            sampler steps (default: the generator's)\n"
-            "  --sampler S          ddim (deterministic) or ddpm (ancestral)\n"
-            "  --guidance W         classifier-free guidance scale (default: the generator's)\n"
-            "  --seed S             seed (default: the daemon draws one and records it)\n"
-            "  --priority P         0..9, higher runs first (default 5)\n"
-            "  --parent CHECKPOINT  record this job as derived from a checkpoint (lineage)\n"
-            "  --wait               wait for the job; exit 1 if it fails or is cancelled\n"
-            "  --timeout S          with --wait: give up waiting after S seconds (exit 1)\n"
-            "  --out FILE           download the best checkpoint here (implies --wait);\n"
-            "                       written atomically, checked against its sha256\n"
-            "  --quiet              no progress bar\n",
-            REMOTE_INLINE_MAX_VALUES);
-    remote_opts_usage(out, 1);
-}
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
+static const char *const SAMPLERS[] = {"ddim", "ddpm", NULL};
+
+/* What the command line says (cli_parse fills it). */
+typedef struct submit_opts {
+    const char *support, *labels, *generator, *parent, *out;
+    int candidates, steps, priority, sampler, embeddings, binary, wait;
+    double guidance, timeout;
+    uint64_t seed;
+} submit_opts;
+
+static const cli_option SUBMIT_OPTS[] = {
+    {.name = "--support", .type = CLI_PATH, .off = offsetof(submit_opts, support),
+     .metavar = "FILE", .required = 1,
+     .help = "support set: CSV (header; first column 'label'),\n"
+             "NPY features with --labels y.npy, or safetensors (x, y)"},
+    {.name = "--labels", .type = CLI_PATH, .off = offsetof(submit_opts, labels),
+     .metavar = "FILE", .help = "labels for an NPY support set"},
+    {.name = "--embeddings", .type = CLI_FLAG, .off = offsetof(submit_opts, embeddings),
+     .help = "rows are already in the generator's feature space"},
+    {.name = "--binary", .type = CLI_FLAG, .off = offsetof(submit_opts, binary),
+     .help = "upload the set as safetensors to /v1/datasets first and\n"
+             "submit its id (automatic above " STR(REMOTE_INLINE_MAX_VALUES) " values)"},
+    {.name = "--generator", .type = CLI_STRING, .off = offsetof(submit_opts, generator),
+     .metavar = "NAME", .help = "a generator the daemon serves", .unset = "'default'"},
+    {.name = "--candidates", .type = CLI_INT, .off = offsetof(submit_opts, candidates),
+     .metavar = "K", .help = "candidates to sample and rank", .unset = "the generator's",
+     .lo = 1, .hi = 1 << 20},
+    {.name = "--steps", .type = CLI_INT, .off = offsetof(submit_opts, steps), .metavar = "N",
+     .help = "sampler steps", .unset = "the generator's", .lo = 1, .hi = 1 << 20},
+    {.name = "--sampler", .type = CLI_CHOICE, .off = offsetof(submit_opts, sampler),
+     .metavar = "S", .help = "ddim (deterministic) or ddpm (ancestral)",
+     .unset = "the generator's", .choices = SAMPLERS},
+    {.name = "--guidance", .type = CLI_FLOAT, .off = offsetof(submit_opts, guidance),
+     .metavar = "W", .help = "classifier-free guidance scale", .unset = "the generator's",
+     .flo = 0.0, .fhi = 1e6},
+    {.name = "--seed", .type = CLI_U64, .off = offsetof(submit_opts, seed), .metavar = "S",
+     .help = "seed", .unset = "the daemon draws one and records it", .hi = INT64_MAX},
+    {.name = "--priority", .type = CLI_INT, .off = offsetof(submit_opts, priority),
+     .metavar = "P", .help = "higher runs first", .def = "5", .lo = 0, .hi = 9},
+    {.name = "--parent", .type = CLI_STRING, .off = offsetof(submit_opts, parent),
+     .metavar = "CHECKPOINT", .help = "record this job as derived from a checkpoint\n(lineage)"},
+    {.name = "--wait", .type = CLI_FLAG, .off = offsetof(submit_opts, wait),
+     .help = "wait for the job; exit 1 if it fails or is cancelled"},
+    {.name = "--timeout", .type = CLI_SECONDS, .off = offsetof(submit_opts, timeout),
+     .help = "with --wait: give up waiting after S seconds (exit 1)", .unset = "no limit",
+     .flo = 0.001, .fhi = 1e9},
+    {.name = "--out", .type = CLI_PATH, .off = offsetof(submit_opts, out), .metavar = "FILE",
+     .help = "download the best checkpoint here (implies --wait);\n"
+             "written atomically, checked against its sha256"},
+};
+
+static const cli_command SUBMIT_CMD = {
+    .name = "submit",
+    .synopsis = "--support FILE [options]",
+    .about = "Submits a generation job to d2nwgd and prints its id. With --wait, follows it\n"
+             "to the end (progress bar on stderr) and downloads the best network to --out:\n"
+             "the same bytes as `d2nwg generate` with the same generator, support set, seed\n"
+             "and sampler settings.",
+    .opts = SUBMIT_OPTS,
+    .nopts = CLI_NOPTS(SUBMIT_OPTS),
+    .globals = CLI_G_REMOTE | CLI_G_JSON | CLI_G_QUIET,
+    .footer = REMOTE_EXIT_STATUS,
+};
+
+/* What request_json and the rest of the command use. */
 typedef struct submit_args {
     const char *support, *labels, *generator, *sampler, *parent, *out;
     long candidates, steps, priority;
@@ -55,86 +93,30 @@ typedef struct submit_args {
     int has_seed, has_guidance, embeddings, binary, wait, quiet;
 } submit_args;
 
-/* Returns -1 for --help, else an exit code (EXIT_OK to go on). */
-static int parse_args(submit_args *a, remote_opts *o, int argc, char **argv)
+/* The options as submit_args (0 for the generator's defaults), checked
+ * together. Returns EXIT_OK to go on. */
+static int to_args(const submit_opts *o, const cli_globals *g, submit_args *a)
 {
-    const char *cmd = "submit", *v;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            usage(stdout);
-            return -1;
-        }
-        if ((r = remote_opts_parse(o, cmd, argc, argv, &i))) {
-            if (r < 0)
-                return EXIT_USAGE;
-        }
-#define STR_OPT(flag, var)                                                                         \
-    else if ((r = cli_opt(cmd, argc, argv, &i, flag, &v)))                                         \
-    {                                                                                              \
-        if (r < 0)                                                                                 \
-            return EXIT_USAGE;                                                                     \
-        a->var = v;                                                                                \
-    }
-        STR_OPT("--support", support)
-        STR_OPT("--labels", labels)
-        STR_OPT("--generator", generator)
-        STR_OPT("--sampler", sampler)
-        STR_OPT("--parent", parent)
-        STR_OPT("--out", out)
-#undef STR_OPT
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--candidates", &v)))
-        {
-            if (r < 0 || cli_int(cmd, "--candidates", v, 1, 1 << 20, &a->candidates))
-                return EXIT_USAGE;
-        }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--steps", &v)))
-        {
-            if (r < 0 || cli_int(cmd, "--steps", v, 1, 1 << 20, &a->steps))
-                return EXIT_USAGE;
-        }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--priority", &v)))
-        {
-            if (r < 0 || cli_int(cmd, "--priority", v, 0, 9, &a->priority))
-                return EXIT_USAGE;
-        }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--guidance", &v)))
-        {
-            if (r < 0 || cli_float(cmd, "--guidance", v, 0.0, 1e6, &a->guidance))
-                return EXIT_USAGE;
-            a->has_guidance = 1;
-        }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--timeout", &v)))
-        {
-            if (r < 0 || cli_float(cmd, "--timeout", v, 0.001, 1e9, &a->timeout))
-                return EXIT_USAGE;
-        }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v)))
-        {
-            if (r < 0 || cli_u64(cmd, "--seed", v, &a->seed))
-                return EXIT_USAGE;
-            if (a->seed > (uint64_t)INT64_MAX) {
-                cli_error(cmd, "--seed: at most %lld", (long long)INT64_MAX);
-                return EXIT_USAGE;
-            }
-            a->has_seed = 1;
-        }
-        else if (cli_flag(argv, i, "--embeddings")) a->embeddings = 1;
-        else if (cli_flag(argv, i, "--binary")) a->binary = 1;
-        else if (cli_flag(argv, i, "--wait")) a->wait = 1;
-        else if (cli_flag(argv, i, "--quiet")) a->quiet = 1;
-        else
-        {
-            cli_error(cmd, "unknown option '%s' (see --help)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!a->support) {
-        cli_error(cmd, "--support is required (see --help)");
-        return EXIT_USAGE;
-    }
-    if (a->out)
-        a->wait = 1;
+    const char *cmd = "submit";
+    memset(a, 0, sizeof *a);
+    a->support = o->support;
+    a->labels = o->labels;
+    a->generator = o->generator;
+    a->sampler = o->sampler >= 0 ? SAMPLERS[o->sampler] : NULL;
+    a->parent = o->parent;
+    a->out = o->out;
+    a->candidates = o->candidates != CLI_UNSET_INT ? o->candidates : 0;
+    a->steps = o->steps != CLI_UNSET_INT ? o->steps : 0;
+    a->priority = o->priority;
+    a->has_guidance = !isnan(o->guidance);
+    a->guidance = a->has_guidance ? o->guidance : 0.0;
+    a->timeout = isnan(o->timeout) ? 0.0 : o->timeout;
+    a->has_seed = o->seed != CLI_UNSET_U64;
+    a->seed = a->has_seed ? o->seed : 0;
+    a->embeddings = o->embeddings;
+    a->binary = o->binary;
+    a->wait = o->wait || o->out;
+    a->quiet = g->quiet;
     if (a->timeout > 0 && !a->wait) {
         cli_error(cmd, "--timeout goes with --wait");
         return EXIT_USAGE;
@@ -183,103 +165,108 @@ static json_t *request_json(const submit_args *a, dataset *sup, const char *data
     return j;
 }
 
-int cmd_submit(int argc, char **argv)
+/* The support set as the request body: inline, or uploaded first (large or
+ * --binary). Returns an exit code; *body is the caller's. */
+static int build_body(remote_client *c, const submit_args *a, json_t **body)
 {
-    const char *cmd = "submit";
-    submit_args a;
-    memset(&a, 0, sizeof a);
-    a.priority = -1;
-    remote_opts o;
-    remote_opts_init(&o);
-    int code = parse_args(&a, &o, argc, argv);
-    if (code < 0)
-        return EXIT_OK;
+    dataset sup = {0};
+    int code = remote_dataset_load("submit", a->support, a->labels, &sup);
     if (code != EXIT_OK)
         return code;
-    int sampler;
-    if (a.sampler && api_sampler_parse(a.sampler, &sampler) != 0) {
-        cli_error(cmd, "--sampler must be ddim or ddpm, not '%s'", a.sampler);
-        return EXIT_USAGE;
-    }
-    dataset sup = {0};
-    if ((code = remote_dataset_load(cmd, a.support, a.labels, &sup)) != EXIT_OK)
-        return code;
-    remote_client c;
-    if ((code = remote_opts_client(&o, cmd, &c)) != EXIT_OK) {
-        dataset_free(&sup);
-        return code;
-    }
-    json_t *body = NULL;
     char dataset_id[65];
-    int binary = remote_dataset_binary(&sup, a.binary);
+    int binary = remote_dataset_binary(&sup, a->binary);
     if (binary)
-        code = remote_dataset_upload(&c, &sup, a.embeddings, dataset_id);
+        code = remote_dataset_upload(c, &sup, a->embeddings, dataset_id);
     if (code == EXIT_OK) {
-        body = request_json(&a, &sup, binary ? dataset_id : NULL);
-        if (!body) {
-            cli_error(cmd, "out of memory building the request");
+        *body = request_json(a, &sup, binary ? dataset_id : NULL);
+        if (!*body) {
+            cli_error("submit", "out of memory building the request");
             code = EXIT_FAILED;
         }
     }
     dataset_free(&sup);
-    if (code != EXIT_OK) {
-        remote_client_free(&c);
-        return code;
-    }
+    return code;
+}
+
+/* POST /v1/jobs with a fresh Idempotency-Key; *job and *resp are the
+ * caller's, id points into *job. */
+static int post_job(remote_client *c, const json_t *body, remote_response *resp, json_t **job,
+                    const char **id)
+{
     char key[33];
     d2_error err;
     d2_error_clear(&err);
-    json_t *job = NULL, *final = NULL;
-    remote_response resp = {0}, last = {0};
     if (remote_random_hex(key, 16, &err) != 0) {
-        cli_error(cmd, "cannot make an Idempotency-Key: %s", err.msg);
-        code = EXIT_FAILED;
-        goto out;
+        cli_error("submit", "cannot make an Idempotency-Key: %s", err.msg);
+        return EXIT_FAILED;
     }
-    code = remote_post_json(&c, "/v1/jobs", body, key, 120.0, &resp, &job);
+    int code = remote_post_json(c, "/v1/jobs", body, key, 120.0, resp, job);
     if (code != EXIT_OK)
-        goto out;
-    const char *id = json_string_value(json_object_get(job, "id"));
-    if (!id || !api_is_job_id(id)) {
-        cli_error(cmd, "the daemon accepted the job but its answer has no valid job id");
+        return code;
+    *id = json_string_value(json_object_get(*job, "id"));
+    if (!*id || !api_is_job_id(*id)) {
+        cli_error("submit", "the daemon accepted the job but its answer has no valid job id");
+        return EXIT_UNREACHABLE;
+    }
+    return EXIT_OK;
+}
+
+/* --wait: follow the job to its end, show it, and download the best
+ * checkpoint to --out. */
+static int follow_job(remote_client *c, const submit_args *a, const cli_globals *g,
+                      const char *id)
+{
+    json_t *final = NULL;
+    remote_response last = {0};
+    int code = remote_job_wait(c, id, a->timeout, !a->quiet, &final, &last);
+    if (code == EXIT_OK) {
+        code = remote_job_exit("submit", final);
+        remote_show(&last, final, g->json, remote_table_job);
+    }
+    const char *best = code == EXIT_OK && a->out ? remote_job_best_checkpoint(final) : NULL;
+    if (code == EXIT_OK && a->out && (!best || !api_is_checkpoint_id(best))) {
+        cli_error("submit", "job %s succeeded without a checkpoint to download", id);
         code = EXIT_UNREACHABLE;
-        goto out;
+    } else if (best) {
+        char sha[65];
+        size_t n = 0;
+        code = remote_fetch_weights(c, best, a->out, sha, &n);
+        if (code == EXIT_OK)
+            fprintf(g->json ? stderr : stdout, "wrote %s (%s, %zu bytes, sha256 %s)\n", a->out,
+                    best, n, sha);
     }
-    if (!a.wait) {
-        if (o.json)
-            remote_print_raw(&resp);
-        else
-            printf("%s\n", id);
-        goto out;
-    }
-    if (!o.json) {
-        printf("%s\n", id);
-        fflush(stdout);
-    }
-    code = remote_job_wait(&c, id, a.timeout, !a.quiet, &final, &last);
-    if (code != EXIT_OK)
-        goto out;
-    code = remote_job_exit(cmd, final);
-    remote_show(&last, final, o.json, remote_table_job);
-    if (code != EXIT_OK || !a.out)
-        goto out;
-    const char *best = remote_job_best_checkpoint(final);
-    if (!best || !api_is_checkpoint_id(best)) {
-        cli_error(cmd, "job %s succeeded without a checkpoint to download", id);
-        code = EXIT_UNREACHABLE;
-        goto out;
-    }
-    char sha[65];
-    size_t n = 0;
-    code = remote_fetch_weights(&c, best, a.out, sha, &n);
-    if (code == EXIT_OK)
-        fprintf(o.json ? stderr : stdout, "wrote %s (%s, %zu bytes, sha256 %s)\n", a.out, best, n,
-                sha);
-out:
     json_decref(final);
+    remote_response_free(&last);
+    return code;
+}
+
+int cmd_submit(cli_globals *g, int argc, char **argv)
+{
+    submit_opts o;
+    submit_args a;
+    int code;
+    if (!cli_parse(&SUBMIT_CMD, &o, g, argc, argv, &code))
+        return code;
+    if ((code = to_args(&o, g, &a)) != EXIT_OK)
+        return code;
+    remote_client c;
+    if ((code = remote_opts_client(g, "submit", &c)) != EXIT_OK)
+        return code;
+    json_t *body = NULL, *job = NULL;
+    remote_response resp = {0};
+    const char *id = NULL;
+    code = build_body(&c, &a, &body);
+    if (code == EXIT_OK)
+        code = post_job(&c, body, &resp, &job, &id);
+    if (code == EXIT_OK && !a.wait && g->json)
+        remote_print_raw(&resp);
+    else if (code == EXIT_OK && !g->json)
+        printf("%s\n", id); /* first, so a script has it even if the wait fails */
+    fflush(stdout);
+    if (code == EXIT_OK && a.wait)
+        code = follow_job(&c, &a, g, id);
     json_decref(job);
     json_decref(body);
-    remote_response_free(&last);
     remote_response_free(&resp);
     remote_client_free(&c);
     return code;

@@ -3,7 +3,8 @@
  * against real d2nwgd daemons on free loopback ports: tables, --json, exit
  * codes (0 / 1 failed or cancelled / 2 usage / 3 unreachable / 4 refused),
  * retries with backoff on a down server and on 503 queue_full, bearer
- * tokens, and `submit --wait --out` byte-identical to `d2nwg generate`. */
+ * tokens, global options before the command (--server URL --json status
+ * JOB), and `submit --wait --out` byte-identical to `d2nwg generate`. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -753,6 +754,50 @@ static void test_status_jobs_wait(void **state)
     cli_free(&r);
 }
 
+/* Global options before the command, as git and kubectl users write them:
+ * the same answers as after it; --name=value too; a global option the
+ * command does not take is refused. */
+static void test_global_options_first(void **state)
+{
+    suite *s = *state;
+    ensure_job(s);
+    cli_out r = cli_expect(s, 0, "--server", s->server, "--json", "status", s->job, NULL);
+    json_t *v = parse_json(r.out);
+    assert_string_equal(json_string_value(json_object_get(v, "id")), s->job);
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "succeeded");
+    json_decref(v);
+    cli_free(&r);
+    char server_eq[96];
+    snprintf(server_eq, sizeof server_eq, "--server=%s", s->server);
+    r = cli_expect(s, 0, server_eq, "jobs", "--limit=1", "--state=succeeded", NULL);
+    expect_has(r.out, "jobs table, --server first", "| job ");
+    expect_has(r.out, "jobs table, --server first", "1 job");
+    cli_free(&r);
+    /* before and after mixed: --json first, the server after the command */
+    r = cli_expect(s, 0, "--json", "lineage", s->ck, "--server", s->server, NULL);
+    v = parse_json(r.out);
+    assert_int_equal(json_integer_value(json_object_get(v, "seed")), 11);
+    json_decref(v);
+    cli_free(&r);
+    /* --quiet --json first: wait prints the job and no progress */
+    r = cli_expect(s, 0, "--quiet", "--json", "--server", s->server, "wait", s->job, NULL);
+    v = parse_json(r.out);
+    assert_string_equal(json_string_value(json_object_get(v, "state")), "succeeded");
+    assert_string_equal(r.err, "");
+    json_decref(v);
+    cli_free(&r);
+    /* fetch takes no --json; an offline command no --server */
+    char out[640];
+    snprintf(out, sizeof out, "%s/never-json.safetensors", s->dir);
+    r = cli_expect(s, 2, "--json", "fetch", s->ck, "--out", out, "--server", s->server, NULL);
+    expect_has(r.err, "--json before fetch", "--json does not apply to this command");
+    assert_int_equal(access(out, F_OK), -1);
+    cli_free(&r);
+    r = cli_expect(s, 2, "--server", s->server, "sample", "--out", out, NULL);
+    expect_has(r.err, "--server before sample", "d2nwg sample: --server does not apply");
+    cli_free(&r);
+}
+
 static void test_lineage_and_fetch(void **state)
 {
     suite *s = *state;
@@ -1080,6 +1125,19 @@ static void test_tokens(void **state)
     unsetenv("D2NWG_TOKEN");
     r = cli_expect(s, 0, "submit", "--server", url, "--token", "writer-token-0001", "--support",
                    s->csv, "--candidates", "2", "--steps", "4", "--wait", "--quiet", NULL);
+    char job[64];
+    first_line(r.out, job, sizeof job);
+    assert_true(is_job_id(job));
+    cli_free(&r);
+    /* the token and --json before the command */
+    r = cli_expect(s, 0, "--server", url, "--token", "reader-token-0001", "--json", "status", job,
+                   NULL);
+    json_t *v = parse_json(r.out);
+    assert_string_equal(json_string_value(json_object_get(v, "id")), job);
+    json_decref(v);
+    cli_free(&r);
+    r = cli_expect(s, 4, "--server", url, "status", job, NULL);
+    expect_has(r.err, "no token, --server first", "401 unauthenticated");
     cli_free(&r);
     assert_int_equal(at_stop(t, SIGTERM, 30.0), 0);
 }
@@ -1094,6 +1152,7 @@ int main(void)
         cmocka_unit_test(test_generators),
         cmocka_unit_test(test_submit_wait_identical_to_generate),
         cmocka_unit_test(test_status_jobs_wait),
+        cmocka_unit_test(test_global_options_first),
         cmocka_unit_test(test_lineage_and_fetch),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_retrieve),

@@ -1,0 +1,186 @@
+/* eval_report.c - `d2nwg eval`'s results: Markdown tables, one JSON object,
+ * the fine-tuning curves as SVG. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "eval_types.h"
+#include "svg_plot.h"
+
+static const char *const METHOD_NAMES[M_COUNT] = {
+    "random head",
+    "nearest class mean (prototypes)",
+    "logistic regression on the support set (L2, C=1)",
+    "D2NWG, mean of candidates",
+    "D2NWG, best of K by support score",
+    "zoo head of the nearest task (retrieval)",
+    "head trained on the full training data (oracle)",
+};
+static const char *const METHOD_KEYS[M_COUNT] = {"random",   "prototypes",  "logreg", "d2nwg_mean",
+                                                 "d2nwg_best", "zoo_nearest", "oracle"};
+
+typedef struct stat {
+    double mean, ci95;
+} stat;
+
+static stat stats_of(const double *v, int n)
+{
+    stat s = {0, 0};
+    if (n <= 0)
+        return s;
+    double m = 0;
+    for (int i = 0; i < n; i++)
+        m += v[i];
+    m /= n;
+    double var = 0;
+    for (int i = 0; i < n; i++)
+        var += (v[i] - m) * (v[i] - m);
+    var = n > 1 ? var / (n - 1) : 0;
+    s.mean = m;
+    s.ci95 = 1.96 * sqrt(var / n);
+    return s;
+}
+
+void eval_print_tables(const eval_opts *o, const eval_results *r, const char *what)
+{
+    printf("\nQuery accuracy on %d %s tasks per column (mean +- 95%% interval)\n\n", o->tasks,
+           what);
+    printf("| method |");
+    for (int s = 0; s < o->nshots; s++)
+        printf(" %d-shot |", o->shots[s]);
+    printf("\n|---|");
+    for (int s = 0; s < o->nshots; s++)
+        printf("---:|");
+    printf("\n");
+    for (int m = 0; m < M_COUNT; m++) {
+        printf("| %s |", METHOD_NAMES[m]);
+        for (int s = 0; s < o->nshots; s++) {
+            stat st = stats_of(r->acc[m][s], o->tasks);
+            if (isnan(st.mean))
+                printf(" n/a |");
+            else
+                printf(" %.3f +- %.3f |", st.mean, st.ci95);
+        }
+        printf("\n");
+    }
+    printf("| D2NWG best / oracle |");
+    for (int s = 0; s < o->nshots; s++) {
+        stat b = stats_of(r->acc[M_GEN_BEST][s], o->tasks);
+        stat or = stats_of(r->acc[M_ORACLE][s], o->tasks);
+        printf(" %.1f%% |", 100.0 * b.mean / or.mean);
+    }
+    printf("\n");
+    stat vo = stats_of(r->vae_orig, o->tasks), vr = stats_of(r->vae_rec, o->tasks);
+    printf("\nWeight VAE round trip of the oracle heads: %.3f -> %.3f (%.1f%% kept)\n", vo.mean,
+           vr.mean, 100.0 * vr.mean / vo.mean);
+    if (r->gen_count)
+        printf("Generation: %.1f ms per request on average (%d requests)\n",
+               r->gen_ms / r->gen_count, r->gen_count);
+    if (o->finetune) {
+        printf("\nFine-tuning on the support set (query accuracy after N full-batch steps)\n\n");
+        printf("| start | shots |");
+        for (int f = 0; f < FT_POINTS; f++)
+            printf(" %d |", FT_STEPS[f]);
+        printf("\n|---|---:|");
+        for (int f = 0; f < FT_POINTS; f++)
+            printf("---:|");
+        printf("\n");
+        for (int s = 0; s < o->nshots; s++)
+            for (int init = 0; init < 2; init++) {
+                printf("| %s | %d |", init ? "random head" : "generated head", o->shots[s]);
+                for (int f = 0; f < FT_POINTS; f++) {
+                    stat st = stats_of(init ? r->ft_rand[s][f] : r->ft_gen[s][f], o->tasks);
+                    printf(" %.3f |", st.mean);
+                }
+                printf("\n");
+            }
+    }
+}
+
+static json_t *stat_json(const double *v, int n)
+{
+    stat st = stats_of(v, n);
+    if (isnan(st.mean))
+        return json_null();
+    return json_pack("{s:f,s:f}", "mean", st.mean, "ci95", st.ci95);
+}
+
+void eval_print_json(const eval_opts *o, const eval_results *r, const char *gen_id,
+                       const char *what)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "generator", json_string(gen_id));
+    json_object_set_new(root, "tasks", json_integer(o->tasks));
+    json_object_set_new(root, "source", json_string(what));
+    json_t *shots = json_array();
+    for (int s = 0; s < o->nshots; s++)
+        json_array_append_new(shots, json_integer(o->shots[s]));
+    json_object_set_new(root, "shots", shots);
+    json_t *methods = json_object();
+    for (int m = 0; m < M_COUNT; m++) {
+        json_t *per = json_object();
+        for (int s = 0; s < o->nshots; s++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", o->shots[s]);
+            json_object_set_new(per, key, stat_json(r->acc[m][s], o->tasks));
+        }
+        json_object_set_new(methods, METHOD_KEYS[m], per);
+    }
+    json_object_set_new(root, "methods", methods);
+    json_object_set_new(root, "vae",
+                        json_pack("{s:o,s:o}", "original", stat_json(r->vae_orig, o->tasks),
+                                  "reconstructed", stat_json(r->vae_rec, o->tasks)));
+    if (r->gen_count)
+        json_object_set_new(root, "generation_ms", json_real(r->gen_ms / r->gen_count));
+    if (o->finetune) {
+        json_t *ft = json_object();
+        json_t *steps = json_array();
+        for (int f = 0; f < FT_POINTS; f++)
+            json_array_append_new(steps, json_integer(FT_STEPS[f]));
+        json_object_set_new(ft, "steps", steps);
+        for (int s = 0; s < o->nshots; s++) {
+            json_t *gen = json_array(), *rnd = json_array();
+            for (int f = 0; f < FT_POINTS; f++) {
+                json_array_append_new(gen, json_real(stats_of(r->ft_gen[s][f], o->tasks).mean));
+                json_array_append_new(rnd, json_real(stats_of(r->ft_rand[s][f], o->tasks).mean));
+            }
+            char key[16];
+            snprintf(key, sizeof key, "%d", o->shots[s]);
+            json_object_set_new(ft, key, json_pack("{s:o,s:o}", "generated", gen, "random", rnd));
+        }
+        json_object_set_new(root, "finetune", ft);
+    }
+    char *txt = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    if (txt)
+        puts(txt);
+    free(txt);
+    json_decref(root);
+}
+
+int eval_write_plot(const eval_opts *o, const eval_results *r, const char *path, d2_error *err)
+{
+    svg_chart c = {.title = "Fine-tuning on the support set: generated vs random start",
+                   .xlabel = "full-batch training steps",
+                   .ylabel = "query accuracy"};
+    static double xs[FT_POINTS];
+    double ys[MAX_SHOTS * 2][FT_POINTS], es[MAX_SHOTS * 2][FT_POINTS];
+    char labels[MAX_SHOTS * 2][64];
+    for (int f = 0; f < FT_POINTS; f++)
+        xs[f] = FT_STEPS[f];
+    for (int s = 0; s < o->nshots && c.nseries + 2 <= SVG_MAX_SERIES; s++)
+        for (int init = 0; init < 2; init++) {
+            int k = c.nseries;
+            for (int f = 0; f < FT_POINTS; f++) {
+                stat st = stats_of(init ? r->ft_rand[s][f] : r->ft_gen[s][f], o->tasks);
+                ys[k][f] = st.mean;
+                es[k][f] = st.ci95;
+            }
+            snprintf(labels[k], sizeof labels[k], "%s, %d-shot", init ? "random" : "generated",
+                     o->shots[s]);
+            c.series[k] = (svg_series){labels[k], FT_POINTS, xs, ys[k], es[k]};
+            c.nseries++;
+        }
+    return svg_plot_write(&c, path, err);
+}
+
