@@ -85,27 +85,6 @@ typedef struct eval_state {
     char what[300]; /* the tasks, in words */
 } eval_state;
 
-/* Bilinear resize of square images (side s -> side t). */
-static void resize_square(const float *in, int s, float *out, int t)
-{
-    for (int i = 0; i < t; i++)
-        for (int j = 0; j < t; j++) {
-            double y = (i + 0.5) * s / t - 0.5, x = (j + 0.5) * s / t - 0.5;
-            int y0 = (int)floor(y), x0 = (int)floor(x);
-            double fy = y - y0, fx = x - x0;
-            double acc = 0;
-            for (int dy = 0; dy < 2; dy++)
-                for (int dx = 0; dx < 2; dx++) {
-                    int yy = y0 + dy, xx = x0 + dx;
-                    yy = yy < 0 ? 0 : (yy >= s ? s - 1 : yy);
-                    xx = xx < 0 ? 0 : (xx >= s ? s - 1 : xx);
-                    double w = (dy ? fy : 1 - fy) * (dx ? fx : 1 - fx);
-                    acc += w * in[yy * s + xx];
-                }
-            out[i * t + j] = (float)acc;
-        }
-}
-
 /* Bring a raw data set to the generator's input space (resize square images,
  * scale to [0,1]) and apply its feature map. */
 static int to_features(const dataset *raw, int input_dim, const feature_map *fm, dataset *out,
@@ -135,7 +114,7 @@ static int to_features(const dataset *raw, int input_dim, const feature_map *fm,
         for (int i = 0; i < raw->n; i++) {
             for (int j = 0; j < raw->dim; j++)
                 row[j] = raw->x[(size_t)i * raw->dim + j] * scale;
-            resize_square(row, s, tmp.x + (size_t)i * input_dim, t);
+            data_resize_square(row, s, tmp.x + (size_t)i * input_dim, t);
         }
         free(row);
         memcpy(tmp.y, raw->y, (size_t)raw->n * sizeof(int32_t));
@@ -213,8 +192,50 @@ static void results_free(eval_results *r)
     free(r->vae_rec);
 }
 
-/* Tasks from a data source the generator never saw: random ordered class
- * subsets of its classes. */
+/* The source's class groups (glyph scripts; data_source_class_group) that
+ * can make a `way`-way task: group g is classes first[g] .. first[g] + count[g] - 1. */
+typedef struct class_groups {
+    int n, *first, *count;
+} class_groups;
+
+static int groups_build(class_groups *gr, const data_source *ds, int way, d2_error *err)
+{
+    const int C = ds->train.classes;
+    gr->n = 0;
+    gr->first = malloc((size_t)C * sizeof(int));
+    gr->count = malloc((size_t)C * sizeof(int));
+    if (!gr->first || !gr->count)
+        return d2_fail(err, D2_ENOMEM, "out of memory");
+    for (int c = 0, start = 0; c < C; c++) {
+        int last = c + 1 == C || strcmp(data_source_class_group(ds, c, NULL),
+                                        data_source_class_group(ds, c + 1, NULL)) != 0;
+        if (!last)
+            continue;
+        if (c + 1 - start >= way) {
+            gr->first[gr->n] = start;
+            gr->count[gr->n++] = c + 1 - start;
+        }
+        start = c + 1;
+    }
+    if (gr->n == 0)
+        return d2_fail(err, D2_EINVAL, "%s: no class group has %d classes for a %d-way task",
+                       ds->name, way, way);
+    return 0;
+}
+
+/* Task i: a group drawn uniformly, then `way` of its classes in random order. */
+static void draw_grouped_task(const class_groups *gr, int way, rng *r, task *t, int *scratch)
+{
+    int g = (int)rng_below(r, (uint32_t)gr->n);
+    for (int c = 0; c < gr->count[g]; c++)
+        scratch[c] = gr->first[g] + c;
+    rng_shuffle_int(r, scratch, gr->count[g]);
+    t->way = way;
+    memcpy(t->classes, scratch, (size_t)way * sizeof(int));
+}
+
+/* Tasks from a data source the generator never saw: each one the classes of
+ * one group of the source (one glyph script; the whole source otherwise). */
 static int tasks_from_source(eval_state *st, const char *source, const eval_opts *o, rng *r0,
                              d2_error *err)
 {
@@ -223,35 +244,33 @@ static int tasks_from_source(eval_state *st, const char *source, const eval_opts
     eval_src *src = &st->src;
     data_source ds;
     memset(&ds, 0, sizeof ds);
+    class_groups gr = {0};
     int rc = data_source_load(&ds, source, err);
-    if (rc)
-        return rc;
+    if (!rc)
+        rc = groups_build(&gr, &ds, way, err);
     src->owned = 1;
-    rc = to_features(&ds.train, in->input_dim, generator_feature_map(st->g), &src->train, err);
+    if (!rc)
+        rc = to_features(&ds.train, in->input_dim, generator_feature_map(st->g), &src->train,
+                         err);
     if (!rc)
         rc = to_features(&ds.test, in->input_dim, generator_feature_map(st->g), &src->test, err);
+    src->classes = ds.train.classes;
     data_source_free(&ds);
-    if (rc)
-        return rc;
-    src->classes = src->train.classes;
-    if (src->classes < way || src->classes > 64)
-        return d2_fail(err, D2_EINVAL,
-                       "%s has %d classes; %d-way tasks need at least %d (and at most 64)",
-                       source, src->classes, way, way);
-    if ((rc = class_index_build(&src->tci, &src->train, err)) ||
-        (rc = class_index_build(&src->qci, &src->test, err)))
-        return rc;
-    src->per_class = 300;
-    for (int i = 0; i < o->tasks; i++) {
-        int cls[64];
-        for (int c = 0; c < src->classes; c++)
-            cls[c] = c;
-        rng_shuffle_int(r0, cls, src->classes);
-        st->tlist[i].way = way;
-        memcpy(st->tlist[i].classes, cls, (size_t)way * sizeof(int));
+    int *scratch = malloc((size_t)(src->classes > 0 ? src->classes : 1) * sizeof(int));
+    if (!rc && !scratch)
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+    if (!rc && !((rc = class_index_build(&src->tci, &src->train, err)) ||
+                 (rc = class_index_build(&src->qci, &src->test, err)))) {
+        src->per_class = 300;
+        for (int i = 0; i < o->tasks; i++)
+            draw_grouped_task(&gr, way, r0, &st->tlist[i], scratch);
+        snprintf(st->what, sizeof st->what, "'%s' (%d class groups; never seen in training)",
+                 source, gr.n);
     }
-    snprintf(st->what, sizeof st->what, "'%s' (never seen in training)", source);
-    return 0;
+    free(scratch);
+    free(gr.first);
+    free(gr.count);
+    return rc;
 }
 
 /* Tasks from the zoo's held-out class combinations, in shuffled order. */

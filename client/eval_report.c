@@ -14,11 +14,18 @@ static const char *const METHOD_NAMES[M_COUNT] = {
     "logistic regression on the support set (L2, C=1)",
     "D2NWG, mean of candidates",
     "D2NWG, best of K by support score",
+    "D2NWG as returned (the gate's choice)",
     "zoo head of the nearest task (retrieval)",
     "head trained on the full training data (oracle)",
 };
-static const char *const METHOD_KEYS[M_COUNT] = {"random",   "prototypes",  "logreg", "d2nwg_mean",
-                                                 "d2nwg_best", "zoo_nearest", "oracle"};
+static const char *const METHOD_KEYS[M_COUNT] = {
+    "random", "prototypes", "logreg", "d2nwg_mean", "d2nwg_best", "d2nwg_gated", "zoo_nearest",
+    "oracle"};
+
+/* Paired differences reported: method a minus method b on the same tasks. */
+static const int PAIRS[][2] = {{M_GEN_BEST, M_PROTO}, {M_GEN_BEST, M_LOGREG},
+                               {M_GATED, M_PROTO}, {M_GATED, M_LOGREG}};
+#define NPAIRS ((int)(sizeof PAIRS / sizeof PAIRS[0]))
 
 typedef struct stat {
     double mean, ci95;
@@ -40,6 +47,48 @@ static stat stats_of(const double *v, int n)
     s.mean = m;
     s.ci95 = 1.96 * sqrt(var / n);
     return s;
+}
+
+/* mean and 95% interval of a[i] - b[i] */
+static stat paired(const double *a, const double *b, int n)
+{
+    double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    stat st = {NAN, NAN};
+    if (!d)
+        return st;
+    for (int i = 0; i < n; i++)
+        d[i] = a[i] - b[i];
+    st = stats_of(d, n);
+    free(d);
+    return st;
+}
+
+static void print_paired(const eval_opts *o, const eval_results *r)
+{
+    printf("\nPaired differences on the same tasks (mean +- 95%% interval; above zero: "
+           "better)\n\n| difference |");
+    for (int s = 0; s < o->nshots; s++)
+        printf(" %d-shot |", o->shots[s]);
+    printf("\n|---|");
+    for (int s = 0; s < o->nshots; s++)
+        printf("---:|");
+    printf("\n");
+    for (int p = 0; p < NPAIRS; p++) {
+        printf("| %s - %s |", METHOD_KEYS[PAIRS[p][0]], METHOD_KEYS[PAIRS[p][1]]);
+        for (int s = 0; s < o->nshots; s++) {
+            stat st = paired(r->acc[PAIRS[p][0]][s], r->acc[PAIRS[p][1]][s], o->tasks);
+            printf(" %+.3f +- %.3f |", st.mean, st.ci95);
+        }
+        printf("\n");
+    }
+    printf("\nThe gate returned:");
+    for (int s = 0; s < o->nshots; s++) {
+        printf(" %d-shot:", o->shots[s]);
+        for (int m = 0; m < GEN_METHODS; m++)
+            printf(" %s %d%s", gen_method_name((gen_method)m), r->chosen[s][m],
+                   m + 1 < GEN_METHODS ? "," : s + 1 < o->nshots ? ";" : "");
+    }
+    printf(" (of %d tasks each)\n", o->tasks);
 }
 
 void eval_print_tables(const eval_opts *o, const eval_results *r, const char *what)
@@ -71,6 +120,7 @@ void eval_print_tables(const eval_opts *o, const eval_results *r, const char *wh
         printf(" %.1f%% |", 100.0 * b.mean / or.mean);
     }
     printf("\n");
+    print_paired(o, r);
     stat vo = stats_of(r->vae_orig, o->tasks), vr = stats_of(r->vae_rec, o->tasks);
     printf("\nWeight VAE round trip of the oracle heads: %.3f -> %.3f (%.1f%% kept)\n", vo.mean,
            vr.mean, 100.0 * vr.mean / vo.mean);
@@ -128,6 +178,31 @@ void eval_print_json(const eval_opts *o, const eval_results *r, const char *gen_
         json_object_set_new(methods, METHOD_KEYS[m], per);
     }
     json_object_set_new(root, "methods", methods);
+    json_t *diffs = json_object(), *chosen = json_object();
+    for (int p = 0; p < NPAIRS; p++) {
+        json_t *per = json_object();
+        for (int s = 0; s < o->nshots; s++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", o->shots[s]);
+            stat st = paired(r->acc[PAIRS[p][0]][s], r->acc[PAIRS[p][1]][s], o->tasks);
+            json_object_set_new(per, key, json_pack("{s:f,s:f}", "mean", st.mean, "ci95",
+                                                    st.ci95));
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%s-%s", METHOD_KEYS[PAIRS[p][0]], METHOD_KEYS[PAIRS[p][1]]);
+        json_object_set_new(diffs, name, per);
+    }
+    for (int s = 0; s < o->nshots; s++) {
+        json_t *per = json_object();
+        for (int m = 0; m < GEN_METHODS; m++)
+            json_object_set_new(per, gen_method_name((gen_method)m),
+                                json_integer(r->chosen[s][m]));
+        char key[16];
+        snprintf(key, sizeof key, "%d", o->shots[s]);
+        json_object_set_new(chosen, key, per);
+    }
+    json_object_set_new(root, "paired_differences", diffs);
+    json_object_set_new(root, "gate_chose", chosen);
     json_object_set_new(root, "vae",
                         json_pack("{s:o,s:o}", "original", stat_json(r->vae_orig, o->tasks),
                                   "reconstructed", stat_json(r->vae_rec, o->tasks)));

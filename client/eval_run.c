@@ -76,15 +76,16 @@ static int finetune(eval_ctx *c, float *theta, int steps, uint64_t seed, d2_erro
     return target_train(c->in->spec, &c->sup, theta, 1, &fc, err);
 }
 
-/* Fine-tuning curves from the best generated head and from a random one. */
-static int eval_finetune(eval_ctx *c, int i, int s, d2_error *err)
+/* Fine-tuning curves from the best generated head (ranked[best]) and from a
+ * random one. */
+static int eval_finetune(eval_ctx *c, int i, int s, int best, d2_error *err)
 {
     const eval_opts *o = c->o;
     const size_t bytes = (size_t)c->in->params * sizeof(float);
     int rc = 0;
     for (int f = 0; f < FT_POINTS && !rc; f++) {
         uint64_t seed = rng_derive(o->seed, "ft", (uint64_t)i);
-        memcpy(c->theta, c->res.ranked[0].theta, bytes);
+        memcpy(c->theta, c->res.ranked[best].theta, bytes);
         if ((rc = finetune(c, c->theta, FT_STEPS[f], seed, err)))
             break;
         c->r->ft_gen[s][f][i] = query_acc(c, c->theta, err, &rc);
@@ -98,8 +99,9 @@ static int eval_finetune(eval_ctx *c, int i, int s, d2_error *err)
     return rc;
 }
 
-/* D2NWG: K candidates for the support set; their mean and the best by
- * support score, then the fine-tuning curves. */
+/* D2NWG with the gate on: the diffusion candidates (their mean, and the best
+ * by support score), what the gate returned, then the fine-tuning curves
+ * from the best diffusion candidate. */
 static int eval_generated(eval_ctx *c, int i, int s, d2_error *err)
 {
     const eval_opts *o = c->o;
@@ -110,24 +112,33 @@ static int eval_generated(eval_ctx *c, int i, int s, d2_error *err)
                        .sampler = c->in->default_sampler,
                        .guidance = o->guidance,
                        .seed = rng_derive(o->seed, "generate",
-                                          (uint64_t)i * MAX_SHOTS + (uint64_t)s)};
+                                          (uint64_t)i * MAX_SHOTS + (uint64_t)s),
+                       .gate = 1};
     int rc = generator_generate(c->g, c->ws, &req, &c->res, err);
     if (rc)
         return rc;
     c->r->gen_ms += c->res.seconds * 1000.0;
     c->r->gen_count++;
+    c->r->chosen[s][c->res.ranked[0].method]++;
     double mean = 0;
+    int n = 0, best = -1;
     for (int k = 0; k < c->res.count; k++) {
         float acc = query_acc(c, c->res.ranked[k].theta, err, &rc);
         if (rc)
             return rc;
-        mean += acc;
         if (k == 0)
+            c->r->acc[M_GATED][s][i] = acc;
+        if (c->res.ranked[k].method != GEN_METHOD_DIFFUSION)
+            continue;
+        mean += acc;
+        if (n++ == 0) {
             c->r->acc[M_GEN_BEST][s][i] = acc;
+            best = k;
+        }
     }
-    c->r->acc[M_GEN_MEAN][s][i] = mean / c->res.count;
+    c->r->acc[M_GEN_MEAN][s][i] = mean / n;
     if (o->finetune)
-        rc = eval_finetune(c, i, s, err);
+        rc = eval_finetune(c, i, s, best, err);
     gen_result_free(&c->res);
     return rc;
 }

@@ -16,6 +16,7 @@ enum {
     M_LOGREG,
     M_GEN_MEAN,
     M_GEN_BEST,
+    M_GATED,
     M_ZOO_NEAREST,
     M_ORACLE,
     M_COUNT
@@ -50,6 +51,7 @@ typedef struct eval_results {
     double *vae_orig, *vae_rec; /* [tasks] */
     double gen_ms;
     int gen_count;
+    int chosen[MAX_SHOTS][GEN_METHODS]; /* how often the gate returned each method */
 } eval_results;
 
 /* eval_run.c: every task, every shot count, every method. */
