@@ -93,7 +93,7 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core
 
-.PHONY: all deps test check asan bench run clean cuda print-layers unit-bins api-bins bench-bins fuzz-bins
+.PHONY: all deps test check asan bench run generators clean cuda print-layers unit-bins api-bins bench-bins fuzz-bins
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/d2nwgd $(BUILD)/d2nwg $(LIBCORE)
@@ -190,6 +190,10 @@ bench: deps
 
 run: deps all
 	sh deploy/run.sh $(BUILD)
+
+# Every generator `make run` serves, built into var/ (deploy/generators.sh).
+generators: deps all
+	sh deploy/generators.sh $(BUILD) all
 
 # The layer table as tests/layers.sh reads it: "folder: folders it may include".
 print-layers:
