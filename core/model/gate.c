@@ -211,7 +211,7 @@ static int baseline_candidate(const generator *g, backend_t *be, const dataset *
                               gen_method m, gen_candidate *c, d2_error *err)
 {
     const target_layer *L = &g->spec.layers[0];
-    const int N = g->cfg.way, F = L->in;
+    const int N = g->cfg.way;
     memset(c, 0, sizeof *c);
     c->method = m;
     c->index = -1;
@@ -228,7 +228,6 @@ static int baseline_candidate(const generator *g, backend_t *be, const dataset *
     for (int j = 0; j < g->cfg.P; j++)
         nn += (double)c->theta[j] * c->theta[j];
     c->norm = (float)sqrt(nn);
-    (void)F;
     return 0;
 }
 

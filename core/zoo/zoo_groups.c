@@ -64,20 +64,27 @@ static int pick_group(const zoo *z, rng *r)
 
 int zoo_draw_grouped(const zoo *z, uint64_t seed, int *out, d2_error *err)
 {
+    int most = 0;
+    for (int g = 0; g < z->ngroups; g++)
+        most = z->groups[g].count > most ? z->groups[g].count : most;
+    int *perm = malloc((size_t)(most > 0 ? most : 1) * sizeof(int));
+    if (!perm)
+        return d2_fail(err, D2_ENOMEM, "zoo: out of memory drawing classes");
     rng r;
     rng_init(&r, seed, 0);
-    for (int attempt = 0; attempt < 100000; attempt++) {
+    int rc = D2_ERANGE;
+    for (int attempt = 0; attempt < 100000 && rc == D2_ERANGE; attempt++) {
         int g = pick_group(z, &r);
-        if (g < 0)
-            return d2_fail(err, D2_EINVAL, "zoo: no class group has %d classes", z->way);
+        if (g < 0) {
+            rc = d2_fail(err, D2_EINVAL, "zoo: no class group has %d classes", z->way);
+            break;
+        }
         const zoo_group *grp = &z->groups[g];
         task t = {.way = z->way};
-        int perm[256];
-        int n = grp->count < 256 ? grp->count : 256;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < grp->count; i++)
             perm[i] = grp->first + i;
         for (int i = 0; i < z->way; i++) {
-            int j = i + (int)rng_below(&r, (uint32_t)(n - i));
+            int j = i + (int)rng_below(&r, (uint32_t)(grp->count - i));
             int tmp = perm[i];
             perm[i] = perm[j];
             perm[j] = tmp;
@@ -85,8 +92,12 @@ int zoo_draw_grouped(const zoo *z, uint64_t seed, int *out, d2_error *err)
         }
         if (!zoo_is_heldout(z, &t)) {
             memcpy(out, t.classes, sizeof(int) * (size_t)z->way);
-            return 0;
+            rc = 0;
         }
     }
-    return d2_fail(err, D2_ERANGE, "zoo: could not draw a class combination that is not held out");
+    free(perm);
+    if (rc == D2_ERANGE)
+        return d2_fail(err, D2_ERANGE,
+                       "zoo: could not draw a class combination that is not held out");
+    return rc;
 }

@@ -1,0 +1,113 @@
+/* test_zoo_groups.c - sources side by side ("A+B") and zoos whose tasks stay
+ * within one class group (a glyph script, or one part of an "A+B" source):
+ *  - "digits-28+iris" is refused naming the part whose feature count differs;
+ *  - "digits-28+glyphs:Latin,Greek" puts the glyph labels after digits',
+ *    keeps each row's pixels, and groups classes by part and by script;
+ *  - a zoo of that source draws every task inside one group, about half from
+ *    each part, holds out combinations of the first group only, and its
+ *    manifest keeps the groups through a save and load. */
+#include "testutil.h"
+
+#include <unistd.h>
+
+#include "zoo.h"
+
+static void test_concat_refuses_mismatched_parts(void **state)
+{
+    (void)state;
+    data_source s;
+    d2_error err;
+    assert_int_equal(data_source_load(&s, "digits-28+iris", &err), D2_EINVAL);
+    assert_non_null(strstr(err.msg, "iris"));
+    assert_non_null(strstr(err.msg, "features per row"));
+    assert_int_equal(data_source_load(&s, "digits-28+", &err), D2_EINVAL);
+}
+
+static void test_concat_labels_and_groups(void **state)
+{
+    (void)state;
+    data_source a, b, s;
+    d2_error err;
+    assert_int_equal(data_source_load(&a, "digits-28", &err), 0);
+    assert_int_equal(data_source_load(&b, "glyphs:Latin,Greek", &err), 0);
+    assert_int_equal(data_source_load(&s, "digits-28+glyphs:Latin,Greek", &err), 0);
+    assert_int_equal(s.nparts, 2);
+    assert_int_equal(s.train.classes, a.train.classes + b.train.classes);
+    assert_int_equal(s.train.n, a.train.n + b.train.n);
+    assert_int_equal(s.test.n, a.test.n + b.test.n);
+    // the glyph rows come after the digits rows, labels shifted by 10
+    const int D = s.train.dim, last = s.train.n - 1;
+    assert_int_equal(s.train.y[last], b.train.y[b.train.n - 1] + a.train.classes);
+    assert_memory_equal(s.train.x + (size_t)last * D, b.train.x + (size_t)(b.train.n - 1) * D,
+                        (size_t)D * sizeof(float));
+    int part;
+    assert_string_equal(data_source_class_group(&s, 3, &part), "digits-28");
+    assert_int_equal(part, 0);
+    assert_string_equal(data_source_class_group(&s, 10, &part), "Greek"); // table order
+    assert_int_equal(part, 1);
+    assert_string_equal(data_source_class_group(&s, s.train.classes - 1, &part), "Latin");
+    data_source_free(&a);
+    data_source_free(&b);
+    data_source_free(&s);
+}
+
+static void test_grouped_zoo(void **state)
+{
+    (void)state;
+    zoo_build_cfg c = zoo_build_defaults();
+    c.source = "digits-28+glyphs:Latin,Greek";
+    c.feature = "pca:16";
+    c.way = 3;
+    c.tasks = 60;
+    c.per_class = 20;
+    c.train.epochs = 2;
+    zoo z;
+    d2_error err;
+    assert_int_equal(zoo_build(&z, &c, &err), 0);
+    assert_int_equal(z.ngroups, 3);
+    assert_string_equal(z.groups[0].name, "digits-28");
+    assert_int_equal(z.groups[0].first, 0);
+    assert_int_equal(z.groups[0].count, 10);
+    int from_digits = 0;
+    for (int i = 0; i < z.n; i++) {
+        int g = 0;
+        while (g + 1 < z.ngroups && z.e[i].classes[0] >= z.groups[g + 1].first)
+            g++;
+        for (int k = 0; k < z.way; k++) {
+            assert_true(z.e[i].classes[k] >= z.groups[g].first);
+            assert_true(z.e[i].classes[k] < z.groups[g].first + z.groups[g].count);
+        }
+        from_digits += g == 0;
+    }
+    print_message("%d of %d tasks from digits, the rest from two scripts\n", from_digits, z.n);
+    assert_true(from_digits > z.n / 4 && from_digits < 3 * z.n / 4);
+    for (int h = 0; h < z.n_heldout; h++)
+        assert_true(z.heldout[h][z.way - 1] < 10);
+    char dir[] = "/tmp/d2zoo-groups-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(zoo_save(&z, dir, &err), 0);
+    zoo back;
+    assert_int_equal(zoo_load(&back, dir, 0, &err), 0);
+    assert_int_equal(back.ngroups, z.ngroups);
+    for (int g = 0; g < z.ngroups; g++) {
+        assert_string_equal(back.groups[g].name, z.groups[g].name);
+        assert_int_equal(back.groups[g].count, z.groups[g].count);
+        assert_int_equal(back.groups[g].part, z.groups[g].part);
+    }
+    assert_string_equal(back.fingerprint, z.fingerprint);
+    zoo_free(&back);
+    zoo_free(&z);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concat_refuses_mismatched_parts),
+        cmocka_unit_test(test_concat_labels_and_groups),
+        cmocka_unit_test(test_grouped_zoo),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
