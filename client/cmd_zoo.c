@@ -304,6 +304,27 @@ static json_t *stats_json(const acc_stats *s)
     return o;
 }
 
+/* The class groups tasks were drawn within (scripts, sources), with how many
+ * of the zoo's tasks each holds; one group for a zoo of one ungrouped source. */
+static json_t *groups_json(const zoo *z)
+{
+    json_t *a = json_array();
+    for (int g = 0; g < z->ngroups; g++) {
+        const zoo_group *grp = &z->groups[g];
+        int tasks = 0;
+        for (int i = 0; i < z->n; i++)
+            tasks += z->e[i].classes[0] >= grp->first &&
+                     z->e[i].classes[0] < grp->first + grp->count;
+        json_array_append_new(a, json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", grp->name, "part",
+                                           grp->part, "first_class", grp->first, "classes",
+                                           grp->count, "tasks", tasks));
+    }
+    if (!z->ngroups) // every class of the source; their count is the source's
+        json_array_append_new(a, json_pack("{s:s,s:i,s:i,s:n,s:i}", "name", z->source, "part",
+                                           0, "first_class", 0, "classes", "tasks", z->n));
+    return a;
+}
+
 static int info_json(const zoo *z, const acc_stats *q, const acc_stats *t)
 {
     json_t *o = json_object();
@@ -323,6 +344,7 @@ static int info_json(const zoo *z, const acc_stats *q, const acc_stats *t)
         json_array_append_new(ho, c);
     }
     json_object_set_new(o, "heldout", ho);
+    json_object_set_new(o, "groups", groups_json(z));
     json_object_set_new(o, "fingerprint", json_string(z->fingerprint));
     char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
@@ -370,6 +392,12 @@ static int cmd_zoo_info(cli_globals *g, int argc, char **argv)
             printf("]");
         }
         printf("%s\n", z.n_heldout > 20 ? " ..." : "");
+        if (z.ngroups) {
+            printf("groups      %d (tasks drawn within one):", z.ngroups);
+            for (int i = 0; i < z.ngroups; i++)
+                printf("%s%s", i ? ", " : " ", z.groups[i].name);
+            printf("\n");
+        }
         printf("fingerprint %s\n", z.fingerprint);
     }
     zoo_free(&z);
