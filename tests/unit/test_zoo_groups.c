@@ -5,9 +5,11 @@
  *    keeps each row's pixels, and groups classes by part and by script;
  *  - a zoo of that source draws every task inside one group, about half from
  *    each part, holds out combinations of the first group only, and its
- *    manifest keeps the groups through a save and load. */
+ *    manifest keeps the groups through a save and load; `zoo info --json`
+ *    lists them with their task counts. */
 #include "testutil.h"
 
+#include <jansson.h>
 #include <unistd.h>
 
 #include "zoo.h"
@@ -96,6 +98,28 @@ static void test_grouped_zoo(void **state)
     }
     assert_string_equal(back.fingerprint, z.fingerprint);
     zoo_free(&back);
+    // the command line lists the groups
+    char bin[512], cmd[1200], out[1 << 14];
+    tu_build_path(bin, sizeof bin, "d2nwg");
+    snprintf(cmd, sizeof cmd, "'%s' zoo info '%s' --json", bin, dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    assert_int_equal(pclose(p), 0);
+    json_error_t je;
+    json_t *o = json_loads(out, 0, &je);
+    assert_non_null(o);
+    json_t *groups = json_object_get(o, "groups");
+    assert_int_equal(json_array_size(groups), 3);
+    json_t *g1 = json_array_get(groups, 1);
+    assert_string_equal(json_string_value(json_object_get(g1, "name")), "Greek");
+    assert_int_equal(json_integer_value(json_object_get(g1, "part")), 1);
+    int tasks = 0;
+    for (size_t g = 0; g < 3; g++)
+        tasks += (int)json_integer_value(json_object_get(json_array_get(groups, g), "tasks"));
+    assert_int_equal(tasks, z.n);
+    json_decref(o);
     zoo_free(&z);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
