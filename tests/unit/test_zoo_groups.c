@@ -121,9 +121,7 @@ static void test_grouped_zoo(void **state)
     assert_int_equal(tasks, z.n);
     json_decref(o);
     zoo_free(&z);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    tu_rmrf(dir);
 }
 
 int main(void)
