@@ -1116,6 +1116,12 @@ static void test_no_gpu(void **state)
     /* the CPU backend, the reference of every comparison, is there */
     assert_int_equal(backend_create(&be, "cpu", 1, &err), 0);
     assert_string_equal(be->ops->name, "cpu");
+    /* the CPU backend records no device errors: a caller's error stays as it was */
+    d2_error why = {0};
+    d2_fail(&why, D2_ERANGE, "loss is NaN");
+    assert_string_equal(backend_error_message(be), "");
+    assert_int_equal(backend_explain(be, D2_ERANGE, &why), D2_ERANGE);
+    assert_string_equal(why.msg, "loss is NaN");
     backend_destroy(be);
 }
 
