@@ -3,14 +3,15 @@
 # GPU that cannot build (the device machine: nvcc 13, PyTorch, safetensors, peft, but none
 # of our Debian packages and no package registry).
 #
-# 1. HERE: sh tests/bench/gpu_prepare.sh   (builds; writes gpu-carry/d2nwg-gpu.tar.gz,
-#    about 30 MB: binaries, the libraries the image lacks, the quick generator, digits CSV)
-# 2. ONE device run, from the repository root, with the `run` tool:
-#      command:   bash tests/bench/gpu.sh
-#      carry:     ["gpu-carry"]
-#      timeout_s: 600
-#    It needs nothing else: no make, no compiler, no network. Its working files go to
-#    /tmp/d2nwg-gpu (GPU_WORK); only these come back in $OUT (7 files): summary.txt,
+# 1. HERE, in the session that holds the GPU (gpu-carry/ is ignored, never committed):
+#      sh tests/bench/gpu_prepare.sh    (about a minute; writes gpu-carry/d2nwg-gpu.tar.gz,
+#      30 MB: binaries, the libraries the image lacks, the quick generator, digits CSV)
+# 2. ONE device run, from the repository root:
+#      run(command="bash tests/bench/gpu.sh", carry=["gpu-carry"], timeout_s=600)
+#    It needs nothing else: no make, no compiler, no network. Dry-run it here first
+#    (`bash tests/bench/gpu.sh`, about a minute): every CUDA step says SKIPPED by name.
+#    Its working files go to /tmp/d2nwg-gpu (GPU_WORK); only these come back in $OUT (7
+#    files; here: /tmp/d2nwg-gpu/report): summary.txt,
 #    gpu.log (everything printed), backend_ops.log, bench_gpu.log, daemon.log, python.log,
 #    cli.log. One deadline, GPU_DEADLINE seconds from the start (default 500, well under the
 #    600 s of a run), bounds every step's timeout; a step that cannot start before it is
