@@ -9,7 +9,8 @@
 # 2. ONE device run, from the repository root:
 #      run(command="bash tests/bench/gpu.sh", carry=["gpu-carry"], timeout_s=600)
 #    It needs nothing else: no make, no compiler, no network. Dry-run it here first
-#    (`bash tests/bench/gpu.sh`, about a minute): every CUDA step says SKIPPED by name.
+#    (`bash tests/bench/gpu.sh`, about a minute; where the pack is missing and the machine
+#    can build, it runs gpu_prepare.sh itself): every CUDA step says SKIPPED by name.
 #    Its working files go to /tmp/d2nwg-gpu (GPU_WORK); only these come back in $OUT (7
 #    files; here: /tmp/d2nwg-gpu/report): summary.txt,
 #    gpu.log (everything printed), backend_ops.log, bench_gpu.log, daemon.log, python.log,
@@ -33,6 +34,7 @@
 #                device memory read from GET /metrics
 #   python       every ```python block of README.md, run with the image's torch,
 #                safetensors (and peft, when a block imports it) on the CUDA job's weights
+#                (head.safetensors) and README's support set (support.csv)
 #   cli          d2nwg zoo build (digits) + train --quick on cpu and cuda:0, timed; generate
 #                on both devices with one generator, outputs compared as above
 # Here, without a GPU (a dry run), the CUDA steps and the CUDA halves are skipped by name;
@@ -113,20 +115,19 @@ step "libs: the carried binaries and libraries"
 C=$W/carry
 PACK=$ROOT/gpu-carry/d2nwg-gpu.tar.gz
 mkdir -p "$C"
+if [ ! -f "$PACK" ] && command -v make >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ] &&
+    dpkg-query -W libopenblas-dev >/dev/null 2>&1; then
+    echo "no $PACK: this machine can build, so running tests/bench/gpu_prepare.sh first"
+    sh tests/bench/gpu_prepare.sh 2>&1 | tail -n 3
+fi
 if [ -f "$PACK" ]; then
     if ! tar -C "$C" -xzf "$PACK" 2>"$W/untar.err"; then
         cat "$W/untar.err"
         [ -n "$PY" ] && "$PY" -m tarfile -e "$PACK" "$C"
     fi
     echo "unpacked $PACK ($(du -sk "$PACK" | cut -f1) KiB) into $C"
-elif [ -x build/cuda/d2nwg ] && [ -x build/cuda/tests/bench/bench_gpu ]; then
-    echo "no $PACK: using build/cuda (run tests/bench/gpu_prepare.sh to carry it)"
-    mkdir -p "$C/bin" "$C/data"
-    for p in d2nwg d2nwgd tests/unit/test_backend_ops tests/bench/bench_gpu; do
-        ln -s "$ROOT/build/cuda/$p" "$C/bin/$(basename "$p")"
-    done
 else
-    echo "no $PACK and no build/cuda: run sh tests/bench/gpu_prepare.sh where it can build"
+    echo "no $PACK: run sh tests/bench/gpu_prepare.sh where it can build, and carry gpu-carry"
 fi
 D2=$C/bin/d2nwg
 D2D=$C/bin/d2nwgd
@@ -352,18 +353,14 @@ start_daemon() {
     done
     URL="http://127.0.0.1:$(cat "$W/d-$1.port")"
 }
-# 5-way 5-shot support set of 128-d embeddings (the generator's feature space), label first
-awk 'BEGIN { s = 12345; printf "label"; for (j = 0; j < 128; j++) printf ",e%d", j; printf "\n"
-    for (r = 0; r < 25; r++) { printf "%d", r % 5
-        for (j = 0; j < 128; j++) { s = (s * 1103515245 + 12345) % 2147483648
-            printf ",%.5f", (s / 2147483648.0 - 0.5) * 2 + ((j % 5) == (r % 5) ? 1.5 : 0) }
-        printf "\n" } }' >"$W/support.csv"
+# README's support set: 5 Fashion-MNIST images of each of 5 classes (gpu_prepare.sh)
+SUP=$C/data/support.csv
 t=$(budget 90)
 HEAD=""
 if [ $BIN_OK = 0 ]; then
     result daemon "SKIPPED: no runnable binaries (libs step)"
-elif [ ! -f "$GEN" ]; then
-    result daemon "SKIPPED: no generator at $GEN (gpu_prepare.sh carries the quick one)"
+elif [ ! -f "$GEN" ] || [ ! -f "$SUP" ]; then
+    result daemon "SKIPPED: no generator or support set in $C/data (gpu_prepare.sh)"
 elif [ "$t" = 0 ]; then
     result daemon "SKIPPED: past the deadline"
 else
@@ -390,8 +387,8 @@ else
             continue
         fi
         t0=$(now)
-        if timeout -k 5 "$left" "${RUNNER[@]}" "$D2" submit --support "$W/support.csv" \
-            --embeddings --candidates 8 --steps 50 --seed 7 --quiet --server "$URL" \
+        if timeout -k 5 "$left" "${RUNNER[@]}" "$D2" submit --support "$SUP" \
+            --candidates 8 --steps 50 --seed 7 --quiet --server "$URL" \
             --timeout $((left - 5)) --out "$W/head-$tag.safetensors" >"$W/submit-$tag.log" 2>&1
         then
             dt=$(secs "$t0" "$(now)")
@@ -448,6 +445,7 @@ elif [ "$t" = 0 ]; then
 else
     mkdir -p "$W/py"
     cp "$HEAD" "$W/py/head.safetensors"
+    cp "$SUP" "$W/py/support.csv"
     awk -v dir="$W/py" '/^```python/ { n++; f = sprintf("%s/block%d.py", dir, n); inb = 1; next }
         inb && /^```/ { inb = 0; close(f); next }
         inb { print > f }' README.md

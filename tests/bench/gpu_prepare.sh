@@ -11,7 +11,9 @@
 #             missing or too old (gpu.sh decides from ldd)
 #   glibc/    this machine's loader and libc family, used there only when ldd reports a
 #             GLIBC_x.y the image lacks (gpu.sh then starts every program through it)
-#   data/     gen.safetensors (the quick test generator, tests/fixture.sh) and digits.csv
+#   data/     gen.safetensors (the quick test generator, tests/fixture.sh), support.csv
+#             (README's `d2nwg sample --classes 0,1,7,8,9 --shots 5`: 25 Fashion-MNIST
+#             images, for the daemon jobs and README's python blocks) and digits.csv
 #             (scikit-learn's digits from Debian's python3-sklearn, label first, for a zoo)
 # gpu.sh unpacks it into its working folder there. Prints what it carries and the sizes (the
 # run's limit: 64 MiB with the working tree).
@@ -53,6 +55,7 @@ ldd "$C"/bin/* | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | sort -u |
     done
 cp -L /lib64/ld-linux-x86-64.so.2 "$C/glibc/ld-linux-x86-64.so.2"
 cp "$GEN" "$C/data/gen.safetensors"
+"$B/d2nwg" sample --classes 0,1,7,8,9 --shots 5 --out "$C/data/support.csv" >/dev/null
 if [ -f "$DIGITS" ]; then
     # digits.csv.gz: 64 pixel columns, label last, no header -> a csv: source, label first
     zcat "$DIGITS" | awk -F, 'BEGIN { printf "label"; for (i = 0; i < 64; i++) printf ",p%d", i
