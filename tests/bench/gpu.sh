@@ -48,7 +48,7 @@ if [ -z "${GPU_SH_LOGGED:-}" ]; then
     # once more, in a pipe to tee: everything printed also lands in $R/gpu.log
     rm -rf "$W"
     mkdir -p "$W" "$R"
-    GPU_SH_LOGGED=1 GPU_T0=$(date +%s) bash "$0" "$@" 2>&1 | tee "$R/gpu.log"
+    GPU_SH_LOGGED=1 GPU_T0=$(date +%s) bash "$ROOT/tests/bench/gpu.sh" "$@" 2>&1 | tee "$R/gpu.log"
     exit "${PIPESTATUS[0]}"
 fi
 T0=${GPU_T0:-$(date +%s)}
