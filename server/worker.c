@@ -198,6 +198,7 @@ static void run_job(worker *w, work_item *it)
         memset(&res, 0, sizeof res);
         double tg = d2_now();
         int rc = generator_generate(ge->g, w->ws[it->gen_index], &req, &res, &err);
+        rc = backend_explain(w->be, rc, &err); /* a device fault, not its symptom */
         it->generate_seconds = d2_now() - tg;
         double ts = d2_now();
         if (rc == D2_ECANCELLED) {
@@ -260,8 +261,9 @@ static void run_retrieve(worker *w, work_item *it)
     }
     dataset_fingerprint(d, it->dataset_fp);
     int k = it->k < WORK_MAX_HITS ? it->k : WORK_MAX_HITS;
-    if (generator_retrieve(ge->g, w->ws[it->gen_index], d, it->embeddings, k, it->hits,
-                           &it->nhits, &err) != 0)
+    int rc = generator_retrieve(ge->g, w->ws[it->gen_index], d, it->embeddings, k, it->hits,
+                                &it->nhits, &err);
+    if (backend_explain(w->be, rc, &err) != 0) /* a device fault, not its symptom */
         set_error(it, WORK_FAILED, "generation_failed", err.msg);
     else
         it->outcome = WORK_SUCCEEDED;

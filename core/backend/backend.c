@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,25 @@ void backend_destroy(backend_t *be)
         be->ops->destroy(be);
     else
         free(be);
+}
+
+const char *backend_error_message(backend_t *be)
+{
+    if (!be || !be->ops || !be->ops->error_message)
+        return "";
+    const char *msg = be->ops->error_message(be);
+    return msg ? msg : "";
+}
+
+int backend_explain(backend_t *be, int rc, d2_error *err)
+{
+    const char *msg = backend_error_message(be);
+    if (rc == 0 || rc == D2_ECANCELLED || !err || !msg[0] || strstr(err->msg, msg))
+        return rc;
+    size_t len = strnlen(err->msg, sizeof err->msg - 1);
+    snprintf(err->msg + len, sizeof err->msg - len, "%s(device: %s)", len ? " " : "", msg);
+    err->code = D2_EDEVICE;
+    return D2_EDEVICE;
 }
 
 float *backend_alloc_floats(backend_t *be, size_t n)

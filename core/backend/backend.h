@@ -176,6 +176,15 @@ int backend_cpu_create(backend_t **out, int threads, d2_error *err);
 int backend_create(backend_t **out, const char *device, int threads, d2_error *err);
 void backend_destroy(backend_t *be);
 
+/* The backend's message for its device failure ("" when none, or when the backend records
+ * none, as the CPU backend). */
+const char *backend_error_message(backend_t *be);
+/* For callers that report errors: when rc is a failure (not a cancel) and the backend has a
+ * device failure message, append it to err->msg (unless err already holds it) so a device
+ * fault is not reported as its symptom (a NaN loss, an unreadable result). Returns rc, or
+ * D2_EDEVICE when the device message was appended. */
+int backend_explain(backend_t *be, int rc, d2_error *err);
+
 #ifdef D2_WITH_CUDA
 /* core/backend_cuda.cu: the CUDA backend on GPU `device` (cuBLAS + kernels), with its own
  * stream and cuBLAS handle. GEMMs run in FP32; D2NWG_TF32=1 in the environment when the

@@ -4,9 +4,22 @@
  * One backend = one GPU, one cudaStream_t and one cublasHandle_t bound to that
  * stream; every op is enqueued on the stream and nothing waits for the device
  * except sync() and to_host(). Ops that return void record the first CUDA or
- * cuBLAS error in the backend's state; sync() and to_host() (and the int ops)
- * then return D2_EDEVICE, and the message is available from the backend's
- * last_error op.
+ * cuBLAS error in the backend's state; the next int op (sync, to_host,
+ * to_device, copy) returns D2_EDEVICE, and error_message() gives the message.
+ *
+ * Two kinds of error (cu_error_is_sticky):
+ *  - non-sticky: cuBLAS rejecting its arguments, no device memory for the
+ *    reduction scratch, a bad launch configuration, a failed transfer call.
+ *    The CUDA context is intact: once an int op has reported the error it is
+ *    cleared, so the backend works again (a daemon worker survives one job that
+ *    ran out of memory). error_message() keeps the message until the next int
+ *    op that succeeds.
+ *  - sticky: an illegal or misaligned address, a kernel trap or assert, a
+ *    launch failure or timeout, an illegal instruction (the errors
+ *    driver_types.h documents as "the process must be terminated"). The
+ *    context is corrupted and every later CUDA call in the process fails, so
+ *    the backend refuses all further work: ops do nothing, alloc returns NULL
+ *    and every int op returns D2_EDEVICE with that message, for good.
  *
  * Numerics follow backend_cpu.c: FP32 everywhere (compiled without
  * --use_fast_math, with the accurate logf/expf/tanhf/sinf/cosf), GELU as the
@@ -57,8 +70,9 @@ typedef struct cu_state {
     size_t used;          /* bytes allocated through alloc() plus scratch */
     float *scratch;       /* partial sums of the reductions */
     size_t scratch_cap;   /* floats */
-    int err_code;         /* first recorded error (0: none) */
-    char err_msg[D2_ERRMSG_LEN];
+    int err_code;         /* pending error: recorded, not yet reported (0: none) */
+    int err_sticky;       /* the context is corrupted: refuse all work (never cleared) */
+    char err_msg[D2_ERRMSG_LEN]; /* pending, sticky or last reported error ("" : none) */
 } cu_state;
 
 static cu_state *cu_st(backend_t *be)
@@ -66,24 +80,74 @@ static cu_state *cu_st(backend_t *be)
     return (cu_state *)be->impl;
 }
 
-static void cu_recordf(cu_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cu_recordf(cu_state *st, const char *fmt, ...)
+/* the errors after which "any further CUDA work will return the same error" and "the
+ * process must be terminated" (driver_types.h): the context is corrupted */
+static int cu_error_is_sticky(cudaError_t e)
+{
+    switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorMpsClientTerminated:
+    case cudaErrorECCUncorrectable:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The first pending error is kept; a sticky one replaces a pending non-sticky one (it is
+ * the one that matters), and nothing replaces a sticky one. */
+static void cu_vrecord(cu_state *st, int sticky, const char *fmt, va_list ap)
 {
     pthread_mutex_lock(&st->emu);
-    if (st->err_code == 0) {
+    if (!st->err_sticky && (st->err_code == 0 || sticky)) {
         int n = snprintf(st->err_msg, sizeof st->err_msg, "cuda:%d: ", st->device);
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(st->err_msg + n, sizeof st->err_msg - (size_t)n, fmt, ap);
-        va_end(ap);
+        if (sticky) {
+            size_t len = strlen(st->err_msg);
+            snprintf(st->err_msg + len, sizeof st->err_msg - len,
+                     " [sticky: the CUDA context is unusable; restart the process]");
+        }
         st->err_code = D2_EDEVICE;
+        st->err_sticky = sticky;
     }
     pthread_mutex_unlock(&st->emu);
 }
 
+static void cu_recordf(cu_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cu_recordf(cu_state *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cu_vrecord(st, 0, fmt, ap);
+    va_end(ap);
+}
+
+static void cu_record_sticky(cu_state *st, int sticky, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cu_record_sticky(cu_state *st, int sticky, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cu_vrecord(st, sticky, fmt, ap);
+    va_end(ap);
+}
+
 static void cu_record(cu_state *st, cudaError_t e, const char *what)
 {
-    cu_recordf(st, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    int sticky = cu_error_is_sticky(e);
+    if (!sticky)
+        (void)cudaGetLastError(); /* or the next launch check would see it again */
+    cu_record_sticky(st, sticky, "%s: %s (%s)", what, cudaGetErrorString(e),
+                     cudaGetErrorName(e));
 }
 
 /* check the launch that was just enqueued */
@@ -94,18 +158,35 @@ static void cu_check_launch(cu_state *st, const char *what)
         cu_record(st, e, what);
 }
 
+/* Report the pending error to an int op's caller: a non-sticky one is cleared (its
+ * message stays for error_message()); a success clears the message of an earlier one. */
 static int cu_recorded(cu_state *st)
 {
     pthread_mutex_lock(&st->emu);
     int code = st->err_code;
+    if (code == 0)
+        st->err_msg[0] = '\0';
+    else if (!st->err_sticky)
+        st->err_code = 0;
     pthread_mutex_unlock(&st->emu);
     return code;
 }
 
+static int cu_is_sticky(cu_state *st)
+{
+    pthread_mutex_lock(&st->emu);
+    int sticky = st->err_sticky;
+    pthread_mutex_unlock(&st->emu);
+    return sticky;
+}
+
 /* make this backend's GPU current for the calling thread (the backend may be
- * created on one thread and used from another) */
+ * created on one thread and used from another); D2_EDEVICE, doing nothing, once
+ * a sticky error has corrupted the context */
 static int cu_enter(cu_state *st)
 {
+    if (cu_is_sticky(st))
+        return D2_EDEVICE;
     int cur = -1;
     if (cudaGetDevice(&cur) == cudaSuccess && cur == st->device)
         return 0;
@@ -196,7 +277,10 @@ static int cu_scratch_reserve(cu_state *st, size_t n)
     float *p = NULL;
     cudaError_t e = cudaMalloc((void **)&p, ncap * sizeof(float));
     if (e != cudaSuccess) {
-        (void)cudaGetLastError();
+        if (cu_error_is_sticky(e))
+            cu_record(st, e, "cudaMalloc (scratch)");
+        else
+            (void)cudaGetLastError();
         return D2_ENOMEM;
     }
     if (st->scratch) {
@@ -242,7 +326,7 @@ static __device__ __forceinline__ float d_warp_max(float v)
 /* blocks for an n-element grid-stride loop */
 static unsigned cu_grid(size_t n)
 {
-    size_t g = (n + CU_BLOCK - 1) / CU_BLOCK;
+    size_t g = n / CU_BLOCK + (n % CU_BLOCK != 0);
     if (g > (1u << 20))
         g = 1u << 20;
     return g ? (unsigned)g : 1u;
@@ -251,7 +335,7 @@ static unsigned cu_grid(size_t n)
 /* blocks of 8 warps for a warp-per-row kernel */
 static unsigned cu_grid_rows(int rows)
 {
-    return (unsigned)((rows + 7) / 8);
+    return (unsigned)(((size_t)rows + 7) / 8);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -267,7 +351,10 @@ static void *cu_alloc(backend_t *be, size_t bytes)
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, req);
     if (e != cudaSuccess) {
-        (void)cudaGetLastError(); /* out of memory is reported by NULL, not recorded */
+        if (cu_error_is_sticky(e)) /* a fault of earlier work surfaced here */
+            cu_record(st, e, "cudaMalloc");
+        else
+            (void)cudaGetLastError(); /* out of memory is reported by NULL, not recorded */
         return NULL;
     }
     e = cudaMemsetAsync(p, 0, req, st->stream);
@@ -315,7 +402,7 @@ static int cu_to_device(backend_t *be, void *dst, const void *host_src, size_t b
     if (bytes == 0)
         return cu_recorded(st);
     if (cu_enter(st))
-        return D2_EDEVICE;
+        return cu_recorded(st);
     /* from pageable memory the call returns once the source has been staged,
      * so the caller may reuse host_src immediately */
     cudaError_t e = cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, st->stream);
@@ -328,7 +415,7 @@ static int cu_sync(backend_t *be)
 {
     cu_state *st = cu_st(be);
     if (cu_enter(st))
-        return D2_EDEVICE;
+        return cu_recorded(st);
     cudaError_t e = cudaStreamSynchronize(st->stream);
     if (e != cudaSuccess)
         cu_record(st, e, "cudaStreamSynchronize");
@@ -341,7 +428,7 @@ static int cu_to_host(backend_t *be, void *host_dst, const void *src, size_t byt
     if (bytes == 0)
         return cu_sync(be);
     if (cu_enter(st))
-        return D2_EDEVICE;
+        return cu_recorded(st);
     cudaError_t e = cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, st->stream);
     if (e != cudaSuccess)
         cu_record(st, e, "cudaMemcpyAsync device->host");
@@ -354,7 +441,7 @@ static int cu_copy(backend_t *be, void *dst, const void *src, size_t bytes)
     if (bytes == 0 || dst == src)
         return cu_recorded(st);
     if (cu_enter(st))
-        return D2_EDEVICE;
+        return cu_recorded(st);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st->stream);
     if (e != cudaSuccess)
         cu_record(st, e, "cudaMemcpyAsync device->device");
@@ -503,20 +590,23 @@ static __global__ void k_colsum_partial(F f, int Bn, int R, int C, int P, int ch
 {
     __shared__ float sm[NQ][8][32];
     int tx = threadIdx.x, ty = threadIdx.y;
-    int c = blockIdx.x * 32 + tx;
+    /* 64-bit index arithmetic: C and R may come close to INT_MAX */
+    long long cl = (long long)blockIdx.x * 32 + tx;
+    int in = cl < C, c = in ? (int)cl : 0;
     int p = blockIdx.y;
-    int r0 = p * chunk, r1 = min(R, r0 + chunk);
-    for (int b = blockIdx.z; b < Bn; b += gridDim.z) {
+    long long r0 = (long long)p * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
+    for (long long bl = blockIdx.z; bl < Bn; bl += gridDim.z) {
+        int b = (int)bl;
         float acc[NQ];
         for (int q = 0; q < NQ; q++)
             acc[q] = 0.0f;
-        if (c < C)
-            for (int r = r0 + ty; r < r1; r += 8)
-                f(b, r, c, acc);
+        if (in)
+            for (long long r = r0 + ty; r < r1; r += 8)
+                f(b, (int)r, c, acc);
         for (int q = 0; q < NQ; q++)
             sm[q][ty][tx] = acc[q];
         __syncthreads();
-        if (ty == 0 && c < C) {
+        if (ty == 0 && in) {
             for (int q = 0; q < NQ; q++) {
                 float s = sm[q][0][tx];
                 for (int k = 1; k < 8; k++)
@@ -550,11 +640,12 @@ static void cu_colsum(cu_state *st, F f, O o, int Bn, int R, int C, const char *
 {
     if (Bn <= 0 || C <= 0 || R <= 0 || cu_enter(st))
         return;
-    int P = (R + 63) / 64;
+    long long R64 = R;
+    int P = (int)((R64 + 63) / 64);
     if (P > 64)
         P = 64;
-    int chunk = (R + P - 1) / P;
-    P = (R + chunk - 1) / chunk;
+    int chunk = (int)((R64 + P - 1) / P);
+    P = (int)((R64 + chunk - 1) / chunk);
     size_t need = (size_t)Bn * (size_t)P * NQ * (size_t)C;
     pthread_mutex_lock(&st->mu);
     if (cu_scratch_reserve(st, need) != 0) {
@@ -562,7 +653,8 @@ static void cu_colsum(cu_state *st, F f, O o, int Bn, int R, int C, const char *
         cu_recordf(st, "%s: no device memory for %zu floats of partial sums", what, need);
         return;
     }
-    dim3 grid((unsigned)((C + 31) / 32), (unsigned)P, (unsigned)(Bn < 65535 ? Bn : 65535));
+    dim3 grid((unsigned)(((size_t)C + 31) / 32), (unsigned)P,
+              (unsigned)(Bn < 65535 ? Bn : 65535));
     dim3 block(32, 8);
     k_colsum_partial<NQ, F><<<grid, block, 0, st->stream>>>(f, Bn, R, C, P, chunk, st->scratch);
     cu_check_launch(st, what);
@@ -694,9 +786,11 @@ static void cu_act_backward(backend_t *be, act_kind kind, float *dx, const float
 static __global__ void k_ln_fwd(float *y, float *mean, float *rstd, const float *x,
                                 const float *g, const float *b, int rows, int C)
 {
-    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (row >= rows)
+    long long rl = (long long)blockIdx.x * 8 + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (rl >= rows)
         return;
+    int row = (int)rl;
     const float *xr = x + (size_t)row * C;
     float *yr = y + (size_t)row * C;
     float s = 0.0f;
@@ -730,9 +824,11 @@ static __global__ void k_ln_fwd(float *y, float *mean, float *rstd, const float 
 static __global__ void k_ln_bwd_dx(float *dx, const float *dy, const float *x, const float *g,
                                    const float *mean, const float *rstd, int rows, int C)
 {
-    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (row >= rows)
+    long long rl = (long long)blockIdx.x * 8 + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (rl >= rows)
         return;
+    int row = (int)rl;
     size_t off = (size_t)row * C;
     float m = mean[row], rs = rstd[row];
     float s1 = 0.0f, s2 = 0.0f;
@@ -798,9 +894,11 @@ static void cu_layernorm_backward(backend_t *be, float *dx, float *dg, float *db
 // x, y: [rows, cols]: y = softmax(scale * x) per row (y may alias x)
 static __global__ void k_softmax_fwd(float *y, const float *x, float scale, int rows, int cols)
 {
-    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (row >= rows)
+    long long rl = (long long)blockIdx.x * 8 + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (rl >= rows)
         return;
+    int row = (int)rl;
     const float *xr = x + (size_t)row * cols;
     float *yr = y + (size_t)row * cols;
     float mx = -INFINITY;
@@ -820,9 +918,11 @@ static __global__ void k_softmax_fwd(float *y, const float *x, float scale, int 
 static __global__ void k_softmax_bwd(float *dx, const float *dy, const float *y, float scale,
                                      int rows, int cols)
 {
-    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (row >= rows)
+    long long rl = (long long)blockIdx.x * 8 + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (rl >= rows)
         return;
+    int row = (int)rl;
     size_t off = (size_t)row * cols;
     float s = 0.0f;
     for (int c = lane; c < cols; c += 32)
@@ -852,9 +952,9 @@ static __global__ void k_repeat_rows(float *out, const float *in, size_t nc, siz
         out[i] = in[i % nc];
 }
 
-struct cu_f_rep { /* din[j] += sum_a dout[a, j], j over N*C */
+struct cu_f_rep { /* din[j] += sum_a dout[a, j], j over N*C (row stride NC) */
     const float *dout;
-    int NC;
+    size_t NC;
     __device__ void operator()(int, int a, int j, float *acc) const
     {
         acc[0] += dout[(size_t)a * NC + j];
@@ -902,9 +1002,14 @@ static void cu_repeat_rows_backward(backend_t *be, float *din, const float *dout
 {
     if (N <= 0 || C <= 0)
         return;
-    cu_f_rep f = {dout, N * C};
-    cu_out1 o = {din, 0};
-    cu_colsum<1>(cu_st(be), f, o, 1, A, N * C, "repeat_rows_backward");
+    /* N * C may pass INT_MAX: column sums over slices of at most 2^24 columns */
+    const size_t nc = (size_t)N * (size_t)C, slice = (size_t)1 << 24;
+    for (size_t j0 = 0; j0 < nc; j0 += slice) {
+        int w = (int)(nc - j0 < slice ? nc - j0 : slice);
+        cu_f_rep f = {dout + j0, nc};
+        cu_out1 o = {din + j0, 0};
+        cu_colsum<1>(cu_st(be), f, o, 1, A, w, "repeat_rows_backward");
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1045,7 +1150,7 @@ static void cu_gated_add_backward(backend_t *be, float *dx, float *dgate, float 
 /* blocks for a scalar reduction over n terms: a function of n only */
 static int cu_red_blocks(size_t n)
 {
-    size_t g = (n + 4 * CU_BLOCK - 1) / (4 * CU_BLOCK);
+    size_t g = n / (4 * CU_BLOCK) + (n % (4 * CU_BLOCK) != 0);
     if (g > CU_RED_MAX_BLOCKS)
         g = CU_RED_MAX_BLOCKS;
     return g ? (int)g : 1;
@@ -1164,9 +1269,10 @@ static void cu_mse(backend_t *be, float *out, float *dpred, const float *pred,
 static void cu_kl_gauss(backend_t *be, float *out, float *dmu, float *dlogvar, const float *mu,
                         const float *logvar, size_t n, int rows, float gscale)
 {
-    float fr = rows > 0 ? (float)rows : 1.0f;
-    cu_f_kl f = {mu, logvar, dmu, dlogvar, gscale / fr};
-    cu_reduce(cu_st(be), f, n, out, 0.5f, fr, "kl_gauss");
+    /* rows <= 0: a zero loss and zero gradients, as the CPU's factor 1/rows -> 0 */
+    float fr = rows > 0 ? (float)rows : 1.0f, on = rows > 0 ? 1.0f : 0.0f;
+    cu_f_kl f = {mu, logvar, dmu, dlogvar, on * gscale / fr};
+    cu_reduce(cu_st(be), f, n, out, on * 0.5f, fr, "kl_gauss");
 }
 
 // logits, dlogits: [rows, C]; labels: [rows] -> part[gridDim.x] (sums of row losses);
@@ -1346,18 +1452,19 @@ static __host__ __device__ __forceinline__ void hd_rand_block(uint64_t j, uint32
 }
 
 // x: [n]; element i is stream position offset + i; one thread per Philox block
+// (positions relative to block offset / 4, so nothing overflows near 2^64)
 static __global__ void k_rand(float *x, size_t n, uint32_t k0, uint32_t k1, uint64_t offset,
                               uint64_t nblocks, int normal, float mean, float std)
 {
-    uint64_t first = offset / 4;
+    uint64_t first = offset / 4, lead = offset % 4;
     for (uint64_t jb = d_gid(); jb < nblocks; jb += d_gstride()) {
         uint64_t j = first + jb;
         float v[4];
         hd_rand_block(j, k0, k1, normal, mean, std, v);
         for (int q = 0; q < 4; q++) {
-            uint64_t pos = 4 * j + (uint64_t)q;
-            if (pos >= offset && pos - offset < n)
-                x[pos - offset] = v[q];
+            uint64_t k = 4 * jb + (uint64_t)q; /* position - 4 * first */
+            if (k >= lead && k - lead < n)
+                x[k - lead] = v[q];
         }
     }
 }
@@ -1368,7 +1475,7 @@ static void cu_rand(backend_t *be, float *x, size_t n, uint64_t seed, uint64_t o
     cu_state *st = cu_st(be);
     if (n == 0 || cu_enter(st))
         return;
-    uint64_t nblocks = (offset + n - 1) / 4 - offset / 4 + 1;
+    uint64_t nblocks = (offset % 4 + (uint64_t)n - 1) / 4 + 1; /* no offset + n overflow */
     k_rand<<<cu_grid((size_t)nblocks), CU_BLOCK, 0, st->stream>>>(
         x, n, (uint32_t)seed, (uint32_t)(seed >> 32), offset, nblocks, normal, mean, std);
     cu_check_launch(st, what);
@@ -1418,9 +1525,9 @@ static void cu_destroy(backend_t *be)
 
 static const char *cu_error_message(backend_t *be)
 {
-    cu_state *st = cu_st(be);
-    /* the message is written once, under mu, before err_code is set */
-    return cu_recorded(st) ? st->err_msg : "";
+    /* the pending or sticky error, or the one the last int op reported until an int op
+     * succeeds; "" otherwise. Read it on the thread that uses the backend. */
+    return cu_st(be)->err_msg;
 }
 
 static void cu_fill_ops(backend_ops *o)

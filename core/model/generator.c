@@ -454,6 +454,7 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
     free(theta);
     return 0;
 fail:
+    rc = backend_explain(ws->be, rc, err); /* a device fault, not its symptom */
     if (cand)
         for (int k = 0; k < K; k++)
             free(cand[k].theta);

@@ -428,6 +428,7 @@ stopped:
     rc = gtrain_checkpoint_save(t, err);
     rep->seconds = d2_now() - t->started;
 out:
+    rc = backend_explain(be, rc, err); /* a device fault, not its symptom */
     trainer_free(t);
     free(t);
     return rc;

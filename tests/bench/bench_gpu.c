@@ -9,7 +9,14 @@
  *      VAE decode of the K latents, read back - for K = 8 (one job) and K = 256.
  * Every figure is a ratio of two timings taken in this run (CPU time / GPU time; above 1
  * means the GPU is faster). Parameters are random (timing does not depend on training).
- * Built in every configuration; without CUDA it says so and exits 0. */
+ * Built in every configuration; without CUDA it says so and exits 0.
+ *
+ *   bench_gpu [--max-seconds S]   (default 240)
+ *   bench_gpu --devices           prints "cuda devices: N" (N = 0 without CUDA) and exits
+ * Past S seconds the remaining rows are skipped, each named with "skipped (time budget)",
+ * and the summary says which figures are missing; tests/bench/gpu.sh passes what is left
+ * of its own deadline. Output is line-buffered, so a run killed by a timeout keeps its
+ * finished rows. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +98,16 @@ out:
     return dt;
 }
 
-static int bench_gemms(bench_be *cpu, bench_be *gpu, const gen_config *c, double *geo)
+static int bench_past(double deadline, const char *what)
+{
+    if (d2_now() <= deadline)
+        return 0;
+    printf("%-34s skipped (time budget)\n", what);
+    return 1;
+}
+
+static int bench_gemms(bench_be *cpu, bench_be *gpu, const gen_config *c, double deadline,
+                       double *geo)
 {
     const int P = c->P, H = c->vae_hidden, L = c->latent, Hd = c->den_hidden,
               R = c->den_ratio * c->den_hidden;
@@ -114,9 +130,11 @@ static int bench_gemms(bench_be *cpu, bench_be *gpu, const gen_config *c, double
     printf("%-34s %5s %5s %5s %11s %11s %8s %9s\n", "shape", "M", "N", "K", "cpu ms",
            "gpu ms", "cpu/gpu", "gpu GF/s");
     double logsum = 0.0;
-    int fail = 0;
+    int fail = 0, done = 0;
     for (int i = 0; i < n && !fail; i++) {
         gemm_case *g = &cases[i];
+        if (bench_past(deadline, g->what))
+            continue;
         double flops = 2.0 * g->M * g->N * g->K;
         /* about 0.25 s of CPU work per shape */
         double probe = bench_gemm_one(cpu->be, g, 3, &fail);
@@ -131,10 +149,11 @@ static int bench_gemms(bench_be *cpu, bench_be *gpu, const gen_config *c, double
         printf("%-34s %5d %5d %5d %11.4f %11.4f %8.2f %9.1f\n", g->what, g->M, g->N, g->K,
                tc * 1e3, tg * 1e3, tc / tg, flops / tg * 1e-9);
         logsum += log(tc / tg);
+        done++;
     }
-    *geo = fail ? 0.0 : exp(logsum / n);
-    if (!fail)
-        printf("geometric mean cpu/gpu over the %d shapes: %.2f\n", n, *geo);
+    *geo = fail || !done ? 0.0 : exp(logsum / done);
+    if (!fail && done)
+        printf("geometric mean cpu/gpu over %d of the %d shapes: %.2f\n", done, n, *geo);
     return fail;
 }
 
@@ -215,7 +234,8 @@ out:
     return dt;
 }
 
-static int bench_training(bench_be *cpu, bench_be *gpu, const gen_config *c, double *ratio)
+static int bench_training(bench_be *cpu, bench_be *gpu, const gen_config *c, double deadline,
+                          double *ratio)
 {
     train_case cases[] = {
         {"VAE encoder (model size)", c->P, c->vae_hidden, 2 * c->latent, c->vae_blocks, 128},
@@ -227,6 +247,8 @@ static int bench_training(bench_be *cpu, bench_be *gpu, const gen_config *c, dou
     int fail = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0] && !fail; i++) {
         train_case *t = &cases[i];
+        if (bench_past(deadline, t->what))
+            continue;
         float lc = 0, lg = 0;
         double probe = bench_train(cpu->be, t, 2, &lc, &fail);
         if (fail)
@@ -384,7 +406,8 @@ static double bench_gen_one(backend_t *be, const gen_config *c, int K, int steps
     return dt;
 }
 
-static int bench_generation(bench_be *cpu, bench_be *gpu, const gen_config *c, double *ratio)
+static int bench_generation(bench_be *cpu, bench_be *gpu, const gen_config *c,
+                            double deadline, double *ratio)
 {
     const int Ks[] = {c->candidates, 256};
     printf("\n== generation, device part: encoder + %d guided DDIM steps + VAE decode + read "
@@ -393,6 +416,10 @@ static int bench_generation(bench_be *cpu, bench_be *gpu, const gen_config *c, d
     int fail = 0;
     for (size_t i = 0; i < 2 && !fail; i++) {
         int K = Ks[i];
+        char what[48];
+        snprintf(what, sizeof what, "K = %d", K);
+        if (bench_past(deadline, what))
+            continue;
         double probe = bench_gen_one(cpu->be, c, K, c->steps, 1, &fail);
         if (fail)
             break;
@@ -409,8 +436,9 @@ static int bench_generation(bench_be *cpu, bench_be *gpu, const gen_config *c, d
     return fail;
 }
 
-static int bench_run(void)
+static int bench_run(double max_seconds)
 {
+    const double deadline = d2_now() + max_seconds;
     int count = backend_cuda_device_count();
     if (count <= 0) {
         printf("no GPU visible: nothing to time\n");
@@ -430,16 +458,19 @@ static int bench_run(void)
     printf("bench_gpu: cuda:0 (%zu MiB device memory, GEMMs %s) vs cpu (%d threads)\n",
            total >> 20, tf && !strcmp(tf, "1") ? "TF32" : "FP32", cpu.be->threads);
     gen_config c = gen_config_defaults(BENCH_P, 784, BENCH_FEAT, BENCH_WAY, "linear 128->5");
+    printf("generation: K = %d candidates x %d DDIM steps; time budget %.0f s\n", c.candidates,
+           c.steps, max_seconds);
+    /* 0: not measured (skipped for the time budget) */
     double g_gemm = 0, g_train = 0, g_gen = 0;
-    int fail = bench_gemms(&cpu, &gpu, &c, &g_gemm);
+    int fail = bench_gemms(&cpu, &gpu, &c, deadline, &g_gemm);
     if (!fail)
-        fail = bench_training(&cpu, &gpu, &c, &g_train);
+        fail = bench_training(&cpu, &gpu, &c, deadline, &g_train);
     if (!fail)
-        fail = bench_generation(&cpu, &gpu, &c, &g_gen);
+        fail = bench_generation(&cpu, &gpu, &c, deadline, &g_gen);
     if (!fail)
-        printf("\nsummary cpu/gpu (above 1: GPU faster): gemm geomean %.2f, VAE training step "
-               "%.2f, generation (K=%d) %.2f\n",
-               g_gemm, g_train, c.candidates, g_gen);
+        printf("\nsummary cpu/gpu (above 1: GPU faster; 0: skipped for time): gemm geomean "
+               "%.2f, VAE training step %.2f, generation (K=%d, %d steps) %.2f\n",
+               g_gemm, g_train, c.candidates, c.steps, g_gen);
     backend_destroy(gpu.be);
     backend_destroy(cpu.be);
     return fail;
@@ -447,12 +478,33 @@ static int bench_run(void)
 
 #endif /* D2_WITH_CUDA */
 
-int main(void)
+int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    double max_seconds = 240.0;
+    for (int i = 1; i < argc; i++) {
+        char *end = NULL;
+        if (strcmp(argv[i], "--devices") == 0) {
 #ifdef D2_WITH_CUDA
-    return bench_run();
+            printf("cuda devices: %d\n", backend_cuda_device_count());
 #else
-    printf("no CUDA in this build\n");
+            printf("cuda devices: 0 (no CUDA in this build)\n");
+#endif
+            return 0;
+        }
+        if (strcmp(argv[i], "--max-seconds") == 0 && i + 1 < argc &&
+            (max_seconds = strtod(argv[i + 1], &end)) > 0 && end && !*end) {
+            i++;
+        } else {
+            fprintf(stderr, "usage: bench_gpu [--max-seconds S | --devices]  (S > 0, default "
+                            "240)\n");
+            return 2;
+        }
+    }
+#ifdef D2_WITH_CUDA
+    return bench_run(max_seconds);
+#else
+    printf("no CUDA in this build (%.0f s budget unused)\n", max_seconds);
     return 0;
 #endif
 }
