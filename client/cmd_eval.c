@@ -168,10 +168,11 @@ static int results_alloc(eval_results *r, int tasks, int nshots, d2_error *err)
     for (int s = 0; s < nshots; s++) {
         for (int m = 0; m < M_COUNT; m++)
             ok &= (r->acc[m][s] = calloc((size_t)tasks, sizeof(double))) != NULL;
-        for (int f = 0; f < FT_POINTS; f++) {
-            ok &= (r->ft_gen[s][f] = calloc((size_t)tasks, sizeof(double))) != NULL;
-            ok &= (r->ft_rand[s][f] = calloc((size_t)tasks, sizeof(double))) != NULL;
-        }
+        for (int d = 0; d < FT_SETS; d++)
+            for (int f = 0; f < FT_POINTS; f++) {
+                ok &= (r->ft_gen[d][s][f] = calloc((size_t)tasks, sizeof(double))) != NULL;
+                ok &= (r->ft_rand[d][s][f] = calloc((size_t)tasks, sizeof(double))) != NULL;
+            }
     }
     ok &= (r->vae_orig = calloc((size_t)tasks, sizeof(double))) != NULL;
     ok &= (r->vae_rec = calloc((size_t)tasks, sizeof(double))) != NULL;
@@ -183,10 +184,11 @@ static void results_free(eval_results *r)
     for (int s = 0; s < MAX_SHOTS; s++) {
         for (int m = 0; m < M_COUNT; m++)
             free(r->acc[m][s]);
-        for (int f = 0; f < FT_POINTS; f++) {
-            free(r->ft_gen[s][f]);
-            free(r->ft_rand[s][f]);
-        }
+        for (int d = 0; d < FT_SETS; d++)
+            for (int f = 0; f < FT_POINTS; f++) {
+                free(r->ft_gen[d][s][f]);
+                free(r->ft_rand[d][s][f]);
+            }
     }
     free(r->vae_orig);
     free(r->vae_rec);

@@ -91,6 +91,33 @@ static void print_paired(const eval_opts *o, const eval_results *r)
     printf(" (of %d tasks each)\n", o->tasks);
 }
 
+static const char *const FT_SET_NAMES[FT_SETS] = {
+    "the support set", "up to 20 training samples per class of the same classes"};
+static const char *const FT_SET_KEYS[FT_SETS] = {"support", "larger"};
+
+/* Query accuracy after N full-batch fine-tuning steps on data set d. */
+static void print_finetune(const eval_opts *o, const eval_results *r, int d)
+{
+    printf("\nFine-tuning on %s (query accuracy after N full-batch steps)\n\n",
+           FT_SET_NAMES[d]);
+    printf("| start | shots |");
+    for (int f = 0; f < FT_POINTS; f++)
+        printf(" %d |", FT_STEPS[f]);
+    printf("\n|---|---:|");
+    for (int f = 0; f < FT_POINTS; f++)
+        printf("---:|");
+    printf("\n");
+    for (int s = 0; s < o->nshots; s++)
+        for (int init = 0; init < 2; init++) {
+            printf("| %s | %d |", init ? "random head" : "generated head", o->shots[s]);
+            for (int f = 0; f < FT_POINTS; f++) {
+                const double *v = init ? r->ft_rand[d][s][f] : r->ft_gen[d][s][f];
+                printf(" %.3f |", stats_of(v, o->tasks).mean);
+            }
+            printf("\n");
+        }
+}
+
 void eval_print_tables(const eval_opts *o, const eval_results *r, const char *what)
 {
     printf("\nQuery accuracy on %d %s tasks per column (mean +- 95%% interval)\n\n", o->tasks,
@@ -127,25 +154,9 @@ void eval_print_tables(const eval_opts *o, const eval_results *r, const char *wh
     if (r->gen_count)
         printf("Generation: %.1f ms per request on average (%d requests)\n",
                r->gen_ms / r->gen_count, r->gen_count);
-    if (o->finetune) {
-        printf("\nFine-tuning on the support set (query accuracy after N full-batch steps)\n\n");
-        printf("| start | shots |");
-        for (int f = 0; f < FT_POINTS; f++)
-            printf(" %d |", FT_STEPS[f]);
-        printf("\n|---|---:|");
-        for (int f = 0; f < FT_POINTS; f++)
-            printf("---:|");
-        printf("\n");
-        for (int s = 0; s < o->nshots; s++)
-            for (int init = 0; init < 2; init++) {
-                printf("| %s | %d |", init ? "random head" : "generated head", o->shots[s]);
-                for (int f = 0; f < FT_POINTS; f++) {
-                    stat st = stats_of(init ? r->ft_rand[s][f] : r->ft_gen[s][f], o->tasks);
-                    printf(" %.3f |", st.mean);
-                }
-                printf("\n");
-            }
-    }
+    if (o->finetune)
+        for (int d = 0; d < FT_SETS; d++)
+            print_finetune(o, r, d);
 }
 
 static json_t *stat_json(const double *v, int n)
@@ -154,6 +165,23 @@ static json_t *stat_json(const double *v, int n)
     if (isnan(st.mean))
         return json_null();
     return json_pack("{s:f,s:f}", "mean", st.mean, "ci95", st.ci95);
+}
+
+/* {"<shots>": {"generated": [...], "random": [...]}} for fine-tuning set d */
+static json_t *finetune_json(const eval_opts *o, const eval_results *r, int d)
+{
+    json_t *per = json_object();
+    for (int s = 0; s < o->nshots; s++) {
+        json_t *gen = json_array(), *rnd = json_array();
+        for (int f = 0; f < FT_POINTS; f++) {
+            json_array_append_new(gen, json_real(stats_of(r->ft_gen[d][s][f], o->tasks).mean));
+            json_array_append_new(rnd, json_real(stats_of(r->ft_rand[d][s][f], o->tasks).mean));
+        }
+        char key[16];
+        snprintf(key, sizeof key, "%d", o->shots[s]);
+        json_object_set_new(per, key, json_pack("{s:o,s:o}", "generated", gen, "random", rnd));
+    }
+    return per;
 }
 
 void eval_print_json(const eval_opts *o, const eval_results *r, const char *gen_id,
@@ -214,16 +242,8 @@ void eval_print_json(const eval_opts *o, const eval_results *r, const char *gen_
         for (int f = 0; f < FT_POINTS; f++)
             json_array_append_new(steps, json_integer(FT_STEPS[f]));
         json_object_set_new(ft, "steps", steps);
-        for (int s = 0; s < o->nshots; s++) {
-            json_t *gen = json_array(), *rnd = json_array();
-            for (int f = 0; f < FT_POINTS; f++) {
-                json_array_append_new(gen, json_real(stats_of(r->ft_gen[s][f], o->tasks).mean));
-                json_array_append_new(rnd, json_real(stats_of(r->ft_rand[s][f], o->tasks).mean));
-            }
-            char key[16];
-            snprintf(key, sizeof key, "%d", o->shots[s]);
-            json_object_set_new(ft, key, json_pack("{s:o,s:o}", "generated", gen, "random", rnd));
-        }
+        for (int d = 0; d < FT_SETS; d++)
+            json_object_set_new(ft, FT_SET_KEYS[d], finetune_json(o, r, d));
         json_object_set_new(root, "finetune", ft);
     }
     char *txt = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
@@ -247,7 +267,9 @@ int eval_write_plot(const eval_opts *o, const eval_results *r, const char *path,
         for (int init = 0; init < 2; init++) {
             int k = c.nseries;
             for (int f = 0; f < FT_POINTS; f++) {
-                stat st = stats_of(init ? r->ft_rand[s][f] : r->ft_gen[s][f], o->tasks);
+                stat st = stats_of(init ? r->ft_rand[FT_SUPPORT][s][f]
+                                        : r->ft_gen[FT_SUPPORT][s][f],
+                                   o->tasks);
                 ys[k][f] = st.mean;
                 es[k][f] = st.ci95;
             }

@@ -24,6 +24,7 @@ typedef struct eval_ctx {
     int way;
     float *theta, *oracle, *rec; /* [params] */
     dataset q, tr, sup;          /* query, oracle training, support */
+    dataset larger;              /* FT_LARGER_PER_CLASS training samples per class */
     gen_result res;
 } eval_ctx;
 
@@ -43,8 +44,13 @@ static int eval_oracle(eval_ctx *c, const task *t, int i, rng *tr_rng, d2_error 
     int rc;
     dataset_free(&c->q);
     dataset_free(&c->tr);
+    dataset_free(&c->larger);
+    rng larger_rng; // its own stream: the support sets drawn from tr_rng stay as they were
+    rng_init(&larger_rng, rng_derive(o->seed, "ft-larger", (uint64_t)i), 0);
     if ((rc = task_draw(&src->test, &src->qci, t, 0, tr_rng, &c->q, err)) ||
-        (rc = task_draw(&src->train, &src->tci, t, src->per_class, tr_rng, &c->tr, err)))
+        (rc = task_draw(&src->train, &src->tci, t, src->per_class, tr_rng, &c->tr, err)) ||
+        (rc = task_draw(&src->train, &src->tci, t, FT_LARGER_PER_CLASS, &larger_rng,
+                        &c->larger, err)))
         return rc;
     target_train_cfg tc = target_train_defaults();
     tc.seed = rng_derive(o->seed, "oracle", (uint64_t)i);
@@ -63,39 +69,44 @@ static int eval_oracle(eval_ctx *c, const task *t, int i, rng *tr_rng, d2_error 
     return rc;
 }
 
-/* Full-batch fine-tuning of theta on the support set for `steps` steps. */
-static int finetune(eval_ctx *c, float *theta, int steps, uint64_t seed, d2_error *err)
+/* Full-batch fine-tuning of theta on data for `steps` steps. */
+static int finetune(eval_ctx *c, const dataset *data, float *theta, int steps, uint64_t seed,
+                    d2_error *err)
 {
     if (steps <= 0)
         return 0;
     target_train_cfg fc = target_train_defaults();
-    fc.batch = c->sup.n;
+    fc.batch = data->n;
     fc.epochs = steps;
     fc.min_steps = 0;
     fc.seed = seed;
-    return target_train(c->in->spec, &c->sup, theta, 1, &fc, err);
+    return target_train(c->in->spec, data, theta, 1, &fc, err);
 }
 
 /* Fine-tuning curves from the best generated head (ranked[best]) and from a
- * random one. */
+ * random one, on the support set and on a larger training set of the task's
+ * classes: does a generated start converge faster? */
 static int eval_finetune(eval_ctx *c, int i, int s, int best, d2_error *err)
 {
     const eval_opts *o = c->o;
     const size_t bytes = (size_t)c->in->params * sizeof(float);
+    const dataset *sets[FT_SETS] = {&c->sup, &c->larger};
     int rc = 0;
-    for (int f = 0; f < FT_POINTS && !rc; f++) {
-        uint64_t seed = rng_derive(o->seed, "ft", (uint64_t)i);
-        memcpy(c->theta, c->res.ranked[best].theta, bytes);
-        if ((rc = finetune(c, c->theta, FT_STEPS[f], seed, err)))
-            break;
-        c->r->ft_gen[s][f][i] = query_acc(c, c->theta, err, &rc);
-        if (rc)
-            break;
-        target_init_random(c->in->spec, rng_derive(o->seed, "ft-random", (uint64_t)i), c->theta);
-        if ((rc = finetune(c, c->theta, FT_STEPS[f], seed, err)))
-            break;
-        c->r->ft_rand[s][f][i] = query_acc(c, c->theta, err, &rc);
-    }
+    for (int d = 0; d < FT_SETS && !rc; d++)
+        for (int f = 0; f < FT_POINTS && !rc; f++) {
+            uint64_t seed = rng_derive(o->seed, "ft", (uint64_t)i);
+            memcpy(c->theta, c->res.ranked[best].theta, bytes);
+            if ((rc = finetune(c, sets[d], c->theta, FT_STEPS[f], seed, err)))
+                break;
+            c->r->ft_gen[d][s][f][i] = query_acc(c, c->theta, err, &rc);
+            if (rc)
+                break;
+            target_init_random(c->in->spec, rng_derive(o->seed, "ft-random", (uint64_t)i),
+                               c->theta);
+            if ((rc = finetune(c, sets[d], c->theta, FT_STEPS[f], seed, err)))
+                break;
+            c->r->ft_rand[d][s][f][i] = query_acc(c, c->theta, err, &rc);
+        }
     return rc;
 }
 
@@ -219,6 +230,7 @@ int eval_run(const generator *g, gen_workspace *ws, const eval_src *src, const t
     dataset_free(&c.q);
     dataset_free(&c.tr);
     dataset_free(&c.sup);
+    dataset_free(&c.larger);
     free(c.theta);
     free(c.oracle);
     free(c.rec);

@@ -24,6 +24,8 @@ enum {
 
 #define MAX_SHOTS 8
 #define FT_POINTS 5
+enum { FT_SUPPORT, FT_LARGER, FT_SETS };
+#define FT_LARGER_PER_CLASS 20
 extern const int FT_STEPS[FT_POINTS]; /* fine-tuning steps measured: 0, 10, 25, 50, 100 */
 
 /* Where the tasks' data comes from (feature space). */
@@ -46,8 +48,10 @@ typedef struct eval_opts {
 
 typedef struct eval_results {
     double *acc[M_COUNT][MAX_SHOTS];      /* [tasks] */
-    double *ft_gen[MAX_SHOTS][FT_POINTS]; /* [tasks] */
-    double *ft_rand[MAX_SHOTS][FT_POINTS];
+    /* fine-tuning on [FT_SUPPORT] the support set, [FT_LARGER] up to FT_LARGER_PER_CLASS
+     * training samples per class of the same classes */
+    double *ft_gen[FT_SETS][MAX_SHOTS][FT_POINTS]; /* [tasks] */
+    double *ft_rand[FT_SETS][MAX_SHOTS][FT_POINTS];
     double *vae_orig, *vae_rec; /* [tasks] */
     double gen_ms;
     int gen_count;

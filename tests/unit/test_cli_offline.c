@@ -171,8 +171,8 @@ static void test_info_and_eval_json(void **state)
     if (!o)
         fail_msg("eval --json did not print JSON: %s", out);
     json_t *m = json_object_get(o, "methods");
-    const char *keys[] = {"random", "prototypes", "logreg", "d2nwg_mean", "d2nwg_best",
-                          "zoo_nearest", "oracle"};
+    const char *keys[] = {"random",      "prototypes",  "logreg", "d2nwg_mean", "d2nwg_best",
+                          "d2nwg_gated", "zoo_nearest", "oracle"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         json_t *v = json_object_get(json_object_get(m, keys[i]), "2");
         assert_non_null(v);
@@ -185,7 +185,24 @@ static void test_info_and_eval_json(void **state)
     double rnd = json_real_value(json_object_get(json_object_get(json_object_get(m, "random"), "2"), "mean"));
     assert_true(oracle > rnd + 0.3);
     assert_true(best > rnd + 0.2);
-    assert_non_null(json_object_get(o, "finetune"));
+    // what the gate returned, 4 tasks in all; paired differences with intervals
+    json_t *chose = json_object_get(json_object_get(o, "gate_chose"), "2");
+    json_int_t returned = 0;
+    const char *methods[] = {"diffusion", "prototypes", "logreg"};
+    for (int i = 0; i < 3; i++)
+        returned += json_integer_value(json_object_get(chose, methods[i]));
+    assert_int_equal(returned, 4);
+    json_t *diff = json_object_get(json_object_get(o, "paired_differences"),
+                                   "d2nwg_best-prototypes");
+    assert_true(json_is_number(json_object_get(json_object_get(diff, "2"), "ci95")));
+    // fine-tuning on the support set and on a larger set of the same classes
+    json_t *ft = json_object_get(o, "finetune");
+    for (int d = 0; d < 2; d++) {
+        json_t *set = json_object_get(ft, d ? "larger" : "support");
+        assert_int_equal(json_array_size(json_object_get(json_object_get(set, "2"), "generated")),
+                         5);
+        assert_int_equal(json_array_size(json_object_get(json_object_get(set, "2"), "random")), 5);
+    }
     json_decref(o);
     char path[1024];
     snprintf(path, sizeof path, "%s/ft.svg", f->dir);
