@@ -1,5 +1,6 @@
 /* test_store.c - server/store: migrations, WAL, datasets, jobs and their
  * state transitions, pagination, checkpoints, lineage, idempotency keys. */
+#include <math.h>
 #include <sqlite3.h>
 
 #include "testutil.h"
