@@ -131,8 +131,11 @@ static void print_table(const gen_info *in, const gen_request *req, const gen_re
            "-------------------:|\n");
     for (int k = 0; k < res->count; k++) {
         const gen_candidate *c = &res->ranked[k];
-        printf("| %4d | %-10s | %9d | %11.4f | %12.4f | %6.3f | %7d (%8.3f) |\n", k + 1,
-               gen_method_name(c->method), c->index, (double)c->support_acc,
+        char index[16] = "-"; /* a baseline is no sampled candidate */
+        if (c->index >= 0)
+            snprintf(index, sizeof index, "%d", c->index);
+        printf("| %4d | %-10s | %9s | %11.4f | %12.4f | %6.3f | %7d (%8.3f) |\n", k + 1,
+               gen_method_name(c->method), index, (double)c->support_acc,
                (double)c->support_loss, (double)c->norm, c->zoo_nearest,
                (double)c->zoo_distance);
     }

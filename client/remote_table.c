@@ -58,9 +58,12 @@ static void checkpoint_rows(FILE *out, const api_checkpoint *cks, int n)
                  "-------------:|-------:|-------------------:|---------:|\n");
     for (int i = 0; i < n; i++) {
         const api_checkpoint *ck = &cks[i];
+        char index[16] = "-"; /* a baseline is no sampled candidate */
+        if (ck->candidate_index >= 0)
+            snprintf(index, sizeof index, "%d", ck->candidate_index);
         fprintf(out,
-                "| %4d | %-27s | %-10s | %9d | %11.4f | %12.4f | %6.3f | %7d (%8.3f) | %8lld |\n",
-                ck->rank, or_dash(ck->id), api_method_name(ck->method), ck->candidate_index,
+                "| %4d | %-27s | %-10s | %9s | %11.4f | %12.4f | %6.3f | %7d (%8.3f) | %8lld |\n",
+                ck->rank, or_dash(ck->id), api_method_name(ck->method), index,
                 ck->support_acc, ck->support_loss, ck->norm, ck->zoo_nearest, ck->zoo_distance,
                 (long long)ck->size_bytes);
     }
