@@ -851,6 +851,9 @@ static void test_lineage_and_fetch(void **state)
     expect_has(r.out, "lineage", "seed 11");
     expect_has(r.out, "lineage", "pca:128 | linear 128->5");
     expect_has(r.out, "lineage", "15 rows x 784, 5 classes [3 3 3 3 3]");
+    expect_has(r.out, "lineage", "(rank 0, candidate ");
+    expect_has(r.out, "lineage", ", method ");
+    expect_has(r.out, "lineage", "3-fold cross-validation on the support set");
     cli_free(&r);
 
     char f0[640], f1[640];
