@@ -370,6 +370,37 @@ static void test_gate_off(void **state)
     json_decref(job);
 }
 
+/* A support set far from every zoo task (embeddings 30 times their usual
+ * scale): the gate says it is out of distribution and the job warns. */
+static void test_out_of_distribution_warning(void **state)
+{
+    ctx *c = *state;
+    json_t *ds = at_dataset_json(5, 2, 128, 1, 77);
+    size_t i, k;
+    json_t *row, *v;
+    json_array_foreach(json_object_get(ds, "embeddings"), i, row)
+        json_array_foreach(row, k, v) json_real_set(v, 30.0 * json_real_value(v));
+    json_t *job = json_pack("{s:o, s:i, s:i, s:i}", "dataset", ds, "candidates", 2, "steps", 5,
+                            "seed", 5);
+    char id[64];
+    at_submit(&c->d, job, id);
+    json_decref(job);
+    json_t *j = at_wait_done(&c->d, id, 60);
+    assert_string_equal(at_state(j), "succeeded");
+    json_t *gate = json_object_get(j, "gate");
+    if (!json_is_true(json_object_get(gate, "ood")))
+        fail_msg("a support set at 30 times the zoo's scale is not out of distribution: "
+                 "percentile %g", json_number_value(json_object_get(gate, "ood_percentile")));
+    assert_true(json_number_value(json_object_get(gate, "ood_percentile")) > 99.0);
+    json_t *w = json_object_get(j, "warnings");
+    assert_int_equal(json_array_size(w), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(w, 0), "code")),
+                        "out_of_distribution");
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(w, 0), "message")),
+                           "out of the zoo's distribution"));
+    json_decref(j);
+}
+
 static void test_datasets(void **state)
 {
     ctx *c = *state;
@@ -824,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_submit_and_weights),
         cmocka_unit_test(test_lineage),
         cmocka_unit_test(test_gate_off),
+        cmocka_unit_test(test_out_of_distribution_warning),
         cmocka_unit_test(test_datasets),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_idempotency),

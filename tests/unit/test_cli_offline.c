@@ -139,6 +139,39 @@ static void test_generate_formats_and_all(void **state)
                              f->dir), 0);
 }
 
+/* A support set far from every zoo task (embeddings with 30 times the unit
+ * scale): the table warns that it is out of the zoo's distribution. */
+static void test_generate_warns_out_of_distribution(void **state)
+{
+    fx *f = *state;
+    enum { N = 10, D = 128 };
+    float x[N * D];
+    int32_t y[N];
+    rng r;
+    rng_init(&r, 9, 0);
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 5;
+        for (int j = 0; j < D; j++)
+            x[i * D + j] = 30.0f * rng_normal(&r);
+    }
+    st_writer w;
+    st_writer_init(&w);
+    d2_error err;
+    int64_t xs[2] = {N, D}, ys[1] = {N};
+    char path[1024], out[16384];
+    snprintf(path, sizeof path, "%s/far.safetensors", f->dir);
+    assert_int_equal(st_writer_add_f32(&w, "x", 2, xs, x, &err), 0);
+    assert_int_equal(st_writer_add(&w, "y", ST_I32, 1, ys, y, sizeof y, &err), 0);
+    assert_int_equal(st_writer_save(&w, path, &err), 0);
+    st_writer_free(&w);
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s --embeddings --out "
+                         "%s/far-head.safetensors --candidates 2 --steps 5",
+                         f->bin, f->gen, path, f->dir), 0);
+    assert_non_null(strstr(out, "warning: the support set is out of the zoo's distribution"));
+    assert_non_null(strstr(out, "2-fold cross-validation"));
+}
+
 static void write_text(const char *path, const char *text)
 {
     tu_write_bytes(path, text, strlen(text));
@@ -239,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_formats_and_all),
         cmocka_unit_test(test_generate_refuses_bad_support),
+        cmocka_unit_test(test_generate_warns_out_of_distribution),
         cmocka_unit_test(test_info_and_eval_json),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
