@@ -20,7 +20,7 @@ static const char *const SAMPLERS[] = {"ddim", "ddpm", NULL}; /* gen_sampler ord
 
 typedef struct generate_opts {
     const char *generator, *support, *labels, *out, *all, *device;
-    int embeddings, candidates, steps, sampler;
+    int embeddings, candidates, steps, sampler, no_gate;
     double guidance;
     uint64_t seed;
 } generate_opts;
@@ -52,7 +52,9 @@ static const cli_option GENERATE_OPTS[] = {
     {.name = "--out", .type = CLI_PATH, .off = offsetof(generate_opts, out), .metavar = "FILE",
      .help = "the best network, as safetensors (PyTorch\nstate_dict names)", .required = 1},
     {.name = "--all", .type = CLI_PATH, .off = offsetof(generate_opts, all), .metavar = "DIR",
-     .help = "also write every candidate, ranked:\nDIR/rank-01.safetensors..."},
+     .help = "also write every ranked entry (the baselines\ntoo): DIR/rank-01.safetensors..."},
+    {.name = "--no-gate", .type = CLI_FLAG, .off = offsetof(generate_opts, no_gate),
+     .help = "the diffusion candidates alone: do not compare\nthem with the two baselines"},
     {.name = "--device", .type = CLI_STRING, .off = offsetof(generate_opts, device),
      .metavar = "DEV", .help = "cpu or cuda:N", .def = "cpu"},
 };
@@ -61,7 +63,10 @@ static const cli_command GENERATE_CMD = {
     .name = "generate",
     .synopsis = "--generator GEN --support FILE --out MODEL.safetensors [options]",
     .about = "Generates a network for the support set without training: samples K candidate\n"
-             "weight sets, scores each on the support set and writes the best.",
+             "weight sets and scores each on the support set. The gate (on unless --no-gate)\n"
+             "then cross-validates them on the support set against two baselines (nearest\n"
+             "class mean 'prototypes', logistic regression 'logreg') and ranks the best\n"
+             "first; the table's method column says what each entry is. Writes the first.",
     .opts = GENERATE_OPTS,
     .nopts = CLI_NOPTS(GENERATE_OPTS),
     .globals = CLI_G_QUIET,
@@ -96,6 +101,22 @@ static int write_all(const generator *g, const gen_request *req, const gen_resul
     return 0;
 }
 
+/* The gate's decision under the table, and the out-of-distribution warning. */
+static void print_gate(const gen_gate *gate, int requested)
+{
+    if (!requested) {
+        printf("gate: off (--no-gate): the diffusion candidates alone\n");
+        return;
+    }
+    printf("gate: %s: %s\n", gate->applied ? gen_method_name(gate->chosen) : "not applied",
+           gate->reason);
+    if (gate->ood)
+        printf("warning: the support set is out of the zoo's distribution (nearest zoo task at "
+               "distance %.4g, above %.1f%% of the zoo's own nearest-neighbour distances); the "
+               "generated weights may be poor\n",
+               (double)gate->ood_distance, (double)gate->ood_percentile);
+}
+
 static void print_table(const gen_info *in, const gen_request *req, const gen_result *res,
                         const generate_opts *o)
 {
@@ -104,14 +125,21 @@ static void print_table(const gen_info *in, const gen_request *req, const gen_re
            in->id, res->dataset_fingerprint, res->way, req->support->n,
            (unsigned long long)o->seed, SAMPLERS[req->sampler == GEN_SAMPLER_DDPM], req->steps,
            (double)req->guidance, res->seconds * 1000.0);
-    printf("| rank | candidate | support acc | support loss | norm   | nearest zoo (dist) |\n");
-    printf("|-----:|----------:|------------:|-------------:|-------:|-------------------:|\n");
+    printf("| rank | method     | candidate | support acc | support loss | norm   | "
+           "nearest zoo (dist) |\n");
+    printf("|-----:|:-----------|----------:|------------:|-------------:|-------:|"
+           "-------------------:|\n");
     for (int k = 0; k < res->count; k++) {
         const gen_candidate *c = &res->ranked[k];
-        printf("| %4d | %9d | %11.4f | %12.4f | %6.3f | %7d (%8.3f) |\n", k + 1, c->index,
-               (double)c->support_acc, (double)c->support_loss, (double)c->norm, c->zoo_nearest,
+        char index[16] = "-"; /* a baseline is no sampled candidate */
+        if (c->index >= 0)
+            snprintf(index, sizeof index, "%d", c->index);
+        printf("| %4d | %-10s | %9s | %11.4f | %12.4f | %6.3f | %7d (%8.3f) |\n", k + 1,
+               gen_method_name(c->method), index, (double)c->support_acc,
+               (double)c->support_loss, (double)c->norm, c->zoo_nearest,
                (double)c->zoo_distance);
     }
+    print_gate(&res->gate, req->gate);
     printf("wrote %s%s%s\n", o->out, o->all ? " and " : "", o->all ? o->all : "");
 }
 
@@ -126,6 +154,7 @@ static gen_request make_request(const gen_info *in, const generate_opts *o, cons
         .sampler = o->sampler >= 0 ? (gen_sampler)o->sampler : in->default_sampler,
         .guidance = !isnan(o->guidance) ? (float)o->guidance : in->default_guidance,
         .seed = o->seed,
+        .gate = !o->no_gate,
     };
     return req;
 }

@@ -129,10 +129,23 @@ int remote_job_exit(const char *cmd, const json_t *job)
     return code;
 }
 
-const char *remote_job_best_checkpoint(const json_t *job)
+int remote_job_best_checkpoint(const json_t *job, char id[API_ID_LEN], int *method)
 {
-    const json_t *cks = json_object_get(json_object_get(job, "result"), "checkpoints");
-    return json_string_value(json_object_get(json_array_get(cks, 0), "id"));
+    api_job j;
+    api_error pe;
+    id[0] = '\0';
+    if (api_job_from_json(job, &j, &pe) != 0)
+        return -1;
+    int rc = -1;
+    if (j.state == API_JOB_SUCCEEDED && j.ncheckpoints > 0 &&
+        api_is_checkpoint_id(j.checkpoints[0].id)) {
+        snprintf(id, API_ID_LEN, "%s", j.checkpoints[0].id);
+        if (method)
+            *method = j.checkpoints[0].method;
+        rc = 0;
+    }
+    api_job_free(&j);
+    return rc;
 }
 
 int remote_fetch_weights(remote_client *c, const char *checkpoint_id, const char *path,

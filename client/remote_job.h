@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "api.h"
 #include "remote_http.h"
 
 /* Long-poll GET /v1/jobs/{id}?wait=N until the job is succeeded, failed or
@@ -28,7 +29,9 @@ int remote_job_exit(const char *cmd, const json_t *job);
 int remote_fetch_weights(remote_client *c, const char *checkpoint_id, const char *path,
                          char sha256[65], size_t *bytes);
 
-/* The best checkpoint id (rank 0) of a succeeded job, or NULL. */
-const char *remote_job_best_checkpoint(const json_t *job);
+/* The best checkpoint (rank 0) of a succeeded job, read through
+ * api_job_from_json: its id into id and its method (GEN_METHOD_*) into
+ * *method (may be NULL). Returns 0, or -1 when the answer has none. */
+int remote_job_best_checkpoint(const json_t *job, char id[API_ID_LEN], int *method);
 
 #endif

@@ -136,9 +136,15 @@ int cmd_status(cli_globals *g, int argc, char **argv)
     code = remote_get_json(&c, path, 60.0, &resp, &job);
     if (code == EXIT_OK) {
         remote_show(&resp, job, g->json, remote_table_job);
-        const char *st = json_string_value(json_object_get(job, "state"));
-        if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled")))
+        api_job parsed;
+        api_error pe;
+        if (api_job_from_json(job, &parsed, &pe) != 0) {
+            cli_error(cmd, "the daemon's answer for job %s has no valid state", id);
+            code = EXIT_UNREACHABLE;
+        } else if (parsed.state == API_JOB_FAILED || parsed.state == API_JOB_CANCELLED) {
             code = remote_job_exit(cmd, job);
+        }
+        api_job_free(&parsed);
     }
     json_decref(job);
     remote_response_free(&resp);
@@ -219,17 +225,23 @@ int cmd_cancel(cli_globals *g, int argc, char **argv)
     remote_response resp;
     json_t *job = NULL;
     code = remote_call_json(&c, &req, &resp, &job);
+    api_job parsed;
+    api_error pe;
+    api_job_init(&parsed);
+    if (code == EXIT_OK && !g->json && resp.status != 202 &&
+        api_job_from_json(job, &parsed, &pe) != 0) {
+        cli_error(CANCEL_CMD.name, "the daemon's answer for job %s has no valid state", id);
+        code = EXIT_UNREACHABLE;
+    }
     if (code == EXIT_OK) {
         if (g->json)
             remote_print_raw(&resp);
         else if (resp.status == 202)
             printf("%s: cancel requested; it stops at the sampler's next step\n", id);
         else
-            printf("%s: %s\n", id,
-                   json_string_value(json_object_get(job, "state"))
-                       ? json_string_value(json_object_get(job, "state"))
-                       : "cancelled");
+            printf("%s: %s\n", id, api_job_state_name(parsed.state));
     }
+    api_job_free(&parsed);
     json_decref(job);
     remote_response_free(&resp);
     remote_client_free(&c);

@@ -25,7 +25,7 @@ static const char *const SAMPLERS[] = {"ddim", "ddpm", NULL};
 /* What the command line says (cli_parse fills it). */
 typedef struct submit_opts {
     const char *support, *labels, *generator, *parent, *out;
-    int candidates, steps, priority, sampler, embeddings, binary, wait;
+    int candidates, steps, priority, sampler, embeddings, binary, wait, no_gate;
     double guidance, timeout;
     uint64_t seed;
 } submit_opts;
@@ -59,6 +59,9 @@ static const cli_option SUBMIT_OPTS[] = {
      .help = "seed", .unset = "the daemon draws one and records it", .hi = INT64_MAX},
     {.name = "--priority", .type = CLI_INT, .off = offsetof(submit_opts, priority),
      .metavar = "P", .help = "higher runs first", .def = "5", .lo = 0, .hi = 9},
+    {.name = "--no-gate", .type = CLI_FLAG, .off = offsetof(submit_opts, no_gate),
+     .help = "return the diffusion candidates alone: do not compare\n"
+             "them with the two baselines (prototypes, logreg)"},
     {.name = "--parent", .type = CLI_STRING, .off = offsetof(submit_opts, parent),
      .metavar = "CHECKPOINT", .help = "record this job as derived from a checkpoint\n(lineage)"},
     {.name = "--wait", .type = CLI_FLAG, .off = offsetof(submit_opts, wait),
@@ -75,9 +78,10 @@ static const cli_command SUBMIT_CMD = {
     .name = "submit",
     .synopsis = "--support FILE [options]",
     .about = "Submits a generation job to d2nwgd and prints its id. With --wait, follows it\n"
-             "to the end (progress bar on stderr) and downloads the best network to --out:\n"
-             "the same bytes as `d2nwg generate` with the same generator, support set, seed\n"
-             "and sampler settings.",
+             "to the end (progress bar on stderr), shows the ranking (each entry's method)\n"
+             "and the gate's decision, and downloads the best network to --out: the same\n"
+             "bytes as `d2nwg generate` with the same generator, support set, seed, sampler\n"
+             "settings and gate (on unless --no-gate).",
     .opts = SUBMIT_OPTS,
     .nopts = CLI_NOPTS(SUBMIT_OPTS),
     .globals = CLI_G_REMOTE | CLI_G_JSON | CLI_G_QUIET,
@@ -90,7 +94,7 @@ typedef struct submit_args {
     long candidates, steps, priority;
     double guidance, timeout;
     uint64_t seed;
-    int has_seed, has_guidance, embeddings, binary, wait, quiet;
+    int has_seed, has_guidance, embeddings, binary, wait, quiet, gate;
 } submit_args;
 
 /* The options as submit_args (0 for the generator's defaults), checked
@@ -115,6 +119,7 @@ static int to_args(const submit_opts *o, const cli_globals *g, submit_args *a)
     a->seed = a->has_seed ? o->seed : 0;
     a->embeddings = o->embeddings;
     a->binary = o->binary;
+    a->gate = !o->no_gate;
     a->wait = o->wait || o->out;
     a->quiet = g->quiet;
     if (a->timeout > 0 && !a->wait) {
@@ -160,6 +165,7 @@ static json_t *request_json(const submit_args *a, dataset *sup, const char *data
     req.priority = a->priority >= 0 ? (int)a->priority : 5;
     if (a->parent)
         snprintf(req.parent_checkpoint, sizeof req.parent_checkpoint, "%s", a->parent);
+    req.gate = a->gate;
     json_t *j = api_job_request_to_json(&req);
     api_job_request_free(&req);
     return j;
@@ -189,9 +195,9 @@ static int build_body(remote_client *c, const submit_args *a, json_t **body)
 }
 
 /* POST /v1/jobs with a fresh Idempotency-Key; *job and *resp are the
- * caller's, id points into *job. */
+ * caller's; id gets the job's id (read through api_job_from_json). */
 static int post_job(remote_client *c, const json_t *body, remote_response *resp, json_t **job,
-                    const char **id)
+                    char id[API_ID_LEN])
 {
     char key[33];
     d2_error err;
@@ -203,8 +209,13 @@ static int post_job(remote_client *c, const json_t *body, remote_response *resp,
     int code = remote_post_json(c, "/v1/jobs", body, key, 120.0, resp, job);
     if (code != EXIT_OK)
         return code;
-    *id = json_string_value(json_object_get(*job, "id"));
-    if (!*id || !api_is_job_id(*id)) {
+    api_job accepted;
+    api_error pe;
+    int ok = api_job_from_json(*job, &accepted, &pe) == 0 && api_is_job_id(accepted.id);
+    if (ok)
+        snprintf(id, API_ID_LEN, "%s", accepted.id);
+    api_job_free(&accepted);
+    if (!ok) {
         cli_error("submit", "the daemon accepted the job but its answer has no valid job id");
         return EXIT_UNREACHABLE;
     }
@@ -223,17 +234,18 @@ static int follow_job(remote_client *c, const submit_args *a, const cli_globals 
         code = remote_job_exit("submit", final);
         remote_show(&last, final, g->json, remote_table_job);
     }
-    const char *best = code == EXIT_OK && a->out ? remote_job_best_checkpoint(final) : NULL;
-    if (code == EXIT_OK && a->out && (!best || !api_is_checkpoint_id(best))) {
+    char best[API_ID_LEN];
+    int method = GEN_METHOD_DIFFUSION;
+    if (code == EXIT_OK && a->out && remote_job_best_checkpoint(final, best, &method) != 0) {
         cli_error("submit", "job %s succeeded without a checkpoint to download", id);
         code = EXIT_UNREACHABLE;
-    } else if (best) {
+    } else if (code == EXIT_OK && a->out) {
         char sha[65];
         size_t n = 0;
         code = remote_fetch_weights(c, best, a->out, sha, &n);
         if (code == EXIT_OK)
-            fprintf(g->json ? stderr : stdout, "wrote %s (%s, %zu bytes, sha256 %s)\n", a->out,
-                    best, n, sha);
+            fprintf(g->json ? stderr : stdout, "wrote %s (%s, method %s, %zu bytes, sha256 %s)\n",
+                    a->out, best, api_method_name(method), n, sha);
     }
     json_decref(final);
     remote_response_free(&last);
@@ -254,10 +266,10 @@ int cmd_submit(cli_globals *g, int argc, char **argv)
         return code;
     json_t *body = NULL, *job = NULL;
     remote_response resp = {0};
-    const char *id = NULL;
+    char id[API_ID_LEN] = "";
     code = build_body(&c, &a, &body);
     if (code == EXIT_OK)
-        code = post_job(&c, body, &resp, &job, &id);
+        code = post_job(&c, body, &resp, &job, id);
     if (code == EXIT_OK && !a.wait && g->json)
         remote_print_raw(&resp);
     else if (code == EXIT_OK && !g->json)

@@ -52,17 +52,40 @@ static const char *cell(const char *s, char *buf, size_t cap)
 
 static void checkpoint_rows(FILE *out, const api_checkpoint *cks, int n)
 {
-    fprintf(out, "| rank | checkpoint                  | candidate | support acc | support loss |"
-                 " norm   | nearest zoo (dist) | bytes    |\n");
-    fprintf(out, "|-----:|:----------------------------|----------:|------------:|-------------:|"
-                 "-------:|-------------------:|---------:|\n");
+    fprintf(out, "| rank | checkpoint                  | method     | candidate | support acc |"
+                 " support loss | norm   | nearest zoo (dist) | bytes    |\n");
+    fprintf(out, "|-----:|:----------------------------|:-----------|----------:|------------:|"
+                 "-------------:|-------:|-------------------:|---------:|\n");
     for (int i = 0; i < n; i++) {
         const api_checkpoint *ck = &cks[i];
+        char index[16] = "-"; /* a baseline is no sampled candidate */
+        if (ck->candidate_index >= 0)
+            snprintf(index, sizeof index, "%d", ck->candidate_index);
         fprintf(out,
-                "| %4d | %-27s | %9d | %11.4f | %12.4f | %6.3f | %7d (%8.3f) | %8lld |\n",
-                ck->rank, or_dash(ck->id), ck->candidate_index, ck->support_acc,
-                ck->support_loss, ck->norm, ck->zoo_nearest, ck->zoo_distance,
+                "| %4d | %-27s | %-10s | %9s | %11.4f | %12.4f | %6.3f | %7d (%8.3f) | %8lld |\n",
+                ck->rank, or_dash(ck->id), api_method_name(ck->method), index,
+                ck->support_acc, ck->support_loss, ck->norm, ck->zoo_nearest, ck->zoo_distance,
                 (long long)ck->size_bytes);
+    }
+}
+
+/* The gate's decision: what it chose and why, and the out-of-distribution
+ * warning when there is one. */
+static void gate_lines(FILE *out, const api_job *j)
+{
+    if (!j->has_gate) { /* not finished yet, or finished before the gate existed */
+        fprintf(out, "gate         %s\n",
+                j->state == API_JOB_SUCCEEDED ? "-" : j->gate_requested ? "on" : "off");
+        return;
+    }
+    const api_gate *g = &j->gate;
+    fprintf(out, "gate         %s: %s\n", g->applied ? api_method_name(g->chosen) : "not applied",
+            or_dash(g->reason));
+    if (g->ood) {
+        json_t *w = api_gate_warnings_to_json(g);
+        const char *msg = json_string_value(json_object_get(json_array_get(w, 0), "message"));
+        fprintf(out, "warning      %s\n", or_dash(msg));
+        json_decref(w);
     }
 }
 
@@ -120,6 +143,7 @@ void remote_table_job(FILE *out, const json_t *root)
             time_of(j.finished_ms, b3, sizeof b3), secs_of(queued, q, sizeof q),
             secs_of(j.run_seconds, r, sizeof r));
     fprintf(out, "attempts     %d\n", j.attempts);
+    gate_lines(out, &j);
     if (j.parent_checkpoint[0])
         fprintf(out, "parent       %s\n", j.parent_checkpoint);
     if (j.error_code[0])
@@ -168,8 +192,8 @@ static void lineage_lines(FILE *out, const api_lineage *l)
     const api_dataset_info *d = &l->dataset;
     const api_job *j = &l->job;
     char b1[32], b2[32];
-    fprintf(out, "checkpoint   %s (rank %d, candidate %d)\n", or_dash(ck->id), ck->rank,
-            ck->candidate_index);
+    fprintf(out, "checkpoint   %s (rank %d, candidate %d, method %s)\n", or_dash(ck->id),
+            ck->rank, ck->candidate_index, api_method_name(ck->method));
     fprintf(out,
             "support      accuracy %.4f, loss %.4f; norm %.3f; nearest zoo entry %d "
             "(distance %.3f)\n",
@@ -192,6 +216,7 @@ static void lineage_lines(FILE *out, const api_lineage *l)
     fprintf(out, "sampler      %s, %d steps, guidance %.2f, %d candidates, seed %lld\n",
             api_sampler_name(j->sampler), j->steps, j->guidance, j->candidates,
             (long long)j->seed);
+    gate_lines(out, j);
     fprintf(out, "parent       %s\n", or_dash(j->parent_checkpoint));
     fprintf(out, "derived      ");
     if (l->nderived == 0)

@@ -131,6 +131,7 @@ typedef struct api_job_request {
     int64_t seed;
     int priority;                 /* 0..9, default 5 */
     char parent_checkpoint[API_ID_LEN]; /* "" none */
+    int gate;                     /* 1 (default): compare with the baselines (api_gate) */
 } api_job_request;
 void api_job_request_init(api_job_request *r);
 int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_request *r,
@@ -169,10 +170,38 @@ typedef struct api_retrieve_result {
 json_t *api_retrieve_result_to_json(const api_retrieve_result *r);
 int api_retrieve_result_from_json(const json_t *root, api_retrieve_result *r, api_error *e);
 
+/* ---- the generation gate (core/model/gate.h) ---- */
+
+/* GEN_METHOD_* <-> "diffusion" / "prototypes" / "logreg". */
+const char *api_method_name(int method);
+int api_method_parse(const char *s, int *method);
+
+/* A job's gate decision (Job.gate, Lineage.gate). */
+typedef struct api_gate {
+    int applied;                /* 0: off or not applicable (reason says which) */
+    int chosen;                 /* GEN_METHOD_* of rank 0 */
+    int folds, heldout;
+    double cv_acc[GEN_METHODS]; /* by GEN_METHOD_*; NAN = not measured (null) */
+    char reason[192];
+    double ood_distance;        /* NAN = null (no zoo reference, or the gate was off) */
+    double ood_percentile;      /* NAN = null */
+    int ood;                    /* out of the zoo's distribution: a warning */
+} api_gate;
+void api_gate_init(api_gate *g); /* not applied, every number null */
+/* From generator_generate's decision; requested = the request's gate flag
+ * (off: every number null and the reason says the request turned it off). */
+void api_gate_from_result(api_gate *a, const gen_gate *g, int requested);
+json_t *api_gate_to_json(const api_gate *g);
+int api_gate_from_json(const json_t *o, api_gate *g, api_error *e);
+/* Job.warnings: [{"code": "out_of_distribution", "message": ...}] when g->ood,
+ * else []; g may be NULL (no decision yet). */
+json_t *api_gate_warnings_to_json(const api_gate *g);
+
 typedef struct api_checkpoint {
     char id[API_ID_LEN];
     char job_id[API_ID_LEN];
     int rank, candidate_index;
+    int method;                 /* GEN_METHOD_*: what produced these weights */
     double support_acc, support_loss, norm, zoo_distance;
     int zoo_nearest;
     char sha256[65];
@@ -198,6 +227,9 @@ typedef struct api_job {
     int64_t seed;
     int priority;
     char parent_checkpoint[API_ID_LEN]; /* "" = null */
+    int gate_requested;                 /* params.gate */
+    int has_gate;                       /* 1: `gate` holds the decision (succeeded jobs) */
+    api_gate gate;
     int cancel_requested, attempts;
     int64_t created_ms, started_ms, finished_ms; /* 0 = null */
     double run_seconds;                          /* < 0 = null */
@@ -223,8 +255,9 @@ int api_job_list_from_json(const json_t *root, api_job_list *l, api_error *e);
 void api_job_list_free(api_job_list *l);
 
 /* GET /v1/checkpoints/{id}/lineage answer (Lineage). The job part holds the
- * job's id, state, times, priority, seed, sampler settings and parent
- * checkpoint; "rank" is checkpoint.rank. */
+ * job's id, state, times, priority, seed, sampler settings, parent
+ * checkpoint and gate decision ("gate", with "method" = checkpoint.method);
+ * "rank" is checkpoint.rank. */
 typedef struct api_lineage {
     api_checkpoint checkpoint;
     char generator_id[65];

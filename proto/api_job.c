@@ -103,6 +103,7 @@ void api_job_request_init(api_job_request *r)
     r->kind = -1;
     r->sampler = -1;
     r->priority = 5;
+    r->gate = 1;
 }
 
 void api_job_request_free(api_job_request *r)
@@ -117,7 +118,7 @@ int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_req
 {
     static const char *const allowed[] = {"generator", "dataset", "dataset_id", "dataset_kind",
                                           "candidates", "steps", "sampler", "guidance", "seed",
-                                          "priority", "parent_checkpoint", NULL};
+                                          "priority", "parent_checkpoint", "gate", NULL};
     api_job_request_init(r);
     if (!json_is_object(root))
         return api_fail(e, 400, "invalid_json", NULL, "expected a JSON object");
@@ -160,6 +161,11 @@ int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_req
         r->has_guidance = 1;
         r->guidance = x;
     }
+    const json_t *gate = opt(root, "gate");
+    if (gate && !json_is_boolean(gate))
+        return api_fail(e, 400, "invalid_argument", "gate", "expected true or false");
+    if (gate)
+        r->gate = json_is_true(gate);
     if ((rc = get_string(root, "parent_checkpoint", r->parent_checkpoint,
                          sizeof r->parent_checkpoint, e)) < 0)
         return rc;
@@ -198,6 +204,8 @@ json_t *api_job_request_to_json(const api_job_request *r)
         bad |= json_object_set_new(o, "priority", json_integer(r->priority));
     if (r->parent_checkpoint[0])
         bad |= json_object_set_new(o, "parent_checkpoint", json_string(r->parent_checkpoint));
+    if (!r->gate)
+        bad |= json_object_set_new(o, "gate", json_false());
     if (bad) {
         json_decref(o);
         return NULL;
@@ -270,6 +278,7 @@ json_t *api_checkpoint_to_json(const api_checkpoint *c)
     bad |= set(o, "job_id", json_string(c->job_id));
     bad |= set(o, "rank", json_integer(c->rank));
     bad |= set(o, "candidate_index", json_integer(c->candidate_index));
+    bad |= set(o, "method", json_string(api_method_name(c->method)));
     bad |= set(o, "support_accuracy", json_real(c->support_acc));
     bad |= set(o, "support_loss", json_real(c->support_loss));
     bad |= set(o, "norm", json_real(c->norm));
@@ -317,6 +326,10 @@ int api_checkpoint_from_json(const json_t *o, api_checkpoint *c, api_error *e)
     copy_str(c->job_id, sizeof c->job_id, json_object_get(o, "job_id"));
     c->rank = (int)json_integer_value(json_object_get(o, "rank"));
     c->candidate_index = (int)json_integer_value(json_object_get(o, "candidate_index"));
+    const char *method = json_string_value(json_object_get(o, "method"));
+    if (method && api_method_parse(method, &c->method) != 0)
+        return api_fail(e, 0, "invalid_json", NULL, "checkpoint %s: unknown method '%s'", c->id,
+                        method);
     c->support_acc = num(json_object_get(o, "support_accuracy"));
     c->support_loss = num(json_object_get(o, "support_loss"));
     c->norm = num(json_object_get(o, "norm"));
@@ -335,6 +348,8 @@ void api_job_init(api_job *j)
 {
     memset(j, 0, sizeof *j);
     j->run_seconds = -1.0;
+    j->gate_requested = 1;
+    api_gate_init(&j->gate);
 }
 
 void api_job_free(api_job *j)
@@ -360,9 +375,9 @@ json_t *api_job_to_json(const api_job *j)
     bad |= set(o, "dataset_id", json_string(j->dataset_id));
     bad |= set(o, "dataset_kind", json_string(api_kind_name(j->kind)));
     bad |= set(o, "params",
-               json_pack("{s:i, s:i, s:s, s:f, s:I}", "candidates", j->candidates, "steps",
+               json_pack("{s:i, s:i, s:s, s:f, s:I, s:b}", "candidates", j->candidates, "steps",
                          j->steps, "sampler", api_sampler_name(j->sampler), "guidance",
-                         j->guidance, "seed", (json_int_t)j->seed));
+                         j->guidance, "seed", (json_int_t)j->seed, "gate", j->gate_requested));
     bad |= set(o, "priority", json_integer(j->priority));
     bad |= set(o, "parent_checkpoint",
                j->parent_checkpoint[0] ? json_string(j->parent_checkpoint) : json_null());
@@ -390,6 +405,8 @@ json_t *api_job_to_json(const api_job *j)
     } else {
         bad |= set(o, "result", json_null());
     }
+    bad |= set(o, "gate", j->has_gate ? api_gate_to_json(&j->gate) : json_null());
+    bad |= set(o, "warnings", api_gate_warnings_to_json(j->has_gate ? &j->gate : NULL));
     bad |= set(o, "links", json_pack("{s:s, s:s+}", "self", self, "cancel", self, ":cancel"));
     if (bad) {
         json_decref(o);
@@ -423,6 +440,7 @@ int api_job_from_json(const json_t *root, api_job *j, api_error *e)
         api_sampler_parse(json_string_value(sampler), &j->sampler);
     j->guidance = num(json_object_get(p, "guidance"));
     j->seed = json_integer_value(json_object_get(p, "seed"));
+    j->gate_requested = !json_is_false(json_object_get(p, "gate"));
     j->priority = (int)json_integer_value(json_object_get(root, "priority"));
     copy_str(j->parent_checkpoint, sizeof j->parent_checkpoint,
              json_object_get(root, "parent_checkpoint"));
@@ -437,6 +455,12 @@ int api_job_from_json(const json_t *root, api_job *j, api_error *e)
     if (json_is_object(err)) {
         copy_str(j->error_code, sizeof j->error_code, json_object_get(err, "code"));
         copy_str(j->error_message, sizeof j->error_message, json_object_get(err, "message"));
+    }
+    const json_t *gate = json_object_get(root, "gate");
+    if (json_is_object(gate)) {
+        if (api_gate_from_json(gate, &j->gate, e) != 0)
+            return D2_EINVAL;
+        j->has_gate = 1;
     }
     const json_t *res = json_object_get(root, "result");
     if (json_is_object(res)) {

@@ -202,7 +202,7 @@ json_t *api_lineage_to_json(const api_lineage *l)
     api_format_time(j->finished_ms, finished);
     return json_pack(
         "{s:o, s:{s:s, s:s, s:s, s:s, s:i, s:o, s:o}, s:o, s:{s:s, s:s, s:s, s:o, s:i}, s:I, "
-        "s:{s:s, s:i, s:f, s:i}, s:i, s:o, s:o}",
+        "s:{s:s, s:i, s:f, s:i}, s:i, s:o, s:o, s:s, s:o}",
         "checkpoint", api_checkpoint_to_json(&l->checkpoint),
         "generator", "id", l->generator_id, "name", l->generator_name, "spec", l->spec,
         "zoo_fingerprint", l->zoo_fingerprint, "zoo_size", l->zoo_size, "config",
@@ -216,7 +216,9 @@ json_t *api_lineage_to_json(const api_lineage *l)
         j->guidance, "candidates", j->candidates,
         "rank", l->checkpoint.rank,
         "parent", j->parent_checkpoint[0] ? json_string(j->parent_checkpoint) : json_null(),
-        "derived", derived_json(l));
+        "derived", derived_json(l),
+        "method", api_method_name(l->checkpoint.method),
+        "gate", j->has_gate ? api_gate_to_json(&j->gate) : json_null());
 }
 
 static int lineage_generator(const json_t *g, api_lineage *l, api_error *e)
@@ -264,6 +266,18 @@ static void lineage_job(const json_t *root, api_lineage *l)
              json_object_get(json_object_get(root, "generator"), "id"));
 }
 
+/* The job's gate decision (null: none recorded). */
+static int lineage_gate(const json_t *root, api_lineage *l, api_error *e)
+{
+    const json_t *g = json_object_get(root, "gate");
+    if (!json_is_object(g))
+        return 0;
+    if (api_gate_from_json(g, &l->job.gate, e) != 0)
+        return D2_EINVAL;
+    l->job.has_gate = 1;
+    return 0;
+}
+
 int api_lineage_from_json(const json_t *root, api_lineage *l, api_error *e)
 {
     api_lineage_init(l);
@@ -274,6 +288,8 @@ int api_lineage_from_json(const json_t *root, api_lineage *l, api_error *e)
         rc = lineage_generator(json_object_get(root, "generator"), l, e);
     if (rc == 0)
         rc = api_dataset_info_from_json(json_object_get(root, "dataset"), &l->dataset, e);
+    if (rc == 0)
+        rc = lineage_gate(root, l, e);
     if (rc != 0) {
         api_lineage_free(l);
         return D2_EINVAL;

@@ -56,7 +56,8 @@ int store_dataset_load(store *s, const char *id, dataset *d, int *kind, d2_error
 
 /* ---- jobs ---- */
 /* Insert a new queued job (fields of j: id, generator_*, dataset_id, kind,
- * params, priority, parent_checkpoint, created_ms) with its lineage edges. */
+ * params, priority, parent_checkpoint, created_ms, gate_requested) with its
+ * lineage edges. */
 int store_job_insert(store *s, const api_job *j, const char *principal, d2_error *err);
 /* Load a job; with_checkpoints: also its ranked checkpoints when succeeded. */
 int store_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err);
@@ -74,11 +75,12 @@ int store_job_finish(store *s, const char *id, api_job_state state, const char *
                      const char *error_message, int64_t finished_ms, double run_seconds,
                      d2_error *err);
 /* Success: checkpoints (offsets[i]: where checkpoint i starts in the job's
- * pack file), lineage edges (job -> checkpoint, parent -> checkpoint) and the
- * job's new state, in one transaction. */
+ * pack file; each with its method), lineage edges (job -> checkpoint, parent
+ * -> checkpoint), the gate's decision (may be NULL: none) and the job's new
+ * state, in one transaction. */
 int store_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
                       const api_checkpoint *c, const int64_t *offsets, int n,
-                      const char *parent_checkpoint, d2_error *err);
+                      const char *parent_checkpoint, const api_gate *gate, d2_error *err);
 /* Back to queued (shutdown before it finished). */
 int store_job_requeue(store *s, const char *id, d2_error *err);
 /* Every running job back to queued (start-up after a crash); *n = how many. */

@@ -8,12 +8,13 @@
     "id, state, generator_id, generator_name, dataset_id, embeddings, candidates, steps, "  \
     "sampler, guidance, seed, priority, parent_checkpoint, created_ms, started_ms, "        \
     "finished_ms, attempts, progress, cancel_requested, error_code, error_message, way, "   \
-    "run_seconds"
+    "run_seconds, gate, gate_decision"
 
 static const char SQL_INSERT[] =
     "INSERT INTO jobs (id, state, generator_id, generator_name, dataset_id, embeddings, "
     "candidates, steps, sampler, guidance, seed, priority, parent_checkpoint, principal, "
-    "created_ms) VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    "created_ms, gate) VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+    "?14, ?15)";
 static const char SQL_EDGE[] =
     "INSERT OR IGNORE INTO lineage_edges (src_kind, src_id, dst_kind, dst_id, relation, "
     "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -35,11 +36,11 @@ static const char SQL_FINISH[] =
     "run_seconds = ?6 WHERE id = ?1";
 static const char SQL_SUCCEED[] =
     "UPDATE jobs SET state = 'succeeded', progress = 1, way = ?2, run_seconds = ?3, "
-    "finished_ms = ?4, error_code = NULL, error_message = NULL WHERE id = ?1";
+    "finished_ms = ?4, error_code = NULL, error_message = NULL, gate_decision = ?5 WHERE id = ?1";
 static const char SQL_CKPT_INSERT[] =
     "INSERT OR REPLACE INTO checkpoints (id, job_id, rank, candidate_index, support_acc, "
     "support_loss, norm, zoo_distance, zoo_nearest, sha256, size_bytes, file_offset, "
-    "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    "created_ms, method) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 static const char SQL_REQUEUE[] =
     "UPDATE jobs SET state = 'queued', progress = 0 WHERE id = ?1 AND state = 'running'";
 static const char SQL_REQUEUE_ALL[] =
@@ -82,6 +83,7 @@ int store_job_insert(store *s, const api_job *j, const char *principal, d2_error
     store_bind_text(st, 12, j->parent_checkpoint[0] ? j->parent_checkpoint : NULL);
     store_bind_text(st, 13, principal);
     sqlite3_bind_int64(st, 14, j->created_ms);
+    sqlite3_bind_int(st, 15, j->gate_requested != 0);
     if (store_step_done(s, st, err, "insert job") != 0)
         goto fail;
     if (edge(s, "generator", j->generator_id, "job", j->id, "input", j->created_ms, err) != 0 ||
@@ -91,6 +93,17 @@ int store_job_insert(store *s, const api_job *j, const char *principal, d2_error
 fail:
     store_rollback(s);
     return D2_EIO;
+}
+
+/* The gate decision in column i (JSON text, NULL before the job succeeded):
+ * a text that does not parse leaves the job without one. */
+static void row_gate(sqlite3_stmt *st, int i, api_job *j)
+{
+    const char *text = (const char *)sqlite3_column_text(st, i);
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    api_error e;
+    j->has_gate = v && api_gate_from_json(v, &j->gate, &e) == 0;
+    json_decref(v);
 }
 
 static void row_to_job(sqlite3_stmt *st, api_job *j)
@@ -124,6 +137,8 @@ static void row_to_job(sqlite3_stmt *st, api_job *j)
     j->way = sqlite3_column_int(st, 21);
     j->run_seconds =
         sqlite3_column_type(st, 22) == SQLITE_NULL ? -1.0 : sqlite3_column_double(st, 22);
+    j->gate_requested = sqlite3_column_int(st, 23);
+    row_gate(st, 24, j);
 }
 
 int store_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err)
@@ -282,12 +297,27 @@ int store_job_finish(store *s, const char *id, api_job_state state, const char *
     return store_commit(s, err);
 }
 
+/* The gate decision as stored: the Job's `gate` object as compact JSON (NULL:
+ * none, or out of memory, reported in err). */
+static char *gate_text(const api_gate *gate, d2_error *err)
+{
+    json_t *v = api_gate_to_json(gate);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!text)
+        d2_fail(err, D2_ENOMEM, "store: out of memory for the gate decision");
+    return text;
+}
+
 int store_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
                       const api_checkpoint *c, const int64_t *offsets, int n,
-                      const char *parent_checkpoint, d2_error *err)
+                      const char *parent_checkpoint, const api_gate *gate, d2_error *err)
 {
-    if (store_begin(s, err) != 0)
-        return D2_EIO;
+    char *decision = gate ? gate_text(gate, err) : NULL;
+    if ((gate && !decision) || store_begin(s, err) != 0) {
+        free(decision);
+        return gate && !decision ? D2_ENOMEM : D2_EIO;
+    }
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *st = store_stmt(s, SQL_CKPT_INSERT, err);
         if (!st)
@@ -305,6 +335,7 @@ int store_job_succeed(store *s, const char *id, int way, double run_seconds, int
         sqlite3_bind_int64(st, 11, c[i].size_bytes);
         sqlite3_bind_int64(st, 12, offsets ? offsets[i] : 0);
         sqlite3_bind_int64(st, 13, finished_ms);
+        store_bind_text(st, 14, api_method_name(c[i].method));
         if (store_step_done(s, st, err, "insert checkpoint") != 0)
             goto fail;
         if (edge(s, "job", id, "checkpoint", c[i].id, "produced", finished_ms, err) != 0)
@@ -321,10 +352,13 @@ int store_job_succeed(store *s, const char *id, int way, double run_seconds, int
     sqlite3_bind_int(st, 2, way);
     sqlite3_bind_double(st, 3, run_seconds);
     sqlite3_bind_int64(st, 4, finished_ms);
+    store_bind_text(st, 5, decision);
     if (store_step_done(s, st, err, "mark job succeeded") != 0)
         goto fail;
+    free(decision);
     return store_commit(s, err);
 fail:
+    free(decision);
     store_rollback(s);
     return D2_EIO;
 }

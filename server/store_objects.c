@@ -28,7 +28,8 @@ static const char SQL_DS_LOAD[] = "SELECT kind, n, dim, x, y FROM datasets WHERE
 #define CKPT_SELECT                                                                         \
     "SELECT c.id, c.job_id, c.rank, c.candidate_index, c.support_acc, c.support_loss, "     \
     "c.norm, c.zoo_distance, c.zoo_nearest, c.sha256, c.size_bytes, j.generator_id, "      \
-    "j.dataset_id, j.seed, c.created_ms FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
+    "j.dataset_id, j.seed, c.created_ms, c.method FROM checkpoints c "                      \
+    "JOIN jobs j ON j.id = c.job_id "
 static const char SQL_CKPT_GET[] = CKPT_SELECT "WHERE c.id = ?1";
 static const char SQL_CKPT_OFFSET[] = "SELECT file_offset FROM checkpoints WHERE id = ?1";
 static const char SQL_CKPT_OF_JOB[] = CKPT_SELECT "WHERE c.job_id = ?1 ORDER BY c.rank";
@@ -303,6 +304,9 @@ static void row_to_ckpt(sqlite3_stmt *st, api_checkpoint *c)
     store_col_text(st, 12, c->dataset_id, sizeof c->dataset_id);
     c->seed = sqlite3_column_int64(st, 13);
     c->created_ms = sqlite3_column_int64(st, 14);
+    const char *method = (const char *)sqlite3_column_text(st, 15);
+    if (!method || api_method_parse(method, &c->method) != 0)
+        c->method = GEN_METHOD_DIFFUSION; /* the schema allows no other value */
 }
 
 int store_checkpoint_get(store *s, const char *id, api_checkpoint *c, d2_error *err)

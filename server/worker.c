@@ -151,6 +151,7 @@ static int save_checkpoints(worker *w, work_item *it, const gen_entry *ge, const
         snprintf(c->job_id, sizeof c->job_id, "%s", it->job_id);
         const gen_candidate *cand = &res->ranked[r];
         c->rank = r;
+        c->method = (int)cand->method;
         c->candidate_index = cand->index;
         c->support_acc = cand->support_acc;
         c->support_loss = cand->support_loss;
@@ -169,6 +170,34 @@ static int save_checkpoints(worker *w, work_item *it, const gen_entry *ge, const
     }
     free(pack);
     return rc;
+}
+
+/* A generated result: the pack of every ranked checkpoint, then the store
+ * (checkpoints with their methods, the gate's decision, the job succeeded). */
+static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen_request *req,
+                        const gen_result *res, double t0)
+{
+    d2_error err;
+    d2_error_clear(&err);
+    size_t nc = (size_t)(res->count > 0 ? res->count : 1);
+    api_checkpoint *ck = calloc(nc, sizeof *ck);
+    int64_t *offsets = calloc(nc, sizeof *offsets);
+    if (!ck || !offsets)
+        set_error(it, WORK_FAILED, "internal", "out of memory");
+    else if (save_checkpoints(w, it, ge, req, res, ck, offsets, &err) != 0)
+        set_error(it, WORK_FAILED, "internal", err.msg);
+    else {
+        it->outcome = WORK_SUCCEEDED;
+        it->way = res->way;
+        it->run_seconds = d2_now() - t0;
+        api_gate gate;
+        api_gate_from_result(&gate, &res->gate, it->gate);
+        if (store_job_succeed(w->db, it->job_id, res->way, it->run_seconds, api_now_ms(), ck,
+                              offsets, res->count, it->parent_checkpoint, &gate, &err) != 0)
+            set_error(it, WORK_STORE_FAILED, "internal", err.msg);
+    }
+    free(ck);
+    free(offsets);
 }
 
 static void run_job(worker *w, work_item *it)
@@ -191,6 +220,7 @@ static void run_job(worker *w, work_item *it)
         req.sampler = (gen_sampler)it->sampler;
         req.guidance = it->guidance;
         req.seed = it->seed;
+        req.gate = it->gate;
         req.cancel = &it->cancel;
         req.progress = on_progress;
         req.progress_ctx = it;
@@ -206,23 +236,7 @@ static void run_job(worker *w, work_item *it)
         } else if (rc != 0) {
             set_error(it, WORK_FAILED, "generation_failed", err.msg);
         } else {
-            size_t nc = (size_t)(res.count > 0 ? res.count : 1);
-            api_checkpoint *ck = calloc(nc, sizeof *ck);
-            int64_t *offsets = calloc(nc, sizeof *offsets);
-            if (!ck || !offsets)
-                set_error(it, WORK_FAILED, "internal", "out of memory");
-            else if (save_checkpoints(w, it, ge, &req, &res, ck, offsets, &err) != 0)
-                set_error(it, WORK_FAILED, "internal", err.msg);
-            else {
-                it->outcome = WORK_SUCCEEDED;
-                it->way = res.way;
-                it->run_seconds = d2_now() - t0;
-                if (store_job_succeed(w->db, it->job_id, res.way, it->run_seconds, api_now_ms(),
-                                      ck, offsets, res.count, it->parent_checkpoint, &err) != 0)
-                    set_error(it, WORK_STORE_FAILED, "internal", err.msg);
-            }
-            free(ck);
-            free(offsets);
+            save_result(w, it, ge, &req, &res, t0);
             gen_result_free(&res);
         }
         it->save_seconds = d2_now() - ts;

@@ -53,6 +53,7 @@ typedef struct work_item {
     int candidates, steps, sampler;
     float guidance;
     uint64_t seed;
+    int gate;                            /* 1: the generation gate (gen_request.gate) */
     int k;                               /* WORK_RETRIEVE */
     char parent_checkpoint[API_ID_LEN];
     /* shared */

@@ -118,7 +118,43 @@ static void test_submit_and_weights(void **state)
     json_t *res = json_object_get(j, "result");
     assert_int_equal(json_integer_value(json_object_get(res, "way")), 5);
     json_t *cks = json_object_get(res, "checkpoints");
-    assert_int_equal(json_array_size(cks), 3);
+    /* the gate is on by default: the 3 candidates and the 2 baselines, the
+     * gate's choice first, every entry saying its method */
+    assert_true(json_is_true(json_object_get(json_object_get(j, "params"), "gate")));
+    json_t *gate = json_object_get(j, "gate");
+    assert_true(json_is_true(json_object_get(gate, "applied")));
+    assert_int_equal(json_array_size(cks), 5);
+    const char *chosen = json_string_value(json_object_get(gate, "chosen"));
+    assert_non_null(chosen);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cks, 0), "method")),
+                        chosen);
+    /* 3 shots: 3-fold cross-validation, every method measured on 15 held-out rows */
+    assert_int_equal(json_integer_value(json_object_get(gate, "folds")), 3);
+    assert_int_equal(json_integer_value(json_object_get(gate, "heldout")), 15);
+    json_t *cv = json_object_get(gate, "cv_accuracy");
+    for (int m = 0; m < GEN_METHODS; m++) {
+        double acc = json_number_value(json_object_get(cv, gen_method_name((gen_method)m)));
+        assert_true(json_is_number(json_object_get(cv, gen_method_name((gen_method)m))));
+        assert_true(acc >= 0.0 && acc <= 1.0);
+    }
+    assert_non_null(strstr(json_string_value(json_object_get(gate, "reason")), "3-fold"));
+    double pct = json_number_value(json_object_get(gate, "ood_percentile"));
+    assert_true(pct >= 0.0 && pct <= 100.0);
+    assert_int_equal(json_array_size(json_object_get(j, "warnings")),
+                     json_is_true(json_object_get(gate, "ood")) ? 1 : 0);
+    int methods[GEN_METHODS] = {0};
+    for (size_t i = 0; i < 5; i++) {
+        int m;
+        json_t *ck = json_array_get(cks, i);
+        assert_int_equal(api_method_parse(json_string_value(json_object_get(ck, "method")), &m),
+                         0);
+        methods[m]++;
+        assert_true((m == GEN_METHOD_DIFFUSION) ==
+                    (json_integer_value(json_object_get(ck, "candidate_index")) >= 0));
+    }
+    assert_int_equal(methods[GEN_METHOD_DIFFUSION], 3);
+    assert_int_equal(methods[GEN_METHOD_PROTOTYPES], 1);
+    assert_int_equal(methods[GEN_METHOD_LOGREG], 1);
 
     /* what `d2nwg generate` writes for the same inputs, ranked */
     dataset d;
@@ -137,14 +173,18 @@ static void test_submit_and_weights(void **state)
     assert_int_equal(system(cmd), 0);
 
     double prev_acc = 2.0;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 5; i++) {
         json_t *ck = json_array_get(cks, i);
         const char *ckid = json_string_value(json_object_get(ck, "id"));
+        const char *method = json_string_value(json_object_get(ck, "method"));
         assert_true(api_is_checkpoint_id(ckid));
         assert_int_equal(json_integer_value(json_object_get(ck, "rank")), (json_int_t)i);
         double acc = json_number_value(json_object_get(ck, "support_accuracy"));
-        assert_true(acc <= prev_acc && acc >= 0.0 && acc <= 1.0);
-        prev_acc = acc;
+        assert_true(acc >= 0.0 && acc <= 1.0);
+        if (!strcmp(method, "diffusion")) { /* the candidates in support order */
+            assert_true(acc <= prev_acc);
+            prev_acc = acc;
+        }
         assert_string_equal(json_string_value(json_object_get(ck, "job_id")), c->job);
         assert_int_equal(json_integer_value(json_object_get(ck, "seed")), 11);
         /* GET /v1/checkpoints/{id} agrees */
@@ -185,6 +225,7 @@ static void test_submit_and_weights(void **state)
         d2_error err;
         assert_int_equal(st_parse(&sf, w.body, w.len, &err), 0);
         assert_string_equal(st_meta(&sf, "d2nwg.seed"), "11");
+        assert_string_equal(st_meta(&sf, "d2nwg.method"), method);
         assert_non_null(st_find(&sf, "1.weight"));
         st_free(&sf);
         /* conditional GET */
@@ -232,7 +273,31 @@ static void test_lineage(void **state)
     assert_int_equal(json_array_size(json_object_get(l, "derived")), 0);
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(l, "checkpoint"), "id")), ck0);
+    /* the method of the checkpoint and the job's gate decision, as the job says */
+    json_t *job0 = at_job(&c->d, c->job, 0);
+    json_t *best = json_array_get(json_object_get(json_object_get(job0, "result"), "checkpoints"), 0);
+    assert_string_equal(json_string_value(json_object_get(l, "method")),
+                        json_string_value(json_object_get(best, "method")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(l, "checkpoint"), "method")),
+        json_string_value(json_object_get(best, "method")));
+    assert_true(json_equal(json_object_get(l, "gate"), json_object_get(job0, "gate")));
+    json_decref(job0);
     json_decref(l);
+    /* a baseline's lineage says so: the last entry is one */
+    char ck4[80];
+    snprintf(ck4, sizeof ck4, "ck_%s_4", c->job + 2);
+    snprintf(path, sizeof path, "/v1/checkpoints/%s/lineage", ck4);
+    r = at_get(&c->d, path);
+    assert_int_equal(r.status, 200);
+    l = at_json(&r);
+    at_resp_free(&r);
+    const char *m4 = json_string_value(json_object_get(l, "method"));
+    assert_true(!strcmp(m4, "prototypes") || !strcmp(m4, "logreg"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(l, "checkpoint"),
+                                                        "candidate_index")), -1);
+    json_decref(l);
+    snprintf(path, sizeof path, "/v1/checkpoints/%s/lineage", ck0);
 
     /* a job derived from ck0 */
     json_t *job = at_job_json(2, 5, 12, 8);
@@ -248,7 +313,7 @@ static void test_lineage(void **state)
     l = at_json(&r);
     at_resp_free(&r);
     json_t *derived = json_object_get(l, "derived");
-    assert_int_equal(json_array_size(derived), 2);
+    assert_int_equal(json_array_size(derived), 2 + 2); /* 2 candidates and the 2 baselines */
     char child[80];
     snprintf(child, sizeof child, "ck_%s_0", id + 2);
     assert_string_equal(json_string_value(json_array_get(derived, 0)), child);
@@ -259,6 +324,81 @@ static void test_lineage(void **state)
     at_resp_free(&r);
     assert_string_equal(json_string_value(json_object_get(l, "parent")), ck0);
     json_decref(l);
+}
+
+/* gate: false gives the K diffusion candidates alone, and a decision that
+ * says the gate was off; a gate that is not a boolean is refused by name. */
+static void test_gate_off(void **state)
+{
+    ctx *c = *state;
+    json_t *job = at_job_json(3, 10, 11, 7);
+    json_object_set_new(job, "gate", json_false());
+    char id[64];
+    at_submit(&c->d, job, id);
+    json_t *j = at_wait_done(&c->d, id, 60);
+    assert_string_equal(at_state(j), "succeeded");
+    assert_true(json_is_false(json_object_get(json_object_get(j, "params"), "gate")));
+    json_t *gate = json_object_get(j, "gate");
+    assert_true(json_is_false(json_object_get(gate, "applied")));
+    assert_string_equal(json_string_value(json_object_get(gate, "chosen")), "diffusion");
+    assert_true(json_is_null(json_object_get(json_object_get(gate, "cv_accuracy"), "logreg")));
+    assert_int_equal(json_array_size(json_object_get(j, "warnings")), 0);
+    json_t *cks = json_object_get(json_object_get(j, "result"), "checkpoints");
+    assert_int_equal(json_array_size(cks), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(cks, i), "method")), "diffusion");
+    /* the same candidates as the gated job of the same inputs, ranked alike */
+    json_t *gated = at_job(&c->d, c->job, 0);
+    json_t *gcks = json_object_get(json_object_get(gated, "result"), "checkpoints");
+    size_t k = 0;
+    for (size_t i = 0; i < json_array_size(gcks) && k < 3; i++) {
+        json_t *g = json_array_get(gcks, i);
+        if (strcmp(json_string_value(json_object_get(g, "method")), "diffusion"))
+            continue;
+        assert_int_equal(json_integer_value(json_object_get(g, "candidate_index")),
+                         json_integer_value(json_object_get(json_array_get(cks, k++),
+                                                            "candidate_index")));
+    }
+    assert_int_equal(k, 3);
+    json_decref(gated);
+    json_decref(j);
+    json_object_set_new(job, "gate", json_string("no"));
+    at_resp r = at_post_json(&c->d, "/v1/jobs", job, NULL);
+    at_expect_error(&r, 400, "invalid_argument", "gate");
+    at_resp_free(&r);
+    json_decref(job);
+}
+
+/* A support set far from every zoo task (embeddings 30 times their usual
+ * scale): the gate says it is out of distribution and the job warns. */
+static void test_out_of_distribution_warning(void **state)
+{
+    ctx *c = *state;
+    json_t *ds = at_dataset_json(5, 2, 128, 1, 77);
+    size_t i, k;
+    json_t *row, *v;
+    json_array_foreach(json_object_get(ds, "embeddings"), i, row)
+        json_array_foreach(row, k, v) json_real_set(v, 30.0 * json_real_value(v));
+    json_t *job = json_pack("{s:o, s:i, s:i, s:i}", "dataset", ds, "candidates", 2, "steps", 5,
+                            "seed", 5);
+    char id[64];
+    at_submit(&c->d, job, id);
+    json_decref(job);
+    json_t *j = at_wait_done(&c->d, id, 60);
+    assert_string_equal(at_state(j), "succeeded");
+    json_t *gate = json_object_get(j, "gate");
+    if (!json_is_true(json_object_get(gate, "ood")))
+        fail_msg("a support set at 30 times the zoo's scale is not out of distribution: "
+                 "percentile %g", json_number_value(json_object_get(gate, "ood_percentile")));
+    assert_true(json_number_value(json_object_get(gate, "ood_percentile")) > 99.0);
+    json_t *w = json_object_get(j, "warnings");
+    assert_int_equal(json_array_size(w), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(w, 0), "code")),
+                        "out_of_distribution");
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(w, 0), "message")),
+                           "out of the zoo's distribution"));
+    json_decref(j);
 }
 
 static void test_datasets(void **state)
@@ -714,6 +854,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submit_and_weights),
         cmocka_unit_test(test_lineage),
+        cmocka_unit_test(test_gate_off),
+        cmocka_unit_test(test_out_of_distribution_warning),
         cmocka_unit_test(test_datasets),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_idempotency),

@@ -461,6 +461,20 @@ static void ensure_job(suite *s)
     expect_has(r.out, "submit output", s->ck);
     expect_has(r.out, "submit output", "wrote ");
     expect_has(r.err, "submit progress", "succeeded");
+    /* the ranking's method column, the gate's reason, and the method of the
+     * downloaded checkpoint (as its metadata says) */
+    expect_has(r.out, "submit output", "| method ");
+    expect_has(r.out, "submit output", "gate         ");
+    expect_has(r.out, "submit output", "3-fold cross-validation"); /* 3 shots */
+    st_file f;
+    d2_error err;
+    assert_int_equal(st_load(&f, s->job_out, &err), 0);
+    char want[96];
+    snprintf(want, sizeof want, "%s, method %s,", s->ck, st_meta(&f, "d2nwg.method"));
+    expect_has(r.out, "submit output", want);
+    snprintf(want, sizeof want, "gate         %s: ", st_meta(&f, "d2nwg.method"));
+    expect_has(r.out, "submit output", want);
+    st_free(&f);
     cli_free(&r);
 }
 
@@ -676,6 +690,26 @@ static void test_submit_wait_identical_to_generate(void **state)
     if (!files_equal(offline, remote))
         fail_msg("submit (NPY embeddings, ddpm) and generate wrote different bytes");
 
+    /* --no-gate on both sides: the diffusion candidates alone, the same bytes */
+    snprintf(remote, sizeof remote, "%s/remote-nogate.safetensors", s->dir);
+    snprintf(offline, sizeof offline, "%s/offline-nogate.safetensors", s->dir);
+    r = cli_expect(s, 0, "submit", "--server", s->server, "--support", s->csv, "--seed", "11",
+                   "--candidates", "2", "--steps", "6", "--no-gate", "--out", remote, "--json",
+                   NULL);
+    v = parse_json(r.out);
+    assert_true(json_is_false(json_object_get(json_object_get(v, "params"), "gate")));
+    assert_true(json_is_false(json_object_get(json_object_get(v, "gate"), "applied")));
+    assert_int_equal(json_array_size(json_object_get(json_object_get(v, "result"), "checkpoints")),
+                     2);
+    json_decref(v);
+    cli_free(&r);
+    r = cli_expect(s, 0, "generate", "--generator", at_fixture(), "--support", s->csv, "--seed",
+                   "11", "--candidates", "2", "--steps", "6", "--no-gate", "--out", offline,
+                   "--quiet", NULL);
+    cli_free(&r);
+    if (!files_equal(offline, remote))
+        fail_msg("submit --no-gate and generate --no-gate wrote different bytes");
+
     /* without --wait: the id only, and the job exists */
     r = cli_expect(s, 0, "submit", "--server", s->server, "--support", s->csv, "--seed", "12",
                    "--candidates", "2", "--steps", "4", NULL);
@@ -697,14 +731,24 @@ static void test_status_jobs_wait(void **state)
     expect_has(r.out, "status table", "succeeded");
     expect_has(r.out, "status table", s->ck);
     expect_has(r.out, "status table", "seed 11");
-    expect_has(r.out, "status table", "4 checkpoints");
+    expect_has(r.out, "status table", "6 checkpoints"); /* 4 candidates, 2 baselines */
+    expect_has(r.out, "status table", "| prototypes |");
+    expect_has(r.out, "status table", "| logreg     |");
+    expect_has(r.out, "status table", "3-fold cross-validation on the support set");
     cli_free(&r);
     r = cli_expect(s, 0, "status", s->job, "--server", s->server, "--json", NULL);
     json_t *v = parse_json(r.out);
     assert_string_equal(json_string_value(json_object_get(v, "id")), s->job);
     json_t *cks = json_object_get(json_object_get(v, "result"), "checkpoints");
-    assert_int_equal(json_array_size(cks), 4);
+    assert_int_equal(json_array_size(cks), 6);
     assert_string_equal(json_string_value(json_object_get(json_array_get(cks, 0), "id")), s->ck);
+    /* --json passes the gate and the methods through */
+    json_t *gate = json_object_get(v, "gate");
+    assert_true(json_is_true(json_object_get(gate, "applied")));
+    assert_string_equal(json_string_value(json_object_get(gate, "chosen")),
+                        json_string_value(json_object_get(json_array_get(cks, 0), "method")));
+    assert_int_equal(json_integer_value(json_object_get(gate, "folds")), 3);
+    assert_true(json_is_array(json_object_get(v, "warnings")));
     json_decref(v);
     cli_free(&r);
 
@@ -807,6 +851,9 @@ static void test_lineage_and_fetch(void **state)
     expect_has(r.out, "lineage", "seed 11");
     expect_has(r.out, "lineage", "pca:128 | linear 128->5");
     expect_has(r.out, "lineage", "15 rows x 784, 5 classes [3 3 3 3 3]");
+    expect_has(r.out, "lineage", "(rank 0, candidate ");
+    expect_has(r.out, "lineage", ", method ");
+    expect_has(r.out, "lineage", "3-fold cross-validation on the support set");
     cli_free(&r);
 
     char f0[640], f1[640];

@@ -325,6 +325,12 @@ static void test_readme_curl_section(void **state)
     expect_has(out, "1.weight (5, 128) float32");
     expect_has(out, "1.bias (5,) float32");
     expect_has(out, "seed 42");
+    /* the job's gate decision and every ranked entry's method, the baselines too */
+    expect_has(out, "gate: ");
+    expect_has(out, "cross-validation on the support set");
+    expect_has(out, " prototypes support accuracy ");
+    expect_has(out, " logreg support accuracy ");
+    expect_has(out, " method ");
     expect_has(out, "{\"jobs\":[");
     expect_has(out, "d2nwgd_jobs{state=\"succeeded\"}");
     expect_has(out, "d2nwgd_jobs_pending ");

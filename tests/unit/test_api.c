@@ -189,8 +189,32 @@ static void test_job_request(void **state)
     assert_int_equal(r.has_guidance, 0);
     assert_int_equal(r.has_seed, 0);
     assert_int_equal(r.priority, 5);
+    assert_int_equal(r.gate, 1); /* the gate is on unless the request says false */
     assert_int_equal(r.has_dataset, 1);
     assert_int_equal(r.data.n, 2);
+    json_t *dflt = api_job_request_to_json(&r);
+    assert_null(json_object_get(dflt, "gate")); /* the default is not spelled out */
+    json_decref(dflt);
+    api_job_request_free(&r);
+
+    /* gate: false survives the client-side encoder and the parser */
+    snprintf(js, sizeof js, "{%s, \"gate\": false}", DS);
+    v = parse(js);
+    assert_int_equal(api_job_request_parse(v, &l, &r, &e), 0);
+    json_decref(v);
+    assert_int_equal(r.gate, 0);
+    dflt = api_job_request_to_json(&r);
+    assert_true(json_is_false(json_object_get(dflt, "gate")));
+    api_job_request_free(&r);
+    assert_int_equal(api_job_request_parse(dflt, &l, &r, &e), 0);
+    assert_int_equal(r.gate, 0);
+    json_decref(dflt);
+    api_job_request_free(&r);
+    snprintf(js, sizeof js, "{%s, \"gate\": true}", DS);
+    v = parse(js);
+    assert_int_equal(api_job_request_parse(v, &l, &r, &e), 0);
+    json_decref(v);
+    assert_int_equal(r.gate, 1);
     api_job_request_free(&r);
 
     snprintf(js, sizeof js,
@@ -274,6 +298,8 @@ static void test_job_request_errors(void **state)
     BAD(", \"dataset_id\": \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"",
         400, "invalid_argument", "dataset_id");
     BAD(", \"dataset_kind\": \"samples\"", 400, "invalid_argument", "dataset_kind");
+    BAD(", \"gate\": 0", 400, "invalid_argument", "gate");
+    BAD(", \"gate\": \"false\"", 400, "invalid_argument", "gate");
 #undef BAD
     expect_job_error("{}", 400, "invalid_argument", "dataset");
     expect_job_error("{\"dataset_id\": \"ABC\"}", 400, "invalid_argument", "dataset_id");
@@ -325,8 +351,27 @@ static void test_job_json_roundtrip(void **state)
         c->seed = j.seed;
         c->created_ms = j.finished_ms;
         snprintf(c->sha256, sizeof c->sha256, "%064d", i);
+        c->method = i ? GEN_METHOD_DIFFUSION : GEN_METHOD_PROTOTYPES;
     }
+    /* the gate's decision: prototypes won 3-fold cross-validation, logreg not
+     * measured (null), the support set out of distribution */
+    gen_gate core = {.applied = 1, .chosen = GEN_METHOD_PROTOTYPES, .folds = 3, .heldout = 15,
+                     .cv_acc = {0.6f, 0.8f, NAN}, .reason = "3-fold cross-validation",
+                     .ood_distance = 2.5f, .ood_percentile = 99.5f, .ood = 1};
+    api_gate_from_result(&j.gate, &core, 1);
+    j.has_gate = 1;
     json_t *o = api_job_to_json(&j);
+    json_t *g = json_object_get(o, "gate");
+    assert_string_equal(json_string_value(json_object_get(g, "chosen")), "prototypes");
+    assert_true(json_is_true(json_object_get(g, "applied")));
+    assert_true(json_is_null(json_object_get(json_object_get(g, "cv_accuracy"), "logreg")));
+    TU_ASSERT_NEAR(json_number_value(json_object_get(json_object_get(g, "cv_accuracy"),
+                                                     "prototypes")), 0.8, 1e-6);
+    json_t *warn = json_array_get(json_object_get(o, "warnings"), 0);
+    assert_string_equal(json_string_value(json_object_get(warn, "code")), "out_of_distribution");
+    assert_true(json_is_true(json_object_get(json_object_get(o, "params"), "gate")));
+    json_t *ck0 = json_array_get(json_object_get(json_object_get(o, "result"), "checkpoints"), 0);
+    assert_string_equal(json_string_value(json_object_get(ck0, "method")), "prototypes");
     assert_non_null(o);
     assert_string_equal(json_string_value(json_object_get(o, "state")), "succeeded");
     assert_string_equal(json_string_value(json_object_get(o, "created_at")),
@@ -354,8 +399,45 @@ static void test_job_json_roundtrip(void **state)
     TU_ASSERT_NEAR(k.checkpoints[1].support_acc, 0.75, 1e-12);
     assert_int_equal(k.checkpoints[1].zoo_nearest, 12);
     assert_true(k.checkpoints[0].size_bytes == 1000);
+    assert_int_equal(k.checkpoints[0].method, GEN_METHOD_PROTOTYPES);
+    assert_int_equal(k.checkpoints[1].method, GEN_METHOD_DIFFUSION);
+    assert_int_equal(k.gate_requested, 1);
+    assert_int_equal(k.has_gate, 1);
+    assert_int_equal(k.gate.chosen, GEN_METHOD_PROTOTYPES);
+    assert_true(k.gate.applied && k.gate.ood);
+    assert_int_equal(k.gate.folds, 3);
+    assert_int_equal(k.gate.heldout, 15);
+    TU_ASSERT_NEAR(k.gate.cv_acc[GEN_METHOD_DIFFUSION], 0.6, 1e-6);
+    assert_true(isnan(k.gate.cv_acc[GEN_METHOD_LOGREG]));
+    TU_ASSERT_NEAR(k.gate.ood_percentile, 99.5, 1e-6);
+    assert_string_equal(k.gate.reason, "3-fold cross-validation");
     api_job_free(&k);
     json_decref(o);
+    /* an unknown method is refused by name */
+    o = api_job_to_json(&j);
+    ck0 = json_array_get(json_object_get(json_object_get(o, "result"), "checkpoints"), 1);
+    json_object_set_new(ck0, "method", json_string("svm"));
+    assert_int_not_equal(api_job_from_json(o, &k, &e), 0);
+    assert_non_null(strstr(e.message, "svm"));
+    json_decref(o);
+
+    /* gate off: the request's flag, a decision that says so, no numbers, no warning */
+    api_gate_from_result(&j.gate, &core, 0);
+    j.gate_requested = 0;
+    o = api_job_to_json(&j);
+    g = json_object_get(o, "gate");
+    assert_true(json_is_false(json_object_get(g, "applied")));
+    assert_true(json_is_null(json_object_get(g, "ood_percentile")));
+    assert_non_null(strstr(json_string_value(json_object_get(g, "reason")), "off"));
+    assert_int_equal(json_array_size(json_object_get(o, "warnings")), 0);
+    assert_true(json_is_false(json_object_get(json_object_get(o, "params"), "gate")));
+    assert_int_equal(api_job_from_json(o, &k, &e), 0);
+    assert_int_equal(k.gate_requested, 0);
+    assert_false(k.gate.applied);
+    assert_true(isnan(k.gate.ood_distance));
+    api_job_free(&k);
+    json_decref(o);
+    j.has_gate = 0;
 
     /* a failed job: error object, no result */
     api_job_free(&j);
@@ -364,6 +446,8 @@ static void test_job_json_roundtrip(void **state)
     snprintf(j.error_message, sizeof j.error_message, "boom");
     o = api_job_to_json(&j);
     assert_true(json_is_null(json_object_get(o, "result")));
+    assert_true(json_is_null(json_object_get(o, "gate"))); /* no decision */
+    assert_int_equal(json_array_size(json_object_get(o, "warnings")), 0);
     assert_string_equal(json_string_value(json_object_get(json_object_get(o, "error"), "code")),
                         "generation_failed");
     assert_int_equal(api_job_from_json(o, &k, &e), 0);

@@ -207,6 +207,7 @@ static void fill_lineage(api_lineage *l)
     l->checkpoint.rank = 1;
     l->checkpoint.support_acc = 0.8;
     l->checkpoint.size_bytes = 12345;
+    l->checkpoint.method = GEN_METHOD_LOGREG;
     snprintf(l->generator_id, sizeof l->generator_id, "%064d", 6);
     snprintf(l->generator_name, sizeof l->generator_name, "quick");
     snprintf(l->spec, sizeof l->spec, "pca:128 | linear 128->5");
@@ -246,9 +247,23 @@ static void test_lineage(void **state)
     api_lineage l;
     fill_lineage(&l);
     assert_non_null(l.config_json);
+    gen_gate core = {.applied = 1, .chosen = GEN_METHOD_LOGREG, .folds = 2, .heldout = 10,
+                     .cv_acc = {0.5f, 0.6f, 0.7f}, .reason = "2-fold cross-validation",
+                     .ood_distance = 1.25f, .ood_percentile = 40.0f, .ood = 0};
+    api_gate_from_result(&l.job.gate, &core, 1);
+    l.job.has_gate = 1;
     json_t *v = over_the_wire(api_lineage_to_json(&l));
+    static const char *const gatekeys[] = {"applied", "chosen", "folds", "heldout",
+                                           "cv_accuracy", "reason", "ood_distance",
+                                           "ood_percentile", "ood", NULL};
+    expect_keys(json_object_get(v, "gate"), gatekeys);
+    assert_string_equal(json_string_value(json_object_get(v, "method")), "logreg");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(v, "checkpoint"), "method")),
+        "logreg");
     static const char *const keys[] = {"checkpoint", "generator", "dataset", "job", "seed",
-                                       "sampler", "rank", "parent", "derived", NULL};
+                                       "sampler", "rank", "parent", "derived", "method",
+                                       "gate", NULL};
     static const char *const gkeys[] = {"id", "name", "spec", "zoo_fingerprint", "zoo_size",
                                         "config", "provenance", NULL};
     static const char *const jkeys[] = {"id", "state", "created_at", "finished_at", "priority",
@@ -291,13 +306,25 @@ static void test_lineage(void **state)
     assert_string_equal(back.job.parent_checkpoint, l.job.parent_checkpoint);
     assert_int_equal(back.nderived, 2);
     assert_string_equal(back.derived[1], l.derived[1]);
+    assert_int_equal(back.checkpoint.method, GEN_METHOD_LOGREG);
+    assert_int_equal(back.job.has_gate, 1);
+    assert_int_equal(back.job.gate.chosen, GEN_METHOD_LOGREG);
+    assert_int_equal(back.job.gate.heldout, 10);
+    TU_ASSERT_NEAR(back.job.gate.cv_acc[GEN_METHOD_LOGREG], 0.7, 1e-6);
+    TU_ASSERT_NEAR(back.job.gate.ood_distance, 1.25, 1e-6);
+    assert_string_equal(back.job.gate.reason, "2-fold cross-validation");
     api_lineage_free(&back);
     json_decref(v);
     /* no parent, nothing derived, not finished: nulls and an empty list */
     l.job.parent_checkpoint[0] = '\0';
     l.job.finished_ms = 0;
     l.nderived = 0;
+    l.job.has_gate = 0; /* a job from before the gate: gate null */
     v = over_the_wire(api_lineage_to_json(&l));
+    assert_true(json_is_null(json_object_get(v, "gate")));
+    assert_int_equal(api_lineage_from_json(v, &back, &e), 0);
+    assert_int_equal(back.job.has_gate, 0);
+    api_lineage_free(&back);
     assert_true(json_is_null(json_object_get(v, "parent")));
     assert_true(json_is_null(json_object_get(json_object_get(v, "job"), "finished_at")));
     assert_int_equal(json_array_size(json_object_get(v, "derived")), 0);

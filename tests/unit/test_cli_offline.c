@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "data.h"
+#include "generator.h"
 #include "safetensors.h"
 
 typedef struct fx {
@@ -70,25 +71,60 @@ static void test_generate_formats_and_all(void **state)
                          "%s generate --generator %s --support %s/s.csv --out %s/a.safetensors "
                          "--candidates 3 --steps 10 --all %s/all",
                          f->bin, f->gen, f->dir, f->dir, f->dir), 0);
-    assert_non_null(strstr(out, "| rank |"));
+    assert_non_null(strstr(out, "| rank | method "));
     assert_non_null(strstr(out, "nearest zoo"));
+    assert_non_null(strstr(out, "gate: "));
+    // the table's first row names the method the written file's metadata says
+    char first[32] = "";
+    const char *row = strstr(out, "|    1 | ");
+    assert_non_null(row);
+    assert_int_equal(sscanf(row, "|    1 | %31s", first), 1);
     assert_int_equal(run(out, sizeof out,
                          "%s generate --generator %s --support %s/s.safetensors --out "
                          "%s/b.safetensors --candidates 3 --steps 10 --quiet",
                          f->bin, f->gen, f->dir, f->dir), 0);
     assert_string_equal(out, "");
     assert_int_equal(run(out, sizeof out, "cmp %s/a.safetensors %s/b.safetensors", f->dir, f->dir), 0);
-    // --all holds every candidate, the best first, and rank 1 is --out
+    // --all holds every ranked entry, the best first (rank 1 is --out): the 3
+    // candidates and, the gate being on, the 2 baselines, each saying its method
     assert_int_equal(run(out, sizeof out, "cmp %s/a.safetensors %s/all/rank-01.safetensors",
                          f->dir, f->dir), 0);
     char path[1024];
-    snprintf(path, sizeof path, "%s/all/rank-03.safetensors", f->dir);
+    snprintf(path, sizeof path, "%s/all/rank-05.safetensors", f->dir);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
-    snprintf(path, sizeof path, "%s/all/rank-04.safetensors", f->dir);
+    snprintf(path, sizeof path, "%s/all/rank-06.safetensors", f->dir);
     assert_int_not_equal(stat(path, &st), 0);
     st_file sf;
     d2_error err;
+    int methods[GEN_METHODS] = {0};
+    for (int k = 1; k <= 5; k++) {
+        snprintf(path, sizeof path, "%s/all/rank-%02d.safetensors", f->dir, k);
+        assert_int_equal(st_load(&sf, path, &err), 0);
+        const char *m = st_meta(&sf, "d2nwg.method");
+        assert_non_null(m);
+        if (k == 1)
+            assert_string_equal(m, first);
+        for (int g = 0; g < GEN_METHODS; g++)
+            methods[g] += !strcmp(m, gen_method_name((gen_method)g));
+        st_free(&sf);
+    }
+    assert_int_equal(methods[GEN_METHOD_DIFFUSION], 3);
+    assert_int_equal(methods[GEN_METHOD_PROTOTYPES], 1);
+    assert_int_equal(methods[GEN_METHOD_LOGREG], 1);
+    // --no-gate: the 3 diffusion candidates alone
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s/s.csv --out %s/n.safetensors "
+                         "--candidates 3 --steps 10 --all %s/nogate --no-gate",
+                         f->bin, f->gen, f->dir, f->dir, f->dir), 0);
+    assert_non_null(strstr(out, "gate: off"));
+    assert_null(strstr(out, "prototypes"));
+    snprintf(path, sizeof path, "%s/nogate/rank-04.safetensors", f->dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/nogate/rank-03.safetensors", f->dir);
+    assert_int_equal(st_load(&sf, path, &err), 0);
+    assert_string_equal(st_meta(&sf, "d2nwg.method"), "diffusion");
+    st_free(&sf);
     snprintf(path, sizeof path, "%s/all/rank-02.safetensors", f->dir);
     assert_int_equal(st_load(&sf, path, &err), 0);
     assert_string_equal(st_meta(&sf, "d2nwg.rank"), "1");
@@ -101,6 +137,39 @@ static void test_generate_formats_and_all(void **state)
                          f->bin, f->gen, f->dir, f->dir), 0);
     assert_int_not_equal(run(out, sizeof out, "cmp -s %s/a.safetensors %s/c.safetensors", f->dir,
                              f->dir), 0);
+}
+
+/* A support set far from every zoo task (embeddings with 30 times the unit
+ * scale): the table warns that it is out of the zoo's distribution. */
+static void test_generate_warns_out_of_distribution(void **state)
+{
+    fx *f = *state;
+    enum { N = 10, D = 128 };
+    float x[N * D];
+    int32_t y[N];
+    rng r;
+    rng_init(&r, 9, 0);
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 5;
+        for (int j = 0; j < D; j++)
+            x[i * D + j] = 30.0f * rng_normal(&r);
+    }
+    st_writer w;
+    st_writer_init(&w);
+    d2_error err;
+    int64_t xs[2] = {N, D}, ys[1] = {N};
+    char path[1024], out[16384];
+    snprintf(path, sizeof path, "%s/far.safetensors", f->dir);
+    assert_int_equal(st_writer_add_f32(&w, "x", 2, xs, x, &err), 0);
+    assert_int_equal(st_writer_add(&w, "y", ST_I32, 1, ys, y, sizeof y, &err), 0);
+    assert_int_equal(st_writer_save(&w, path, &err), 0);
+    st_writer_free(&w);
+    assert_int_equal(run(out, sizeof out,
+                         "%s generate --generator %s --support %s --embeddings --out "
+                         "%s/far-head.safetensors --candidates 2 --steps 5",
+                         f->bin, f->gen, path, f->dir), 0);
+    assert_non_null(strstr(out, "warning: the support set is out of the zoo's distribution"));
+    assert_non_null(strstr(out, "2-fold cross-validation"));
 }
 
 static void write_text(const char *path, const char *text)
@@ -220,6 +289,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_formats_and_all),
         cmocka_unit_test(test_generate_refuses_bad_support),
+        cmocka_unit_test(test_generate_warns_out_of_distribution),
         cmocka_unit_test(test_info_and_eval_json),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -423,12 +423,13 @@ static void test_every_command_help(void **state)
                   "--steps --device --threads --stop-after --quiet"},
         {"info", "GEN --json"},
         {"generate", "--generator --support --labels --embeddings --candidates --steps "
-                     "--sampler --guidance --seed --out --all --device --quiet"},
+                     "--sampler --guidance --seed --out --all --no-gate --device --quiet"},
         {"eval", "--generator --zoo --tasks --shots --candidates --steps --guidance --seed "
                  "--source --no-finetune --plot --json --device"},
         {"sample", "--source --classes --shots --split --seed --format --out"},
         {"submit", "--support --labels --embeddings --binary --generator --candidates --steps "
-                   "--sampler --guidance --seed --priority --parent --wait --timeout --out "
+                   "--sampler --guidance --seed --priority --no-gate --parent --wait --timeout "
+                   "--out "
                    "--quiet --json --server --token --retry-for"},
         {"jobs", "--state --limit --after --json --server --token --retry-for"},
         {"status", "JOB_ID --json --server --token --retry-for"},

@@ -1,5 +1,6 @@
 /* test_store.c - server/store: migrations, WAL, datasets, jobs and their
  * state transitions, pagination, checkpoints, lineage, idempotency keys. */
+#include <math.h>
 #include <sqlite3.h>
 
 #include "testutil.h"
@@ -27,7 +28,7 @@ static int setup(void **state)
     int version = -1;
     assert_int_equal(store_open(&f->s, f->path, 0, &err), 0);
     assert_int_equal(store_migrate(f->s, &version, &err), 0);
-    assert_int_equal(version, 2);
+    assert_int_equal(version, 3);
     *state = f;
     return 0;
 }
@@ -106,9 +107,9 @@ static void test_migrate_wal(void **state)
     int v = -1;
     /* applying again is a no-op */
     assert_int_equal(store_migrate(f->s, &v, &err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, 3);
     assert_int_equal(store_user_version(f->s, &v, &err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, 3);
     /* a second connection sees WAL mode and the schema */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -219,10 +220,31 @@ static void test_jobs_lifecycle(void **state)
         ck[i].support_acc = 1.0 - 0.5 * i;
         ck[i].size_bytes = 100 + i;
         snprintf(ck[i].sha256, sizeof ck[i].sha256, "%064d", i + 1);
+        ck[i].method = i ? GEN_METHOD_DIFFUSION : GEN_METHOD_LOGREG;
     }
     int64_t offsets[2] = {0, 100};
-    assert_int_equal(store_job_succeed(f->s, j.id, 2, 0.25, 12000, ck, offsets, 2, NULL, &err), 0);
+    api_gate gate;
+    api_gate_init(&gate);
+    gate.applied = 1;
+    gate.chosen = GEN_METHOD_LOGREG;
+    gate.folds = 3;
+    gate.heldout = 15;
+    gate.cv_acc[GEN_METHOD_LOGREG] = 0.8;
+    gate.ood = 1;
+    snprintf(gate.reason, sizeof gate.reason, "3-fold cross-validation");
+    assert_int_equal(store_job_succeed(f->s, j.id, 2, 0.25, 12000, ck, offsets, 2, NULL, &gate,
+                                       &err), 0);
     assert_int_equal(store_job_get(f->s, j.id, &got, 1, &err), 0);
+    /* the gate's request, decision and every checkpoint's method come back */
+    assert_int_equal(got.gate_requested, 1);
+    assert_int_equal(got.has_gate, 1);
+    assert_int_equal(got.gate.chosen, GEN_METHOD_LOGREG);
+    assert_true(got.gate.applied && got.gate.ood && got.gate.folds == 3);
+    TU_ASSERT_NEAR(got.gate.cv_acc[GEN_METHOD_LOGREG], 0.8, 1e-12);
+    assert_true(isnan(got.gate.cv_acc[GEN_METHOD_DIFFUSION]));
+    assert_string_equal(got.gate.reason, "3-fold cross-validation");
+    assert_int_equal(got.checkpoints[0].method, GEN_METHOD_LOGREG);
+    assert_int_equal(got.checkpoints[1].method, GEN_METHOD_DIFFUSION);
     assert_int_equal(got.state, API_JOB_SUCCEEDED);
     TU_ASSERT_NEAR(got.progress, 1.0, 0);
     TU_ASSERT_NEAR(got.run_seconds, 0.25, 1e-12);
@@ -255,7 +277,10 @@ static void test_jobs_lifecycle(void **state)
     memset(&ck2, 0, sizeof ck2);
     snprintf(ck2.id, sizeof ck2.id, "ck_00000000000000000002_0");
     assert_int_equal(store_job_succeed(f->s, j2.id, 2, 0.1, 13500, &ck2, NULL, 1,
-                                       j2.parent_checkpoint, &err), 0);
+                                       j2.parent_checkpoint, NULL, &err), 0);
+    assert_int_equal(store_job_get(f->s, j2.id, &got, 0, &err), 0);
+    assert_int_equal(got.has_gate, 0); /* no decision stored: none reported */
+    api_job_free(&got);
     char(*ids)[API_ID_LEN] = NULL;
     int nids = -1;
     assert_int_equal(store_checkpoints_derived(f->s, "ck_00000000000000000001_0", &ids, &nids, &err),
@@ -442,7 +467,7 @@ static void test_migrate_kinds_backfill(void **state)
     int v = -1;
     assert_int_equal(store_open(&s, path, 0, &err), 0);
     assert_int_equal(store_migrate(s, &v, &err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, 3);
     api_dataset_info info;
     assert_int_equal(store_dataset_info(s, DS_A, &info, &err), 0);
     assert_int_equal(info.kind, API_KIND_SAMPLES);
@@ -450,6 +475,12 @@ static void test_migrate_kinds_backfill(void **state)
     assert_int_equal(store_dataset_info(s, DS_B, &info, &err), 0);
     assert_int_equal(info.kind, API_KIND_EMBEDDINGS);
     assert_int_equal(info.kinds, 1 << API_KIND_EMBEDDINGS);
+    /* jobs stored before the gate existed ran without it */
+    api_job old;
+    assert_int_equal(store_job_get(s, "j_1", &old, 0, &err), 0);
+    assert_int_equal(old.gate_requested, 0);
+    assert_int_equal(old.has_gate, 0);
+    api_job_free(&old);
     store_close(s);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st;

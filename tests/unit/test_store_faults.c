@@ -146,7 +146,7 @@ static void build_base(store *s)
     api_checkpoint c[2];
     int64_t off[2];
     make_checkpoints(c, off, J_DONE, 2);
-    assert_int_equal(store_job_succeed(s, J_DONE, 2, 1.5, 4000, c, off, 2, NULL, &err), 0);
+    assert_int_equal(store_job_succeed(s, J_DONE, 2, 1.5, 4000, c, off, 2, NULL, NULL, &err), 0);
     assert_int_equal(store_idem_put(s, "alice", "old-1", "s1", J_DONE, 100, &err), 0);
     assert_int_equal(store_idem_put(s, "alice", "old-2", "s2", J_RUN1, 200, &err), 0);
     assert_int_equal(store_idem_put(s, "bob", "fresh", "s3", J_QUEUED, 5000, &err), 0);
@@ -327,7 +327,7 @@ static int op_succeed(const fixture *f, store **s, d2_error *err)
     api_checkpoint c[3];
     int64_t off[3];
     make_checkpoints(c, off, J_CHILD, 3);
-    return store_job_succeed(*s, J_CHILD, 2, 3.5, 6000, c, off, 3, CK_PARENT, err);
+    return store_job_succeed(*s, J_CHILD, 2, 3.5, 6000, c, off, 3, CK_PARENT, NULL, err);
 }
 
 static int op_requeue(const fixture *f, store **s, d2_error *err)
