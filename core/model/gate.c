@@ -68,6 +68,27 @@ int gen_gate_reference(generator *g, d2_error *err)
     return 0;
 }
 
+void gen_progress_span_fn(void *span, float fraction)
+{
+    const gen_progress_span *sp = span;
+    sp->fn(sp->ctx, sp->lo + (sp->hi - sp->lo) * fraction);
+}
+
+static int gate_applies(const generator *g)
+{
+    return g->spec.nlayers == 1 && g->spec.layers[0].kind == TL_LINEAR;
+}
+
+int gen_gate_folds(const generator *g, const int *counts)
+{
+    int shots = counts[0];
+    for (int c = 1; c < g->cfg.way; c++)
+        shots = counts[c] < shots ? counts[c] : shots;
+    if (!gate_applies(g) || shots < 2)
+        return 0;
+    return shots < GATE_MAX_FOLDS ? shots : GATE_MAX_FOLDS;
+}
+
 static void gate_ood(const generator *g, const float *cond, gen_gate *gate)
 {
     gate->ood_distance = NAN;
@@ -111,8 +132,8 @@ static int fold_split(const dataset *feat, int folds, int f, dataset *train, dat
 
 /* Held-out correct predictions of each method on one fold. */
 static int fold_scores(const generator *g, gen_workspace *ws, const gen_request *req,
-                       const dataset *train, const dataset *held, float *W, double *right,
-                       d2_error *err)
+                       const dataset *train, const dataset *held, int fold, int folds, float *W,
+                       double *right, d2_error *err)
 {
     const int N = g->cfg.way, F = train->dim;
     float *b = W + (size_t)N * F;
@@ -127,7 +148,11 @@ static int fold_scores(const generator *g, gen_workspace *ws, const gen_request 
     sub.support = train;
     sub.embeddings = 1;
     sub.gate = 0;
-    sub.progress = NULL;
+    // the job's first generation is part 0 of 1 + folds; this fold is part 1 + fold
+    gen_progress_span span = {req->progress, req->progress_ctx, (float)(1 + fold) / (1 + folds),
+                              (float)(2 + fold) / (1 + folds)};
+    sub.progress = req->progress ? gen_progress_span_fn : NULL;
+    sub.progress_ctx = &span;
     gen_result r;
     if ((rc = generator_generate(g, ws, &sub, &r, err)))
         return rc;
@@ -151,7 +176,7 @@ static int cross_validate(const generator *g, gen_workspace *ws, const gen_reque
     for (int f = 0; f < gate->folds && rc == 0; f++) {
         dataset train = {0}, held = {0};
         if ((rc = fold_split(feat, gate->folds, f, &train, &held, err)) == 0 &&
-            (rc = fold_scores(g, ws, req, &train, &held, W, right, err)) == 0)
+            (rc = fold_scores(g, ws, req, &train, &held, f, gate->folds, W, right, err)) == 0)
             held_total += held.n;
         dataset_free(&train);
         dataset_free(&held);
@@ -265,6 +290,16 @@ static int append_baselines(const generator *g, backend_t *be, const dataset *fe
     return 0;
 }
 
+void gen_gate_off(const generator *g, const float *cond, gen_gate *gate)
+{
+    memset(gate, 0, sizeof *gate);
+    for (int m = 0; m < GEN_METHODS; m++)
+        gate->cv_acc[m] = NAN;
+    gate->chosen = GEN_METHOD_DIFFUSION;
+    snprintf(gate->reason, sizeof gate->reason, "not applied: the request turned the gate off");
+    gate_ood(g, cond, gate);
+}
+
 int gen_gate_run(const generator *g, gen_workspace *ws, const gen_request *req,
                  const dataset *feat, const int *counts, const float *cond, gen_result *res,
                  d2_error *err)
@@ -274,17 +309,14 @@ int gen_gate_run(const generator *g, gen_workspace *ws, const gen_request *req,
     for (int m = 0; m < GEN_METHODS; m++)
         gate->cv_acc[m] = NAN;
     gate_ood(g, cond, gate);
-    if (g->spec.nlayers != 1 || g->spec.layers[0].kind != TL_LINEAR) {
+    if (!gate_applies(g)) {
         snprintf(gate->reason, sizeof gate->reason,
                  "not applied: the baselines are linear heads and this target has hidden "
                  "layers");
         return 0;
     }
-    int shots = counts[0];
-    for (int c = 1; c < g->cfg.way; c++)
-        shots = counts[c] < shots ? counts[c] : shots;
     gate->applied = 1;
-    gate->folds = shots >= 2 ? (shots < GATE_MAX_FOLDS ? shots : GATE_MAX_FOLDS) : 0;
+    gate->folds = gen_gate_folds(g, counts);
     int rc;
     if (gate->folds) {
         if ((rc = cross_validate(g, ws, req, feat, gate, err)))

@@ -39,6 +39,23 @@
 #define GATE_REF_ENTRIES 512
 int gen_gate_reference(generator *g, d2_error *err);
 
+/* Progress of one part of a job: lo + (hi - lo) * fraction to the caller's
+ * callback (gen_progress_span_fn as a gen_request's progress, the span as its ctx). */
+typedef struct gen_progress_span {
+    void (*fn)(void *ctx, float fraction);
+    void *ctx;
+    float lo, hi;
+} gen_progress_span;
+void gen_progress_span_fn(void *span, float fraction);
+
+/* Cross-validation folds the gate will run for a support set of counts[way]
+ * rows per class (0 at 1 shot, or when the gate does not apply). */
+int gen_gate_folds(const generator *g, const int *counts);
+
+/* The decision when the request turned the gate off: not applied, nothing
+ * measured (NaN), the out-of-distribution measure all the same. */
+void gen_gate_off(const generator *g, const float *cond, gen_gate *gate);
+
 /* Apply the gate to res (the diffusion candidates, ranked) for the support set
  * feat (feature space, rows sorted by class, counts[c] rows of class c) whose
  * condition vector is cond. Fills res->gate and appends the baselines to

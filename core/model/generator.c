@@ -5,6 +5,7 @@
 #include "gate.h"
 #include "gen_model.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,9 +420,17 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         rc = d2_fail(err, D2_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = support_features(g, ws->be, req->support, req->embeddings, &feat, counts, err)) ||
-        (rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)) ||
-        (rc = sample_latents(g, ws, req, cond, z, err)) ||
+    gen_request first = *req; // with the gate, the sampling below is part 0 of 1 + folds
+    gen_progress_span span = {req->progress, req->progress_ctx, 0.0f, 1.0f};
+    if ((rc = support_features(g, ws->be, req->support, req->embeddings, &feat, counts, err)))
+        goto fail;
+    if (req->progress && req->gate) {
+        span.hi = 1.0f / (float)(1 + gen_gate_folds(g, counts));
+        first.progress = gen_progress_span_fn;
+        first.progress_ctx = &span;
+    }
+    if ((rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)) ||
+        (rc = sample_latents(g, ws, &first, cond, z, err)) ||
         (rc = gen_decode_latents(g, ws->be, &ws->ar, z, K, theta, err)))
         goto fail;
     for (int k = 0; k < K; k++) {
@@ -440,7 +449,9 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
     out->ranked = cand;
     out->way = N;
     cand = NULL;
-    if (req->gate && (rc = gen_gate_run(g, ws, req, &feat, counts, cond, out, err))) {
+    if (!req->gate)
+        gen_gate_off(g, cond, &out->gate);
+    else if ((rc = gen_gate_run(g, ws, req, &feat, counts, cond, out, err))) {
         gen_result_free(out);
         goto fail;
     }
@@ -490,30 +501,30 @@ static int meta_float(st_writer *w, const char *key, double v, d2_error *err)
     return st_writer_meta(w, key, buf, err);
 }
 
-static void json_num(char *buf, size_t cap, double v)
+static json_t *json_num(double v)
 {
-    if (isfinite(v))
-        snprintf(buf, cap, "%.6g", v);
-    else
-        snprintf(buf, cap, "null");
+    return isfinite(v) ? json_real(v) : json_null();
 }
 
 /* "d2nwg.gate": the gate's decision as one JSON object (see gate.h). */
 static int gate_meta(st_writer *w, const gen_gate *gt, d2_error *err)
 {
-    char cv[3][32], dist[32], pct[32], text[640];
-    for (int m = 0; m < GEN_METHODS; m++)
-        json_num(cv[m], sizeof cv[m], gt->cv_acc[m]);
-    json_num(dist, sizeof dist, gt->ood_distance);
-    json_num(pct, sizeof pct, gt->ood_percentile);
-    snprintf(text, sizeof text,
-             "{\"applied\":%s,\"chosen\":\"%s\",\"folds\":%d,\"heldout\":%d,"
-             "\"cv_accuracy\":{\"diffusion\":%s,\"prototypes\":%s,\"logreg\":%s},"
-             "\"reason\":\"%s\",\"ood_distance\":%s,\"ood_percentile\":%s,\"ood\":%s}",
-             gt->applied ? "true" : "false", gen_method_name(gt->chosen), gt->folds,
-             gt->heldout, cv[0], cv[1], cv[2], gt->reason, dist, pct,
-             gt->ood ? "true" : "false");
-    return st_writer_meta(w, "d2nwg.gate", text, err);
+    json_t *o = json_pack(
+        "{s:b,s:s,s:i,s:i,s:{s:o,s:o,s:o},s:s,s:o,s:o,s:b}", "applied", gt->applied, "chosen",
+        gen_method_name(gt->chosen), "folds", gt->folds, "heldout", gt->heldout, "cv_accuracy",
+        "diffusion", json_num(gt->cv_acc[GEN_METHOD_DIFFUSION]), "prototypes",
+        json_num(gt->cv_acc[GEN_METHOD_PROTOTYPES]), "logreg",
+        json_num(gt->cv_acc[GEN_METHOD_LOGREG]), "reason", gt->reason, "ood_distance",
+        json_num(gt->ood_distance), "ood_percentile", json_num(gt->ood_percentile), "ood",
+        gt->ood);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+                   : NULL;
+    json_decref(o);
+    if (!text)
+        return d2_fail(err, D2_ENOMEM, "checkpoint: out of memory for the gate's metadata");
+    int rc = st_writer_meta(w, "d2nwg.gate", text, err);
+    free(text);
+    return rc;
 }
 
 int generator_checkpoint_bytes(const generator *g, const gen_request *req,

@@ -389,7 +389,54 @@ static void test_gate_one_shot_and_metadata(void **state)
     assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
     assert_int_equal(res.count, 4);
     assert_false(res.gate.applied);
+    assert_non_null(strstr(res.gate.reason, "turned the gate off"));
+    assert_true(isnan(res.gate.cv_acc[GEN_METHOD_PROTOTYPES]));
+    assert_true(res.gate.ood_percentile >= 0.0f && res.gate.ood_percentile <= 100.0f);
     gen_result_free(&res);
+    dataset_free(&sup);
+}
+
+typedef struct progress_log {
+    int n;
+    float v[4096];
+} progress_log;
+
+static void log_progress(void *ctx, float fraction)
+{
+    progress_log *l = ctx;
+    if (l->n < 4096)
+        l->v[l->n++] = fraction;
+}
+
+/* A gated 3-shot job reports progress over its 1 + 3 generations: never
+ * backwards, a quarter of the way when the first one is sampled, 1 at the end. */
+static void test_gate_progress(void **state)
+{
+    fixture *f = *state;
+    const gen_info *in = generator_info(f->g);
+    task t = {.way = 5, .classes = {3, 1, 4, 0, 9}};
+    rng r;
+    rng_init(&r, 78, 0);
+    dataset sup = {0};
+    d2_error err;
+    assert_int_equal(zoo_task_support(&f->z, &t, 3, &r, &sup, &err), 0);
+    progress_log *l = calloc(1, sizeof *l);
+    gen_request req = {.support = &sup, .embeddings = 1, .candidates = 2, .steps = 10,
+                       .sampler = GEN_SAMPLER_DDIM, .guidance = in->default_guidance,
+                       .seed = 3, .gate = 1, .progress = log_progress, .progress_ctx = l};
+    gen_result res;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &res, &err), 0);
+    assert_int_equal(res.gate.folds, 3);
+    assert_true(l->n > 10);
+    int quarter = 0;
+    for (int i = 1; i < l->n; i++) {
+        assert_true(l->v[i] >= l->v[i - 1]);
+        quarter |= fabsf(l->v[i] - 0.25f * 0.9f) < 1e-4f; // the sampler's 90% of part 0
+    }
+    assert_true(quarter);
+    assert_true(fabsf(l->v[l->n - 1] - 1.0f) < 1e-6f);
+    gen_result_free(&res);
+    free(l);
     dataset_free(&sup);
 }
 
@@ -402,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_one_shot_threshold_is_calibrated),
         cmocka_unit_test(test_gate_unseen_digits),
         cmocka_unit_test(test_gate_one_shot_and_metadata),
+        cmocka_unit_test(test_gate_progress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
