@@ -91,7 +91,8 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
 DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
-  dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core
+  dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
+  prometheus python3-jsonschema python3-yaml
 
 .PHONY: all deps test check asan bench run generators clean cuda print-layers unit-bins api-bins bench-bins fuzz-bins
 .DEFAULT_GOAL := all
@@ -108,6 +109,8 @@ deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
 	fi
+	@# npm-only tools (the OpenAPI linter), pinned in tools/package-lock.json
+	@sh tools/install.sh >/dev/null
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -9,6 +9,20 @@
 #include <string.h>
 #include <strings.h>
 
+const char *auth_scope_name(int scope)
+{
+    switch (scope) {
+    case AUTH_SCOPE_METRICS:
+        return "metrics";
+    case AUTH_SCOPE_READ:
+        return "read";
+    case AUTH_SCOPE_WRITE:
+        return "write";
+    default:
+        return "none";
+    }
+}
+
 void auth_init(auth *a, double rate, double burst)
 {
     memset(a, 0, sizeof *a);
@@ -77,8 +91,8 @@ int auth_load(auth *a, const char *path, d2_error *err)
         if (n <= 0)
             continue;
         if (n < 2 || n > 3) {
-            rc = d2_fail(err, D2_EFORMAT, "%s:%d: expected 'TOKEN read|write [NAME]'", path,
-                         lineno);
+            rc = d2_fail(err, D2_EFORMAT, "%s:%d: expected 'TOKEN metrics|read|write [NAME]'",
+                         path, lineno);
             break;
         }
         size_t tl = strlen(tok);
@@ -88,13 +102,15 @@ int auth_load(auth *a, const char *path, d2_error *err)
             break;
         }
         int sc;
-        if (!strcmp(scope, "read"))
+        if (!strcmp(scope, "metrics"))
+            sc = AUTH_SCOPE_METRICS;
+        else if (!strcmp(scope, "read"))
             sc = AUTH_SCOPE_READ;
         else if (!strcmp(scope, "write"))
             sc = AUTH_SCOPE_WRITE;
         else {
-            rc = d2_fail(err, D2_EFORMAT, "%s:%d: scope '%s': expected read or write", path,
-                         lineno, scope);
+            rc = d2_fail(err, D2_EFORMAT, "%s:%d: scope '%s': expected metrics, read or write",
+                         path, lineno, scope);
             break;
         }
         char defname[32];

@@ -2,7 +2,7 @@
  * limiting (token buckets). Owned by the loop thread; no locks.
  *
  * Tokens file: one `TOKEN SCOPE [NAME]` per line, `#` comments; SCOPE is
- * `read` or `write` (write includes read); NAME (default "token<line>") is
+ * `metrics`, `read` or `write` (each includes the ones before it); NAME (default "token<line>") is
  * the principal that logs, idempotency keys and rate buckets use - the token
  * itself is never logged. Tokens are 8..256 printable characters. */
 #ifndef D2_SERVER_AUTH_H
@@ -10,7 +10,13 @@
 
 #include "common.h"
 
-enum { AUTH_SCOPE_NONE = 0, AUTH_SCOPE_READ = 1, AUTH_SCOPE_WRITE = 2 };
+/* Scopes are ordered: a token passes a check for its own scope and the ones
+ * below it. `metrics` only reads /metrics (a scraper's token: it cannot read
+ * jobs or data sets); `read` adds every GET route; `write` adds POST. */
+enum { AUTH_SCOPE_NONE = 0, AUTH_SCOPE_METRICS = 1, AUTH_SCOPE_READ = 2, AUTH_SCOPE_WRITE = 3 };
+
+/* "metrics", "read", "write" (or "none"). */
+const char *auth_scope_name(int scope);
 
 typedef struct auth_token {
     char *token;

@@ -387,7 +387,7 @@ void config_usage(FILE *out)
             "  --listen ADDR:PORT       default 127.0.0.1:8080 (port 0: any free port)\n"
             "  --data DIR               store and checkpoints (default var/d2nwgd)\n"
             "  --config FILE            settings file (flags override it)\n"
-            "  --tokens FILE            bearer tokens: lines 'TOKEN read|write [NAME]'\n"
+            "  --tokens FILE            bearer tokens: lines 'TOKEN metrics|read|write [NAME]'\n"
             "  --workers N              generation threads (default 1)\n"
             "  --threads N              backend threads per worker (default cores/workers)\n"
             "  --device DEV             cpu, cuda or cuda:N (default cpu)\n"

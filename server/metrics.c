@@ -33,20 +33,25 @@ void metrics_init(metrics *m, const char *const *route_names, int nroutes)
                                      1.0,   2.5,  5.0,   10.0, 30.0, 60.0, 300.0};
     static const double gen_b[] = {0.01, 0.025, 0.05, 0.1,  0.25, 0.5,   1.0,
                                    2.5,  5.0,   10.0, 30.0, 60.0, 120.0, 300.0};
+    /* a long-poll waits up to --long-poll-max (default 60 s, any value allowed) */
+    static const double poll_b[] = {0.01, 0.1,  0.5,  1.0,  2.5,   5.0,  10.0,
+                                    20.0, 30.0, 45.0, 60.0, 120.0, 300.0};
     memset(m, 0, sizeof *m);
     m->nroutes = nroutes < METRICS_MAX_ROUTES ? nroutes : METRICS_MAX_ROUTES;
     for (int i = 0; i < m->nroutes; i++)
         m->routes[i] = route_names[i];
     m->routes[m->nroutes] = "unmatched";
-    histogram_init(&m->http_duration, http_b, (int)(sizeof http_b / sizeof http_b[0]));
+    for (int i = 0; i <= m->nroutes; i++)
+        histogram_init(&m->http_duration[i], http_b, (int)(sizeof http_b / sizeof http_b[0]));
+    histogram_init(&m->long_poll, poll_b, (int)(sizeof poll_b / sizeof poll_b[0]));
     histogram_init(&m->queue_wait, queue_b, (int)(sizeof queue_b / sizeof queue_b[0]));
     histogram_init(&m->generation, gen_b, (int)(sizeof gen_b / sizeof gen_b[0]));
 }
 
-void metrics_http(metrics *m, int route, int code, double seconds)
+void metrics_http(metrics *m, int route, int code, double seconds, int long_poll)
 {
     int r = (route >= 0 && route < m->nroutes) ? route : m->nroutes;
-    histogram_observe(&m->http_duration, seconds);
+    histogram_observe(long_poll ? &m->long_poll : &m->http_duration[r], seconds);
     for (int i = 0; i < METRICS_MAX_CODES; i++) {
         if (m->codes[r][i] == code) {
             m->requests[r][i]++;
@@ -62,19 +67,93 @@ void metrics_http(metrics *m, int route, int code, double seconds)
     m->requests[r][METRICS_MAX_CODES - 1]++;
 }
 
-static void render_hist(strbuf *b, const char *name, const char *help, const histogram *h)
+/* The series of one histogram; labels: "" or `name="value",` (with the comma). */
+static void hist_series(strbuf *b, const char *name, const char *labels, const histogram *h)
 {
-    strbuf_printf(b, "# HELP d2nwgd_%s %s\n# TYPE d2nwgd_%s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < h->nb; i++) {
         cum += h->counts[i];
-        strbuf_printf(b, "d2nwgd_%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
-                  (unsigned long long)cum);
+        strbuf_printf(b, "d2nwgd_%s_bucket{%sle=\"%g\"} %llu\n", name, labels, h->bounds[i],
+                      (unsigned long long)cum);
     }
     cum += h->counts[h->nb];
-    strbuf_printf(b, "d2nwgd_%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-    strbuf_printf(b, "d2nwgd_%s_sum %.9g\nd2nwgd_%s_count %llu\n", name, h->sum, name,
-              (unsigned long long)h->count);
+    strbuf_printf(b, "d2nwgd_%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels,
+                  (unsigned long long)cum);
+    size_t ll = strlen(labels);
+    int keep = ll > 0 ? (int)ll - 1 : 0; /* the labels without their trailing comma */
+    const char *open = ll ? "{" : "", *close = ll ? "}" : "";
+    strbuf_printf(b, "d2nwgd_%s_sum%s%.*s%s %.9g\nd2nwgd_%s_count%s%.*s%s %llu\n", name, open,
+                  keep, labels, close, h->sum, name, open, keep, labels, close,
+                  (unsigned long long)h->count);
+}
+
+static void render_hist(strbuf *b, const char *name, const char *help, const histogram *h)
+{
+    strbuf_printf(b, "# HELP d2nwgd_%s %s\n# TYPE d2nwgd_%s histogram\n", name, help, name);
+    hist_series(b, name, "", h);
+}
+
+/* Request durations, one histogram per route template that has seen requests. */
+static void render_http_durations(strbuf *b, const metrics *m)
+{
+    const char *name = "http_request_duration_seconds";
+    strbuf_printf(b, "# HELP d2nwgd_%s Seconds from request to response, by route template "
+                  "(long-polls excluded).\n# TYPE d2nwgd_%s histogram\n", name, name);
+    for (int r = 0; r <= m->nroutes; r++) {
+        if (m->http_duration[r].count == 0)
+            continue;
+        char labels[160];
+        snprintf(labels, sizeof labels, "route=\"%s\",", m->routes[r]);
+        hist_series(b, name, labels, &m->http_duration[r]);
+    }
+}
+
+static void render_process(strbuf *b, const metrics_process *p)
+{
+    if (!p->ok)
+        return;
+    strbuf_printf(b,
+                  "# HELP process_cpu_seconds_total Total user and system CPU time spent in "
+                  "seconds.\n# TYPE process_cpu_seconds_total counter\n"
+                  "process_cpu_seconds_total %.15g\n"
+                  "# HELP process_start_time_seconds Start time of the process since unix epoch "
+                  "in seconds.\n# TYPE process_start_time_seconds gauge\n"
+                  "process_start_time_seconds %.15g\n"
+                  "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                  "# TYPE process_resident_memory_bytes gauge\n"
+                  "process_resident_memory_bytes %.15g\n"
+                  "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                  "# TYPE process_virtual_memory_bytes gauge\n"
+                  "process_virtual_memory_bytes %.15g\n"
+                  "# HELP process_open_fds Number of open file descriptors.\n"
+                  "# TYPE process_open_fds gauge\nprocess_open_fds %.15g\n"
+                  "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                  "# TYPE process_max_fds gauge\nprocess_max_fds %.15g\n",
+                  p->cpu_seconds, p->start_time, p->resident_bytes, p->virtual_bytes,
+                  p->open_fds, p->max_fds);
+}
+
+/* Device memory per worker; a total of 0 (the backend cannot say) is left out. */
+static void render_device_memory(strbuf *b, const metrics_snapshot *s)
+{
+    int n = s->workers < METRICS_MAX_WORKERS ? s->workers : METRICS_MAX_WORKERS;
+    strbuf_printf(b, "# HELP d2nwgd_device_memory_used_bytes Backend memory in use per worker.\n"
+                  "# TYPE d2nwgd_device_memory_used_bytes gauge\n");
+    for (int w = 0; w < n; w++)
+        strbuf_printf(b, "d2nwgd_device_memory_used_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
+                      s->device, s->mem_used[w]);
+    int known = 0;
+    for (int w = 0; w < n; w++)
+        known += s->mem_total[w] > 0;
+    if (!known)
+        return;
+    strbuf_printf(b, "# HELP d2nwgd_device_memory_total_bytes Backend memory available per "
+                  "worker (absent when the backend cannot say).\n"
+                  "# TYPE d2nwgd_device_memory_total_bytes gauge\n");
+    for (int w = 0; w < n; w++)
+        if (s->mem_total[w] > 0)
+            strbuf_printf(b, "d2nwgd_device_memory_total_bytes{worker=\"%d\",device=\"%s\"} %zu\n",
+                          w, s->device, s->mem_total[w]);
 }
 
 static void gauge(strbuf *b, const char *name, const char *help, double v)
@@ -117,22 +196,15 @@ int metrics_render(const metrics *m, const metrics_snapshot *s, char **out, size
         for (int i = 0; i < METRICS_MAX_CODES && m->codes[r][i]; i++)
             strbuf_printf(&b, "d2nwgd_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
                       m->routes[r], m->codes[r][i], (unsigned long long)m->requests[r][i]);
-    render_hist(&b, "http_request_duration_seconds", "Seconds from request to response.",
-                &m->http_duration);
+    render_http_durations(&b, m);
+    render_hist(&b, "http_long_poll_duration_seconds",
+                "Seconds a long-poll (GET /v1/jobs/{id}?wait=N) was held.", &m->long_poll);
     gauge(&b, "http_long_polls", "Suspended long-poll requests.", s->long_polls);
     strbuf_printf(&b, "# HELP d2nwgd_rate_limited_total Requests refused with 429.\n"
                   "# TYPE d2nwgd_rate_limited_total counter\nd2nwgd_rate_limited_total %llu\n",
               (unsigned long long)m->rate_limited);
-    strbuf_printf(&b, "# HELP d2nwgd_device_memory_used_bytes Backend memory in use per worker.\n"
-                  "# TYPE d2nwgd_device_memory_used_bytes gauge\n");
-    for (int w = 0; w < s->workers && w < METRICS_MAX_WORKERS; w++)
-        strbuf_printf(&b, "d2nwgd_device_memory_used_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
-                  s->device, s->mem_used[w]);
-    strbuf_printf(&b, "# HELP d2nwgd_device_memory_total_bytes Backend memory available per worker "
-                  "(0 = unknown).\n# TYPE d2nwgd_device_memory_total_bytes gauge\n");
-    for (int w = 0; w < s->workers && w < METRICS_MAX_WORKERS; w++)
-        strbuf_printf(&b, "d2nwgd_device_memory_total_bytes{worker=\"%d\",device=\"%s\"} %zu\n", w,
-                  s->device, s->mem_total[w]);
+    render_device_memory(&b, s);
+    render_process(&b, &s->process);
     if (b.oom || !b.p) {
         strbuf_free(&b);
         return D2_ENOMEM;

@@ -121,7 +121,10 @@ static int check_request(server *s, http_req *r)
         http_send(r, 405, resp);
         return 1;
     }
-    int need = rt->open ? AUTH_SCOPE_NONE : (m == HTTP_POST ? AUTH_SCOPE_WRITE : AUTH_SCOPE_READ);
+    int need = rt->open                    ? AUTH_SCOPE_NONE
+               : m == HTTP_POST             ? AUTH_SCOPE_WRITE
+               : rt->get == route_metrics   ? AUTH_SCOPE_METRICS
+                                            : AUTH_SCOPE_READ;
     int a = auth_check(&s->auth, http_header(r, "Authorization"), need, &r->principal);
     if (a == 401) {
         http_errorf(r, 401, "unauthenticated", NULL, 0,
@@ -130,8 +133,8 @@ static int check_request(server *s, http_req *r)
     }
     if (a == 403) {
         http_errorf(r, 403, "permission_denied", NULL, 0,
-                    "token '%s' has the read scope; %s %s needs write", r->principal,
-                    r->method_name, rt->tmpl);
+                    "token '%s' lacks the %s scope that %s %s needs", r->principal,
+                    auth_scope_name(need), r->method_name, rt->tmpl);
         return 1;
     }
     if (!rt->open && s->auth.rate > 0) {
@@ -191,10 +194,19 @@ int routes_on_resume(server *s, http_req *r)
     return rt->resume(s, r);
 }
 
+/* A long-poll: GET /v1/jobs/{id} (the route that resumes) with wait > 0. */
+static int is_long_poll(const http_req *r)
+{
+    if (r->route < 0 || !ROUTES[r->route].resume || r->method != HTTP_GET)
+        return 0;
+    const char *w = http_query(r, "wait");
+    return w && strtod(w, NULL) > 0.0;
+}
+
 void routes_on_completed(server *s, const http_req *r, double seconds, int terminated)
 {
     if (r->status > 0)
-        metrics_http(&s->metrics, r->route, r->status, seconds);
+        metrics_http(&s->metrics, r->route, r->status, seconds, is_long_poll(r));
     if (!log_enabled(&s->log, LOG_INFO))
         return;
     json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "request_id",

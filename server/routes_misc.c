@@ -46,6 +46,7 @@ int route_metrics(server *s, http_req *r)
     snap.workers = jobs_workers(s->jobs);
     snap.device = s->cfg->device;
     jobs_memory(s->jobs, snap.mem_used, snap.mem_total, snap.workers);
+    metrics_process_read(&snap.process); /* unreadable /proc: the process_* families are left out */
     char *text = NULL;
     size_t len = 0;
     if (metrics_render(&s->metrics, &snap, &text, &len) != 0)

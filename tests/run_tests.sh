@@ -18,6 +18,10 @@ export CMOCKA_MESSAGE_OUTPUT=TAP
 export D2NWG_BUILD="${D2NWG_BUILD:-$BUILD}"
 log_dir="$BUILD/test-logs"
 mkdir -p "$log_dir"
+# the API tests record every response here; check_responses.sh checks each
+# against proto/openapi.yaml
+export D2NWG_CONTRACT_LOG="$log_dir/api-responses.jsonl"
+: >"$D2NWG_CONTRACT_LOG"
 
 # run_one PROGRAM [LOG_PREFIX]
 run_one() {
@@ -51,6 +55,7 @@ run_one() {
 }
 
 run_one tests/layers.sh
+run_one tests/contract/lint_openapi.sh
 for bin in "$BUILD"/tests/unit/test_*; do
     [ -x "$bin" ] || continue
     case "$bin" in *.d|*.o) continue ;; esac
@@ -67,6 +72,7 @@ for bin in "$BUILD"/tests/api/test_*; do
     case "$bin" in *.d|*.o) continue ;; esac
     run_one "$bin"
 done
+run_one tests/contract/check_responses.sh
 
 if [ -n "$skipped_names" ]; then
     echo "skipped $skipped tests (not run, not counted):$skipped_names"

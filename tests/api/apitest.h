@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -192,6 +193,36 @@ static inline void at_resp_free(at_resp *r)
     memset(r, 0, sizeof *r);
 }
 
+/* With $D2NWG_CONTRACT_LOG set (tests/run_tests.sh sets it), every answered
+ * request is appended to that file as one JSON line {method, path, status,
+ * content_type, body} (body: the text of a JSON response, else null) for
+ * tests/contract/check_responses.py to check against proto/openapi.yaml. */
+static inline void at_contract_record(const char *method, const char *path, const at_resp *r,
+                                      const char *content_type)
+{
+    const char *log = getenv("D2NWG_CONTRACT_LOG");
+    if (!log || !*log || r->status == 0)
+        return;
+    int is_json = content_type && !strncasecmp(content_type, "application/json", 16);
+    json_t *body = is_json ? json_stringn(r->body, r->len) : json_null();
+    json_t *rec = json_pack("{s:s, s:s, s:i, s:s, s:o}", "method", method, "path", path,
+                            "status", (int)r->status, "content_type",
+                            content_type ? content_type : "", "body", body ? body : json_null());
+    char *line = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    if (!line)
+        fail_msg("contract log: cannot encode the %s %s response", method, path);
+    size_t n = strlen(line);
+    line[n] = '\n'; /* one write of the whole line: concurrent appends do not interleave */
+    int fd = open(log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    ssize_t w = fd >= 0 ? write(fd, line, n + 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    free(line);
+    if (w != (ssize_t)(n + 1))
+        fail_msg("contract log %s: cannot append: %s", log, strerror(errno));
+}
+
 /* One request; headers is a NULL-terminated list of "Name: value" (may be
  * NULL); body NULL = none. A connection failure gives status 0. */
 static inline at_resp at_request(const at_daemon *d, const char *method, const char *path,
@@ -225,11 +256,15 @@ static inline at_resp at_request(const at_daemon *d, const char *method, const c
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(hl);
-    curl_easy_cleanup(c);
     if (!r.body) {
         r.body = calloc(1, 1);
         assert_non_null(r.body);
     }
+    char *ct = NULL;
+    if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) != CURLE_OK)
+        ct = NULL;
+    at_contract_record(method, path, &r, ct);
+    curl_easy_cleanup(c);
     return r;
 }
 

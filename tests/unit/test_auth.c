@@ -17,12 +17,13 @@ static void test_tokens(void **state)
     write_tokens(path, "# pipelines\n"
                        "rw-token-1234567 write ci\n"
                        "ro-token-1234567 read   # dashboards\n"
-                       "\n");
+                       "\n"
+                       "mx-token-1234567 metrics prometheus\n");
     auth a;
     auth_init(&a, 0, 0);
     d2_error err;
     assert_int_equal(auth_load(&a, path, &err), 0);
-    assert_int_equal(a.ntokens, 2);
+    assert_int_equal(a.ntokens, 3);
     const char *who = NULL;
     assert_int_equal(auth_check(&a, "Bearer rw-token-1234567", AUTH_SCOPE_WRITE, &who), 0);
     assert_string_equal(who, "ci");
@@ -35,6 +36,14 @@ static void test_tokens(void **state)
     assert_int_equal(auth_check(&a, "Basic cm8tdG9rZW4=", AUTH_SCOPE_READ, &who), 401);
     assert_int_equal(auth_check(&a, "Bearer ro-token-123456", AUTH_SCOPE_READ, &who), 401);
     assert_int_equal(auth_check(&a, "Bearer ro-token-12345678", AUTH_SCOPE_READ, &who), 401);
+    /* a metrics token scrapes /metrics and nothing else; read and write tokens also scrape */
+    assert_int_equal(auth_check(&a, "Bearer mx-token-1234567", AUTH_SCOPE_METRICS, &who), 0);
+    assert_string_equal(who, "prometheus");
+    assert_int_equal(auth_check(&a, "Bearer mx-token-1234567", AUTH_SCOPE_READ, &who), 403);
+    assert_int_equal(auth_check(&a, "Bearer mx-token-1234567", AUTH_SCOPE_WRITE, &who), 403);
+    assert_int_equal(auth_check(&a, "Bearer ro-token-1234567", AUTH_SCOPE_METRICS, &who), 0);
+    assert_int_equal(auth_check(&a, "Bearer rw-token-1234567", AUTH_SCOPE_METRICS, &who), 0);
+    assert_string_equal(auth_scope_name(AUTH_SCOPE_METRICS), "metrics");
     /* open routes need nothing */
     assert_int_equal(auth_check(&a, NULL, AUTH_SCOPE_NONE, &who), 0);
     assert_string_equal(who, "anonymous");
