@@ -151,7 +151,9 @@ static int setup(void **state)
     f->stop.data = f->later.data = f;
     static const http_callbacks cb = {fake_headers, fake_body, fake_resume, fake_completed,
                                       NULL};
-    http_options o = {"127.0.0.1", 0, BODY_LIMIT, 64, 10};
+    http_options o = {.host = "127.0.0.1", .port = 0, .body_limit = BODY_LIMIT,
+                      .max_connections = 64, .max_connections_per_client = 0,
+                      .connection_timeout = 10};
     d2_error err;
     d2_error_clear(&err);
     if (http_start(&f->h, &f->loop, &o, &cb, f, &err) != 0)
