@@ -85,6 +85,7 @@ struct http_req {
     const char *method_name;
     char path[HTTP_PATH_LEN];
     char param[HTTP_PARAM_LEN]; /* the owner's: the {id} / {ref} segment */
+    char param2[32];           /* the owner's: a second segment ({index}) */
     char request_id[72];
     const char *principal;     /* the owner's: token name, "anonymous" by default */
     char client[64];           /* peer address */
