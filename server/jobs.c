@@ -534,9 +534,12 @@ int jobs_cancel(jobs *j, const char *id, d2_error *err)
         rec_free(j, r);
         return 0;
     }
+    int none = WORK_CANCEL_NONE;
+    if (!atomic_compare_exchange_strong(&r->w.cancel, &none, WORK_CANCEL_REQUESTED) &&
+        none == WORK_CANCEL_FINISHING)
+        return 2; /* generated already: it is writing its checkpoints */
     if (store_job_set_cancel_requested(s->db, id, err) != 0)
         return D2_EIO;
-    atomic_store(&r->w.cancel, 1);
     return 1;
 }
 

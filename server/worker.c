@@ -217,10 +217,16 @@ static void run_job(worker *w, work_item *it)
         int rc = generator_generate(ge->g, w->ws[it->gen_index], &req, &res, &err);
         it->generate_seconds = d2_now() - tg;
         double ts = d2_now();
+        int none = WORK_CANCEL_NONE;
         if (rc == D2_ECANCELLED) {
             it->outcome = atomic_load(&it->shutdown) ? WORK_REQUEUED : WORK_CANCELLED;
         } else if (rc != 0) {
             set_error(it, WORK_FAILED, "generation_failed", err.msg);
+        } else if (!atomic_compare_exchange_strong(&it->cancel, &none, WORK_CANCEL_FINISHING)) {
+            /* a cancel (or shutdown) came in after the sampler's last check:
+             * it was accepted, so it holds */
+            it->outcome = atomic_load(&it->shutdown) ? WORK_REQUEUED : WORK_CANCELLED;
+            gen_result_free(&res);
         } else {
             size_t nc = (size_t)(res.count > 0 ? res.count : 1);
             api_checkpoint *ck = calloc(nc, sizeof *ck);

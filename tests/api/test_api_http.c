@@ -242,30 +242,78 @@ static void test_idle_sockets(void **state)
     assert_int_equal(healthz_from(c, "127.0.0.1", 5.0), 200);
 }
 
+static void cancel_job(const ctx *c, const char *id, long *status)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%s:cancel", id);
+    at_resp r = at_request(&c->d, "POST", path, NULL, 0, NULL);
+    *status = r.status;
+    at_resp_free(&r);
+}
+
 static void test_long_poll_outlives_idle_timeout(void **state)
 {
     ctx *c = *state;
     /* a long-poll is a suspended request, not an idle connection: a wait of
-     * 2.5 s on a job that runs longer outlives the 1 s idle timeout and is
-     * answered (200, still running); then the job is cancelled */
-    json_t *job = at_job_json(64, 1000, 11, 2);
-    char id[64];
-    at_submit(&c->d, job, id);
-    json_decref(job);
+     * 2.5 s on a job queued behind two long ones (one worker) outlives the
+     * 1 s idle timeout and is answered (200, not finished); then all three
+     * are cancelled */
+    char ids[3][64];
+    for (int i = 0; i < 3; i++) {
+        json_t *job = at_job_json(i < 2 ? 64 : 1, 1000, 11 + i, 2);
+        at_submit(&c->d, job, ids[i]);
+        json_decref(job);
+    }
     double t0 = at_now();
-    json_t *j = at_job(&c->d, id, 2.5); /* fails unless 200 */
+    json_t *j = at_job(&c->d, ids[2], 2.5); /* fails unless 200 */
     double took = at_now() - t0;
     if (at_terminal(at_state(j)))
         fail_msg("the job ended (%s) within %.1f s: too quick to hold a long-poll past the "
                  "idle timeout", at_state(j), took);
     assert_true(took > 2.0);
     json_decref(j);
-    char path[128];
-    snprintf(path, sizeof path, "/v1/jobs/%s:cancel", id);
-    at_resp r = at_request(&c->d, "POST", path, NULL, 0, NULL);
-    assert_true(r.status == 200 || r.status == 202);
-    at_resp_free(&r);
-    json_decref(at_wait_done(&c->d, id, 120));
+    for (int i = 2; i >= 0; i--) {
+        long st;
+        cancel_job(c, ids[i], &st);
+        json_t *end = at_wait_done(&c->d, ids[i], 120);
+        if (i == 2 || st != 409)
+            assert_string_equal(at_state(end), "cancelled");
+        json_decref(end);
+    }
+}
+
+/* A cancel racing the job's end: the answer never lies. 202 (requested)
+ * and 200 (cancelled while queued) end `cancelled`; 409 means the job ended,
+ * or is ending, on its own. Cancels land at staggered moments of short jobs,
+ * so some hit the end of generation. */
+static void test_cancel_race(void **state)
+{
+    ctx *c = *state;
+    enum { TRIES = 40 };
+    int tally[3] = {0, 0, 0}; /* 200, 202, 409 */
+    for (int i = 0; i < TRIES; i++) {
+        json_t *job = at_job_json(1, 20, 5000 + i, (unsigned)(i % 5));
+        char id[64], path[128];
+        at_submit(&c->d, job, id);
+        json_decref(job);
+        at_sleep(0.004 * (double)(i % 20));
+        snprintf(path, sizeof path, "/v1/jobs/%s:cancel", id);
+        at_resp r = at_request(&c->d, "POST", path, NULL, 0, NULL);
+        long st = r.status;
+        at_resp_free(&r);
+        json_t *done = at_wait_done(&c->d, id, 120);
+        const char *end = at_state(done);
+        if ((st == 200 || st == 202) && strcmp(end, "cancelled") != 0)
+            fail_msg("try %d: cancel answered %ld but the job ended %s", i, st, end);
+        if (st == 409 && !strcmp(end, "cancelled"))
+            fail_msg("try %d: cancel answered 409 but the job ended cancelled", i);
+        if (st != 200 && st != 202 && st != 409)
+            fail_msg("try %d: cancel answered %ld", i, st);
+        tally[st == 200 ? 0 : st == 202 ? 1 : 2]++;
+        json_decref(done);
+    }
+    printf("cancel race: %d x 200, %d x 202, %d x 409 over %d tries\n", tally[0], tally[1],
+           tally[2], TRIES);
 }
 
 int main(void)
@@ -277,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_long_target),
         cmocka_unit_test(test_idle_sockets),
         cmocka_unit_test(test_long_poll_outlives_idle_timeout),
+        cmocka_unit_test(test_cancel_race),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     curl_global_cleanup();
