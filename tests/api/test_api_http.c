@@ -5,8 +5,12 @@
  * and the connection is closed. Then connection slots: idle sockets from one
  * client address (127.0.0.1) up to the per-client cap do not stop /healthz
  * from another (127.0.0.2), an idle socket is closed after
- * --connection-timeout, and a long-poll (a suspended request) outlives it. */
+ * --connection-timeout, and a long-poll (a suspended request) outlives it.
+ * Cancels racing the end of short jobs get answers that match how the jobs
+ * end, and a job that cannot write its checkpoints names no server path. */
 #include "apitest.h"
+
+#include "fileio.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -316,6 +320,43 @@ static void test_cancel_race(void **state)
            tally[2], TRIES);
 }
 
+/* A job whose checkpoints cannot be written (the checkpoint folder replaced
+ * by a file: ENOTDIR, as ENOSPC would be) fails with the cause only; the
+ * path, which names the server's data folder, goes to the log. */
+static void test_save_error_hides_paths(void **state)
+{
+    ctx *c = *state;
+    char ckdir[700], cmd[1600];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", c->d.data);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && touch '%s'", ckdir, ckdir);
+    assert_int_equal(system(cmd), 0);
+    json_t *job = at_job_json(1, 5, 99, 4);
+    char id[64];
+    at_submit(&c->d, job, id);
+    json_decref(job);
+    json_t *end = at_wait_done(&c->d, id, 120);
+    snprintf(cmd, sizeof cmd, "rm -f '%s' && mkdir '%s'", ckdir, ckdir);
+    assert_int_equal(system(cmd), 0);
+    assert_string_equal(at_state(end), "failed");
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(end, "error"), "message"));
+    assert_non_null(msg);
+    if (strstr(msg, c->d.data) || strstr(msg, "/checkpoints") || strstr(msg, ".tmp"))
+        fail_msg("the job's error names a server path: %s", msg);
+    assert_string_equal(msg, "saving the checkpoints failed: Not a directory");
+    json_decref(end);
+    /* the log has the whole story */
+    unsigned char *log = NULL;
+    size_t n = 0;
+    d2_error err;
+    d2_error_clear(&err);
+    assert_int_equal(d2_read_file(c->d.log, &log, &n, 1 << 26, &err), 0);
+    if (!strstr((const char *)log, "saving checkpoints failed") ||
+        !strstr((const char *)log, "/checkpoints/"))
+        fail_msg("the log does not name the failed file");
+    free(log);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -326,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_idle_sockets),
         cmocka_unit_test(test_long_poll_outlives_idle_timeout),
         cmocka_unit_test(test_cancel_race),
+        cmocka_unit_test(test_save_error_hides_paths),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     curl_global_cleanup();
