@@ -179,6 +179,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     r->conn = c;
     r->t0 = d2_now();
     r->route = -1;
+    api_snprintf(r->path, sizeof r->path, "%s", uri); /* for the log, until on_access */
+    for (char *p = r->path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    api_sanitize_utf8(r->path);
     size_t n = strlen(uri), path_len = strcspn(uri, "?");
     if (n > HTTP_URI_MAX || path_len >= HTTP_PATH_LEN) {
         r->uri_status = 414;
