@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "remote_call.h"
 #include "remote_dataset.h"
+#include "remote_job.h"
 #include "remote_opts.h"
 #include "remote_table.h"
 
@@ -36,7 +37,7 @@ int cmd_generators(cli_globals *g, int argc, char **argv)
 }
 
 typedef struct retrieve_opts {
-    const char *support, *labels, *generator;
+    const char *support, *labels, *generator, *out;
     int k, embeddings, binary;
 } retrieve_opts;
 
@@ -56,18 +57,44 @@ static const cli_option RETRIEVE_OPTS[] = {
      .metavar = "NAME", .help = "a generator the daemon serves", .unset = "'default'"},
     {.name = "--k", .alias = "-k", .type = CLI_INT, .off = offsetof(retrieve_opts, k),
      .metavar = "K", .help = "how many", .def = "5", .lo = 1, .hi = 1 << 20},
+    {.name = "--out", .type = CLI_PATH, .off = offsetof(retrieve_opts, out), .metavar = "FILE",
+     .help = "also download the nearest hit's weights here (safetensors,\n"
+             "the same layout as a generated checkpoint)"},
 };
 
 static const cli_command RETRIEVE_CMD = {
     .name = "retrieve",
     .synopsis = "--support FILE [-k 5] [options]",
     .about = "Model retrieval: the zoo checkpoints nearest to a support set in the\n"
-             "generator's dataset-embedding space, with their accuracy on it.",
+             "generator's dataset-embedding space, with their accuracy on it; each\n"
+             "hit's weights are at its weights_url (--out FILE fetches the nearest).",
     .opts = RETRIEVE_OPTS,
     .nopts = CLI_NOPTS(RETRIEVE_OPTS),
     .globals = CLI_G_REMOTE | CLI_G_JSON,
     .footer = REMOTE_EXIT_STATUS,
 };
+
+/* --out: the nearest hit's weights_url to `path`. */
+static int fetch_nearest(remote_client *c, const json_t *res, const char *path, int json)
+{
+    const json_t *hit = json_array_get(json_object_get(res, "hits"), 0);
+    const char *url = json_string_value(json_object_get(hit, "weights_url"));
+    if (!url || strncmp(url, "/v1/", 4) != 0) {
+        cli_error(c->cmd, "the daemon's answer has no weights_url for the nearest hit; "
+                          "%s not written", path);
+        return EXIT_UNREACHABLE;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "zoo entry %lld",
+             (long long)json_integer_value(json_object_get(hit, "zoo_index")));
+    char sha[65];
+    size_t n = 0;
+    int code = remote_fetch_safetensors(c, url, what, path, sha, &n);
+    if (code == EXIT_OK)
+        fprintf(json ? stderr : stdout, "wrote %s (%s, %zu bytes, sha256 %s)\n", path, what, n,
+                sha);
+    return code;
+}
 
 int cmd_retrieve(cli_globals *g, int argc, char **argv)
 {
@@ -120,6 +147,8 @@ int cmd_retrieve(cli_globals *g, int argc, char **argv)
     code = remote_post_json(&c, "/v1/retrieve", body, NULL, 300.0, &resp, &res);
     if (code == EXIT_OK)
         remote_show(&resp, res, g->json, remote_table_retrieve);
+    if (code == EXIT_OK && o.out)
+        code = fetch_nearest(&c, res, o.out, g->json);
     json_decref(res);
     json_decref(body);
     remote_response_free(&resp);

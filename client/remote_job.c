@@ -153,6 +153,12 @@ int remote_fetch_weights(remote_client *c, const char *checkpoint_id, const char
 {
     char url[160];
     snprintf(url, sizeof url, "/v1/checkpoints/%s/weights", checkpoint_id);
+    return remote_fetch_safetensors(c, url, checkpoint_id, path, sha256, bytes);
+}
+
+int remote_fetch_safetensors(remote_client *c, const char *url, const char *checkpoint_id,
+                             const char *path, char sha256[65], size_t *bytes)
+{
     remote_request req = {.method = "GET", .path = url, .timeout = 600.0};
     remote_response resp;
     int code = remote_call(c, &req, &resp);

@@ -28,6 +28,10 @@ int remote_job_exit(const char *cmd, const json_t *job);
  * to path. sha256 (may be NULL) receives the hex digest. Returns an exit code. */
 int remote_fetch_weights(remote_client *c, const char *checkpoint_id, const char *path,
                          char sha256[65], size_t *bytes);
+/* The same for any daemon path serving a checkpoint file (a retrieval hit's
+ * weights_url); checkpoint_id names it in messages. */
+int remote_fetch_safetensors(remote_client *c, const char *url, const char *checkpoint_id,
+                             const char *path, char sha256[65], size_t *bytes);
 
 /* The best checkpoint (rank 0) of a succeeded job, read through
  * api_job_from_json: its id into id and its method (GEN_METHOD_*) into

@@ -164,9 +164,13 @@ typedef struct api_retrieve_result {
     char generator_name[API_NAME_LEN];
     char generator_id[65];
     char dataset_fingerprint[65];
+    char zoo_fingerprint[65];         /* the generator's zoo (each hit's lineage) */
     int nhits;
     gen_retrieval hits[API_MAX_HITS]; /* classes[0..way-1]: the zoo task's classes */
 } api_retrieve_result;
+/* Each hit also gets weights_url (/v1/generators/{id}/zoo/{index}/weights:
+ * the entry as a complete safetensors checkpoint), generator_id and
+ * zoo_fingerprint. */
 json_t *api_retrieve_result_to_json(const api_retrieve_result *r);
 int api_retrieve_result_from_json(const json_t *root, api_retrieve_result *r, api_error *e);
 

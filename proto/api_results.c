@@ -59,9 +59,14 @@ json_t *api_retrieve_result_to_json(const api_retrieve_result *r)
                 json_decref(classes);
                 classes = NULL;
             }
-        json_t *o = classes ? json_pack("{s:i, s:f, s:f, s:o}", "zoo_index", h->zoo_index,
-                                        "distance", (double)h->distance, "support_accuracy",
-                                        (double)h->support_acc, "classes", classes)
+        char url[API_NAME_LEN + 112];
+        snprintf(url, sizeof url, "/v1/generators/%s/zoo/%d/weights", r->generator_id,
+                 h->zoo_index);
+        json_t *o = classes ? json_pack("{s:i, s:f, s:f, s:o, s:s, s:s, s:s}", "zoo_index",
+                                        h->zoo_index, "distance", (double)h->distance,
+                                        "support_accuracy", (double)h->support_acc, "classes",
+                                        classes, "weights_url", url, "generator_id",
+                                        r->generator_id, "zoo_fingerprint", r->zoo_fingerprint)
                             : NULL;
         if (!o || json_array_append_new(hits, o) != 0) {
             json_decref(hits);
@@ -86,6 +91,9 @@ int api_retrieve_result_from_json(const json_t *root, api_retrieve_result *r, ap
     copy_str(r->generator_id, sizeof r->generator_id, json_object_get(g, "id"));
     copy_str(r->dataset_fingerprint, sizeof r->dataset_fingerprint,
              json_object_get(root, "dataset_fingerprint"));
+    if (json_array_size(hits) > 0)
+        copy_str(r->zoo_fingerprint, sizeof r->zoo_fingerprint,
+                 json_object_get(json_array_get(hits, 0), "zoo_fingerprint"));
     size_t n = json_array_size(hits);
     if (n > API_MAX_HITS)
         return api_fail(e, 0, "invalid_json", NULL, "retrieval: %zu hits, at most %d", n,

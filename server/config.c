@@ -27,6 +27,7 @@ void config_defaults(config *c)
     c->long_poll_max = 60;
     c->shutdown_grace = 0;
     c->max_connections = 1024;
+    c->max_connections_per_client = 128;
     c->connection_timeout = 60;
     c->log_level = LOG_INFO;
     c->sqlite_sync_full = 0;
@@ -198,6 +199,8 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         {"long_poll_max", 1, 3600, offsetof(config, long_poll_max)},
         {"shutdown_grace", 0, 3600, offsetof(config, shutdown_grace)},
         {"max_connections", 8, 1000000, offsetof(config, max_connections)},
+        {"max_connections_per_client", 1, 1000000,
+         offsetof(config, max_connections_per_client)},
         {"connection_timeout", 1, 86400, offsetof(config, connection_timeout)},
         {"max_samples", 1, 10000000, offsetof(config, limits) + offsetof(api_limits, max_samples)},
         {"max_dim", 1, 1 << 24, offsetof(config, limits) + offsetof(api_limits, max_dim)},
@@ -401,8 +404,11 @@ void config_usage(FILE *out)
             "  --long-poll-max S        longest ?wait= (default 60)\n"
             "  --shutdown-grace S       on SIGTERM, let running jobs finish for up to S\n"
             "                           seconds before re-queueing them (default 0)\n"
-            "  --max-connections N      default 1024\n"
-            "  --connection-timeout S   idle connection timeout (default 60)\n"
+            "  --max-connections N      open connections in all (default 1024)\n"
+            "  --max-connections-per-client N\n"
+            "                           open connections per client address (default 128)\n"
+            "  --connection-timeout S   close a connection idle this long; long-polls are\n"
+            "                           not idle (default 60)\n"
             "  --port-file FILE         write the bound port here once listening\n"
             "  --log-level LEVEL        debug, info, warn, error (default info)\n"
             "  --sqlite-synchronous M   normal (default) or full\n"

@@ -35,6 +35,7 @@ typedef struct config {
     int long_poll_max;               /* seconds */
     int shutdown_grace;              /* seconds running jobs may take to finish on SIGTERM */
     int max_connections;
+    int max_connections_per_client;  /* open connections per client address */
     int connection_timeout;          /* idle seconds */
     int log_level;                   /* LOG_* */
     int sqlite_sync_full;            /* 1: synchronous=FULL (power-loss durable commits) */

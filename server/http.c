@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -153,9 +154,23 @@ static int append_body(http_req *r, const char *data, size_t n, size_t limit)
     return 0;
 }
 
-static http_req *new_request(http *h, struct MHD_Connection *c, const char *url,
-                             const char *method)
+static int hex_value(char c)
 {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* MHD's URI callback: the request target as received, before MHD decodes
+ * %XX (a %00 would cut the decoded path short: /v1/jobs/ID%00x read as
+ * /v1/jobs/ID). The request starts here; on_access fills the rest. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    http *h = cls;
     http_req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
@@ -164,18 +179,91 @@ static http_req *new_request(http *h, struct MHD_Connection *c, const char *url,
     r->conn = c;
     r->t0 = d2_now();
     r->route = -1;
+    api_snprintf(r->path, sizeof r->path, "%s", uri); /* for the log, until on_access */
+    for (char *p = r->path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    api_sanitize_utf8(r->path);
+    size_t n = strlen(uri), path_len = strcspn(uri, "?");
+    if (n > HTTP_URI_MAX || path_len >= HTTP_PATH_LEN) {
+        r->uri_status = 414;
+        r->uri_problem = path_len >= HTTP_PATH_LEN ? "the path is too long" : "the URI is too long";
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)uri[i];
+        if (ch == '%' && hex_value(uri[i + 1]) >= 0 && hex_value(uri[i + 2]) >= 0)
+            ch = hex_value(uri[i + 1]) * 16 + hex_value(uri[i + 2]);
+        if (ch < 0x20 || ch == 0x7f) {
+            r->uri_status = 400;
+            r->uri_problem = "the request target has a control character (such as %00)";
+            return r;
+        }
+    }
+    return r;
+}
+
+static void start_request(http *h, http_req *r, const char *url, const char *method)
+{
+    r->started = 1;
     r->method_name = method;
     r->method = method_of(method);
     r->principal = "anonymous";
     api_snprintf(r->path, sizeof r->path, "%s", url);
     api_sanitize_utf8(r->path); /* it goes into logs and error messages */
-    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    const char *rid = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && valid_request_id(rid))
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     else
         snprintf(r->request_id, sizeof r->request_id, "%s-%llu", h->id_prefix, ++h->next_id);
     client_address(r);
-    return r;
+}
+
+typedef struct framing {
+    int content_length, transfer_encoding;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    framing *f = cls;
+    if (!strcasecmp(key, "Content-Length"))
+        f->content_length++;
+    else if (!strcasecmp(key, "Transfer-Encoding"))
+        f->transfer_encoding++;
+    return MHD_YES;
+}
+
+/* Refusals before the owner sees the request: a request target with a control
+ * character or too long (the URI callback's verdict), and a body whose length
+ * two headers could disagree about (two Content-Length headers, or one with
+ * Transfer-Encoding): a proxy in front may frame it the other way (request
+ * smuggling). Answers and returns 1 when it refused the request. */
+static int refuse_request(http_req *r)
+{
+    if (r->uri_problem) {
+        r->close_after = 1;
+        if (r->uri_status == 414)
+            http_errorf(r, 414, "uri_too_long", "path", 0, "%s (at most %d bytes of path, %d "
+                        "of path and query)", r->uri_problem, HTTP_PATH_LEN - 1, HTTP_URI_MAX);
+        else
+            http_errorf(r, 400, "invalid_argument", "path", 0, "%s", r->uri_problem);
+        return 1;
+    }
+    framing f = {0, 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.content_length > 1 || (f.content_length && f.transfer_encoding)) {
+        r->close_after = 1;
+        http_errorf(r, 400, "invalid_argument",
+                    f.content_length > 1 ? "header.Content-Length" : "header.Transfer-Encoding",
+                    0, "%s", f.content_length > 1
+                                 ? "more than one Content-Length header"
+                                 : "Transfer-Encoding and Content-Length together");
+        return 1;
+    }
+    return 0;
 }
 
 /* A resumed request: its prepared answer, else the owner's on_resume. */
@@ -197,11 +285,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 {
     (void)version;
     http *h = cls;
+    (void)c;
     http_req *r = *con_cls;
-    if (!r) {
-        if (!(r = new_request(h, c, url, method)))
-            return MHD_NO;
-        *con_cls = r;
+    if (!r)
+        return MHD_NO; /* the URI callback ran out of memory */
+    if (!r->started) {
+        start_request(h, r, url, method);
+        if (refuse_request(r))
+            return MHD_YES;
         return h->cb.on_headers(h->user, r) < 0 ? MHD_NO : MHD_YES;
     }
     if (*upload_size > 0) {
@@ -431,6 +522,8 @@ int http_send(http_req *r, unsigned status, struct MHD_Response *resp)
             return D2_ENOMEM;
     }
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (r->close_after)
+        MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     if (ok != MHD_YES)
@@ -588,9 +681,10 @@ int http_start(http **out, uv_loop_t *loop, const http_options *opt, const http_
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
         MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
-        opt->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, opt->connection_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_CONNECTION_LIMIT, opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        opt->max_connections_per_client, MHD_OPTION_CONNECTION_TIMEOUT, opt->connection_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
     if (!h->d) {
         close(fd);
         free(h);

@@ -33,6 +33,14 @@ enum {
 };
 
 #define HTTP_PATH_LEN 512
+/* Longest request target (path and query) answered; longer ones get 414. */
+#define HTTP_URI_MAX 8192
+/* MHD's buffer for a request's head. A request line or headers that do not
+ * fit get MHD's own (HTML) 414 / 431 page: at this size that is a target of
+ * about 300 KB (measured), so targets we refuse ourselves (HTTP_URI_MAX)
+ * get the JSON envelope long before. The pool is mmap'd: pages a connection
+ * does not touch cost no memory. */
+#define HTTP_CONNECTION_MEMORY (512 * 1024)
 #define HTTP_PARAM_LEN 160
 
 /* Called by the HTTP layer on the loop thread; `user` is the pointer given to
@@ -59,6 +67,7 @@ typedef struct http_options {
     int port;                   /* 0 = any free port (http_port says which) */
     size_t body_limit;          /* bytes of a request body kept */
     unsigned max_connections;
+    unsigned max_connections_per_client; /* per client address; 0 = no cap */
     unsigned connection_timeout; /* seconds of idleness before MHD closes */
 } http_options;
 
@@ -76,6 +85,7 @@ struct http_req {
     const char *method_name;
     char path[HTTP_PATH_LEN];
     char param[HTTP_PARAM_LEN]; /* the owner's: the {id} / {ref} segment */
+    char param2[32];           /* the owner's: a second segment ({index}) */
     char request_id[72];
     const char *principal;     /* the owner's: token name, "anonymous" by default */
     char client[64];           /* peer address */
@@ -83,6 +93,10 @@ struct http_req {
     size_t body_len, body_cap;
     int body_too_large;
     int phase;                 /* REQ_* */
+    int started;               /* on_access has filled the fields above */
+    const char *uri_problem;   /* the raw request target is refused: why (static) */
+    int uri_status;            /* 400 or 414 for uri_problem */
+    int close_after;           /* answered before its body: "Connection: close" */
     int status;                /* status queued (for logs and metrics) */
     double t0;
     /* while suspended: its holder */

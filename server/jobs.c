@@ -284,6 +284,8 @@ static json_t *retrieval_json(server *s, const rtask *t)
     api_snprintf(res.generator_name, sizeof res.generator_name, "%s", ge->name);
     api_snprintf(res.generator_id, sizeof res.generator_id, "%s", ge->info->id);
     api_snprintf(res.dataset_fingerprint, sizeof res.dataset_fingerprint, "%s", t->w.dataset_fp);
+    api_snprintf(res.zoo_fingerprint, sizeof res.zoo_fingerprint, "%s",
+                 ge->info->zoo_fingerprint);
     res.nhits = t->w.nhits < API_MAX_HITS ? t->w.nhits : API_MAX_HITS;
     memcpy(res.hits, t->w.hits, (size_t)res.nhits * sizeof res.hits[0]);
     return api_retrieve_result_to_json(&res);
@@ -533,9 +535,12 @@ int jobs_cancel(jobs *j, const char *id, d2_error *err)
         rec_free(j, r);
         return 0;
     }
+    int none = WORK_CANCEL_NONE;
+    if (!atomic_compare_exchange_strong(&r->w.cancel, &none, WORK_CANCEL_REQUESTED) &&
+        none == WORK_CANCEL_FINISHING)
+        return 2; /* generated already: it is writing its checkpoints */
     if (store_job_set_cancel_requested(s->db, id, err) != 0)
         return D2_EIO;
-    atomic_store(&r->w.cancel, 1);
     return 1;
 }
 

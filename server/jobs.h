@@ -51,8 +51,11 @@ int jobs_retry_after(const jobs *j);
 /* Add live progress to a job loaded from the store. */
 void jobs_overlay(const jobs *j, api_job *job);
 
-/* Cancel: 0 = cancelled now (it was queued), 1 = requested (it is running),
- * D2_ENOTFOUND = not active (finished or unknown), other < 0 = store error. */
+/* Cancel: 0 = cancelled now (it was queued), 1 = requested (it is running; it
+ * will end cancelled, or queued again by a shutdown, never succeeded),
+ * 2 = too late (generation is done, the checkpoints are being written; see
+ * WORK_CANCEL_* in worker.h), D2_ENOTFOUND = not active (finished or
+ * unknown), other < 0 = store error. */
 int jobs_cancel(jobs *j, const char *id, d2_error *err);
 
 /* Long-poll: suspend r until the job's state changes or `seconds` pass (then

@@ -17,6 +17,7 @@ const route ROUTES[] = {
     {"/v1/openapi.yaml", HTTP_GET, route_openapi, NULL, NULL, 1},
     {"/v1/generators", HTTP_GET, route_generators_list, NULL, NULL, 0},
     {"/v1/generators/{ref}", HTTP_GET, route_generator_get, NULL, NULL, 0},
+    {"/v1/generators/{ref}/zoo/{index}/weights", HTTP_GET, route_zoo_weights, NULL, NULL, 0},
     {"/v1/datasets", HTTP_POST, NULL, route_dataset_post, NULL, 0},
     {"/v1/datasets/{id}", HTTP_GET, route_dataset_get, NULL, NULL, 0},
     {"/v1/jobs", HTTP_GET | HTTP_POST, route_jobs_list, route_jobs_post, NULL, 0},
@@ -30,9 +31,12 @@ const route ROUTES[] = {
 const int ROUTE_COUNT = (int)(sizeof ROUTES / sizeof ROUTES[0]);
 
 /* Literal characters match themselves; "{name}" matches a non-empty segment
- * without ':' up to the literal that follows it in the template (":cancel"). */
-static int match_one(const char *t, const char *p, char *param, size_t cap)
+ * without ':' up to the literal that follows it in the template (":cancel").
+ * The first placeholder goes to param, a second to param2. */
+static int match_one(const char *t, const char *p, char *param, size_t cap, char *param2,
+                     size_t cap2)
 {
+    int nparams = 0;
     while (*t) {
         if (*t == '{') {
             const char *close = strchr(t, '}');
@@ -42,10 +46,13 @@ static int match_one(const char *t, const char *p, char *param, size_t cap)
             if (seg <= suffix_len || strncmp(p + seg - suffix_len, suffix, suffix_len) != 0)
                 return 0;
             size_t vlen = seg - suffix_len;
-            if (memchr(p, ':', vlen) || vlen >= cap)
+            char *dst = nparams == 0 ? param : param2;
+            size_t dcap = nparams == 0 ? cap : cap2;
+            if (memchr(p, ':', vlen) || vlen >= dcap || nparams > 1)
                 return 0;
-            memcpy(param, p, vlen);
-            param[vlen] = '\0';
+            memcpy(dst, p, vlen);
+            dst[vlen] = '\0';
+            nparams++;
             p += seg;
             t = suffix + suffix_len;
         } else {
@@ -58,15 +65,21 @@ static int match_one(const char *t, const char *p, char *param, size_t cap)
     return *p == '\0';
 }
 
-int routes_match(const char *path, char *param, size_t cap)
+int routes_match2(const char *path, char *param, size_t cap, char *param2, size_t cap2)
 {
     for (int i = 0; i < ROUTE_COUNT; i++) {
-        param[0] = '\0';
-        if (match_one(ROUTES[i].tmpl, path, param, cap))
+        param[0] = param2[0] = '\0';
+        if (match_one(ROUTES[i].tmpl, path, param, cap, param2, cap2))
             return i;
     }
-    param[0] = '\0';
+    param[0] = param2[0] = '\0';
     return -1;
+}
+
+int routes_match(const char *path, char *param, size_t cap)
+{
+    char unused[32];
+    return routes_match2(path, param, cap, unused, sizeof unused);
 }
 
 static const char *allow_of(int methods)
@@ -102,7 +115,7 @@ int routes_refuse_unready(server *s, http_req *r)
  * returns 1 when the request is refused. */
 static int check_request(server *s, http_req *r)
 {
-    int idx = routes_match(r->path, r->param, sizeof r->param);
+    int idx = routes_match2(r->path, r->param, sizeof r->param, r->param2, sizeof r->param2);
     if (idx < 0) {
         http_errorf(r, 404, "not_found", NULL, 0, "no route for %s (see /v1/openapi.yaml)",
                     r->path);

@@ -22,6 +22,8 @@ extern const int ROUTE_COUNT;
 
 /* Match a path: the route index (param filled) or -1. */
 int routes_match(const char *path, char *param, size_t cap);
+/* The same, with a second placeholder's segment in param2. */
+int routes_match2(const char *path, char *param, size_t cap, char *param2, size_t cap2);
 /* First call of a request (headers). Queues a response when it can answer
  * at once (GET routes, early refusals). Returns 0 or negative (close). */
 int routes_on_headers(server *s, http_req *r);
@@ -52,6 +54,7 @@ int route_checkpoint_get(server *s, http_req *r);
 int route_checkpoint_weights(server *s, http_req *r);
 int route_checkpoint_lineage(server *s, http_req *r);
 int route_retrieve_post(server *s, http_req *r);
+int route_zoo_weights(server *s, http_req *r);
 
 /* Shared by handlers: 503 not_ready / shutting_down when jobs cannot be taken
  * (returns 1 when it answered). */

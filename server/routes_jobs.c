@@ -358,6 +358,10 @@ int route_job_cancel(server *s, http_req *r)
         return reply_job(s, r, r->param, 200, 0, 0, 0);
     if (rc == 1)
         return reply_job(s, r, r->param, 202, 0, 0, 0);
+    if (rc == 2)
+        return http_errorf(r, 409, "conflict", NULL, 0,
+                           "job %s already generated its checkpoints and is saving them: too "
+                           "late to cancel", r->param);
     if (rc != D2_ENOTFOUND)
         return routes_store_error(s, r, &err);
     api_job job;

@@ -1,9 +1,12 @@
-/* routes_retrieve.c - POST /v1/retrieve: nearest zoo checkpoints for a data set. */
+/* routes_retrieve.c - POST /v1/retrieve: nearest zoo checkpoints for a data
+ * set; GET .../zoo/{index}/weights: one of them as a checkpoint file. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen_zoo_export.h"
 #include "jobs.h"
 #include "routes.h"
+#include "sha256.h"
 
 int route_retrieve_post(server *s, http_req *r)
 {
@@ -60,4 +63,65 @@ int route_retrieve_post(server *s, http_req *r)
         return http_errorf(r, 503, "queue_full", NULL, 1, "too many retrievals waiting");
     }
     return 0; /* suspended until a worker answers (jobs.c prepares the answer) */
+}
+
+/* The zoo index of a weights URL: digits only, inside the zoo; else -1. */
+static int zoo_index_of(const char *s, int zoo_n)
+{
+    if (!s[0] || strlen(s) > 9 || strspn(s, "0123456789") != strlen(s))
+        return -1;
+    long i = strtol(s, NULL, 10);
+    return i < zoo_n ? (int)i : -1;
+}
+
+/* GET /v1/generators/{ref}/zoo/{index}/weights: a retrieval hit's weights,
+ * the same complete safetensors file a generated checkpoint is. */
+int route_zoo_weights(server *s, http_req *r)
+{
+    if (!s->generators_loaded)
+        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+    int gi = gens_find(&s->gens, r->param);
+    if (gi < 0)
+        return http_errorf(r, 404, "not_found", NULL, 0, "no generator named or with id '%s'",
+                           r->param);
+    const gen_entry *ge = &s->gens.e[gi];
+    int n = generator_zoo_size(ge->g);
+    int index = zoo_index_of(r->param2, n);
+    if (index < 0)
+        return http_errorf(r, 404, "not_found", NULL, 0,
+                           "generator '%s' has no zoo entry %s (its zoo has %d, from 0)",
+                           ge->name, r->param2, n);
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    d2_error err;
+    d2_error_clear(&err);
+    if (generator_zoo_checkpoint_bytes(ge->g, index, &bytes, &len, &err) != 0)
+        return http_errorf(r, 500, "internal", NULL, 0, "zoo entry %d: %s", index, err.msg);
+    char sha[65], etag[72];
+    sha256_hex(bytes, len, sha);
+    snprintf(etag, sizeof etag, "\"%s\"", sha);
+    const char *inm = http_header(r, "If-None-Match");
+    struct MHD_Response *resp;
+    unsigned status = 200;
+    if (inm && !strcmp(inm, etag)) {
+        free(bytes);
+        status = 304;
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        resp = MHD_create_response_from_buffer(len, bytes, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            free(bytes);
+    }
+    if (!resp)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    char disp[160];
+    snprintf(disp, sizeof disp, "attachment; filename=\"%.12s_zoo_%d.safetensors\"",
+             ge->info->id, index);
+    if (status == 200) {
+        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        MHD_add_response_header(resp, "Content-Disposition", disp);
+        MHD_add_response_header(resp, "X-Checkpoint-Sha256", sha);
+    }
+    MHD_add_response_header(resp, "ETag", etag);
+    return http_send(r, status, resp);
 }

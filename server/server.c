@@ -229,6 +229,7 @@ static int start(server *s, d2_error *err)
     ho.host = host;
     ho.body_limit = cfg->body_limit;
     ho.max_connections = (unsigned)cfg->max_connections;
+    ho.max_connections_per_client = (unsigned)cfg->max_connections_per_client;
     ho.connection_timeout = (unsigned)cfg->connection_timeout;
     if (http_start(&s->http, s->loop, &ho, &ROUTES_HTTP, s, err) != 0)
         return err->code;

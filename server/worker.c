@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "safetensors.h"
 #include "sha256.h"
 #include "store.h"
@@ -112,6 +113,22 @@ static void set_error(work_item *it, int outcome, const char *code, const char *
     api_snprintf(it->error_message, sizeof it->error_message, "%s", msg);
 }
 
+/* A failed checkpoint write: the log gets the whole message (it names the
+ * file); the job's error, which clients read, only the cause after the last
+ * ": " (strerror's text), never a server path. */
+static void save_failed(work_item *it, const d2_error *err)
+{
+    d2log lg;
+    log_init(&lg, LOG_ERROR, 2);
+    log_emit(&lg, LOG_ERROR, "saving checkpoints failed",
+             json_pack("{s:s, s:s}", "job_id", it->job_id, "error", err->msg));
+    const char *cause = strrchr(err->msg, ':');
+    cause = !cause ? err->msg : cause[1] == ' ' && cause[2] ? cause + 2 : "see the daemon log";
+    char msg[API_MESSAGE_LEN];
+    api_snprintf(msg, sizeof msg, "saving the checkpoints failed: %s", cause);
+    set_error(it, WORK_FAILED, "internal", msg);
+}
+
 /* All ranked candidates as safetensors files back to back in one pack,
  * DATA/checkpoints/<job_id>.pack, written with one atomic write (temporary
  * name, fsync, rename, fsync of the directory): one job's checkpoints appear
@@ -185,7 +202,7 @@ static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen
     if (!ck || !offsets)
         set_error(it, WORK_FAILED, "internal", "out of memory");
     else if (save_checkpoints(w, it, ge, req, res, ck, offsets, &err) != 0)
-        set_error(it, WORK_FAILED, "internal", err.msg);
+        save_failed(it, &err);
     else {
         it->outcome = WORK_SUCCEEDED;
         it->way = res->way;
@@ -231,10 +248,16 @@ static void run_job(worker *w, work_item *it)
         rc = backend_explain(w->be, rc, &err); /* a device fault, not its symptom */
         it->generate_seconds = d2_now() - tg;
         double ts = d2_now();
+        int none = WORK_CANCEL_NONE;
         if (rc == D2_ECANCELLED) {
             it->outcome = atomic_load(&it->shutdown) ? WORK_REQUEUED : WORK_CANCELLED;
         } else if (rc != 0) {
             set_error(it, WORK_FAILED, "generation_failed", err.msg);
+        } else if (!atomic_compare_exchange_strong(&it->cancel, &none, WORK_CANCEL_FINISHING)) {
+            /* a cancel (or shutdown) came in after the sampler's last check:
+             * it was accepted, so it holds */
+            it->outcome = atomic_load(&it->shutdown) ? WORK_REQUEUED : WORK_CANCELLED;
+            gen_result_free(&res);
         } else {
             save_result(w, it, ge, &req, &res, t0);
             gen_result_free(&res);

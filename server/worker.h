@@ -25,6 +25,14 @@ enum {
 
 #define WORK_MAX_HITS 64
 
+/* A job's cancel flag decides a cancel racing the job's end, once: the loop
+ * sets it NONE -> REQUESTED (compare-and-swap) when a client cancels; the
+ * worker sets it NONE -> FINISHING once generation is done, before it writes
+ * the checkpoints. Whichever swap wins holds: a job whose cancel was accepted
+ * never ends succeeded, and a cancel that finds FINISHING is refused (the job
+ * is ending on its own). A shutdown stores REQUESTED unconditionally. */
+enum { WORK_CANCEL_NONE = 0, WORK_CANCEL_REQUESTED = 1, WORK_CANCEL_FINISHING = 2 };
+
 enum { WORKER_READY = 0, WORKER_INIT_FAILED = 1, WORKER_DONE = 2 };
 
 /* Worker -> loop. Events live inside their work item (DONE) or their worker
@@ -57,7 +65,7 @@ typedef struct work_item {
     int k;                               /* WORK_RETRIEVE */
     char parent_checkpoint[API_ID_LEN];
     /* shared */
-    atomic_int cancel;                   /* set by the loop; read by the sampler */
+    atomic_int cancel;                   /* WORK_CANCEL_*: see below */
     atomic_int shutdown;                 /* with cancel: requeue instead of cancelling */
     atomic_int progress_ppm;             /* 0..1000000, written by the worker */
     /* outputs */

@@ -12,6 +12,11 @@
 
 #include "http.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #define BODY_LIMIT 1024
 
 typedef struct fake {
@@ -27,6 +32,7 @@ typedef struct fake {
     atomic_int released;    /* release(answer = 1) calls */
     atomic_int resumed;     /* on_resume calls */
     atomic_int oversized;   /* on_body calls with a body past the limit */
+    atomic_int headers_seen; /* on_headers calls */
 } fake;
 
 /* ---- the fake owner ---- */
@@ -68,7 +74,8 @@ static void hold(fake *f, http_req *r, int kind, http_release_fn release)
 
 static int fake_headers(void *user, http_req *r)
 {
-    (void)user;
+    fake *f = user;
+    atomic_fetch_add(&f->headers_seen, 1);
     if (r->method == HTTP_POST)
         http_expect_body(r);
     return 0;
@@ -151,7 +158,9 @@ static int setup(void **state)
     f->stop.data = f->later.data = f;
     static const http_callbacks cb = {fake_headers, fake_body, fake_resume, fake_completed,
                                       NULL};
-    http_options o = {"127.0.0.1", 0, BODY_LIMIT, 64, 10};
+    http_options o = {.host = "127.0.0.1", .port = 0, .body_limit = BODY_LIMIT,
+                      .max_connections = 64, .max_connections_per_client = 0,
+                      .connection_timeout = 10};
     d2_error err;
     d2_error_clear(&err);
     if (http_start(&f->h, &f->loop, &o, &cb, f, &err) != 0)
@@ -357,11 +366,99 @@ static void test_body_limit(void **state)
     free(big);
 }
 
+/* Send a raw request on a fresh connection; the answer's status and body
+ * (until the daemon closes, at most 5 s). */
+static int raw_request(const fake *f, const char *req, size_t len, char *body, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)http_port(f->h));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    static char buf[1 << 16];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    close(fd);
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        status = 0;
+    const char *b = strstr(buf, "\r\n\r\n");
+    snprintf(body, cap, "%s", b ? b + 4 : "");
+    return status;
+}
+
+static void expect_refused(const fake *f, const char *req, size_t len, int status,
+                           const char *code, const char *field)
+{
+    char body[4096];
+    assert_int_equal(raw_request(f, req, len, body, sizeof body), status);
+    json_t *v = json_loads(body, 0, NULL);
+    if (!v)
+        fail_msg("not JSON: %s", body);
+    assert_string_equal(error_code(v), code);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(v, "error"), "field")),
+                        field);
+    json_decref(v);
+}
+
+static void test_refused_before_the_owner(void **state)
+{
+    fake *f = *state;
+    static const char *targets[] = {"/hello%00x", "/hello%0A", "/hel%7flo", "/hello?x=%1b"};
+    char req[512];
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", targets[i]);
+        expect_refused(f, req, (size_t)n, 400, "invalid_argument", "path");
+    }
+    static const char two[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                              "Content-Length: 3\r\n\r\n{}";
+    expect_refused(f, two, strlen(two), 400, "invalid_argument", "header.Content-Length");
+    static const char te[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    expect_refused(f, te, strlen(te), 400, "invalid_argument", "header.Transfer-Encoding");
+    size_t n = HTTP_URI_MAX + 100;
+    char *big = malloc(n + 64);
+    assert_non_null(big);
+    int k = snprintf(big, 64, "GET /hello?q=");
+    memset(big + k, 'q', n);
+    k += (int)n;
+    k += snprintf(big + k, 40, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_refused(f, big, (size_t)k, 414, "uri_too_long", "path");
+    free(big);
+    /* the owner never saw any of them; an escape of a printable character is fine */
+    assert_int_equal(atomic_load(&f->headers_seen), 0);
+    reply r;
+    request(f, "/hell%6f", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    /* a request MHD refuses itself after the URI callback is still completed */
+    static const char ver[] = "GET /hello HTTP/3.0\r\nHost: x\r\n\r\n";
+    char body[4096];
+    assert_int_equal(raw_request(f, ver, strlen(ver), body, sizeof body), 505);
+    for (int i = 0; i < 2000 && http_active_requests(f->h) > 0; i++)
+        usleep(1000);
+    assert_int_equal(http_active_requests(f->h), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_and_post, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_before_the_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_limit, setup, teardown),

@@ -34,7 +34,18 @@ static void test_match(void **state)
     expect("/v1/checkpoints/ck_1_0/lineage", "/v1/checkpoints/{id}/lineage", "ck_1_0");
     expect("/v1/generators/default", "/v1/generators/{ref}", "default");
     expect("/v1/datasets/abc", "/v1/datasets/{id}", "abc");
-    char p[HTTP_PARAM_LEN];
+    char p[HTTP_PARAM_LEN], p2[32];
+    /* two placeholders: the second goes to param2 */
+    int z = routes_match2("/v1/generators/default/zoo/17/weights", p, sizeof p, p2, sizeof p2);
+    assert_true(z >= 0);
+    assert_string_equal(ROUTES[z].tmpl, "/v1/generators/{ref}/zoo/{index}/weights");
+    assert_string_equal(p, "default");
+    assert_string_equal(p2, "17");
+    assert_int_equal(routes_match2("/v1/generators/default/zoo/17", p, sizeof p, p2, sizeof p2),
+                     -1);
+    assert_int_equal(routes_match2("/v1/generators/default/zoo//weights", p, sizeof p, p2,
+                                   sizeof p2),
+                     -1);
     const char *none[] = {"/", "/v1", "/v1/jobs/", "/v1/jobs/x/y", "/v1/jobs/:cancel",
                           "/v1/jobs/x:stop", "/healthz/", "/v2/jobs", "/v1/checkpoints/x/bytes",
                           "/v1/jobs/a:b:cancel", ""};
@@ -69,7 +80,7 @@ static void test_table(void **state)
             assert_string_not_equal(ROUTES[j].tmpl, r->tmpl);
     }
     assert_int_equal(open, 3);
-    assert_int_equal(ROUTE_COUNT, 15);
+    assert_int_equal(ROUTE_COUNT, 16);
 }
 
 /* A generator with input_dim/feature_dim and 2..5 classes. */
