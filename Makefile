@@ -8,12 +8,22 @@
 #   make bench   performance and quality runs (long)
 #   make CUDA=1  add the CUDA backend (needs /usr/local/cuda)
 
-BUILD ?= build
 CC ?= cc
 CUDA ?= 0
 CUDA_HOME ?= /usr/local/cuda
 NVCC ?= $(CUDA_HOME)/bin/nvcc
 SAN ?= 0
+# Each configuration builds in its own folder, so `make CUDA=1` after `make`
+# builds a CUDA binary instead of finding plain objects up to date:
+#   build/ (plain), build/cuda (CUDA=1), build/asan (SAN=1), build/cuda/asan.
+# BUILD=DIR overrides it; DIR/flags.stamp (below) then still rebuilds every
+# object when the flags change.
+ifeq ($(origin BUILD),undefined)
+  BUILD := build$(if $(filter 1,$(CUDA)),/cuda)$(if $(filter 1,$(SAN)),/asan)
+endif
+# `make run`, `make test` and `make asan` build with every core unless -j is given.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 
 OPT ?= -O2
 WARN := -Wall -Wextra -Werror
@@ -69,6 +79,18 @@ else
   CUDA_OBJ :=
 endif
 
+# The flags an object was built with: objects depend on this stamp, rewritten
+# only when the flags differ from the last build in $(BUILD) (not for goals that
+# build nothing).
+FLAGS_STAMP := $(BUILD)/flags.stamp
+FLAGS_LINE := $(CC) $(CPPFLAGS) $(CFLAGS) | $(LDFLAGS) $(LDLIBS) | CUDA=$(CUDA) $(NVCC) $(NVCCFLAGS)
+ifneq ($(filter-out clean deps print-layers print-build,$(or $(MAKECMDGOALS),all)),)
+  $(shell mkdir -p $(BUILD) && [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_LINE)' ] || \
+    printf '%s\n' '$(FLAGS_LINE)' > $(FLAGS_STAMP))
+endif
+$(FLAGS_STAMP):
+	@mkdir -p $(dir $@) && printf '%s\n' '$(FLAGS_LINE)' > $@
+
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 PROTO_OBJ := $(PROTO_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
@@ -92,9 +114,10 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
-  prometheus python3-jsonschema python3-yaml
+  prometheus python3-jsonschema python3-yaml systemd binutils python3-torch
 
-.PHONY: all deps test check asan bench run generators clean cuda print-layers unit-bins api-bins bench-bins fuzz-bins
+.PHONY: all deps test check asan bench run generators clean cuda print-layers print-build \
+  unit-bins api-bins bench-bins fuzz-bins
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/d2nwgd $(BUILD)/d2nwg $(LIBCORE)
@@ -112,11 +135,11 @@ deps:
 	@# npm-only tools (the OpenAPI linter), pinned in tools/package-lock.json
 	@sh tools/install.sh >/dev/null
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(LAYER_INC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/core/backend/backend_cuda.o: core/backend/backend_cuda.cu core/backend/backend.h core/base/rng.h core/base/common.h
+$(BUILD)/core/backend/backend_cuda.o: core/backend/backend_cuda.cu core/backend/backend.h core/base/rng.h core/base/common.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -141,25 +164,25 @@ EMBED_OBJ := $(BUILD)/gen/embedded_data.o
 $(BUILD)/gen/embedded_data.c: $(EMBED_FILES) server/embed.sh
 	@mkdir -p $(dir $@)
 	sh server/embed.sh $(EMBED_FILES) > $@.tmp && mv $@.tmp $@
-$(EMBED_OBJ): $(BUILD)/gen/embedded_data.c server/embedded.h
+$(EMBED_OBJ): $(BUILD)/gen/embedded_data.c server/embedded.h $(FLAGS_STAMP)
 	$(CC) $(CPPFLAGS) $(LAYER_INC) $(CFLAGS) -c $< -o $@
 $(LIBSERVER): $(EMBED_OBJ)
 
-$(BUILD)/d2nwgd: $(BUILD)/server/main.o $(LIBSERVER) $(LIBPROTO) $(LIBCORE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/d2nwg: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPROTO) $(LIBCORE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/d2nwgd: $(BUILD)/server/main.o $(LIBSERVER) $(LIBPROTO) $(LIBCORE) $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(filter-out $(FLAGS_STAMP),$^) $(LDLIBS)
+$(BUILD)/d2nwg: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPROTO) $(LIBCORE) $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(filter-out $(FLAGS_STAMP),$^) $(LDLIBS)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h
+$(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
-$(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h
+$(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit -Itests/api $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
-$(BUILD)/tests/bench/%: tests/bench/%.c $(ALL_LIBS)
+$(BUILD)/tests/bench/%: tests/bench/%.c $(ALL_LIBS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
-$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ALL_LIBS)
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ALL_LIBS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
 
@@ -172,9 +195,9 @@ fuzz-bins: $(FUZZ_BIN)
 # present the CUDA backend must also compile (issue: CUDA backend), and its
 # backend comparison runs (it skips with a message where no GPU exists).
 test: deps
-	$(MAKE) all unit-bins api-bins fuzz-bins
+	$(MAKE) $(JOBS) all unit-bins api-bins fuzz-bins
 	@if [ "$(CUDA)" != 1 ] && [ -x "$(NVCC)" ] && [ "$(SAN)" != 1 ]; then \
-	  $(MAKE) --no-print-directory CUDA=1 BUILD=$(BUILD)/cuda all unit-bins || exit 1; \
+	  $(MAKE) --no-print-directory $(JOBS) CUDA=1 BUILD=$(BUILD)/cuda all unit-bins || exit 1; \
 	  CUDA_BUILD=$(BUILD)/cuda; else CUDA_BUILD=; fi; \
 	D2NWG_BUILD=$(BUILD) CUDA_BUILD=$$CUDA_BUILD sh tests/run_tests.sh $(BUILD)
 
@@ -183,19 +206,21 @@ check: test
 # The shared test fixture (a quick generator) is trained by the normal build
 # and copied: sanitized binaries would take minutes to train it.
 asan: deps
-	$(MAKE) all
+	$(MAKE) $(JOBS) all
 	sh tests/fixture.sh $(BUILD) >/dev/null
-	FIXTURE_SOURCE=$(BUILD) $(MAKE) SAN=1 OPT=-O1 BUILD=$(BUILD)/asan test
+	FIXTURE_SOURCE=$(BUILD) $(MAKE) $(JOBS) SAN=1 OPT=-O1 BUILD=$(BUILD)/asan test
 
 bench: deps
 	$(MAKE) all bench-bins
 	D2NWG_BUILD=$(BUILD) sh tests/bench/run_bench.sh $(BUILD)
 
-run: deps all
+run: deps
+	$(MAKE) $(JOBS) all
 	sh deploy/run.sh $(BUILD)
 
 # Every generator `make run` serves, built into var/ (deploy/generators.sh).
-generators: deps all
+generators: deps
+	$(MAKE) $(JOBS) all
 	sh deploy/generators.sh $(BUILD) all
 
 # The layer table as tests/layers.sh reads it: "folder: folders it may include".
@@ -204,6 +229,10 @@ print-layers:
 	@echo "proto: $(foreach d,$(CORE_LAYERS),core/$(d)) proto"
 	@echo "server: $(foreach d,$(CORE_LAYERS),core/$(d)) proto server"
 	@echo "client: $(foreach d,$(CORE_LAYERS),core/$(d)) proto client"
+
+# The folder this configuration builds in (tests/pkg/build_folders.sh reads it).
+print-build:
+	@echo $(BUILD)
 
 cuda:
 	$(MAKE) CUDA=1 BUILD=$(BUILD)/cuda all

@@ -10,6 +10,7 @@
 #include "fileio.h"
 #include "backend.h"
 #include "cli_args.h"
+#include "cli_json.h"
 #include "cli_opts.h"
 #include "commands.h"
 #include "data.h"
@@ -69,7 +70,7 @@ static const cli_command GENERATE_CMD = {
              "first; the table's method column says what each entry is. Writes the first.",
     .opts = GENERATE_OPTS,
     .nopts = CLI_NOPTS(GENERATE_OPTS),
-    .globals = CLI_G_QUIET,
+    .globals = CLI_G_QUIET | CLI_G_JSON,
 };
 
 /* Candidate k as safetensors at path. */
@@ -143,6 +144,29 @@ static void print_table(const gen_info *in, const gen_request *req, const gen_re
     printf("wrote %s%s%s\n", o->out, o->all ? " and " : "", o->all ? o->all : "");
 }
 
+/* --json: the table's content as one JSON object on stdout. */
+static int print_generate_json(const gen_info *in, const gen_request *req, const gen_result *res,
+                               const generate_opts *o)
+{
+    json_t *ranked = json_array();
+    for (int k = 0; ranked && k < res->count; k++) {
+        const gen_candidate *c = &res->ranked[k];
+        json_array_append_new(
+            ranked, json_pack("{s:i,s:i,s:f,s:f,s:f,s:i,s:f}", "rank", k + 1, "candidate",
+                              c->index, "support_acc", (double)c->support_acc, "support_loss",
+                              (double)c->support_loss, "norm", (double)c->norm, "zoo_nearest",
+                              c->zoo_nearest, "zoo_distance", (double)c->zoo_distance));
+    }
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:f,s:s,s:o,s:o}", "generator", in->id,
+                          "dataset", res->dataset_fingerprint, "way", res->way, "support_rows",
+                          req->support->n, "seed", (json_int_t)o->seed, "sampler",
+                          SAMPLERS[req->sampler == GEN_SAMPLER_DDPM], "steps", req->steps,
+                          "guidance", (double)req->guidance, "seconds", res->seconds, "out",
+                          o->out, "all", o->all ? json_string(o->all) : json_null(),
+                          "candidates", ranked ? ranked : json_null());
+    return cli_print_json("generate", j) ? D2_ENOMEM : 0;
+}
+
 /* The request: the options, else the bundle's defaults. */
 static gen_request make_request(const gen_info *in, const generate_opts *o, const dataset *sup)
 {
@@ -161,7 +185,7 @@ static gen_request make_request(const gen_info *in, const generate_opts *o, cons
 
 /* Generate with a loaded generator, write --out (and --all), print. */
 static int generate_and_write(const generator *g, backend_t *be, const generate_opts *o,
-                              int quiet, const dataset *sup, d2_error *err)
+                              const cli_globals *gl, const dataset *sup, d2_error *err)
 {
     const gen_info *in = generator_info(g);
     gen_request req = make_request(in, o, sup);
@@ -177,7 +201,9 @@ static int generate_and_write(const generator *g, backend_t *be, const generate_
         !(rc = generator_generate(g, ws, &req, &res, err)) &&
         !(rc = write_candidate(g, &req, &res, 0, o->out, err)) && o->all)
         rc = write_all(g, &req, &res, o->all, err);
-    if (!rc && !quiet)
+    if (!rc && gl->json)
+        rc = print_generate_json(in, &req, &res, o);
+    else if (!rc && !gl->quiet)
         print_table(in, &req, &res, o);
     gen_result_free(&res);
     gen_workspace_free(ws);
@@ -201,8 +227,9 @@ int cmd_generate(cli_globals *g, int argc, char **argv)
     generator *gen = NULL;
     code = EXIT_OK;
     if (backend_create(&be, o.device, 0, &err) || generator_load(&gen, o.generator, be, &err) ||
-        generate_and_write(gen, be, &o, g->quiet, &sup, &err)) {
-        cli_error(cmd, "%s", err.msg);
+        generate_and_write(gen, be, &o, g, &sup, &err)) {
+        if (err.msg[0])
+            cli_error(cmd, "%s", err.msg);
         code = EXIT_FAILED;
     }
     generator_free(gen);

@@ -9,6 +9,7 @@
 
 #include "fileio.h"
 #include "cli_args.h"
+#include "cli_json.h"
 #include "cli_opts.h"
 #include "commands.h"
 #include "data.h"
@@ -55,6 +56,7 @@ static const cli_command SAMPLE_CMD = {
              "order the classes are given.",
     .opts = SAMPLE_OPTS,
     .nopts = CLI_NOPTS(SAMPLE_OPTS),
+    .globals = CLI_G_JSON,
 };
 
 static int write_csv(const dataset *d, const char *path, d2_error *err)
@@ -130,6 +132,20 @@ static int write_as(int format, const dataset *d, uint64_t seed, const char *pat
     return write_csv(d, path, err);
 }
 
+/* --json: what was written, one object on stdout. */
+static int print_sample_json(const dataset *d, const task *t, int format, const char *split,
+                             const sample_opts *o)
+{
+    json_t *classes = json_array();
+    for (int i = 0; classes && i < t->way; i++)
+        json_array_append_new(classes, json_integer(t->classes[i]));
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:o,s:s,s:s,s:I}", "out", o->out, "format",
+                          FORMATS[format], "rows", d->n, "dim", d->dim, "classes",
+                          classes ? classes : json_null(), "split", split, "source", o->source,
+                          "seed", (json_int_t)o->seed);
+    return cli_print_json("sample", j) ? EXIT_FAILED : EXIT_OK;
+}
+
 int cmd_sample(cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "sample";
@@ -166,6 +182,8 @@ int cmd_sample(cli_globals *g, int argc, char **argv)
     } else {
         fprintf(stderr, "wrote %s: %d rows of %d values, %d classes (%s split of %s)\n", o.out,
                 d.n, d.dim, t.way, SPLITS[o.split], o.source);
+        if (g->json)
+            code = print_sample_json(&d, &t, format, SPLITS[o.split], &o);
     }
     dataset_free(&d);
     class_index_free(&ci);

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "cli_args.h"
+#include "cli_json.h"
 #include "cli_opts.h"
 #include "commands.h"
 #include "gen_train.h"
@@ -59,7 +60,7 @@ static const cli_command TRAIN_CMD = {
     .about = "Learns a generator (weight VAE, dataset encoder, latent diffusion) from a zoo.",
     .opts = TRAIN_OPTS,
     .nopts = CLI_NOPTS(TRAIN_OPTS),
-    .globals = CLI_G_QUIET,
+    .globals = CLI_G_QUIET | CLI_G_JSON,
 };
 
 static gen_train_cfg train_cfg(const train_opts *o, int quiet)
@@ -91,6 +92,18 @@ static void print_report(const char *out, const gen_train_report *rep)
            (double)rep->diffusion_loss);
 }
 
+/* --json: the report as one object on stdout. */
+static int print_report_json(const char *out, const gen_train_report *rep)
+{
+    json_t *j = json_pack("{s:s,s:b,s:f,s:{s:i,s:f,s:f},s:{s:i,s:f},s:{s:i,s:f}}", "out", out,
+                          "stopped", rep->stopped, "seconds", rep->seconds, "vae", "steps",
+                          rep->vae_steps_done, "loss", (double)rep->vae_loss, "recon_mse",
+                          (double)rep->vae_recon_mse, "align", "steps", rep->align_steps_done,
+                          "loss", (double)rep->align_loss, "diffusion", "steps", rep->steps_done,
+                          "loss", (double)rep->diffusion_loss);
+    return cli_print_json("train", j) ? EXIT_FAILED : EXIT_OK;
+}
+
 int cmd_train(cli_globals *g, int argc, char **argv)
 {
     const char *cmd = "train";
@@ -120,7 +133,9 @@ int cmd_train(cli_globals *g, int argc, char **argv)
     }
     if (rep.stopped)
         fprintf(stderr, "stopped after %.1f s; continue with --resume\n", rep.seconds);
-    else
+    if (g->json)
+        return print_report_json(o.out, &rep);
+    if (!rep.stopped)
         print_report(o.out, &rep);
     return EXIT_OK;
 }

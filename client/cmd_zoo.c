@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli_args.h"
+#include "cli_json.h"
 #include "cli_opts.h"
 #include "commands.h"
 #include "zoo.h"
@@ -77,11 +78,12 @@ static const cli_command BUILD_CMD = {
              "split, evaluates it on every test sample of its classes, and saves the zoo.",
     .opts = BUILD_OPTS,
     .nopts = CLI_NOPTS(BUILD_OPTS),
-    .globals = CLI_G_QUIET,
+    .globals = CLI_G_QUIET | CLI_G_JSON,
 };
 
 typedef struct import_opts {
     const char *manifest, *out, *spec;
+    int skip_bad;
 } import_opts;
 
 static const cli_option IMPORT_OPTS[] = {
@@ -91,20 +93,25 @@ static const cli_option IMPORT_OPTS[] = {
      .help = "where to save the zoo", .required = 1},
     {.name = "--spec", .type = CLI_STRING, .off = offsetof(import_opts, spec), .metavar = "SPEC",
      .help = "the zoo's spec", .unset = "the first valid line's"},
+    {.name = "--skip-bad", .type = CLI_FLAG, .off = offsetof(import_opts, skip_bad),
+     .help = "import the good lines when some are rejected\n(default: all or nothing)"},
 };
 
 static const cli_command IMPORT_CMD = {
     .name = "zoo import",
-    .synopsis = "--manifest FILE --out DIR [--spec SPEC]",
+    .synopsis = "--manifest FILE --out DIR [--spec SPEC] [--skip-bad] [--json]",
     .about = "FILE has one JSON object per line (paths relative to FILE):\n"
              "  {\"weights\": \"a.safetensors\", \"dataset\": \"a_data.safetensors\",\n"
              "   \"spec\": \"pca:128 | linear 128->5\", \"metrics\": {\"query_acc\": 0.9}}\n"
              "Weights use PyTorch nn.Sequential names (0.weight, 0.bias, ...); datasets hold\n"
              "x [n, D] and y [n]. Every checkpoint is checked against the spec (names, shapes,\n"
-             "finite values); a bad line is reported with its number and skipped. Each dataset\n"
-             "is copied to DIR/data/. Exits 1 only when no line could be imported.",
+             "finite values, the first one's frozen module 0; F16/BF16 compared after\n"
+             "conversion); a bad line is reported with its number. Any bad line: exit 1 and\n"
+             "nothing written, unless --skip-bad (then exit 1 only when no line was good).\n"
+             "Each dataset is copied to DIR/data/.",
     .opts = IMPORT_OPTS,
     .nopts = CLI_NOPTS(IMPORT_OPTS),
+    .globals = CLI_G_JSON,
 };
 
 typedef struct info_opts {
@@ -233,6 +240,20 @@ static void print_build(const zoo *z, const char *out, double t0, double t1, dou
     printf("fingerprint %s\n", z->fingerprint);
 }
 
+static json_t *stats_json(const acc_stats *s);
+
+/* --json: the build summary as one object on stdout. */
+static int print_build_json(const zoo *z, const char *out, double t0, double t1, double t2,
+                            const acc_stats *q)
+{
+    json_t *j = json_pack("{s:s,s:i,s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:o,s:i,s:s}", "zoo", out,
+                          "heads", z->n, "spec", z->spec.text, "source", z->source, "way",
+                          z->way, "per_class", z->per_class, "seconds", d2_now() - t0,
+                          "data_seconds", t1 - t0, "train_seconds", t2 - t1, "accuracy",
+                          stats_json(q), "heldout", z->n_heldout, "fingerprint", z->fingerprint);
+    return cli_print_json("zoo build", j);
+}
+
 static int cmd_zoo_build(cli_globals *g, int argc, char **argv)
 {
     zoo_build_cfg cfg = zoo_build_defaults();
@@ -263,6 +284,8 @@ static int cmd_zoo_build(cli_globals *g, int argc, char **argv)
         rc = d2_fail(&err, D2_ENOMEM, "out of memory");
     if (rc)
         cli_error(CMD, "%s", err.msg);
+    else if (g->json)
+        rc = print_build_json(&z, o.out, t0, t1, t2, &q);
     else
         print_build(&z, o.out, t0, t1, t2, &q);
     zoo_free(&z);
@@ -270,6 +293,19 @@ static int cmd_zoo_build(cli_globals *g, int argc, char **argv)
 }
 
 /* ---- import ---- */
+
+/* --json: counts, each rejected line and where the zoo went (null: nowhere). */
+static int print_import_json(const zoo_import_report *rep, const char *out, int written)
+{
+    json_t *rejects = json_array();
+    for (int i = 0; rejects && i < rep->rejected; i++)
+        json_array_append_new(rejects, json_pack("{s:i,s:s}", "line", rep->rejects[i].line,
+                                                 "message", rep->rejects[i].msg));
+    json_t *j = json_pack("{s:i,s:i,s:o,s:o}", "imported", written ? rep->imported : 0,
+                          "rejected", rep->rejected, "rejects", rejects ? rejects : json_null(),
+                          "zoo", written ? json_string(out) : json_null());
+    return cli_print_json("zoo import", j);
+}
 
 static int cmd_zoo_import(cli_globals *g, int argc, char **argv)
 {
@@ -280,13 +316,16 @@ static int cmd_zoo_import(cli_globals *g, int argc, char **argv)
     const char *manifest = o.manifest, *out = o.out, *spec = o.spec;
     zoo_import_report rep;
     d2_error err = {0};
-    int rc = zoo_import(manifest, spec, out, &rep, &err);
+    int rc = zoo_import_lines(manifest, spec, out, o.skip_bad, &rep, &err);
     for (int i = 0; i < rep.rejected; i++)
         cli_error(CMD, "%s line %d: %s", manifest, rep.rejects[i].line, rep.rejects[i].msg);
     if (rc)
         cli_error(CMD, "%s", err.msg);
-    printf("imported %d, rejected %d%s%s\n", rep.imported, rep.rejected, rc ? "" : " -> ",
-           rc ? "" : out);
+    if (g->json && print_import_json(&rep, out, !rc))
+        rc = -1;
+    else if (!g->json)
+        printf("imported %d, rejected %d%s%s\n", rc ? 0 : rep.imported, rep.rejected,
+               rc ? "" : " -> ", rc ? "" : out);
     zoo_import_report_free(&rep);
     return rc ? EXIT_FAILED : EXIT_OK;
 }

@@ -3,9 +3,10 @@
  * Each command takes the global options (given before the command; see
  * cli_opts.h) and (argc, argv) with argv[0] = the subcommand name, parses its
  * options with cli_parse, and returns the process exit code:
- *   0 success; 1 failure (for remote commands: the job failed or was
- *   cancelled); 2 usage error; 3 server unreachable or 5xx; 4 request refused
- *   (4xx). Commands print errors to stderr as "d2nwg <cmd>: message". */
+ *   0 success; 1 failure (the job failed or was cancelled; an input file
+ *   missing, unreadable or malformed); 2 usage error (the command line itself);
+ *   3 server unreachable or 5xx; 4 request refused (4xx). Commands print
+ *   errors to stderr as "d2nwg <cmd>: message". */
 #ifndef D2_CLIENT_COMMANDS_H
 #define D2_CLIENT_COMMANDS_H
 

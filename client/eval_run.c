@@ -8,6 +8,7 @@
 
 #include "baseline.h"
 #include "eval_types.h"
+#include "progress.h"
 #include "target.h"
 
 const int FT_STEPS[FT_POINTS] = {0, 10, 25, 50, 100};
@@ -192,6 +193,8 @@ static int eval_shot(eval_ctx *c, const task *t, int i, int s, rng *tr_rng, d2_e
 static int eval_tasks(eval_ctx *c, const task *tasks, d2_error *err)
 {
     const eval_opts *o = c->o;
+    progress bar;
+    progress_begin(&bar, "eval", "tasks", o->tasks, !o->as_json);
     for (int i = 0; i < o->tasks; i++) {
         rng tr_rng;
         rng_init(&tr_rng, rng_derive(o->seed, "eval-task", (uint64_t)i), 0);
@@ -200,11 +203,9 @@ static int eval_tasks(eval_ctx *c, const task *tasks, d2_error *err)
             rc = eval_shot(c, &tasks[i], i, s, &tr_rng, err);
         if (rc)
             return rc;
-        if (!o->as_json)
-            fprintf(stderr, "\reval: task %d/%d", i + 1, o->tasks);
+        progress_update(&bar, i + 1, NULL);
     }
-    if (!o->as_json)
-        fprintf(stderr, "\n");
+    progress_end(&bar, o->tasks, NULL);
     return 0;
 }
 

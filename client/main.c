@@ -33,8 +33,9 @@ static void usage(const cli_globals *g, FILE *out)
                  "does not take):\n");
     cli_globals_help(~0u, g, out);
     fprintf(out, "\n'd2nwg <command> --help' describes one command.\n"
-                 "exit status: 0 done; 1 failed (a job failed or was cancelled); 2 usage error;\n"
-                 "3 daemon unreachable or 5xx; 4 request refused (4xx)\n");
+                 "exit status: 0 done; 1 failed (a job failed or was cancelled, or an input\n"
+                 "file is missing, unreadable or malformed); 2 usage error; 3 daemon unreachable\n"
+                 "or 5xx; 4 request refused (4xx)\n");
 }
 
 int main(int argc, char **argv)

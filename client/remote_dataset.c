@@ -16,7 +16,7 @@ int remote_dataset_load(const char *cmd, const char *path, const char *labels_pa
     d2_error_clear(&err);
     if (data_load_support(d, path, labels_path, &err) != 0) {
         cli_error(cmd, "%s", err.msg);
-        return EXIT_USAGE;
+        return EXIT_FAILED; /* a missing, unreadable or malformed input file (README: exit codes) */
     }
     return EXIT_OK;
 }

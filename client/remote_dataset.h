@@ -16,7 +16,7 @@
 #define REMOTE_INLINE_MAX_VALUES 500000
 
 /* Load path (labels_path for NPY) with data_load_support into *d. Prints
- * "d2nwg <cmd>: <file problem>" and returns EXIT_USAGE on failure. */
+ * "d2nwg <cmd>: <file problem>" and returns EXIT_FAILED on failure (README: exit codes). */
 int remote_dataset_load(const char *cmd, const char *path, const char *labels_path, dataset *d);
 /* DatasetInput JSON (NULL, with a message, when out of memory). */
 json_t *remote_dataset_json(const char *cmd, const dataset *d, int embeddings);

@@ -56,6 +56,10 @@ run_one() {
 
 run_one tests/layers.sh
 run_one tests/contract/lint_openapi.sh
+# packaging and deploy checks (shell, TAP): tests/pkg/*.sh
+for sh_test in tests/pkg/*.sh; do
+    [ -x "$sh_test" ] && run_one "$sh_test"
+done
 for bin in "$BUILD"/tests/unit/test_*; do
     [ -x "$bin" ] || continue
     case "$bin" in *.d|*.o) continue ;; esac

@@ -17,6 +17,17 @@ void progress_begin(progress *p, const char *label, const char *unit, long total
     p->enabled = enabled;
     p->out = stderr;
     p->tty = isatty(fileno(stderr));
+    p->next_line = 1;
+}
+
+/* Not a terminal: a line at the first step and each 10% of the total after it. */
+static int log_line_due(progress *p, long done)
+{
+    if (done < p->next_line)
+        return 0;
+    long step = p->total / 10 > 0 ? p->total / 10 : 1;
+    p->next_line = (done / step + 1) * step;
+    return 1;
 }
 
 static void format_eta(char *buf, size_t n, double seconds)
@@ -63,9 +74,12 @@ void progress_update(progress *p, long done, const char *status)
 {
     if (!p->enabled)
         return;
-    double now = d2_now();
-    double period = p->tty ? 0.1 : 5.0;
-    if (now - p->last_draw < period)
+    if (!p->tty) {
+        if (log_line_due(p, done))
+            draw(p, done, status, 0);
+        return;
+    }
+    if (d2_now() - p->last_draw < 0.1)
         return;
     draw(p, done, status, 0);
 }

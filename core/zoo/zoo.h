@@ -119,6 +119,13 @@ typedef struct zoo_import_report {
 } zoo_import_report;
 int zoo_import(const char *manifest_path, const char *spec, const char *out_dir,
                zoo_import_report *rep, d2_error *err);
+/* zoo_import with a choice: skip_bad = 1 is zoo_import; skip_bad = 0 imports
+ * all or nothing: with any line rejected (each still reported in rep) it
+ * writes nothing to out_dir and fails with D2_EINVAL. A checkpoint's module 0
+ * is compared with the first one's at the coarser of their two dtypes, so F16
+ * and F32 copies of one feature map go into one zoo. */
+int zoo_import_lines(const char *manifest_path, const char *spec, const char *out_dir,
+                     int skip_bad, zoo_import_report *rep, d2_error *err);
 void zoo_import_report_free(zoo_import_report *rep);
 int zoo_save(const zoo *z, const char *dir, d2_error *err);
 int zoo_load(zoo *z, const char *dir, int load_data, d2_error *err);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "safetensors.h"
@@ -23,9 +24,11 @@ typedef struct import_state {
     float *m0_weight;    /* first checkpoint's module 0 (pca specs) */
     float *m0_bias;
     size_t m0_numel;
+    st_dtype m0_wtype, m0_btype; /* their dtypes in the first checkpoint */
     const char *base;    /* directory of the manifest */
     const char *out_dir;
     int dirs_made;
+    int made[2];         /* out_dir, out_dir/data: created by this import */
     zoo_import_report *rep;
 } import_state;
 
@@ -69,15 +72,52 @@ static int make_dirs(import_state *st, d2_error *err)
         else
             snprintf(path, sizeof path, "%s/%s", st->out_dir, dirs[1]);
         struct stat sb;
-        if (mkdir(path, 0755) != 0 && !(errno == EEXIST && stat(path, &sb) == 0 &&
-                                         S_ISDIR(sb.st_mode)))
+        if (mkdir(path, 0755) == 0)
+            st->made[i] = 1;
+        else if (!(errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)))
             return d2_fail(err, D2_EIO, "%s: cannot create directory: %s", path, strerror(errno));
     }
     st->dirs_made = 1;
     return 0;
 }
 
-/* Module 0 of a pca spec must be the same in every checkpoint of the zoo. */
+/* x rounded to dtype t (F16, BF16: the value that dtype stores; wider: x). */
+static float round_to(st_dtype t, float x)
+{
+    if (t == ST_F16)
+        return st_f16_to_f32(st_f32_to_f16(x));
+    if (t == ST_BF16)
+        return st_bf16_to_f32(st_f32_to_bf16(x));
+    return x;
+}
+
+/* Do a (stored as ta) and b (stored as tb) hold the same value? Both are
+ * compared at the coarser of the two precisions, so an F16 copy of an F32
+ * feature map matches it. */
+static int same_value(float a, st_dtype ta, float b, st_dtype tb)
+{
+    float x = round_to(tb, a), y = round_to(ta, b);
+    return fabsf(x - y) <= 1e-6f * (1.0f + fabsf(x));
+}
+
+/* The first difference between module 0 of f (w, b as floats) and the
+ * zoo's; 0 when none. */
+static int module0_differs(const import_state *st, const st_tensor *w, const float *wf,
+                           const st_tensor *b, const float *bf, d2_error *err)
+{
+    for (size_t i = 0; i < w->numel; i++)
+        if (!same_value(st->m0_weight[i], st->m0_wtype, wf[i], w->dtype))
+            return d2_fail(err, D2_EINVAL, "tensor '0.weight' (the frozen feature map) differs "
+                           "from the first imported checkpoint's at element %zu", i);
+    for (int i = 0; i < st->z.spec.pca_dim; i++)
+        if (!same_value(st->m0_bias[i], st->m0_btype, bf[i], b->dtype))
+            return d2_fail(err, D2_EINVAL, "tensor '0.bias' (the frozen feature map) differs "
+                           "from the first imported checkpoint's at element %d", i);
+    return 0;
+}
+
+/* Module 0 of a pca spec must be the same in every checkpoint of the zoo
+ * (after conversion: F32 and F16 copies of the same map are the same). */
 static int check_module0(import_state *st, const st_file *f, d2_error *err)
 {
     if (!st->z.spec.has_pca)
@@ -93,19 +133,14 @@ static int check_module0(import_state *st, const st_file *f, d2_error *err)
         st->m0_weight = wf;
         st->m0_bias = bf;
         st->m0_numel = w->numel;
+        st->m0_wtype = w->dtype;
+        st->m0_btype = b->dtype;
         return 0;
     } else if (w->numel != st->m0_numel) {
         rc = d2_fail(err, D2_EINVAL, "tensor '0.weight' has %lld inputs, the zoo's feature map "
                      "has %zu", (long long)w->shape[1], st->m0_numel / (size_t)st->z.spec.pca_dim);
     } else {
-        for (size_t i = 0; i < w->numel && !rc; i++)
-            if (fabsf(wf[i] - st->m0_weight[i]) > 1e-6f * (1.0f + fabsf(st->m0_weight[i])))
-                rc = d2_fail(err, D2_EINVAL, "tensor '0.weight' (the frozen feature map) differs "
-                             "from the first imported checkpoint's at element %zu", i);
-        for (int i = 0; i < st->z.spec.pca_dim && !rc; i++)
-            if (fabsf(bf[i] - st->m0_bias[i]) > 1e-6f * (1.0f + fabsf(st->m0_bias[i])))
-                rc = d2_fail(err, D2_EINVAL, "tensor '0.bias' (the frozen feature map) differs "
-                             "from the first imported checkpoint's at element %d", i);
+        rc = module0_differs(st, w, wf, b, bf, err);
     }
     free(wf);
     free(bf);
@@ -300,8 +335,30 @@ out:
     return rc;
 }
 
+/* Strict mode found rejected lines: take back the data sets already copied
+ * (and the folders made), so that no partial zoo is left in out_dir. */
+static void undo_copies(const import_state *st)
+{
+    char path[4096];
+    for (int i = 0; i < st->z.n; i++) {
+        snprintf(path, sizeof path, "%s/data/%06d.safetensors", st->out_dir, i);
+        remove(path);
+    }
+    snprintf(path, sizeof path, "%s/data", st->out_dir);
+    if (st->made[1])
+        rmdir(path); /* only the folders this import made, and only when empty */
+    if (st->made[0])
+        rmdir(st->out_dir);
+}
+
 int zoo_import(const char *manifest_path, const char *spec, const char *out_dir,
                zoo_import_report *rep, d2_error *err)
+{
+    return zoo_import_lines(manifest_path, spec, out_dir, 1, rep, err);
+}
+
+int zoo_import_lines(const char *manifest_path, const char *spec, const char *out_dir,
+                     int skip_bad, zoo_import_report *rep, d2_error *err)
 {
     memset(rep, 0, sizeof *rep);
     if (!manifest_path || !out_dir)
@@ -364,6 +421,12 @@ int zoo_import(const char *manifest_path, const char *spec, const char *out_dir,
     if (rc >= 0 && z->n == 0)
         rc = d2_fail(err, D2_EINVAL, "zoo import: no checkpoint imported from %s (%d line%s "
                      "rejected)", manifest_path, rep->rejected, rep->rejected == 1 ? "" : "s");
+    else if (rc >= 0 && !skip_bad && rep->rejected > 0) {
+        rc = d2_fail(err, D2_EINVAL, "zoo import: %d line%s of %s rejected, nothing written "
+                     "(--skip-bad imports the %d good ones)", rep->rejected,
+                     rep->rejected == 1 ? "" : "s", manifest_path, z->n);
+        undo_copies(&st);
+    }
     if (rc >= 0) {
         snprintf(z->source, sizeof z->source, "import");
         zoo_fingerprint(z, z->fingerprint);

@@ -502,7 +502,8 @@ static void test_help_and_usage(void **state)
     r = cli_expect(s, 2, "submit", "--server", s->server, NULL);
     expect_has(r.err, "submit without --support", "--support is required");
     cli_free(&r);
-    r = cli_expect(s, 2, "submit", "--server", s->server, "--support", "/nonexistent/s.csv", NULL);
+    /* a missing input file is an I/O error (1), as in generate (README: exit codes) */
+    r = cli_expect(s, 1, "submit", "--server", s->server, "--support", "/nonexistent/s.csv", NULL);
     expect_has(r.err, "missing support file", "/nonexistent/s.csv");
     cli_free(&r);
     r = cli_expect(s, 2, "submit", "--support", s->csv, "--sampler", "euler", NULL);

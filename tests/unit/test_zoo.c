@@ -639,11 +639,17 @@ static void test_cli(void **state)
         assert_int_equal(run_cmd(cmd, out, 1 << 20), 0);
         assert_non_null(strstr(out, "usage: d2nwg zoo"));
     }
-    /* import reports bad lines by number and exits 0 when one is good */
+    /* import reports bad lines by number; any bad line exits 1 with nothing written,
+     * unless --skip-bad (then 0 when one is good) */
     snprintf(cmd, sizeof cmd, "'%s' zoo import --manifest '%s/ckpts/manifest.jsonl' --out "
                               "'%s/cli-import' 2>&1", bin, fx->dir, fx->dir);
-    assert_int_equal(run_cmd(cmd, out, 1 << 20), 0);
+    assert_int_equal(run_cmd(cmd, out, 1 << 20), 1);
     assert_non_null(strstr(out, "manifest.jsonl line 3: invalid JSON"));
+    assert_non_null(strstr(out, "--skip-bad imports the 3 good ones"));
+    assert_non_null(strstr(out, "imported 0, rejected 8"));
+    snprintf(cmd, sizeof cmd, "'%s' zoo import --manifest '%s/ckpts/manifest.jsonl' --out "
+                              "'%s/cli-import' --skip-bad 2>&1", bin, fx->dir, fx->dir);
+    assert_int_equal(run_cmd(cmd, out, 1 << 20), 0);
     assert_non_null(strstr(out, "imported 3, rejected 8"));
     snprintf(cmd, sizeof cmd, "'%s' zoo import --manifest '%s/ckpts/pca.jsonl' --out "
                               "'%s/cli-none' --spec 'linear 4->3' 2>&1", bin, fx->dir, fx->dir);
