@@ -14,6 +14,7 @@
 #include "cli_opts.h"
 #include "commands.h"
 #include "data.h"
+#include "api.h"
 #include "generator.h"
 #include "safetensors.h"
 
@@ -144,26 +145,36 @@ static void print_table(const gen_info *in, const gen_request *req, const gen_re
     printf("wrote %s%s%s\n", o->out, o->all ? " and " : "", o->all ? o->all : "");
 }
 
-/* --json: the table's content as one JSON object on stdout. */
+/* One ranking entry as --json writes it: a baseline has no candidate index (null). */
+static json_t *candidate_json(const gen_candidate *c, int rank)
+{
+    return json_pack("{s:i,s:s,s:o,s:f,s:f,s:f,s:i,s:f}", "rank", rank, "method",
+                     gen_method_name(c->method), "candidate",
+                     c->index >= 0 ? json_integer(c->index) : json_null(), "support_acc",
+                     (double)c->support_acc, "support_loss", (double)c->support_loss, "norm",
+                     (double)c->norm, "zoo_nearest", c->zoo_nearest, "zoo_distance",
+                     (double)c->zoo_distance);
+}
+
+/* --json: the table's content as one JSON object on stdout; the gate and its
+ * warnings in the shapes the API's Job uses (proto/api_gate.c). */
 static int print_generate_json(const gen_info *in, const gen_request *req, const gen_result *res,
                                const generate_opts *o)
 {
     json_t *ranked = json_array();
-    for (int k = 0; ranked && k < res->count; k++) {
-        const gen_candidate *c = &res->ranked[k];
-        json_array_append_new(
-            ranked, json_pack("{s:i,s:i,s:f,s:f,s:f,s:i,s:f}", "rank", k + 1, "candidate",
-                              c->index, "support_acc", (double)c->support_acc, "support_loss",
-                              (double)c->support_loss, "norm", (double)c->norm, "zoo_nearest",
-                              c->zoo_nearest, "zoo_distance", (double)c->zoo_distance));
-    }
-    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:f,s:s,s:o,s:o}", "generator", in->id,
-                          "dataset", res->dataset_fingerprint, "way", res->way, "support_rows",
-                          req->support->n, "seed", (json_int_t)o->seed, "sampler",
+    for (int k = 0; ranked && k < res->count; k++)
+        json_array_append_new(ranked, candidate_json(&res->ranked[k], k + 1));
+    api_gate gate;
+    api_gate_from_result(&gate, &res->gate, req->gate);
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:f,s:s,s:o,s:o,s:o,s:o}",
+                          "generator", in->id, "dataset", res->dataset_fingerprint, "way",
+                          res->way, "support_rows", req->support->n, "seed",
+                          (json_int_t)o->seed, "sampler",
                           SAMPLERS[req->sampler == GEN_SAMPLER_DDPM], "steps", req->steps,
                           "guidance", (double)req->guidance, "seconds", res->seconds, "out",
                           o->out, "all", o->all ? json_string(o->all) : json_null(),
-                          "candidates", ranked ? ranked : json_null());
+                          "candidates", ranked ? ranked : json_null(), "gate",
+                          api_gate_to_json(&gate), "warnings", api_gate_warnings_to_json(&gate));
     return cli_print_json("generate", j) ? D2_ENOMEM : 0;
 }
 

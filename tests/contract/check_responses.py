@@ -6,7 +6,8 @@ Reads the JSON lines tests/api/apitest.h appends to $D2NWG_CONTRACT_LOG (one
 per answered request: method, path, status, content_type, body) and checks
 each against the operation its path and method name in the spec:
   - the status is documented for that operation (a method the path does not
-    take must be a documented 405; an unknown path must be a 404 error);
+    take must be a documented 405; an unknown path must be a 404 error, a
+    target that is not a path (NUL, control characters) a 400 error);
   - the content type is one the response declares;
   - a JSON body validates against the response's schema (OpenAPI 3.0:
     `nullable`, `$ref`s resolved), and in strict mode every object that lists
@@ -16,6 +17,7 @@ Prints TAP: one test per (operation, status) seen, then the totals."""
 import json
 import re
 import sys
+import urllib.parse
 
 import jsonschema
 import yaml
@@ -103,6 +105,16 @@ def main():
     return 1 if failed else 0
 
 
+def valid_target(path):
+    """A request path the server may route: it percent-decodes to UTF-8 text
+    without NUL or other control characters."""
+    try:
+        text = urllib.parse.unquote_to_bytes(path).decode('utf-8')
+    except UnicodeDecodeError:
+        return False
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in text)
+
+
 def check_one(rec, paths, spec, strict, fmt, error_schema):
     method, status = rec['method'].upper(), rec['status']
     path = rec['path'].split('?', 1)[0]
@@ -111,6 +123,10 @@ def check_one(rec, paths, spec, strict, fmt, error_schema):
     body = rec.get('body')
     if match is None:
         key = '%s (no route) %d' % (method, status)
+        if status == 400 and not valid_target(path):
+            # not a path at all (it decodes to NUL, a control character or
+            # bytes that are not UTF-8): refused before routing, as a 400 error
+            return key, validate(body, error_schema, fmt, where)
         if status != 404:
             return key, where + ': unknown path answered %d, not 404' % status
         return key, validate(body, error_schema, fmt, where)

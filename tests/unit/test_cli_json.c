@@ -99,17 +99,48 @@ static void test_sample_and_generate(void **state)
                             "--out %s/g.safetensors --candidates 3 --steps 5",
                          f->bin, f->gen, f->dir, f->dir), 0);
     j = stdout_json(f);
+    /* with the gate: the 3 diffusion candidates and the 2 baselines, ranked */
     json_t *c = json_object_get(j, "candidates");
-    assert_int_equal(json_array_size(c), 3);
+    assert_int_equal(json_array_size(c), 5);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(c, 0), "rank")), 1);
-    double a0 = json_number_value(json_object_get(json_array_get(c, 0), "support_acc"));
-    double a2 = json_number_value(json_object_get(json_array_get(c, 2), "support_acc"));
-    assert_true(a0 >= a2 && a0 >= 0.0 && a0 <= 1.0);
+    int diffusion = 0, baselines = 0;
+    for (size_t k = 0; k < json_array_size(c); k++) {
+        json_t *e = json_array_get(c, k);
+        const char *m = json_string_value(json_object_get(e, "method"));
+        assert_non_null(m);
+        int is_diffusion = strcmp(m, "diffusion") == 0;
+        diffusion += is_diffusion;
+        baselines += !is_diffusion;
+        /* a baseline is no sampled candidate: its index is null */
+        assert_int_equal(json_is_null(json_object_get(e, "candidate")), !is_diffusion);
+    }
+    assert_int_equal(diffusion, 3);
+    assert_int_equal(baselines, 2);
+    json_t *gate = json_object_get(j, "gate");
+    assert_true(json_is_true(json_object_get(gate, "applied")));
+    const char *chosen = json_string_value(json_object_get(gate, "chosen"));
+    const char *first = json_string_value(json_object_get(json_array_get(c, 0), "method"));
+    assert_non_null(chosen);
+    assert_string_equal(chosen, first); /* rank 1 is what the gate chose */
+    assert_true(json_is_array(json_object_get(j, "warnings")));
     assert_int_equal(json_integer_value(json_object_get(j, "steps")), 5);
     assert_int_equal(json_integer_value(json_object_get(j, "support_rows")), 10);
     assert_string_equal(json_string_value(json_object_get(j, "sampler")), "ddim");
     assert_int_equal(strlen(json_string_value(json_object_get(j, "generator"))), 64);
     assert_true(json_is_null(json_object_get(j, "all")));
+    json_decref(j);
+
+    /* --no-gate: the diffusion candidates alone, best support accuracy first */
+    assert_int_equal(run(f, "%s --json generate --generator %s --support %s/s.safetensors "
+                            "--out %s/g.safetensors --candidates 3 --steps 5 --no-gate",
+                         f->bin, f->gen, f->dir, f->dir), 0);
+    j = stdout_json(f);
+    c = json_object_get(j, "candidates");
+    assert_int_equal(json_array_size(c), 3);
+    double a0 = json_number_value(json_object_get(json_array_get(c, 0), "support_acc"));
+    double a2 = json_number_value(json_object_get(json_array_get(c, 2), "support_acc"));
+    assert_true(a0 >= a2 && a0 >= 0.0 && a0 <= 1.0);
+    assert_false(json_is_true(json_object_get(json_object_get(j, "gate"), "applied")));
     json_decref(j);
 }
 
