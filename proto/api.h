@@ -132,6 +132,7 @@ typedef struct api_job_request {
     int priority;                 /* 0..9, default 5 */
     char parent_checkpoint[API_ID_LEN]; /* "" none */
     int gate;                     /* 1 (default): compare with the baselines (api_gate) */
+    int refine;                   /* 1 (default): refine the samples (gen_request.refine) */
 } api_job_request;
 void api_job_request_init(api_job_request *r);
 int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_request *r,
@@ -232,6 +233,7 @@ typedef struct api_job {
     int priority;
     char parent_checkpoint[API_ID_LEN]; /* "" = null */
     int gate_requested;                 /* params.gate */
+    int refine_requested;               /* params.refine */
     int has_gate;                       /* 1: `gate` holds the decision (succeeded jobs) */
     api_gate gate;
     int cancel_requested, attempts;

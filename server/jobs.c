@@ -434,6 +434,7 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     w->guidance = (float)job->guidance;
     w->seed = (uint64_t)job->seed;
     w->gate = job->gate_requested;
+    w->refine = job->refine_requested;
     api_snprintf(w->parent_checkpoint, sizeof w->parent_checkpoint, "%s", job->parent_checkpoint);
     atomic_init(&w->progress_ppm, 0);
     atomic_init(&w->cancel, 0);

@@ -191,6 +191,7 @@ static void fill_job(const server *s, const gen_entry *ge, const api_job_request
     job->seed = req->has_seed ? req->seed : random_seed();
     job->priority = req->priority;
     job->gate_requested = req->gate;
+    job->refine_requested = req->refine;
     api_snprintf(job->parent_checkpoint, sizeof job->parent_checkpoint, "%s",
                  req->parent_checkpoint);
     job->created_ms = api_now_ms();

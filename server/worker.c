@@ -238,6 +238,7 @@ static void run_job(worker *w, work_item *it)
         req.guidance = it->guidance;
         req.seed = it->seed;
         req.gate = it->gate;
+        req.refine = it->refine;
         req.cancel = &it->cancel;
         req.progress = on_progress;
         req.progress_ctx = it;
