@@ -466,21 +466,24 @@ static int fail_unloaded(server *s, const api_job *job, d2_error *err)
 static int restore_action(const jobs *j, const api_job *job, int only, int *g)
 {
     const gens *gs = &j->s->gens;
-    *g = gens_find_id(gs, job->generator_id);
     int by_name = -1;
     for (int i = 0; i < gs->n; i++)
         if (!strcmp(gs->e[i].name, job->generator_name))
             by_name = i;
+    /* the generator it named, when that one has the same file; else any with it */
+    int same = by_name >= 0 && gs->e[by_name].state == GEN_READY &&
+               !strcmp(gs->e[by_name].info->id, job->generator_id);
+    *g = same ? by_name : gens_find_id(gs, job->generator_id);
     if (only >= 0) {
         if (find(j, job->id))
             return 0; /* queued already */
-        if (*g == only)
-            return 1;
-        return by_name == only ? 2 : 0;
+        if (by_name == only)
+            return same ? 1 : 2;
+        return *g == only ? 1 : 0;
     }
-    if (*g >= 0)
-        return 1;
-    return by_name >= 0 && gs->e[by_name].state != GEN_READY ? 0 : 2;
+    if (by_name >= 0 && gs->e[by_name].state != GEN_READY)
+        return 0; /* it named a generator still loading: wait for it */
+    return *g >= 0 ? 1 : 2;
 }
 
 int jobs_restore(jobs *j, int only, d2_error *err)

@@ -214,6 +214,74 @@ static void test_pending_default_gates_readyz(void **state)
     assert_int_equal(at_stop(&d, SIGTERM, 30), 0);
 }
 
+static int log_contains(const at_daemon *d, const char *needle)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "grep -qF '%s' '%s'", needle, d->log);
+    return system(cmd) == 0;
+}
+
+/* A job queued for a generator that is pending after a restart stays queued
+ * (not failed), can be cancelled meanwhile, and runs once the generator joins. */
+static void test_queued_job_waits_for_its_generator(void **state)
+{
+    ctx *c = *state;
+    char late[700], now[760], pend[760];
+    snprintf(late, sizeof late, "%s/late.safetensors", c->dir);
+    snprintf(now, sizeof now, "late=%s", late);
+    snprintf(pend, sizeof pend, "late=%s", late);
+    install_file(at_fixture(), late);
+    const char *first[] = {"--generator", at_fixture(), "--generator", now, "--workers", "1",
+                           NULL};
+    at_daemon d;
+    at_start(&d, c->dir, "restore", first);
+    at_wait_ready(&d);
+    json_t *big = at_job_json(64, 1000, 5, 5); /* keeps the one worker busy */
+    char busy[64], waits[64], cancelled[64];
+    at_submit(&d, big, busy);
+    json_decref(big);
+    json_t *j = job_for("late");
+    at_submit(&d, j, waits);
+    at_submit(&d, j, cancelled);
+    json_decref(j);
+    at_wait_running(&d, busy, 30);
+    assert_int_equal(at_stop(&d, SIGKILL, 10), 128 + SIGKILL);
+
+    /* restart with "late" pending and its file gone */
+    assert_int_equal(unlink(late), 0);
+    const char *second[] = {"--generator", at_fixture(), "--generator-pending", pend,
+                            "--workers", "1", NULL};
+    at_start(&d, c->dir, "restore", second);
+    at_wait_ready(&d);
+    assert_true(log_contains(&d, "\"waiting_for_generator\":2"));
+    char path[200];
+    snprintf(path, sizeof path, "/v1/jobs/%s:cancel", busy);
+    at_resp r = at_request(&d, "POST", path, NULL, 0, NULL);
+    assert_true(r.status == 200 || r.status == 202);
+    at_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/jobs/%s:cancel", cancelled);
+    r = at_request(&d, "POST", path, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    at_resp_free(&r);
+    json_t *w = at_job(&d, waits, 0);
+    assert_string_equal(at_state(w), "queued");
+    json_decref(w);
+    w = at_job(&d, cancelled, 0);
+    assert_string_equal(at_state(w), "cancelled");
+    json_decref(w);
+
+    /* the generator joins: its queued job runs */
+    install_file(at_fixture(), late);
+    json_decref(wait_state(&d, "late", "ready", 60));
+    json_t *done = at_wait_done(&d, waits, 120);
+    assert_string_equal(at_state(done), "succeeded");
+    json_decref(done);
+    w = at_job(&d, cancelled, 0);
+    assert_string_equal(at_state(w), "cancelled");
+    json_decref(w);
+    assert_int_equal(at_stop(&d, SIGTERM, 30), 0);
+}
+
 static void test_flag_in_help(void **state)
 {
     (void)state;
@@ -230,6 +298,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_generator_joins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_fails_then_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_default_gates_readyz, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_job_waits_for_its_generator, setup,
+                                        teardown),
         cmocka_unit_test(test_flag_in_help),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
