@@ -511,8 +511,9 @@ json_t *api_generator_to_json(const char *name, const gen_info *gi, int64_t load
                                  "steps", gi->default_steps, "guidance",
                                  (double)gi->default_guidance, "sampler",
                                  api_sampler_name(gi->default_sampler));
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:o, s:o, s:s}",
-                     "name", name, "id", gi->id, "spec", gi->spec ? gi->spec->text : "",
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:o, s:o, "
+                     "s:s}",
+                     "name", name, "state", "ready", "id", gi->id, "spec", gi->spec ? gi->spec->text : "",
                      "input_dim", gi->input_dim, "feature_dim", gi->feature_dim, "min_way",
                      gi->min_way, "max_way", gi->max_way, "params", gi->params, "zoo_size",
                      gi->zoo_size, "zoo_fingerprint", gi->zoo_fingerprint, "defaults", defaults,

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "config.h"
 #include "gens.h"
+#include "gens_watch.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,13 +25,15 @@ typedef struct server {
     store *db;                 /* the loop thread's connection */
     char db_path[CONFIG_PATH_LEN + 32];
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
-    gens gens;                 /* valid once generators_loaded */
-    int generators_loaded;
+    gens gens;                 /* entries from start-up; weights as they load */
+    int generators_loaded;     /* the initial (not pending) ones are installed */
+    int workers_up;            /* workers started and queued jobs restored */
+    gens_watch watch;          /* loads --generator-pending ones when they appear */
     struct jobs *jobs;
     http *http;
     metrics metrics;
     auth auth;
-    int ready;                 /* generators loaded and workers up */
+    int ready;                 /* workers up and the default generator loaded */
     int draining;              /* SIGTERM seen */
     int store_ok;              /* last loop-side store write succeeded */
     int exit_code;
@@ -40,14 +43,20 @@ typedef struct server {
     uv_timer_t housekeeping;   /* expires idempotency keys */
     uv_timer_t closer;         /* waits for in-flight requests after the drain */
     double close_started;
-    uv_work_t load_req;        /* loads generators off the loop */
+    uv_work_t load_req;        /* loads the initial generators off the loop */
     d2_error load_err;
     int load_rc;
+    backend_t *load_be;        /* its results, installed on the loop */
+    generator *loaded[CONFIG_MAX_GENERATORS];
 } server;
 
 /* Run the daemon until it is stopped (SIGTERM/SIGINT drain, or a fatal
  * start-up error); returns the process exit code. */
 int server_run(const config *cfg);
+
+/* Generator i was installed after start-up (gens_watch): register it in the
+ * store, restore the queued jobs that name it, and maybe become ready. */
+void server_generator_ready(server *s, int i);
 
 /* Log the error, set exit code 1 and drain. */
 void server_fatal(server *s, const char *what, const char *message);
