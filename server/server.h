@@ -54,10 +54,6 @@ typedef struct server {
  * start-up error); returns the process exit code. */
 int server_run(const config *cfg);
 
-/* Generator i was installed after start-up (gens_watch): register it in the
- * store, restore the queued jobs that name it, and maybe become ready. */
-void server_generator_ready(server *s, int i);
-
 /* Log the error, set exit code 1 and drain. */
 void server_fatal(server *s, const char *what, const char *message);
 /* Log one line with fields (stolen). */
