@@ -92,7 +92,6 @@ static void load_done(uv_work_t *req, int status)
         if (s->loaded[i])
             gens_install(&s->gens, i, s->loaded[i]);
     memset(s->loaded, 0, sizeof s->loaded);
-    s->generators_loaded = 1;
     if (s->draining)
         return;
     for (int i = 0; i < s->gens.n; i++)

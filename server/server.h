@@ -26,7 +26,6 @@ typedef struct server {
     char db_path[CONFIG_PATH_LEN + 32];
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     gens gens;                 /* entries from start-up; weights as they load */
-    int generators_loaded;     /* the initial (not pending) ones are installed */
     int workers_up;            /* workers started and queued jobs restored */
     gens_watch watch;          /* loads --generator-pending ones when they appear */
     struct jobs *jobs;
