@@ -4,14 +4,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "server.h"
+#include "api.h"
 
 #define WATCH_INTERVAL_MS 1000
 
-void gens_watch_init(gens_watch *w, uv_loop_t *loop, struct server *s)
+void gens_watch_init(gens_watch *w, uv_loop_t *loop, gens *gs, const gens_watch_owner *owner)
 {
     memset(w, 0, sizeof *w);
-    w->s = s;
+    w->gs = gs;
+    w->loop = loop;
+    w->owner = *owner;
     uv_timer_init(loop, &w->timer);
     w->timer.data = w;
     w->req.data = w;
@@ -24,44 +26,42 @@ static void load_work(uv_work_t *req)
     gens_watch *w = req->data;
     d2_error_clear(&w->err);
     w->g = NULL;
-    const gen_entry *e = &w->s->gens.e[w->index]; /* name and path: fixed since start */
-    w->rc = generator_load(&w->g, e->path, w->s->gens.be, &w->err);
+    /* the path and gs->be are fixed since start-up; the loop writes no field
+     * this reads while the load runs */
+    w->rc = generator_load(&w->g, w->gs->e[w->index].path, w->gs->be, &w->err);
 }
 
 static void load_done(uv_work_t *req, int status)
 {
     gens_watch *w = req->data;
-    server *s = w->s;
     int i = w->index;
     w->busy = 0;
-    if (status == 0 && w->rc == 0 && !s->draining) {
-        gens_install(&s->gens, i, w->g);
+    if (status == 0 && w->rc == 0 && !w->closed) {
+        gens_install(w->gs, i, w->g);
         w->g = NULL;
-        server_generator_ready(s, i);
+        w->owner.event(w->owner.user, GENS_WATCH_JOINED, i, NULL);
         return;
     }
     generator_free(w->g);
     w->g = NULL;
-    if (s->draining)
+    if (w->closed)
         return;
     const char *why = status != 0 ? uv_strerror(status) : w->err.msg;
-    gens_set_state(&s->gens, i, GEN_FAILED, why);
-    server_log(s, LOG_WARN, "generator failed to load; tried again when its file changes",
-               json_pack("{s:s, s:s, s:s}", "name", s->gens.e[i].name, "path",
-                         s->gens.e[i].path, "error", why));
+    gens_set_state(w->gs, i, GEN_FAILED, why);
+    w->owner.event(w->owner.user, GENS_WATCH_FAILED, i, why);
 }
 
 /* 1 when entry i's file is unchanged since the last check and not tried. */
 static int check_file(gens_watch *w, int i)
 {
-    gen_entry *e = &w->s->gens.e[i];
+    gen_entry *e = &w->gs->e[i];
     gens_watch_seen *seen = &w->seen[i];
     struct stat st;
     if (stat(e->path, &st) != 0) {
         if (seen->size >= 0 || e->state == GEN_FAILED) {
             char msg[API_MESSAGE_LEN];
             api_snprintf(msg, sizeof msg, "waiting for the file %s", e->path);
-            gens_set_state(&w->s->gens, i, GEN_LOADING, msg);
+            gens_set_state(w->gs, i, GEN_LOADING, msg);
         }
         *seen = (gens_watch_seen){-1, -1, 0};
         return 0;
@@ -77,35 +77,33 @@ static int check_file(gens_watch *w, int i)
 static void on_timer(uv_timer_t *t)
 {
     gens_watch *w = t->data;
-    server *s = w->s;
-    if (w->busy || s->draining)
+    if (w->busy || w->closed)
         return;
-    for (int i = 0; i < s->gens.n; i++) {
-        gen_entry *e = &s->gens.e[i];
+    for (int i = 0; i < w->gs->n; i++) {
+        gen_entry *e = &w->gs->e[i];
         if (!e->pending || e->state == GEN_READY || !check_file(w, i))
             continue;
         w->seen[i].tried = 1;
         w->index = i;
-        int rc = uv_queue_work(s->loop, &w->req, load_work, load_done);
+        int rc = uv_queue_work(w->loop, &w->req, load_work, load_done);
         if (rc != 0) {
-            gens_set_state(&s->gens, i, GEN_FAILED, uv_strerror(rc));
+            gens_set_state(w->gs, i, GEN_FAILED, uv_strerror(rc));
+            w->owner.event(w->owner.user, GENS_WATCH_FAILED, i, uv_strerror(rc));
             continue;
         }
         w->busy = 1;
         char msg[API_MESSAGE_LEN];
         api_snprintf(msg, sizeof msg, "loading %s", e->path);
-        gens_set_state(&s->gens, i, GEN_LOADING, msg);
-        server_log(s, LOG_INFO, "generator file appeared; loading",
-                   json_pack("{s:s, s:s}", "name", e->name, "path", e->path));
+        gens_set_state(w->gs, i, GEN_LOADING, msg);
+        w->owner.event(w->owner.user, GENS_WATCH_LOADING, i, NULL);
         return;
     }
 }
 
 void gens_watch_start(gens_watch *w)
 {
-    for (int i = 0; i < w->s->gens.n; i++)
-        if (w->s->gens.e[i].pending) {
-            w->started = 1;
+    for (int i = 0; i < w->gs->n; i++)
+        if (w->gs->e[i].pending) {
             uv_timer_start(&w->timer, on_timer, 0, WATCH_INTERVAL_MS);
             return;
         }
@@ -113,5 +111,8 @@ void gens_watch_start(gens_watch *w)
 
 void gens_watch_close(gens_watch *w, uv_close_cb cb)
 {
+    if (w->closed)
+        return;
+    w->closed = 1;
     uv_close((uv_handle_t *)&w->timer, cb);
 }

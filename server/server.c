@@ -92,7 +92,6 @@ static void load_done(uv_work_t *req, int status)
         if (s->loaded[i])
             gens_install(&s->gens, i, s->loaded[i]);
     memset(s->loaded, 0, sizeof s->loaded);
-    s->generators_loaded = 1;
     if (s->draining)
         return;
     for (int i = 0; i < s->gens.n; i++)
@@ -120,9 +119,25 @@ static void on_workers_ready(void *user)
     gens_watch_start(&s->watch); /* after the workers read the entries at start */
 }
 
-void server_generator_ready(server *s, int i)
+/* A --generator-pending generator started loading, joined or failed. A
+ * joined one is registered in the store, the queued jobs that name it are
+ * restored, and the daemon may become ready (a pending default). */
+static void on_watch_event(void *user, int kind, int i, const char *message)
 {
-    if (register_generator(s, i) != 0)
+    server *s = user;
+    const gen_entry *e = &s->gens.e[i];
+    if (kind == GENS_WATCH_LOADING) {
+        server_log(s, LOG_INFO, "generator file appeared; loading",
+                   json_pack("{s:s, s:s}", "name", e->name, "path", e->path));
+        return;
+    }
+    if (kind == GENS_WATCH_FAILED) {
+        server_log(s, LOG_WARN, "generator failed to load; tried again when its file changes",
+                   json_pack("{s:s, s:s, s:s}", "name", e->name, "path", e->path, "error",
+                             message ? message : ""));
+        return;
+    }
+    if (s->draining || register_generator(s, i) != 0)
         return;
     d2_error err;
     d2_error_clear(&err);
@@ -186,6 +201,7 @@ static void start_drain(server *s, const char *why)
         return;
     }
     s->draining = 1;
+    gens_watch_close(&s->watch, handle_closed); /* no new generator while draining */
     server_log(s, LOG_INFO, "draining",
                json_pack("{s:s, s:i, s:i, s:i}", "reason", why, "running",
                          s->jobs ? jobs_running(s->jobs) : 0, "pending",
@@ -319,7 +335,8 @@ int server_run(const config *cfg)
     uv_timer_init(&loop, &s->housekeeping);
     uv_timer_init(&loop, &s->closer);
     s->closer.data = s;
-    gens_watch_init(&s->watch, &loop, s);
+    gens_watch_owner wo = {on_watch_event, s};
+    gens_watch_init(&s->watch, &loop, &s->gens, &wo);
     gens_init(&s->gens, cfg);
     d2_error err;
     d2_error_clear(&err);

@@ -26,7 +26,6 @@ typedef struct server {
     char db_path[CONFIG_PATH_LEN + 32];
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     gens gens;                 /* entries from start-up; weights as they load */
-    int generators_loaded;     /* the initial (not pending) ones are installed */
     int workers_up;            /* workers started and queued jobs restored */
     gens_watch watch;          /* loads --generator-pending ones when they appear */
     struct jobs *jobs;
@@ -53,10 +52,6 @@ typedef struct server {
 /* Run the daemon until it is stopped (SIGTERM/SIGINT drain, or a fatal
  * start-up error); returns the process exit code. */
 int server_run(const config *cfg);
-
-/* Generator i was installed after start-up (gens_watch): register it in the
- * store, restore the queued jobs that name it, and maybe become ready. */
-void server_generator_ready(server *s, int i);
 
 /* Log the error, set exit code 1 and drain. */
 void server_fatal(server *s, const char *what, const char *message);
