@@ -73,6 +73,11 @@ int convnet_arch_string(const convnet *n, char *buf, size_t len, d2_error *err);
 int convnet_save(const convnet *n, const paramset *ps, const paramset *bufs, long long batches,
                  const char *path, const char *const *extra_kv, int n_extra, d2_error *err);
 
+/* The same tensors and metadata added to a writer (a checkpoint adds its own after). */
+struct st_writer;
+int convnet_write(const convnet *n, const paramset *ps, const paramset *bufs, long long batches,
+                  struct st_writer *w, const char *const *extra_kv, int n_extra, d2_error *err);
+
 /* Load a saved network onto be: sizes from "d2nwg.convnet", every tensor by name and shape
  * (a missing or misshapen one is an error naming it). ps and bufs are allocated here
  * (seed only matters for tensors the file lacks: none). *batches may be NULL. */

@@ -84,22 +84,29 @@ static int cn_add_meta(const convnet *n, st_writer *w, const char *const *extra,
     return 0;
 }
 
+int convnet_write(const convnet *n, const paramset *ps, const paramset *bufs, long long batches,
+                  struct st_writer *w, const char *const *extra_kv, int n_extra, d2_error *err)
+{
+    int rc = cn_add_set(w, ps, err);
+    if (!rc)
+        rc = cn_add_set(w, bufs, err);
+    for (int i = 0; !rc && i < n->blocks; i++) {
+        char name[PARAM_NAME_LEN];
+        int64_t v = batches;
+        snprintf(name, sizeof name, "%d.1.num_batches_tracked", i);
+        rc = st_writer_add(w, name, ST_I64, 0, NULL, &v, sizeof v, err);
+    }
+    if (!rc)
+        rc = cn_add_meta(n, w, extra_kv, n_extra, err);
+    return rc;
+}
+
 int convnet_save(const convnet *n, const paramset *ps, const paramset *bufs, long long batches,
                  const char *path, const char *const *extra_kv, int n_extra, d2_error *err)
 {
     st_writer w;
     st_writer_init(&w);
-    int rc = cn_add_set(&w, ps, err);
-    if (!rc)
-        rc = cn_add_set(&w, bufs, err);
-    for (int i = 0; !rc && i < n->blocks; i++) {
-        char name[PARAM_NAME_LEN];
-        int64_t v = batches;
-        snprintf(name, sizeof name, "%d.1.num_batches_tracked", i);
-        rc = st_writer_add(&w, name, ST_I64, 0, NULL, &v, sizeof v, err);
-    }
-    if (!rc)
-        rc = cn_add_meta(n, &w, extra_kv, n_extra, err);
+    int rc = convnet_write(n, ps, bufs, batches, &w, extra_kv, n_extra, err);
     if (!rc)
         rc = st_writer_save(&w, path, err);
     st_writer_free(&w);
