@@ -1,0 +1,147 @@
+/* test_backbone_torch.c - the PyTorch round trip of a backbone file: a Conv-4 written by
+ * convnet_save (random weights, non-trivial batch-norm running statistics) is read with
+ * torch only (struct + json for the header, torch.frombuffer for the tensors), rebuilt from
+ * its "architecture" metadata in the torch.nn namespace, loaded with
+ * load_state_dict(strict=True) and run in eval mode on a test batch: its logits must equal
+ * d2nwg's within 1e-4. Skipped, by name, where /usr/bin/python3 cannot import torch. */
+#include "testutil.h"
+
+#include <math.h>
+#include <sys/wait.h>
+
+#include "convnet.h"
+#include "rng.h"
+
+#define PY "/usr/bin/python3"
+#define BT_B 6
+#define BT_CLASSES 5
+
+static const char *SCRIPT =
+    "import json, struct, sys, torch\n"
+    "def load_safetensors(path):\n"
+    "    with open(path, 'rb') as f:\n"
+    "        n = struct.unpack('<Q', f.read(8))[0]\n"
+    "        header = json.loads(f.read(n))\n"
+    "        data = f.read()\n"
+    "    meta = header.pop('__metadata__', {})\n"
+    "    dtypes = {'F32': torch.float32, 'I64': torch.int64}\n"
+    "    tensors = {}\n"
+    "    for name, t in header.items():\n"
+    "        b, e = t['data_offsets']\n"
+    "        x = torch.frombuffer(bytearray(data[b:e]), dtype=dtypes[t['dtype']])\n"
+    "        tensors[name] = x.reshape(t['shape'])\n"
+    "    return tensors, meta\n"
+    "tensors, meta = load_safetensors(sys.argv[1])\n"
+    "model = eval(meta['architecture'], {'__builtins__': {}}, vars(torch.nn))\n"
+    "model.load_state_dict(tensors, strict=True)\n"
+    "model.eval()\n"
+    "with open(sys.argv[2], 'rb') as f:\n"
+    "    x = torch.frombuffer(bytearray(f.read()), dtype=torch.float32)\n"
+    "side = int(meta['d2nwg.convnet'].split()[1][2:])\n"
+    "with torch.no_grad():\n"
+    "    out = model(x.reshape(-1, 1, side, side))\n"
+    "with open(sys.argv[3], 'w') as f:\n"
+    "    f.write('\\n'.join('%.9g' % v for v in out.flatten().tolist()) + '\\n')\n";
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* a Conv-4 (8 channels) with random weights and running statistics, saved to path; its
+ * eval-mode logits for x [BT_B, 784] into want */
+static void make_backbone(const char *path, const float *xh, float *want)
+{
+    d2_error err = {0};
+    backend_t *be = NULL;
+    assert_int_equal(backend_cpu_create(&be, 1, &err), 0);
+    convnet n;
+    paramset ps, bufs;
+    paramset_init(&ps);
+    paramset_init(&bufs);
+    assert_int_equal(convnet_init(&n, &ps, &bufs, 1, 28, 28, 8, 4, BT_CLASSES, &err), 0);
+    assert_int_equal(paramset_alloc(&ps, be, 3, &err), 0);
+    assert_int_equal(paramset_alloc(&bufs, be, 3, &err), 0);
+    rng r;
+    rng_init(&r, 77, 0);
+    for (size_t i = 0; i < bufs.total; i++) /* means near 0, variances in [0.5, 1.5] */
+        bufs.w[i] = (i / 8) % 2 ? 0.5f + rng_uniform(&r) : 0.3f * rng_normal(&r);
+    for (int i = 0; i < ps.count; i++)
+        if (strstr(ps.entries[i].name, ".1."))
+            for (size_t k = 0; k < ps.entries[i].numel; k++)
+                ps.w[ps.entries[i].offset + k] += 0.2f * rng_normal(&r);
+    const param_entry *fc = paramset_find(&ps, "6.weight"); /* logits of order 1 */
+    assert_non_null(fc);
+    for (size_t k = 0; k < fc->numel; k++)
+        ps.w[fc->offset + k] *= 30.0f;
+    assert_int_equal(convnet_save(&n, &ps, &bufs, 7, path, NULL, 0, &err), 0);
+    arena ar;
+    assert_int_equal(arena_init(&ar, be, convnet_arena_bytes(&n, BT_B), &err), 0);
+    float *xd = backend_alloc_floats(be, (size_t)BT_B * 784);
+    assert_non_null(xd);
+    be->ops->to_device(be, xd, xh, (size_t)BT_B * 784 * sizeof(float));
+    convnet_cache c;
+    assert_int_equal(convnet_forward(be, &n, &ps, &bufs, &ar, &c, xd, BT_B, 0, &err), 0);
+    be->ops->to_host(be, want, c.logits, (size_t)BT_B * BT_CLASSES * sizeof(float));
+    be->ops->free(be, xd);
+    arena_free(&ar);
+    paramset_free(&ps);
+    paramset_free(&bufs);
+    backend_destroy(be);
+}
+
+static void test_torch_backbone_logits_match_d2nwg(void **state)
+{
+    (void)state;
+    if (sh(PY " -c 'import torch' 2>/dev/null") != 0) {
+        print_message("skipped test_torch_backbone_logits_match_d2nwg: " PY " cannot import "
+                      "torch (Debian: apt-get install python3-torch)\n");
+        skip();
+    }
+    char *dir = tu_tmpdir("backbone_torch"), path[600];
+    float xh[BT_B * 784], want[BT_B * BT_CLASSES];
+    rng r;
+    rng_init(&r, 5, 0);
+    for (int i = 0; i < BT_B * 784; i++)
+        xh[i] = rng_uniform(&r);
+    snprintf(path, sizeof path, "%s/x.f32", dir);
+    tu_write_bytes(path, xh, sizeof xh);
+    snprintf(path, sizeof path, "%s/roundtrip.py", dir);
+    tu_write_bytes(path, SCRIPT, strlen(SCRIPT));
+    snprintf(path, sizeof path, "%s/backbone.safetensors", dir);
+    make_backbone(path, xh, want);
+    assert_int_equal(sh("cd %s && " PY " roundtrip.py backbone.safetensors x.f32 logits.txt "
+                        "> py.out 2>&1 || cat py.out", dir), 0);
+    snprintf(path, sizeof path, "%s/logits.txt", dir);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    double worst = 0.0, got;
+    for (int i = 0; i < BT_B * BT_CLASSES; i++) {
+        assert_int_equal(fscanf(in, "%lf", &got), 1);
+        double d = fabs(got - want[i]) / (1.0 + fabs(want[i]));
+        worst = d > worst ? d : worst;
+    }
+    assert_int_equal(fscanf(in, "%lf", &got), EOF);
+    fclose(in);
+    print_message("PyTorch vs d2nwg backbone logits, %d x %d: largest difference %.3g "
+                  "(row 0: %.5g %.5g %.5g %.5g %.5g)\n", BT_B, BT_CLASSES, worst, want[0],
+                  want[1], want[2], want[3], want[4]);
+    assert_true(worst <= 1e-4);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_torch_backbone_logits_match_d2nwg),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
