@@ -11,6 +11,8 @@
 
 #include "convnet.h"
 #include "rng.h"
+#include "safetensors.h"
+#include "target.h"
 
 #define PY "/usr/bin/python3"
 #define BT_B 6
@@ -37,9 +39,9 @@ static const char *SCRIPT =
     "model.eval()\n"
     "with open(sys.argv[2], 'rb') as f:\n"
     "    x = torch.frombuffer(bytearray(f.read()), dtype=torch.float32)\n"
-    "side = int(meta['d2nwg.convnet'].split()[1][2:])\n"
+    "x = x.reshape(int(sys.argv[4]), 1, 28, 28)  # rows of 28x28 pixels in [0, 1]\n"
     "with torch.no_grad():\n"
-    "    out = model(x.reshape(-1, 1, side, side))\n"
+    "    out = model(x)\n"
     "with open(sys.argv[3], 'w') as f:\n"
     "    f.write('\\n'.join('%.9g' % v for v in out.flatten().tolist()) + '\\n')\n";
 
@@ -71,8 +73,12 @@ static void make_backbone(const char *path, const float *xh, float *want)
     assert_int_equal(paramset_alloc(&bufs, be, 3, &err), 0);
     rng r;
     rng_init(&r, 77, 0);
-    for (size_t i = 0; i < bufs.total; i++) /* means near 0, variances in [0.5, 1.5] */
-        bufs.w[i] = (i / 8) % 2 ? 0.5f + rng_uniform(&r) : 0.3f * rng_normal(&r);
+    for (int i = 0; i < bufs.count; i++) { /* means near 0, variances in [0.5, 1.5] */
+        const param_entry *e = &bufs.entries[i];
+        int var = strstr(e->name, "running_var") != NULL;
+        for (size_t k = 0; k < e->numel; k++)
+            bufs.w[e->offset + k] = var ? 0.5f + rng_uniform(&r) : 0.3f * rng_normal(&r);
+    }
     for (int i = 0; i < ps.count; i++)
         if (strstr(ps.entries[i].name, ".1."))
             for (size_t k = 0; k < ps.entries[i].numel; k++)
@@ -97,14 +103,38 @@ static void make_backbone(const char *path, const float *xh, float *want)
     backend_destroy(be);
 }
 
+/* the largest |torch - d2nwg| / (1 + |d2nwg|) of dir/logits.txt against want[n] */
+static double compare(const char *dir, const float *want, int n)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/logits.txt", dir);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    double worst = 0.0, got;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(fscanf(in, "%lf", &got), 1);
+        double d = fabs(got - want[i]) / (1.0 + fabs(want[i]));
+        worst = d > worst || isnan(d) ? d : worst; /* a NaN fails the caller's bound */
+    }
+    assert_int_equal(fscanf(in, "%lf", &got), EOF);
+    fclose(in);
+    return worst;
+}
+
+static int have_torch(const char *test)
+{
+    if (sh(PY " -c 'import torch' 2>/dev/null") == 0)
+        return 1;
+    print_message("skipped %s: " PY " cannot import torch (Debian: apt-get install "
+                  "python3-torch)\n", test);
+    return 0;
+}
+
 static void test_torch_backbone_logits_match_d2nwg(void **state)
 {
     (void)state;
-    if (sh(PY " -c 'import torch' 2>/dev/null") != 0) {
-        print_message("skipped test_torch_backbone_logits_match_d2nwg: " PY " cannot import "
-                      "torch (Debian: apt-get install python3-torch)\n");
+    if (!have_torch("test_torch_backbone_logits_match_d2nwg"))
         skip();
-    }
     char *dir = tu_tmpdir("backbone_torch"), path[600];
     float xh[BT_B * 784], want[BT_B * BT_CLASSES];
     rng r;
@@ -117,22 +147,62 @@ static void test_torch_backbone_logits_match_d2nwg(void **state)
     tu_write_bytes(path, SCRIPT, strlen(SCRIPT));
     snprintf(path, sizeof path, "%s/backbone.safetensors", dir);
     make_backbone(path, xh, want);
-    assert_int_equal(sh("cd %s && " PY " roundtrip.py backbone.safetensors x.f32 logits.txt "
-                        "> py.out 2>&1 || cat py.out", dir), 0);
-    snprintf(path, sizeof path, "%s/logits.txt", dir);
-    FILE *in = fopen(path, "r");
-    assert_non_null(in);
-    double worst = 0.0, got;
-    for (int i = 0; i < BT_B * BT_CLASSES; i++) {
-        assert_int_equal(fscanf(in, "%lf", &got), 1);
-        double d = fabs(got - want[i]) / (1.0 + fabs(want[i]));
-        worst = d > worst ? d : worst;
-    }
-    assert_int_equal(fscanf(in, "%lf", &got), EOF);
-    fclose(in);
+    assert_int_equal(sh("cd %s && " PY " roundtrip.py backbone.safetensors x.f32 logits.txt %d "
+                        "> py.out 2>&1 || cat py.out", dir, BT_B), 0);
+    double worst = compare(dir, want, BT_B * BT_CLASSES);
     print_message("PyTorch vs d2nwg backbone logits, %d x %d: largest difference %.3g "
                   "(row 0: %.5g %.5g %.5g %.5g %.5g)\n", BT_B, BT_CLASSES, worst, want[0],
                   want[1], want[2], want[3], want[4]);
+    assert_true(worst <= 1e-4);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* a whole network "cnn:FILE | mlp 8-6-5 relu" as target_write_tensors writes it */
+static void test_torch_network_logits_match_d2nwg(void **state)
+{
+    (void)state;
+    if (!have_torch("test_torch_network_logits_match_d2nwg"))
+        skip();
+    char *dir = tu_tmpdir("network_torch"), path[600], text[700];
+    float xh[BT_B * 784], scratch[BT_B * BT_CLASSES], want[BT_B * 5];
+    rng r;
+    rng_init(&r, 6, 0);
+    for (int i = 0; i < BT_B * 784; i++)
+        xh[i] = rng_uniform(&r);
+    snprintf(path, sizeof path, "%s/x.f32", dir);
+    tu_write_bytes(path, xh, sizeof xh);
+    snprintf(path, sizeof path, "%s/roundtrip.py", dir);
+    tu_write_bytes(path, SCRIPT, strlen(SCRIPT));
+    snprintf(path, sizeof path, "%s/backbone.safetensors", dir);
+    make_backbone(path, xh, scratch);
+    d2_error err = {0};
+    target_spec s;
+    snprintf(text, sizeof text, "cnn:%s | mlp 8-6-5 relu", path);
+    assert_int_equal(target_spec_parse(&s, text, &err), 0);
+    feature_map fm;
+    assert_int_equal(feature_map_load_cnn(&fm, path, &err), 0);
+    float theta[256];
+    assert_true(s.numel <= 256);
+    target_init_random(&s, 8, theta);
+    st_writer w;
+    st_writer_init(&w);
+    assert_int_equal(target_write_tensors(&s, &fm, theta, &w, &err), 0);
+    snprintf(path, sizeof path, "%s/net.safetensors", dir);
+    assert_int_equal(st_writer_save(&w, path, &err), 0);
+    st_writer_free(&w);
+    dataset d = {.n = BT_B, .dim = 784, .classes = 5, .x = xh}, feat;
+    int32_t y[BT_B] = {0};
+    d.y = y;
+    assert_int_equal(feature_map_apply(&fm, &d, &feat, &err), 0);
+    assert_int_equal(target_forward(&s, theta, feat.x, BT_B, want, &err), 0);
+    dataset_free(&feat);
+    feature_map_free(&fm);
+    assert_int_equal(sh("cd %s && " PY " roundtrip.py net.safetensors x.f32 logits.txt %d "
+                        "> py.out 2>&1 || cat py.out", dir, BT_B), 0);
+    double worst = compare(dir, want, BT_B * 5);
+    print_message("PyTorch vs d2nwg whole-network logits, %d x 5: largest difference %.3g\n",
+                  BT_B, worst);
     assert_true(worst <= 1e-4);
     tu_rmrf(dir);
     free(dir);
@@ -142,6 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_torch_backbone_logits_match_d2nwg),
+        cmocka_unit_test(test_torch_network_logits_match_d2nwg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
