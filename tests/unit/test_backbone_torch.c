@@ -1,9 +1,11 @@
 /* test_backbone_torch.c - the PyTorch round trip of a backbone file: a Conv-4 written by
  * convnet_save (random weights, non-trivial batch-norm running statistics) is read with
  * torch only (struct + json for the header, torch.frombuffer for the tensors), rebuilt from
- * its "architecture" metadata in the torch.nn namespace, loaded with
+ * its "architecture" metadata in the torch.nn namespace (the README's block, run as
+ * written), loaded with
  * load_state_dict(strict=True) and run in eval mode on a test batch: its logits must equal
  * d2nwg's within 1e-4. Skipped, by name, where /usr/bin/python3 cannot import torch. */
+#include "fileio.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -18,32 +20,39 @@
 #define BT_B 6
 #define BT_CLASSES 5
 
-static const char *SCRIPT =
-    "import json, struct, sys, torch\n"
-    "def load_safetensors(path):\n"
-    "    with open(path, 'rb') as f:\n"
-    "        n = struct.unpack('<Q', f.read(8))[0]\n"
-    "        header = json.loads(f.read(n))\n"
-    "        data = f.read()\n"
-    "    meta = header.pop('__metadata__', {})\n"
-    "    dtypes = {'F32': torch.float32, 'I64': torch.int64}\n"
-    "    tensors = {}\n"
-    "    for name, t in header.items():\n"
-    "        b, e = t['data_offsets']\n"
-    "        x = torch.frombuffer(bytearray(data[b:e]), dtype=dtypes[t['dtype']])\n"
-    "        tensors[name] = x.reshape(t['shape'])\n"
-    "    return tensors, meta\n"
-    "tensors, meta = load_safetensors(sys.argv[1])\n"
-    "model = eval(meta['architecture'], {'__builtins__': {}}, vars(torch.nn))\n"
-    "model.load_state_dict(tensors, strict=True)\n"
-    "model.eval()\n"
-    "with open(sys.argv[2], 'rb') as f:\n"
-    "    x = torch.frombuffer(bytearray(f.read()), dtype=torch.float32)\n"
-    "x = x.reshape(int(sys.argv[4]), 1, 28, 28)  # rows of 28x28 pixels in [0, 1]\n"
-    "with torch.no_grad():\n"
-    "    out = model(x)\n"
-    "with open(sys.argv[3], 'w') as f:\n"
-    "    f.write('\\n'.join('%.9g' % v for v in out.flatten().tolist()) + '\\n')\n";
+/* The README's ```python block that rebuilds a network from its "architecture" metadata
+ * (malloc'd). */
+static char *readme_block(void)
+{
+    unsigned char *text;
+    size_t len;
+    d2_error e = {0};
+    if (d2_read_file("README.md", &text, &len, 1 << 22, &e))
+        fail_msg("README.md: %s", e.msg);
+    char *s = (char *)text, *found = NULL;
+    for (char *p = strstr(s, "```python\n"); p && !found; p = strstr(p + 1, "```python\n")) {
+        char *body = p + strlen("```python\n"), *end = strstr(body, "\n```");
+        if (!end)
+            break;
+        *end = '\0';
+        if (strstr(body, "meta[\"architecture\"]") && strstr(body, "torch.frombuffer"))
+            found = strdup(body);
+        *end = '\n';
+    }
+    free(text);
+    if (!found)
+        fail_msg("README.md has no ```python block that reads meta[\"architecture\"]");
+    return found;
+}
+
+static void write_script(const char *dir)
+{
+    char path[600];
+    char *block = readme_block();
+    snprintf(path, sizeof path, "%s/classify.py", dir);
+    tu_write_bytes(path, block, strlen(block));
+    free(block);
+}
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
@@ -143,12 +152,11 @@ static void test_torch_backbone_logits_match_d2nwg(void **state)
         xh[i] = rng_uniform(&r);
     snprintf(path, sizeof path, "%s/x.f32", dir);
     tu_write_bytes(path, xh, sizeof xh);
-    snprintf(path, sizeof path, "%s/roundtrip.py", dir);
-    tu_write_bytes(path, SCRIPT, strlen(SCRIPT));
+    write_script(dir);
     snprintf(path, sizeof path, "%s/backbone.safetensors", dir);
     make_backbone(path, xh, want);
-    assert_int_equal(sh("cd %s && " PY " roundtrip.py backbone.safetensors x.f32 logits.txt %d "
-                        "> py.out 2>&1 || cat py.out", dir, BT_B), 0);
+    assert_int_equal(sh("cd %s && " PY " classify.py backbone.safetensors x.f32 logits.txt "
+                        "> py.out 2>&1 || (cat py.out; exit 1)", dir), 0);
     double worst = compare(dir, want, BT_B * BT_CLASSES);
     print_message("PyTorch vs d2nwg backbone logits, %d x %d: largest difference %.3g "
                   "(row 0: %.5g %.5g %.5g %.5g %.5g)\n", BT_B, BT_CLASSES, worst, want[0],
@@ -172,8 +180,7 @@ static void test_torch_network_logits_match_d2nwg(void **state)
         xh[i] = rng_uniform(&r);
     snprintf(path, sizeof path, "%s/x.f32", dir);
     tu_write_bytes(path, xh, sizeof xh);
-    snprintf(path, sizeof path, "%s/roundtrip.py", dir);
-    tu_write_bytes(path, SCRIPT, strlen(SCRIPT));
+    write_script(dir);
     snprintf(path, sizeof path, "%s/backbone.safetensors", dir);
     make_backbone(path, xh, scratch);
     d2_error err = {0};
@@ -198,8 +205,8 @@ static void test_torch_network_logits_match_d2nwg(void **state)
     assert_int_equal(target_forward(&s, theta, feat.x, BT_B, want, &err), 0);
     dataset_free(&feat);
     feature_map_free(&fm);
-    assert_int_equal(sh("cd %s && " PY " roundtrip.py net.safetensors x.f32 logits.txt %d "
-                        "> py.out 2>&1 || cat py.out", dir, BT_B), 0);
+    assert_int_equal(sh("cd %s && " PY " classify.py net.safetensors x.f32 logits.txt "
+                        "> py.out 2>&1 || (cat py.out; exit 1)", dir), 0);
     double worst = compare(dir, want, BT_B * 5);
     print_message("PyTorch vs d2nwg whole-network logits, %d x 5: largest difference %.3g\n",
                   BT_B, worst);
