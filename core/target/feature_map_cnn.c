@@ -1,7 +1,9 @@
 /* feature_map_cnn.c - the `cnn:FILE` feature map: a backbone from `d2nwg backbone train`
  * (core/nn/convnet.h) run in eval mode on a CPU backend of its own; features are the
  * global-average-pooled outputs of its last block. The file's sha256 identifies the map
- * (fingerprints, lineage). */
+ * (fingerprints, lineage). One map may serve several threads (a generator shared by the
+ * daemon's workers): its scratch (arena, batch buffer) is used under a mutex. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ struct fm_cnn {
     paramset ps, bufs;
     arena ar;
     float *xd;
+    pthread_mutex_t lock; /* the backend, arena and xd are one caller's at a time */
     char path[1024];
     char sha256[65];
 };
@@ -31,6 +34,7 @@ static void fm_cnn_free(struct fm_cnn *c)
         return;
     if (c->xd)
         c->be->ops->free(c->be, c->xd);
+    pthread_mutex_destroy(&c->lock);
     arena_free(&c->ar);
     paramset_free(&c->ps);
     paramset_free(&c->bufs);
@@ -59,6 +63,10 @@ int feature_map_load_cnn(feature_map *f, const char *path, d2_error *err)
     if (snprintf(c->path, sizeof c->path, "%s", path) >= (int)sizeof c->path) {
         free(c);
         return d2_fail(err, D2_EINVAL, "cnn feature map: path too long");
+    }
+    if (pthread_mutex_init(&c->lock, NULL)) {
+        free(c);
+        return d2_fail(err, D2_ENOMEM, "cnn feature map: cannot create a mutex");
     }
     int rc = fm_cnn_hash(c, path, err);
     if (!rc)
@@ -128,8 +136,11 @@ int feature_map_cnn_apply(const struct fm_cnn *c, const dataset *in, dataset *ou
         return rc;
     memcpy(out->y, in->y, sizeof(int32_t) * (size_t)in->n);
     out->classes = in->classes;
+    pthread_mutex_t *lock = (pthread_mutex_t *)&c->lock;
+    pthread_mutex_lock(lock);
     for (int r0 = 0; !rc && r0 < in->n; r0 += CNN_CHUNK)
         rc = fm_cnn_chunk(c, in, r0, in->n - r0 < CNN_CHUNK ? in->n - r0 : CNN_CHUNK, out, err);
+    pthread_mutex_unlock(lock);
     if (rc)
         dataset_free(out);
     return rc;
