@@ -395,6 +395,15 @@ static int score_candidates(const generator *g, backend_t *be, const dataset *fe
     return rc;
 }
 
+double gen_refine_strength(float sample_acc, int way)
+{
+    const double chance = 1.0 / (way > 1 ? way : 2);
+    double share = (1.0 - sample_acc) / (1.0 - chance); // 0: fits its support set, 1: chance
+    share = share < 0.0 ? 0.0 : share > 1.0 ? 1.0 : share;
+    const double C = GEN_REFINE_C * share;
+    return C < 1e-3 ? 0.0 : C;
+}
+
 int generator_can_refine(const generator *g)
 {
     return g->spec.nlayers == 1 && g->spec.layers[0].kind == TL_LINEAR;
@@ -415,10 +424,13 @@ static int refine_candidates(const generator *g, const dataset *feat, int K,
         if (!(c->sample = malloc(bytes)))
             return d2_fail(err, D2_ENOMEM, "out of memory");
         memcpy(c->sample, c->theta, bytes);
-        if ((rc = target_eval(&g->spec, c->sample, feat, &c->sample_acc, &loss, err)) ||
-            (rc = baseline_logreg_head_prior(feat, g->cfg.way, GEN_REFINE_C,
-                                             c->sample + L->w_off, c->sample + L->b_off,
-                                             c->theta + L->w_off, c->theta + L->b_off, err)))
+        if ((rc = target_eval(&g->spec, c->sample, feat, &c->sample_acc, &loss, err)))
+            return rc;
+        const double C = gen_refine_strength(c->sample_acc, g->cfg.way);
+        if (C > 0.0 && (rc = baseline_logreg_head_prior(feat, g->cfg.way, C,
+                                                        c->sample + L->w_off, c->sample + L->b_off,
+                                                        c->theta + L->w_off, c->theta + L->b_off,
+                                                        err)))
             return rc;
         memcpy(theta + (size_t)k * g->cfg.P, c->theta, bytes);
     }

@@ -103,6 +103,10 @@ typedef struct gen_candidate {
  * only in the prior's centre (the generated head instead of zero); chosen on
  * glyphs:validation (README "Results"). */
 #define GEN_REFINE_C 1.0
+/* The prior's width for a sample that classifies sample_acc of its support
+ * set: GEN_REFINE_C at chance (1 / way) or below, shrinking linearly to 0 (the
+ * sample kept as it is) for a sample that fits every support row. */
+double gen_refine_strength(float sample_acc, int way);
 /* What refinement does to the heads of this generator: 1 when the target
  * network is one linear layer, else 0 (req.refine is then ignored). */
 int generator_can_refine(const generator *g);

@@ -230,8 +230,17 @@ static void test_refine_keeps_samples(void **state)
         assert_memory_equal(a->sample, o->theta, P * sizeof(float));
         assert_float_equal(a->sample_acc, o->support_acc, 1e-6);
         assert_true(a->support_loss <= o->support_loss + 1e-5f);
-        assert_memory_not_equal(a->theta, a->sample, P * sizeof(float));
+        if (gen_refine_strength(a->sample_acc, 5) > 0.0) // moved by the data
+            assert_memory_not_equal(a->theta, a->sample, P * sizeof(float));
+        else // a sample that fits every support row is kept
+            assert_memory_equal(a->theta, a->sample, P * sizeof(float));
     }
+    /* the prior's width: full at chance, none for a perfect fit, linear between */
+    assert_float_equal(gen_refine_strength(0.2f, 5), GEN_REFINE_C, 1e-6);
+    assert_float_equal(gen_refine_strength(0.0f, 5), GEN_REFINE_C, 1e-6);
+    assert_float_equal(gen_refine_strength(0.6f, 5), 0.5 * GEN_REFINE_C, 1e-6);
+    assert_float_equal(gen_refine_strength(1.0f, 5), 0.0, 0);
+    assert_float_equal(gen_refine_strength(0.5f, 2), GEN_REFINE_C, 1e-6);
     const char *want[2] = {"none", "logreg_prior"};
     const gen_result *res[2] = {&raw, &fit};
     for (int v = 0; v < 2; v++) {

@@ -28,7 +28,7 @@ static int setup(void **state)
     int version = -1;
     assert_int_equal(store_open(&f->s, f->path, 0, &err), 0);
     assert_int_equal(store_migrate(f->s, &version, &err), 0);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
     *state = f;
     return 0;
 }
@@ -107,9 +107,9 @@ static void test_migrate_wal(void **state)
     int v = -1;
     /* applying again is a no-op */
     assert_int_equal(store_migrate(f->s, &v, &err), 0);
-    assert_int_equal(v, 3);
+    assert_int_equal(v, 4);
     assert_int_equal(store_user_version(f->s, &v, &err), 0);
-    assert_int_equal(v, 3);
+    assert_int_equal(v, 4);
     /* a second connection sees WAL mode and the schema */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -183,6 +183,7 @@ static void test_jobs_lifecycle(void **state)
     put_dataset(f->s, fp, 0.0f);
     api_job j;
     make_job(&j, "j_00000000000000000001", GEN, fp, 10000);
+    j.refine_requested = 0; /* asked for the samples as they are */
     assert_int_equal(store_job_insert(f->s, &j, "alice", &err), 0);
     /* unknown generator: the foreign key refuses it */
     api_job bad;
@@ -237,6 +238,7 @@ static void test_jobs_lifecycle(void **state)
     assert_int_equal(store_job_get(f->s, j.id, &got, 1, &err), 0);
     /* the gate's request, decision and every checkpoint's method come back */
     assert_int_equal(got.gate_requested, 1);
+    assert_int_equal(got.refine_requested, 0);
     assert_int_equal(got.has_gate, 1);
     assert_int_equal(got.gate.chosen, GEN_METHOD_LOGREG);
     assert_true(got.gate.applied && got.gate.ood && got.gate.folds == 3);
@@ -467,7 +469,7 @@ static void test_migrate_kinds_backfill(void **state)
     int v = -1;
     assert_int_equal(store_open(&s, path, 0, &err), 0);
     assert_int_equal(store_migrate(s, &v, &err), 0);
-    assert_int_equal(v, 3);
+    assert_int_equal(v, 4);
     api_dataset_info info;
     assert_int_equal(store_dataset_info(s, DS_A, &info, &err), 0);
     assert_int_equal(info.kind, API_KIND_SAMPLES);
@@ -480,6 +482,7 @@ static void test_migrate_kinds_backfill(void **state)
     assert_int_equal(store_job_get(s, "j_1", &old, 0, &err), 0);
     assert_int_equal(old.gate_requested, 0);
     assert_int_equal(old.has_gate, 0);
+    assert_int_equal(old.refine_requested, 0); /* nor refinement */
     api_job_free(&old);
     store_close(s);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
