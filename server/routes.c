@@ -20,6 +20,7 @@ const route ROUTES[] = {
     {"/v1/generators/{ref}/zoo/{index}/weights", HTTP_GET, route_zoo_weights, NULL, NULL, 0},
     {"/v1/datasets", HTTP_POST, NULL, route_dataset_post, NULL, 0},
     {"/v1/datasets/{id}", HTTP_GET, route_dataset_get, NULL, NULL, 0},
+    {"/v1/events", HTTP_GET, route_events, NULL, NULL, 0},
     {"/v1/jobs", HTTP_GET | HTTP_POST, route_jobs_list, route_jobs_post, NULL, 0},
     {"/v1/jobs/{id}", HTTP_GET, route_job_get, NULL, route_job_get_resume, 0},
     {"/v1/jobs/{id}:cancel", HTTP_POST, NULL, route_job_cancel, NULL, 0},
@@ -219,7 +220,9 @@ static int is_long_poll(const http_req *r)
 void routes_on_completed(server *s, const http_req *r, double seconds, int terminated)
 {
     if (r->status > 0)
-        metrics_http(&s->metrics, r->route, r->status, seconds, is_long_poll(r));
+        metrics_http(&s->metrics, r->route, r->status, seconds,
+                     r->route >= 0 && ROUTES[r->route].get == route_events ? METRICS_STREAM
+                                                                           : is_long_poll(r));
     if (!log_enabled(&s->log, LOG_INFO))
         return;
     json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "request_id",

@@ -45,6 +45,7 @@ int route_generators_list(server *s, http_req *r);
 int route_generator_get(server *s, http_req *r);
 int route_dataset_post(server *s, http_req *r);
 int route_dataset_get(server *s, http_req *r);
+int route_events(server *s, http_req *r);
 int route_jobs_post(server *s, http_req *r);
 int route_jobs_list(server *s, http_req *r);
 int route_job_get(server *s, http_req *r);

@@ -16,6 +16,7 @@
 #include "store.h"
 
 struct jobs;
+struct events;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -27,6 +28,8 @@ typedef struct server {
     gens gens;                 /* valid once generators_loaded */
     int generators_loaded;
     struct jobs *jobs;
+    struct events *events;     /* GET /v1/events (feed.c publishes) */
+    uv_timer_t progress;       /* feed.c: progress events of running jobs */
     http *http;
     metrics metrics;
     auth auth;

@@ -80,7 +80,7 @@ static void test_table(void **state)
             assert_string_not_equal(ROUTES[j].tmpl, r->tmpl);
     }
     assert_int_equal(open, 3);
-    assert_int_equal(ROUTE_COUNT, 16);
+    assert_int_equal(ROUTE_COUNT, 17);
 }
 
 /* A generator with input_dim/feature_dim and 2..5 classes. */
