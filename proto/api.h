@@ -320,6 +320,10 @@ int api_event_progress_from_json(const json_t *o, char job_id[API_ID_LEN], doubl
 json_t *api_event_generator_to_json(const char *name, const char *id, const char *state);
 json_t *api_events_lost_to_json(int64_t last_id, int64_t oldest_id);
 
+/* GET /v1/session: whether tokens are on, and what the request's token (if
+ * any) may do. principal and scope NULL: no valid token. */
+json_t *api_session_to_json(int auth, const char *principal, const char *scope);
+
 /* ---- helpers ---- */
 
 /* Replace every byte that is not part of valid UTF-8, and every control

@@ -32,3 +32,8 @@ json_t *api_events_lost_to_json(int64_t last_id, int64_t oldest_id)
     return json_pack("{s:I, s:I}", "last_event_id", (json_int_t)last_id, "oldest_event_id",
                      (json_int_t)oldest_id);
 }
+
+json_t *api_session_to_json(int auth, const char *principal, const char *scope)
+{
+    return json_pack("{s:b, s:s?, s:s?}", "auth", auth, "principal", principal, "scope", scope);
+}

@@ -46,9 +46,15 @@ static void run_mhd(http *h)
 {
     if (!h->d)
         return;
+    h->kicked = 0;
     if (MHD_run(h->d) != MHD_YES)
         http_log(h, LOG_WARN, "MHD_run failed", NULL);
-    schedule(h);
+    /* a connection resumed during MHD_run (an event written from a handler)
+     * needs another run now: MHD's own timeout does not count it */
+    if (h->kicked && h->d)
+        uv_timer_start(&h->timer, on_timer, 0, 0);
+    else
+        schedule(h);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
@@ -65,6 +71,7 @@ static void on_timer(uv_timer_t *t)
 
 void http_kick(http *h)
 {
+    h->kicked = 1;
     if (h->d)
         uv_timer_start(&h->timer, on_timer, 0, 0);
 }

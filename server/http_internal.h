@@ -17,6 +17,7 @@ struct http {
     uv_poll_t poll;
     uv_timer_t timer;
     int handles_open;
+    int kicked; /* http_kick since the last MHD_run began */
     http_req *suspended;
     int nsuspended;
     int active; /* requests between first call and completion */

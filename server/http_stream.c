@@ -20,12 +20,14 @@ struct http_stream {
     http_stream *prev, *next;
 };
 
+/* New bytes (or an end): resume a suspended stream, and run MHD soon either
+ * way (a resume MHD has not processed yet needs a run too). */
 static void wake(http_stream *st)
 {
-    if (!st->suspended)
-        return;
-    st->suspended = 0;
-    MHD_resume_connection(st->conn);
+    if (st->suspended) {
+        st->suspended = 0;
+        MHD_resume_connection(st->conn);
+    }
     http_kick(st->h);
 }
 

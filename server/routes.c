@@ -11,10 +11,13 @@
 #include "jobs.h"
 
 const route ROUTES[] = {
+    {"/", HTTP_GET, route_ui_index, NULL, NULL, 1},
+    {"/ui/{ref}", HTTP_GET, route_ui_file, NULL, NULL, 1},
     {"/healthz", HTTP_GET, route_healthz, NULL, NULL, 1},
     {"/readyz", HTTP_GET, route_readyz, NULL, NULL, 1},
     {"/metrics", HTTP_GET, route_metrics, NULL, NULL, 0},
     {"/v1/openapi.yaml", HTTP_GET, route_openapi, NULL, NULL, 1},
+    {"/v1/session", HTTP_GET, route_session, NULL, NULL, 1},
     {"/v1/generators", HTTP_GET, route_generators_list, NULL, NULL, 0},
     {"/v1/generators/{ref}", HTTP_GET, route_generator_get, NULL, NULL, 0},
     {"/v1/generators/{ref}/zoo/{index}/weights", HTTP_GET, route_zoo_weights, NULL, NULL, 0},
