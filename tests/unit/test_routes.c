@@ -49,7 +49,7 @@ static void test_match(void **state)
     assert_int_equal(routes_match2("/v1/generators/default/zoo//weights", p, sizeof p, p2,
                                    sizeof p2),
                      -1);
-    const char *none[] = {"/", "/v1", "/v1/jobs/", "/v1/jobs/x/y", "/v1/jobs/:cancel",
+    const char *none[] = {"/ui/", "/ui/a/b", "/v1", "/v1/jobs/", "/v1/jobs/x/y", "/v1/jobs/:cancel",
                           "/v1/jobs/x:stop", "/healthz/", "/v2/jobs", "/v1/checkpoints/x/bytes",
                           "/v1/jobs/a:b:cancel", ""};
     for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
