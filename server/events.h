@@ -25,7 +25,6 @@ typedef struct events_options {
 } events_options;
 
 #define EVENTS_RING 1024
-#define EVENTS_CLIENT_BUFFER ((size_t)1 << 20)
 #define EVENTS_HEARTBEAT_MS 15000u
 
 int events_create(events **out, uv_loop_t *loop, const events_options *opt, d2_error *err);

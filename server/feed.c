@@ -49,7 +49,7 @@ void feed_generators_loaded(server *s)
 
 int feed_start(server *s, d2_error *err)
 {
-    events_options o = {EVENTS_RING, EVENTS_CLIENT_BUFFER, EVENTS_HEARTBEAT_MS,
+    events_options o = {EVENTS_RING, (size_t)s->cfg->events_client_buffer, EVENTS_HEARTBEAT_MS,
                         api_now_ms() * 1000};
     if (events_create(&s->events, s->loop, &o, err) != 0)
         return err->code;

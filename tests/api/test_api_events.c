@@ -2,8 +2,10 @@
  * state and progress events while it runs, disconnects, resumes with
  * Last-Event-ID and misses no event (the ids it gets are contiguous); an id
  * the daemon no longer holds is answered with events_lost and the ring; a bad
- * id is a 400; 200 open streams leave /healthz latency within 2x; a SIGTERM
- * with streams open ends them and the daemon exits promptly. */
+ * id is a 400; a client that stops reading is dropped once it is
+ * --events-client-buffer bytes behind while a reading one misses nothing and
+ * /healthz stays quick; 200 open streams leave /healthz latency within 2x; a
+ * SIGTERM with streams open ends them and the daemon exits promptly. */
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -157,7 +159,7 @@ static int group_setup(void **state)
     ctx *c = calloc(1, sizeof *c);
     c->dir = tu_tmpdir("api-events");
     const char *args[] = {"--max-candidates", "1024", "--max-connections-per-client", "400",
-                          NULL};
+                          "--events-client-buffer", "16384", NULL};
     at_start(&c->d, c->dir, "events", args);
     at_wait_ready(&c->d);
     *state = c;
@@ -280,6 +282,67 @@ static void test_lost_and_bad_ids(void **state)
     at_resp_free(&r);
 }
 
+/* A client more than --events-client-buffer (16 KiB here) behind is dropped:
+ * one that asks for the whole ring (Last-Event-ID: 0) when it holds more is
+ * cut off at once, counted, and its connection closed, while a reading
+ * client beside it misses nothing and /healthz stays quick. (A client that
+ * merely stops reading gets there too, but only after libmicrohttpd's
+ * connection buffer and the kernel's socket buffers, megabytes, are full.) */
+static void test_slow_client_dropped(void **state)
+{
+    ctx *c = *state;
+    sse *reader = sse_new(&c->d, -1, NULL, NULL);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, sse_read, reader), 0);
+    at_sleep(0.3);
+    json_t *job = at_job_json(2, 5, 11, 11);
+    for (int i = 0; i < 8; i++) { /* the ring passes 16 KiB: ~1 KB a job event */
+        char id[64];
+        at_submit(&c->d, job, id);
+        json_decref(at_wait_done(&c->d, id, 60));
+    }
+    json_decref(job);
+    double dropped0 = at_metric(&c->d, "d2nwgd_events_dropped_total");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)c->d.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    char buf[65536];
+    ssize_t n;
+    size_t got = 0;
+    double t0 = at_now();
+    while ((n = read(fd, buf, sizeof buf)) > 0 && at_now() - t0 < 20)
+        got += (size_t)n;
+    double took = at_now() - t0;
+    close(fd);
+    printf("# a client 16 KiB behind was dropped: %zu bytes, then the connection closed "
+           "after %.2f s\n", got, took);
+    assert_true(n <= 0 && took < 5.0);
+    assert_true(got < 16384 + 4096);
+    assert_true(at_metric(&c->d, "d2nwgd_events_dropped_total") == dropped0 + 1);
+    double h0 = at_now();
+    at_resp r = at_get(&c->d, "/healthz");
+    assert_int_equal(r.status, 200);
+    at_resp_free(&r);
+    assert_true(at_now() - h0 < 0.5);
+    /* the reading client goes on: one more job's events reach it */
+    reader->until = "done"; /* written before the event it waits for exists */
+    json_t *one = at_job_json(2, 5, 12, 12);
+    char id[64];
+    at_submit(&c->d, one, id);
+    json_decref(one);
+    json_decref(at_wait_done(&c->d, id, 60));
+    pthread_join(th, NULL);
+    check_contiguous(reader, 0);
+    assert_true(reader->n >= 3 * 9);
+    sse_free(reader);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -376,6 +439,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_misses_nothing),
         cmocka_unit_test(test_lost_and_bad_ids),
+        cmocka_unit_test(test_slow_client_dropped),
         cmocka_unit_test(test_many_clients_latency),
         cmocka_unit_test(test_shutdown_with_open_stream),
     };
