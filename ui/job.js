@@ -65,7 +65,7 @@ D2.job = {
     const el = D2.el;
     const head = ['Rank', 'Checkpoint', 'Method', 'Support accuracy', 'Support loss', 'Zoo distance', 'Weights'];
     return el('table', { 'aria-labelledby': 'ranking-title', id: 'ranking' },
-      el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col', text: h })))),
+      el('thead', {}, el('tr', {}, head.map((h, i) => el('th', { scope: 'col', class: i === 0 || (i >= 3 && i <= 5) ? 'num' : null, text: h })))),
       el('tbody', {}, cks.map((c) => el('tr', {},
         el('td', { class: 'num', text: String(c.rank) }), el('td', { class: 'id', text: c.id }),
         el('td', { text: c.method }), el('td', { class: 'num', text: D2.num(c.support_accuracy, 3) }),

@@ -1,7 +1,7 @@
 // jobs.js - the live job list: a page of /v1/jobs (filtered by state on the
 // daemon, by generator here), kept current by the event stream, plus the
-// queue panel (queue depth and jobs finished over the last 10 minutes, from
-// /metrics every 10 s).
+// queue panel (queue depth, jobs finished and throughput over the last 10
+// minutes, from /metrics every 10 s and after each job event).
 'use strict';
 D2.jobs = {
   PAGE: 20,
@@ -68,6 +68,8 @@ D2.jobs = {
       this.rows.set(job.id, job);
     }
     if (!quiet) this.render();
+    clearTimeout(this.sampleSoon); // the queue panel follows at once
+    this.sampleSoon = setTimeout(() => this.sample(), 300);
   },
 
   onProgress(p) {
@@ -103,7 +105,9 @@ D2.jobs = {
     this.samples = this.samples.filter((x) => s.t - x.t <= 600000).concat([s]);
     document.getElementById('stat-pending').textContent = s.pending;
     document.getElementById('stat-running').textContent = s.running;
-    document.getElementById('stat-done').textContent = s.finished - this.samples[0].finished;
+    document.getElementById('stat-done').textContent = s.finished;
+    const first = this.samples[0], mins = (s.t - first.t) / 60000;
+    document.getElementById('stat-rate').textContent = mins > 0.1 ? ((s.finished - first.finished) / mins).toFixed(1) + ' jobs/min' : '–';
     this.spark();
   },
 

@@ -31,7 +31,8 @@ D2.lineage = {
   svg(lin, cks) {
     const g = lin.generator, d = lin.dataset, j = lin.job;
     const shown = cks.slice(0, 4);
-    const h = Math.max(80, shown.length * 54 + 20);
+    const more = cks.length - shown.length;
+    const h = Math.max(80, shown.length * 54 + 20 + (more > 0 ? 16 : 0));
     const svg = document.createElementNS(this.NS, 'svg');
     const w = 5 * 180;
     Object.entries({ class: 'lineage', width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: 'img', 'aria-labelledby': 'lin-t lin-d' })
@@ -61,6 +62,13 @@ D2.lineage = {
       this.node(svg, 4 * 180 + 5, y, ['#' + c.rank + ' ' + c.method, 'acc ' + D2.num(c.support_accuracy, 3)]);
       this.edge(svg, 3 * 180 + 155, mid + 22, 4 * 180 + 5, y + 22);
     });
+    if (more > 0) {
+      const t = document.createElementNS(this.NS, 'text');
+      t.setAttribute('x', 4 * 180 + 5);
+      t.setAttribute('y', h - 6);
+      t.textContent = `+${more} more in the ranking`;
+      svg.append(t);
+    }
     return svg;
   },
 
