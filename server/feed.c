@@ -39,12 +39,18 @@ static void on_progress(uv_timer_t *t)
         jobs_progress_scan(s->jobs, FEED_PROGRESS_STEP, publish_progress, s);
 }
 
+void feed_generator_loaded(server *s, int index)
+{
+    const gen_entry *e = &s->gens.e[index];
+    if (s->events)
+        events_publish(s->events, "generator",
+                       api_event_generator_to_json(e->name, e->info->id, "loaded"));
+}
+
 void feed_generators_loaded(server *s)
 {
-    for (int i = 0; s->events && i < s->gens.n; i++)
-        events_publish(s->events, "generator",
-                       api_event_generator_to_json(s->gens.e[i].name, s->gens.e[i].info->id,
-                                                   "loaded"));
+    for (int i = 0; i < s->gens.n; i++)
+        feed_generator_loaded(s, i);
 }
 
 int feed_start(server *s, d2_error *err)

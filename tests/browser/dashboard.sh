@@ -45,6 +45,12 @@ else
 fi
 kill -TERM "$pid" 2>/dev/null
 wait "$pid"
+code=$?
+# a clean exit: streams ended, nothing leaked (under make asan, the sanitizers say)
+if [ "$code" -ne 0 ]; then
+    echo "# d2nwgd exited with status $code after SIGTERM"
+    rc=1
+fi
 [ "$rc" -eq 0 ] || sed 's/^/# d2nwgd: /' "$tmp/d2nwgd.log" | tail -n 20
 rm -rf "$tmp"
 exit "$rc"
