@@ -159,7 +159,9 @@ static int group_setup(void **state)
     ctx *c = calloc(1, sizeof *c);
     c->dir = tu_tmpdir("api-events");
     const char *args[] = {"--max-candidates", "1024", "--max-connections-per-client", "400",
-                          "--events-client-buffer", "16384", NULL};
+                          "--events-client-buffer", "16384",
+                          /* jobs on one core: the event loop's latency is measured */
+                          "--threads", "1", NULL};
     at_start(&c->d, c->dir, "events", args);
     at_wait_ready(&c->d);
     *state = c;
