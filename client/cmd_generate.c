@@ -22,7 +22,7 @@ static const char *const SAMPLERS[] = {"ddim", "ddpm", NULL}; /* gen_sampler ord
 
 typedef struct generate_opts {
     const char *generator, *support, *labels, *out, *all, *device;
-    int embeddings, candidates, steps, sampler, no_gate;
+    int embeddings, candidates, steps, sampler, no_gate, no_refine;
     double guidance;
     uint64_t seed;
 } generate_opts;
@@ -57,6 +57,8 @@ static const cli_option GENERATE_OPTS[] = {
      .help = "also write every ranked entry (the baselines\ntoo): DIR/rank-01.safetensors..."},
     {.name = "--no-gate", .type = CLI_FLAG, .off = offsetof(generate_opts, no_gate),
      .help = "the diffusion candidates alone: do not compare\nthem with the two baselines"},
+    {.name = "--no-refine", .type = CLI_FLAG, .off = offsetof(generate_opts, no_refine),
+     .help = "the decoded samples as they are: do not fit them\nto the support set (a linear head's samples are\nthe prior of logistic regression by default)"},
     {.name = "--device", .type = CLI_STRING, .off = offsetof(generate_opts, device),
      .metavar = "DEV", .help = "cpu or cuda:N", .def = "cpu"},
 };
@@ -65,7 +67,9 @@ static const cli_command GENERATE_CMD = {
     .name = "generate",
     .synopsis = "--generator GEN --support FILE --out MODEL.safetensors [options]",
     .about = "Generates a network for the support set without training: samples K candidate\n"
-             "weight sets and scores each on the support set. The gate (on unless --no-gate)\n"
+             "weight sets, makes each the prior's centre of logistic regression on the\n"
+             "support set (linear heads; --no-refine keeps the samples as they are) and\n"
+             "scores each on the support set. The gate (on unless --no-gate)\n"
              "then cross-validates them on the support set against two baselines (nearest\n"
              "class mean 'prototypes', logistic regression 'logreg') and ranks the best\n"
              "first; the table's method column says what each entry is. Writes the first.",
@@ -142,16 +146,20 @@ static void print_table(const gen_info *in, const gen_request *req, const gen_re
                (double)c->zoo_distance);
     }
     print_gate(&res->gate, req->gate);
+    if (res->count > 0 && res->ranked[0].sample)
+        printf("refine: each diffusion sample was the prior's centre of logistic regression "
+               "on the support set (--no-refine: the samples alone)\n");
     printf("wrote %s%s%s\n", o->out, o->all ? " and " : "", o->all ? o->all : "");
 }
 
 /* One ranking entry as --json writes it: a baseline has no candidate index (null). */
 static json_t *candidate_json(const gen_candidate *c, int rank)
 {
-    return json_pack("{s:i,s:s,s:o,s:f,s:f,s:f,s:i,s:f}", "rank", rank, "method",
+    return json_pack("{s:i,s:s,s:o,s:f,s:f,s:f,s:f,s:i,s:f}", "rank", rank, "method",
                      gen_method_name(c->method), "candidate",
                      c->index >= 0 ? json_integer(c->index) : json_null(), "support_acc",
-                     (double)c->support_acc, "support_loss", (double)c->support_loss, "norm",
+                     (double)c->support_acc, "sample_support_acc", (double)c->sample_acc,
+                     "support_loss", (double)c->support_loss, "norm",
                      (double)c->norm, "zoo_nearest", c->zoo_nearest, "zoo_distance",
                      (double)c->zoo_distance);
 }
@@ -166,12 +174,16 @@ static int print_generate_json(const gen_info *in, const gen_request *req, const
         json_array_append_new(ranked, candidate_json(&res->ranked[k], k + 1));
     api_gate gate;
     api_gate_from_result(&gate, &res->gate, req->gate);
-    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:f,s:s,s:o,s:o,s:o,s:o}",
+    int refined = 0; /* whether the diffusion entries were refined */
+    for (int k = 0; k < res->count; k++)
+        refined |= res->ranked[k].sample != NULL;
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:b,s:f,s:s,s:o,s:o,s:o,s:o}",
                           "generator", in->id, "dataset", res->dataset_fingerprint, "way",
                           res->way, "support_rows", req->support->n, "seed",
                           (json_int_t)o->seed, "sampler",
                           SAMPLERS[req->sampler == GEN_SAMPLER_DDPM], "steps", req->steps,
-                          "guidance", (double)req->guidance, "seconds", res->seconds, "out",
+                          "guidance", (double)req->guidance, "refine", refined, "seconds",
+                          res->seconds, "out",
                           o->out, "all", o->all ? json_string(o->all) : json_null(),
                           "candidates", ranked ? ranked : json_null(), "gate",
                           api_gate_to_json(&gate), "warnings", api_gate_warnings_to_json(&gate));
@@ -190,6 +202,7 @@ static gen_request make_request(const gen_info *in, const generate_opts *o, cons
         .guidance = !isnan(o->guidance) ? (float)o->guidance : in->default_guidance,
         .seed = o->seed,
         .gate = !o->no_gate,
+        .refine = !o->no_refine,
     };
     return req;
 }

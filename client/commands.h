@@ -31,6 +31,8 @@ typedef struct client_command {
 int cmd_zoo(cli_globals *g, int argc, char **argv);
 /* train a generator from a zoo */
 int cmd_train(cli_globals *g, int argc, char **argv);
+/* backbone train: a convolutional backbone for the cnn:FILE feature map */
+int cmd_backbone(cli_globals *g, int argc, char **argv);
 /* describe a generator bundle */
 int cmd_info(cli_globals *g, int argc, char **argv);
 /* weights for a support set, offline */

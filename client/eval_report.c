@@ -13,17 +13,19 @@ static const char *const METHOD_NAMES[M_COUNT] = {
     "nearest class mean (prototypes)",
     "logistic regression on the support set (L2, C=1)",
     "D2NWG, mean of candidates",
+    "D2NWG, best of K, the diffusion sample before refinement",
     "D2NWG, best of K by support score",
     "D2NWG as returned (the gate's choice)",
     "zoo head of the nearest task (retrieval)",
     "head trained on the full training data (oracle)",
 };
 static const char *const METHOD_KEYS[M_COUNT] = {
-    "random", "prototypes", "logreg", "d2nwg_mean", "d2nwg_best", "d2nwg_gated", "zoo_nearest",
-    "oracle"};
+    "random",      "prototypes",  "logreg",      "d2nwg_mean", "d2nwg_sample",
+    "d2nwg_best",  "d2nwg_gated", "zoo_nearest", "oracle"};
 
 /* Paired differences reported: method a minus method b on the same tasks. */
 static const int PAIRS[][2] = {{M_GEN_BEST, M_PROTO}, {M_GEN_BEST, M_LOGREG},
+                               {M_GEN_SAMPLE, M_LOGREG},
                                {M_GATED, M_PROTO}, {M_GATED, M_LOGREG}};
 #define NPAIRS ((int)(sizeof PAIRS / sizeof PAIRS[0]))
 

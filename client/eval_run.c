@@ -125,7 +125,8 @@ static int eval_generated(eval_ctx *c, int i, int s, d2_error *err)
                        .guidance = o->guidance,
                        .seed = rng_derive(o->seed, "generate",
                                           (uint64_t)i * MAX_SHOTS + (uint64_t)s),
-                       .gate = 1};
+                       .gate = 1,
+                       .refine = 1};
     int rc = generator_generate(c->g, c->ws, &req, &c->res, err);
     if (rc)
         return rc;
@@ -149,6 +150,11 @@ static int eval_generated(eval_ctx *c, int i, int s, d2_error *err)
         }
     }
     c->r->acc[M_GEN_MEAN][s][i] = mean / n;
+    const gen_candidate *b = &c->res.ranked[best]; // the same candidate before refinement
+    c->r->acc[M_GEN_SAMPLE][s][i] = b->sample ? query_acc(c, b->sample, err, &rc)
+                                              : c->r->acc[M_GEN_BEST][s][i];
+    if (rc)
+        return rc;
     if (o->finetune)
         rc = eval_finetune(c, i, s, best, err);
     gen_result_free(&c->res);

@@ -15,6 +15,7 @@ enum {
     M_PROTO,
     M_LOGREG,
     M_GEN_MEAN,
+    M_GEN_SAMPLE,
     M_GEN_BEST,
     M_GATED,
     M_ZOO_NEAREST,

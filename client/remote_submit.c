@@ -25,7 +25,7 @@ static const char *const SAMPLERS[] = {"ddim", "ddpm", NULL};
 /* What the command line says (cli_parse fills it). */
 typedef struct submit_opts {
     const char *support, *labels, *generator, *parent, *out;
-    int candidates, steps, priority, sampler, embeddings, binary, wait, no_gate;
+    int candidates, steps, priority, sampler, embeddings, binary, wait, no_gate, no_refine;
     double guidance, timeout;
     uint64_t seed;
 } submit_opts;
@@ -62,6 +62,8 @@ static const cli_option SUBMIT_OPTS[] = {
     {.name = "--no-gate", .type = CLI_FLAG, .off = offsetof(submit_opts, no_gate),
      .help = "return the diffusion candidates alone: do not compare\n"
              "them with the two baselines (prototypes, logreg)"},
+    {.name = "--no-refine", .type = CLI_FLAG, .off = offsetof(submit_opts, no_refine),
+     .help = "the decoded samples as they are: do not make each\nthe prior's centre of logistic regression on the\nsupport set"},
     {.name = "--parent", .type = CLI_STRING, .off = offsetof(submit_opts, parent),
      .metavar = "CHECKPOINT", .help = "record this job as derived from a checkpoint\n(lineage)"},
     {.name = "--wait", .type = CLI_FLAG, .off = offsetof(submit_opts, wait),
@@ -94,7 +96,7 @@ typedef struct submit_args {
     long candidates, steps, priority;
     double guidance, timeout;
     uint64_t seed;
-    int has_seed, has_guidance, embeddings, binary, wait, quiet, gate;
+    int has_seed, has_guidance, embeddings, binary, wait, quiet, gate, refine;
 } submit_args;
 
 /* The options as submit_args (0 for the generator's defaults), checked
@@ -120,6 +122,7 @@ static int to_args(const submit_opts *o, const cli_globals *g, submit_args *a)
     a->embeddings = o->embeddings;
     a->binary = o->binary;
     a->gate = !o->no_gate;
+    a->refine = !o->no_refine;
     a->wait = o->wait || o->out;
     a->quiet = g->quiet;
     if (a->timeout > 0 && !a->wait) {
@@ -166,6 +169,7 @@ static json_t *request_json(const submit_args *a, dataset *sup, const char *data
     if (a->parent)
         snprintf(req.parent_checkpoint, sizeof req.parent_checkpoint, "%s", a->parent);
     req.gate = a->gate;
+    req.refine = a->refine;
     json_t *j = api_job_request_to_json(&req);
     api_job_request_free(&req);
     return j;

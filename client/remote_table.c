@@ -174,6 +174,14 @@ void remote_table_generators(FILE *out, const json_t *root)
     for (int i = 0; i < n; i++) {
         const api_generator *g = &gens[i];
         char way[32], defs[96], spec[128];
+        if (strcmp(g->state, "ready") != 0) { /* loading or failed: no details yet */
+            char what[API_MESSAGE_LEN + 32];
+            snprintf(what, sizeof what, "%s: %s", g->state, g->message);
+            fprintf(out, "| %-12.12s | %-12s | %-30s | %5s | %7s | %5s | %6s | %6s | %-27s |\n",
+                    or_dash(g->name), "-", cell(what, spec, sizeof spec), "-", "-", "-", "-", "-",
+                    "-");
+            continue;
+        }
         snprintf(way, sizeof way, "%d..%d", g->min_way, g->max_way);
         snprintf(defs, sizeof defs, "%s %d steps, K %d, w %.2f",
                  api_sampler_name(g->default_sampler), g->default_steps, g->default_candidates,

@@ -132,6 +132,7 @@ typedef struct api_job_request {
     int priority;                 /* 0..9, default 5 */
     char parent_checkpoint[API_ID_LEN]; /* "" none */
     int gate;                     /* 1 (default): compare with the baselines (api_gate) */
+    int refine;                   /* 1 (default): refine the samples (gen_request.refine) */
 } api_job_request;
 void api_job_request_init(api_job_request *r);
 int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_request *r,
@@ -232,6 +233,7 @@ typedef struct api_job {
     int priority;
     char parent_checkpoint[API_ID_LEN]; /* "" = null */
     int gate_requested;                 /* params.gate */
+    int refine_requested;               /* params.refine */
     int has_gate;                       /* 1: `gate` holds the decision (succeeded jobs) */
     api_gate gate;
     int cancel_requested, attempts;
@@ -283,12 +285,17 @@ void api_lineage_free(api_lineage *l);
 
 /* ---- generators ---- */
 json_t *api_generator_to_json(const char *name, const gen_info *gi, int64_t loaded_ms);
-/* GET /v1/generators answer: {"generators": [Generator...]}. */
+/* GET /v1/generators answer: {"generators": [Generator...]}. An entry whose
+ * state is not "ready" ("loading", "failed") has no info: it is written as
+ * {name, state, message}. */
 typedef struct api_generator_entry {
     const char *name;
     const gen_info *info;
     int64_t loaded_ms;
+    const char *state;   /* "ready", "loading" or "failed" */
+    const char *message; /* loading: what it waits for; failed: why */
 } api_generator_entry;
+json_t *api_generator_entry_to_json(const api_generator_entry *e);
 json_t *api_generator_list_to_json(const api_generator_entry *list, int n);
 /* GET /healthz (Health) and GET /readyz (Ready) answers. */
 json_t *api_health_to_json(const char *version, double uptime_seconds);
@@ -303,6 +310,8 @@ typedef struct api_generator {
     int default_candidates, default_steps, default_sampler;
     double default_guidance;
     int64_t loaded_ms; /* 0 = absent */
+    char state[16];    /* "ready", "loading", "failed" ("ready" when absent) */
+    char message[API_MESSAGE_LEN];
 } api_generator;
 int api_generator_from_json(const json_t *o, api_generator *g, api_error *e);
 /* GET /v1/generators answer: *list owned by the caller (free()). */

@@ -104,6 +104,7 @@ void api_job_request_init(api_job_request *r)
     r->sampler = -1;
     r->priority = 5;
     r->gate = 1;
+    r->refine = 1;
 }
 
 void api_job_request_free(api_job_request *r)
@@ -118,7 +119,8 @@ int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_req
 {
     static const char *const allowed[] = {"generator", "dataset", "dataset_id", "dataset_kind",
                                           "candidates", "steps", "sampler", "guidance", "seed",
-                                          "priority", "parent_checkpoint", "gate", NULL};
+                                          "priority", "parent_checkpoint", "gate", "refine",
+                                          NULL};
     api_job_request_init(r);
     if (!json_is_object(root))
         return api_fail(e, 400, "invalid_json", NULL, "expected a JSON object");
@@ -166,6 +168,11 @@ int api_job_request_parse(const json_t *root, const api_limits *lim, api_job_req
         return api_fail(e, 400, "invalid_argument", "gate", "expected true or false");
     if (gate)
         r->gate = json_is_true(gate);
+    const json_t *refine = opt(root, "refine");
+    if (refine && !json_is_boolean(refine))
+        return api_fail(e, 400, "invalid_argument", "refine", "expected true or false");
+    if (refine)
+        r->refine = json_is_true(refine);
     if ((rc = get_string(root, "parent_checkpoint", r->parent_checkpoint,
                          sizeof r->parent_checkpoint, e)) < 0)
         return rc;
@@ -206,6 +213,8 @@ json_t *api_job_request_to_json(const api_job_request *r)
         bad |= json_object_set_new(o, "parent_checkpoint", json_string(r->parent_checkpoint));
     if (!r->gate)
         bad |= json_object_set_new(o, "gate", json_false());
+    if (!r->refine)
+        bad |= json_object_set_new(o, "refine", json_false());
     if (bad) {
         json_decref(o);
         return NULL;
@@ -349,6 +358,7 @@ void api_job_init(api_job *j)
     memset(j, 0, sizeof *j);
     j->run_seconds = -1.0;
     j->gate_requested = 1;
+    j->refine_requested = 1;
     api_gate_init(&j->gate);
 }
 
@@ -375,9 +385,10 @@ json_t *api_job_to_json(const api_job *j)
     bad |= set(o, "dataset_id", json_string(j->dataset_id));
     bad |= set(o, "dataset_kind", json_string(api_kind_name(j->kind)));
     bad |= set(o, "params",
-               json_pack("{s:i, s:i, s:s, s:f, s:I, s:b}", "candidates", j->candidates, "steps",
-                         j->steps, "sampler", api_sampler_name(j->sampler), "guidance",
-                         j->guidance, "seed", (json_int_t)j->seed, "gate", j->gate_requested));
+               json_pack("{s:i, s:i, s:s, s:f, s:I, s:b, s:b}", "candidates", j->candidates,
+                         "steps", j->steps, "sampler", api_sampler_name(j->sampler), "guidance",
+                         j->guidance, "seed", (json_int_t)j->seed, "gate", j->gate_requested,
+                         "refine", j->refine_requested));
     bad |= set(o, "priority", json_integer(j->priority));
     bad |= set(o, "parent_checkpoint",
                j->parent_checkpoint[0] ? json_string(j->parent_checkpoint) : json_null());
@@ -441,6 +452,7 @@ int api_job_from_json(const json_t *root, api_job *j, api_error *e)
     j->guidance = num(json_object_get(p, "guidance"));
     j->seed = json_integer_value(json_object_get(p, "seed"));
     j->gate_requested = !json_is_false(json_object_get(p, "gate"));
+    j->refine_requested = json_is_true(json_object_get(p, "refine"));
     j->priority = (int)json_integer_value(json_object_get(root, "priority"));
     copy_str(j->parent_checkpoint, sizeof j->parent_checkpoint,
              json_object_get(root, "parent_checkpoint"));
@@ -499,8 +511,9 @@ json_t *api_generator_to_json(const char *name, const gen_info *gi, int64_t load
                                  "steps", gi->default_steps, "guidance",
                                  (double)gi->default_guidance, "sampler",
                                  api_sampler_name(gi->default_sampler));
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:o, s:o, s:s}",
-                     "name", name, "id", gi->id, "spec", gi->spec ? gi->spec->text : "",
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:o, s:o, "
+                     "s:s}",
+                     "name", name, "state", "ready", "id", gi->id, "spec", gi->spec ? gi->spec->text : "",
                      "input_dim", gi->input_dim, "feature_dim", gi->feature_dim, "min_way",
                      gi->min_way, "max_way", gi->max_way, "params", gi->params, "zoo_size",
                      gi->zoo_size, "zoo_fingerprint", gi->zoo_fingerprint, "defaults", defaults,

@@ -317,11 +317,19 @@ int api_lineage_from_json(const json_t *root, api_lineage *l, api_error *e)
 
 /* ---- generators, health, readiness (server) ---- */
 
+json_t *api_generator_entry_to_json(const api_generator_entry *e)
+{
+    if (e->info && (!e->state || !strcmp(e->state, "ready")))
+        return api_generator_to_json(e->name, e->info, e->loaded_ms);
+    return json_pack("{s:s, s:s, s:s}", "name", e->name, "state",
+                     e->state ? e->state : "loading", "message", e->message ? e->message : "");
+}
+
 json_t *api_generator_list_to_json(const api_generator_entry *list, int n)
 {
     json_t *arr = json_array();
     for (int i = 0; arr && i < n; i++) {
-        json_t *g = api_generator_to_json(list[i].name, list[i].info, list[i].loaded_ms);
+        json_t *g = api_generator_entry_to_json(&list[i]);
         if (!g || json_array_append_new(arr, g) != 0) {
             json_decref(arr);
             arr = NULL;
@@ -369,6 +377,12 @@ int api_generator_from_json(const json_t *o, api_generator *g, api_error *e)
     const char *t = json_string_value(json_object_get(o, "loaded_at"));
     if (t)
         api_parse_time(t, &g->loaded_ms);
+    const json_t *state = json_object_get(o, "state");
+    if (json_is_string(state))
+        copy_str(g->state, sizeof g->state, state);
+    else
+        api_snprintf(g->state, sizeof g->state, "ready");
+    copy_str(g->message, sizeof g->message, json_object_get(o, "message"));
     return 0;
 }
 

@@ -89,8 +89,9 @@ static int copy_value(const char *key, const char *v, char *dst, size_t cap, d2_
     return 0;
 }
 
-/* NAME=PATH or PATH (first unnamed is "default", later ones the file's stem). */
-static int add_generator(config *c, const char *v, d2_error *err)
+/* NAME=PATH or PATH (first unnamed is "default", later ones the file's stem).
+ * pending: the file need not exist yet (--generator-pending). */
+static int add_generator(config *c, const char *v, int pending, d2_error *err)
 {
     if (c->ngenerators >= CONFIG_MAX_GENERATORS)
         return d2_fail(err, D2_ERANGE, "generator: at most %d generators", CONFIG_MAX_GENERATORS);
@@ -130,6 +131,7 @@ static int add_generator(config *c, const char *v, d2_error *err)
         return d2_fail(err, D2_EINVAL, "generator: empty path in '%s'", v);
     if (copy_value("generator", path, g->path, sizeof g->path, err) != 0)
         return err->code;
+    g->pending = pending;
     c->ngenerators++;
     return 0;
 }
@@ -159,8 +161,8 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         return copy_value(key, v, c->port_file, sizeof c->port_file, err);
     if (!strcmp(key, "device"))
         return copy_value(key, v, c->device, sizeof c->device, err);
-    if (!strcmp(key, "generator"))
-        return add_generator(c, v, err);
+    if (!strcmp(key, "generator") || !strcmp(key, "generator_pending"))
+        return add_generator(c, v, !strcmp(key, "generator_pending"), err);
     if (!strcmp(key, "body_limit"))
         return parse_size(key, v, &c->body_limit, err);
     if (!strcmp(key, "log_level")) {
@@ -230,6 +232,14 @@ static char *trim(char *s)
     return s;
 }
 
+/* generator or generator-pending / generator_pending: one list */
+static int is_generator_key(const char *key)
+{
+    char k[64];
+    norm_key(key, k, sizeof k);
+    return !strcmp(k, "generator") || !strcmp(k, "generator_pending");
+}
+
 int config_load_file(config *c, const char *path, d2_error *err)
 {
     FILE *f = fopen(path, "r");
@@ -259,7 +269,7 @@ int config_load_file(config *c, const char *path, d2_error *err)
         }
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
-        if (!strcmp(key, "generator") && !had_generators) {
+        if (is_generator_key(key) && !had_generators) {
             c->ngenerators = 0; /* the file's list replaces earlier defaults */
             had_generators = 1;
         }
@@ -316,7 +326,7 @@ int config_parse_args(config *c, int argc, char **argv, int *help, d2_error *err
         }
         if (!strcmp(key, "config"))
             continue;
-        if (!strcmp(key, "generator") && !cli_generators) {
+        if (is_generator_key(key) && !cli_generators) {
             c->ngenerators = 0;
             cli_generators = 1;
         }
@@ -389,6 +399,13 @@ void config_usage(FILE *out)
             "\n"
             "options (each also a `key = value` line of --config FILE, dashes or underscores):\n"
             "  --generator [NAME=]PATH  a generator bundle; the first unnamed one is 'default'\n"
+            "  --generator-pending [NAME=]PATH\n"
+            "                           a generator still being built: listed as 'loading' in\n"
+            "                           GET /v1/generators (jobs naming it get 503 not_ready)\n"
+            "                           until PATH appears and loads; the file is checked every\n"
+            "                           second and loaded once unchanged for a second; one that\n"
+            "                           does not load is 'failed', tried again when it changes.\n"
+            "                           /readyz waits only for 'default' (else the first one)\n"
             "  --listen ADDR:PORT       default 127.0.0.1:8080 (port 0: any free port)\n"
             "  --data DIR               store and checkpoints (default var/d2nwgd)\n"
             "  --config FILE            settings file (flags override it)\n"

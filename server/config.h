@@ -17,6 +17,7 @@
 typedef struct config_generator {
     char name[API_NAME_LEN];
     char path[CONFIG_PATH_LEN];
+    int pending; /* --generator-pending: served once its file appears and loads */
 } config_generator;
 
 typedef struct config {

@@ -47,12 +47,6 @@ void feed_generator_loaded(server *s, int index)
                        api_event_generator_to_json(e->name, e->info->id, "loaded"));
 }
 
-void feed_generators_loaded(server *s)
-{
-    for (int i = 0; i < s->gens.n; i++)
-        feed_generator_loaded(s, i);
-}
-
 int feed_start(server *s, d2_error *err)
 {
     events_options o = {EVENTS_RING, (size_t)s->cfg->events_client_buffer, EVENTS_HEARTBEAT_MS,

@@ -14,10 +14,9 @@
 int feed_start(server *s, d2_error *err);
 /* jobs_owner.job_changed */
 void feed_job_changed(void *user, const char *job_id);
-/* A `generator` event for s->gens.e[index] (a generator that loads later
- * than the others says so with this), or for each one loaded at start. */
+/* A `generator` event for s->gens.e[index], once it is loaded (at start or
+ * when it joins later). */
 void feed_generator_loaded(server *s, int index);
-void feed_generators_loaded(server *s);
 /* The daemon is stopping: end every stream and the timer. */
 void feed_close(server *s);
 /* Free the hub and close the timer (after http_stop). */

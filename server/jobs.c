@@ -443,6 +443,7 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     w->guidance = (float)job->guidance;
     w->seed = (uint64_t)job->seed;
     w->gate = job->gate_requested;
+    w->refine = job->refine_requested;
     api_snprintf(w->parent_checkpoint, sizeof w->parent_checkpoint, "%s", job->parent_checkpoint);
     atomic_init(&w->progress_ppm, 0);
     atomic_init(&w->cancel, 0);
@@ -459,35 +460,70 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     return 0;
 }
 
-int jobs_restore(jobs *j, d2_error *err)
+/* Fail a queued job whose generator is not loaded. */
+static int fail_unloaded(server *s, const api_job *job, d2_error *err)
+{
+    char msg[API_MESSAGE_LEN];
+    api_snprintf(msg, sizeof msg, "generator %s (%s) is not loaded in this daemon",
+                 job->generator_name, job->generator_id);
+    server_log(s, LOG_WARN, "queued job failed: generator not loaded",
+               json_pack("{s:s, s:s}", "job_id", job->id, "generator_id", job->generator_id));
+    return store_job_finish(s->db, job->id, API_JOB_FAILED, "generator_unavailable", msg,
+                            api_now_ms(), -1.0, err);
+}
+
+/* 0: skip the job (another generator's, or still loading), 1: queue it on
+ * *g, 2: fail it. */
+static int restore_action(const jobs *j, const api_job *job, int only, int *g)
+{
+    const gens *gs = &j->s->gens;
+    int by_name = -1;
+    for (int i = 0; i < gs->n; i++)
+        if (!strcmp(gs->e[i].name, job->generator_name))
+            by_name = i;
+    /* the generator it named, when that one has the same file; else any with it */
+    int same = by_name >= 0 && gs->e[by_name].state == GEN_READY &&
+               !strcmp(gs->e[by_name].info->id, job->generator_id);
+    *g = same ? by_name : gens_find_id(gs, job->generator_id);
+    if (only >= 0) {
+        if (find(j, job->id))
+            return 0; /* queued already */
+        if (by_name == only)
+            return same ? 1 : 2;
+        return *g == only ? 1 : 0;
+    }
+    if (by_name >= 0 && gs->e[by_name].state != GEN_READY)
+        return 0; /* it named a generator still loading: wait for it */
+    return *g >= 0 ? 1 : 2;
+}
+
+int jobs_restore(jobs *j, int only, d2_error *err)
 {
     server *s = j->s;
     api_job *list = NULL;
     int n = 0;
     if (store_jobs_queued(s->db, &list, &n, err) != 0)
         return D2_EIO;
-    int rc = 0;
+    int rc = 0, restored = 0, waiting = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        int g = gens_find_id(&s->gens, list[i].generator_id);
-        if (g < 0) {
-            char msg[API_MESSAGE_LEN];
-            api_snprintf(msg, sizeof msg, "generator %s (%s) is not loaded in this daemon",
-                         list[i].generator_name, list[i].generator_id);
-            rc = store_job_finish(s->db, list[i].id, API_JOB_FAILED, "generator_unavailable",
-                                  msg, api_now_ms(), -1.0, err);
-            server_log(s, LOG_WARN, "queued job failed: generator not loaded",
-                       json_pack("{s:s, s:s}", "job_id", list[i].id, "generator_id",
-                                 list[i].generator_id));
-            changed(j, list[i].id);
-        } else {
+        int g;
+        int act = restore_action(j, &list[i], only, &g);
+        if (act == 1) {
             rc = jobs_enqueue(j, &list[i], g, err);
+            restored++;
+        } else if (act == 2) {
+            rc = fail_unloaded(s, &list[i], err);
+            changed(j, list[i].id);
+        } else if (only < 0) {
+            waiting++;
         }
     }
     for (int i = 0; i < n; i++)
         api_job_free(&list[i]);
     free(list);
-    if (rc == 0 && n > 0)
-        server_log(s, LOG_INFO, "queued jobs restored", json_pack("{s:i}", "count", n));
+    if (rc == 0 && (restored > 0 || waiting > 0))
+        server_log(s, LOG_INFO, "queued jobs restored",
+                   json_pack("{s:i, s:i}", "count", restored, "waiting_for_generator", waiting));
     return rc;
 }
 

@@ -37,8 +37,11 @@ int jobs_create(jobs **out, server *s, const jobs_owner *owner, d2_error *err);
 /* Start the worker threads (generators loaded). */
 int jobs_start_workers(jobs *j, d2_error *err);
 /* Queue the store's queued jobs (after a restart); jobs of generators that
- * are not loaded fail with generator_unavailable. */
-int jobs_restore(jobs *j, d2_error *err);
+ * are not loaded fail with generator_unavailable. only < 0: every queued job,
+ * leaving in the store those that name a generator still loading; only = i:
+ * the queued jobs of generator i, which has just loaded (those that name it
+ * but another file's id fail). */
+int jobs_restore(jobs *j, int only, d2_error *err);
 /* Queue a job the store has just accepted (state queued). */
 int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err);
 

@@ -153,6 +153,12 @@ static int admit(server *s, http_req *r, const api_job_request *req, const json_
                     req->generator);
         return -1;
     }
+    char why[API_MESSAGE_LEN];
+    int retry = gens_unusable(&s->gens, gi, why, sizeof why);
+    if (retry > 0) {
+        http_errorf(r, 503, "not_ready", "generator", retry, "%s", why);
+        return -1;
+    }
     const gen_entry *ge = &s->gens.e[gi];
     if (req->steps > ge->info->max_steps) {
         http_errorf(r, 400, "invalid_argument", "steps", 0,
@@ -191,6 +197,7 @@ static void fill_job(const server *s, const gen_entry *ge, const api_job_request
     job->seed = req->has_seed ? req->seed : random_seed();
     job->priority = req->priority;
     job->gate_requested = req->gate;
+    job->refine_requested = req->refine;
     api_snprintf(job->parent_checkpoint, sizeof job->parent_checkpoint, "%s",
                  req->parent_checkpoint);
     job->created_ms = api_now_ms();
@@ -372,6 +379,12 @@ int route_job_cancel(server *s, http_req *r)
         return routes_store_error(s, r, &err);
     api_job_state state = job.state;
     api_job_free(&job);
+    if (state == API_JOB_QUEUED) { /* restored later: its generator is still loading */
+        if (store_job_finish(s->db, r->param, API_JOB_CANCELLED, NULL, NULL, api_now_ms(), -1.0,
+                             &err) != 0)
+            return routes_store_error(s, r, &err);
+        return reply_job(s, r, r->param, 200, 0, 0, 0);
+    }
     return http_errorf(r, 409, "conflict", NULL, 0, "job %s already %s", r->param,
                        api_job_state_name(state));
 }

@@ -18,15 +18,21 @@ int route_readyz(server *s, http_req *r)
 {
     if (s->draining)
         return http_errorf(r, 503, "shutting_down", NULL, 5, "the daemon is shutting down");
-    if (!s->ready)
-        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
+    if (!s->ready) {
+        char why[API_MESSAGE_LEN];
+        int d = gens_default(&s->gens);
+        if (d >= 0 && gens_unusable(&s->gens, d, why, sizeof why) > 0)
+            return http_errorf(r, 503, "not_ready", NULL, 1, "%s", why);
+        return http_errorf(r, 503, "not_ready", NULL, 1, "workers are starting");
+    }
     if (access(s->cfg->data_dir, W_OK) != 0)
         return http_errorf(r, 503, "not_ready", NULL, 5, "data directory %s is not writable",
                            s->cfg->data_dir);
     if (!s->store_ok)
         return http_errorf(r, 503, "not_ready", NULL, 5,
                            "the last store write failed (see the log)");
-    return http_send_json(r, 200, api_ready_to_json(s->gens.n, jobs_pending(s->jobs),
+    return http_send_json(r, 200, api_ready_to_json(gens_ready_count(&s->gens),
+                                                    jobs_pending(s->jobs),
                                                     jobs_running(s->jobs)));
 }
 
@@ -43,7 +49,7 @@ int route_metrics(server *s, http_req *r)
     snap.long_polls = jobs_long_polls(s->jobs);
     snap.events_clients = s->events ? events_clients(s->events) : 0;
     snap.events_dropped = s->events ? events_dropped(s->events) : 0;
-    snap.generators = s->generators_loaded ? s->gens.n : 0;
+    snap.generators = gens_ready_count(&s->gens);
     snap.ready = s->ready && !s->draining;
     snap.uptime = d2_now() - s->start_mono;
     snap.workers = jobs_workers(s->jobs);
@@ -76,14 +82,23 @@ int route_openapi(server *s, http_req *r)
     return http_send(r, 200, resp);
 }
 
+static const char *state_name(int state)
+{
+    return state == GEN_READY ? "ready" : state == GEN_FAILED ? "failed" : "loading";
+}
+
+static api_generator_entry entry_of(const gen_entry *e)
+{
+    return (api_generator_entry){e->name, e->state == GEN_READY ? e->info : NULL, e->loaded_ms,
+                                 state_name(e->state), e->message};
+}
+
+/* Every configured generator, loaded or not (state), in command-line order. */
 int route_generators_list(server *s, http_req *r)
 {
-    if (!s->generators_loaded)
-        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
     api_generator_entry list[CONFIG_MAX_GENERATORS];
     for (int i = 0; i < s->gens.n; i++)
-        list[i] = (api_generator_entry){s->gens.e[i].name, s->gens.e[i].info,
-                                        s->gens.e[i].loaded_ms};
+        list[i] = entry_of(&s->gens.e[i]);
     json_t *body = api_generator_list_to_json(list, s->gens.n);
     if (!body)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
@@ -92,12 +107,13 @@ int route_generators_list(server *s, http_req *r)
 
 int route_generator_get(server *s, http_req *r)
 {
-    if (!s->generators_loaded)
-        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
     int i = gens_find(&s->gens, r->param);
     if (i < 0)
         return http_errorf(r, 404, "not_found", NULL, 0, "no generator named or with id '%s'",
                            r->param);
-    const gen_entry *e = &s->gens.e[i];
-    return http_send_json(r, 200, api_generator_to_json(e->name, e->info, e->loaded_ms));
+    api_generator_entry e = entry_of(&s->gens.e[i]);
+    json_t *body = api_generator_entry_to_json(&e);
+    if (!body)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    return http_send_json(r, 200, body);
 }

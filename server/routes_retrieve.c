@@ -30,6 +30,12 @@ int route_retrieve_post(server *s, http_req *r)
         return http_errorf(r, 422, "unknown_generator", "generator", 0,
                            "no generator named or with id '%s'", req.generator);
     }
+    char why[API_MESSAGE_LEN];
+    int retry = gens_unusable(&s->gens, gi, why, sizeof why);
+    if (retry > 0) {
+        api_retrieve_request_free(&req);
+        return http_errorf(r, 503, "not_ready", "generator", retry, "%s", why);
+    }
     const gen_entry *ge = &s->gens.e[gi];
     int kind;
     char id[65];
@@ -78,12 +84,14 @@ static int zoo_index_of(const char *s, int zoo_n)
  * the same complete safetensors file a generated checkpoint is. */
 int route_zoo_weights(server *s, http_req *r)
 {
-    if (!s->generators_loaded)
-        return http_errorf(r, 503, "not_ready", NULL, 1, "generators are still loading");
     int gi = gens_find(&s->gens, r->param);
     if (gi < 0)
         return http_errorf(r, 404, "not_found", NULL, 0, "no generator named or with id '%s'",
                            r->param);
+    char why[API_MESSAGE_LEN];
+    int retry = gens_unusable(&s->gens, gi, why, sizeof why);
+    if (retry > 0)
+        return http_errorf(r, 503, "not_ready", NULL, retry, "%s", why);
     const gen_entry *ge = &s->gens.e[gi];
     int n = generator_zoo_size(ge->g);
     int index = zoo_index_of(r->param2, n);

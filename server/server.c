@@ -43,7 +43,41 @@ static void load_work(uv_work_t *req)
 {
     server *s = req->data;
     d2_error_clear(&s->load_err);
-    s->load_rc = gens_load(&s->gens, s->cfg, &s->load_err);
+    s->load_rc = gens_load_initial(&s->gens, s->cfg, &s->load_be, s->loaded, &s->load_err);
+}
+
+/* Store row and log line for a generator just installed. */
+static int register_generator(server *s, int i)
+{
+    const gen_entry *e = &s->gens.e[i];
+    d2_error err;
+    d2_error_clear(&err);
+    if (store_generator_upsert(s->db, e->name, e->path, e->info, e->loaded_ms, &err) != 0) {
+        server_fatal(s, "registering generators failed", err.msg);
+        return -1;
+    }
+    server_log(s, LOG_INFO, "generator loaded",
+               json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "name", e->name, "id",
+                         e->info->id, "path", e->path, "spec",
+                         e->info->spec ? e->info->spec->text : "", "input_dim",
+                         e->info->input_dim, "feature_dim", e->info->feature_dim, "max_way",
+                         e->info->max_way));
+    feed_generator_loaded(s, i); /* the event for dashboards, at start-up or joining later */
+    return 0;
+}
+
+/* Ready once the workers are up and the default generator is loaded. */
+static void update_ready(server *s)
+{
+    int d = gens_default(&s->gens);
+    if (s->ready || !s->workers_up || s->draining || d < 0 || s->gens.e[d].state != GEN_READY)
+        return;
+    s->ready = 1;
+    server_log(s, LOG_INFO, "ready",
+               json_pack("{s:i, s:i, s:i, s:s, s:i}", "generators", gens_ready_count(&s->gens),
+                         "generators_loading", s->gens.n - gens_ready_count(&s->gens),
+                         "workers", s->cfg->workers, "device", s->cfg->device, "pending",
+                         jobs_pending(s->jobs)));
 }
 
 static void load_done(uv_work_t *req, int status)
@@ -54,25 +88,19 @@ static void load_done(uv_work_t *req, int status)
                      status != 0 ? "cancelled" : s->load_err.msg);
         return;
     }
-    s->generators_loaded = 1;
+    s->gens.be = s->load_be;
+    s->load_be = NULL;
+    for (int i = 0; i < s->gens.n; i++)
+        if (s->loaded[i])
+            gens_install(&s->gens, i, s->loaded[i]);
+    memset(s->loaded, 0, sizeof s->loaded);
     if (s->draining)
         return;
+    for (int i = 0; i < s->gens.n; i++)
+        if (s->gens.e[i].state == GEN_READY && register_generator(s, i) != 0)
+            return;
     d2_error err;
     d2_error_clear(&err);
-    for (int i = 0; i < s->gens.n; i++) {
-        const gen_entry *e = &s->gens.e[i];
-        if (store_generator_upsert(s->db, e->name, e->path, e->info, e->loaded_ms, &err) != 0) {
-            server_fatal(s, "registering generators failed", err.msg);
-            return;
-        }
-        server_log(s, LOG_INFO, "generator loaded",
-                   json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "name", e->name, "id",
-                             e->info->id, "path", e->path, "spec",
-                             e->info->spec ? e->info->spec->text : "", "input_dim",
-                             e->info->input_dim, "feature_dim", e->info->feature_dim, "max_way",
-                             e->info->max_way));
-    }
-    feed_generators_loaded(s);
     if (jobs_start_workers(s->jobs, &err) != 0)
         server_fatal(s, "starting workers failed", err.msg);
 }
@@ -84,15 +112,42 @@ static void on_workers_ready(void *user)
         return;
     d2_error err;
     d2_error_clear(&err);
-    if (jobs_restore(s->jobs, &err) != 0) {
+    if (jobs_restore(s->jobs, -1, &err) != 0) {
         server_fatal(s, "restoring queued jobs failed", err.msg);
         return;
     }
-    s->ready = 1;
-    server_log(s, LOG_INFO, "ready",
-               json_pack("{s:i, s:i, s:s, s:i}", "generators", s->gens.n, "workers",
-                         s->cfg->workers, "device", s->cfg->device, "pending",
-                         jobs_pending(s->jobs)));
+    s->workers_up = 1;
+    update_ready(s);
+    gens_watch_start(&s->watch); /* after the workers read the entries at start */
+}
+
+/* A --generator-pending generator started loading, joined or failed. A
+ * joined one is registered in the store, the queued jobs that name it are
+ * restored, and the daemon may become ready (a pending default). */
+static void on_watch_event(void *user, int kind, int i, const char *message)
+{
+    server *s = user;
+    const gen_entry *e = &s->gens.e[i];
+    if (kind == GENS_WATCH_LOADING) {
+        server_log(s, LOG_INFO, "generator file appeared; loading",
+                   json_pack("{s:s, s:s}", "name", e->name, "path", e->path));
+        return;
+    }
+    if (kind == GENS_WATCH_FAILED) {
+        server_log(s, LOG_WARN, "generator failed to load; tried again when its file changes",
+                   json_pack("{s:s, s:s, s:s}", "name", e->name, "path", e->path, "error",
+                             message ? message : ""));
+        return;
+    }
+    if (s->draining || register_generator(s, i) != 0)
+        return;
+    d2_error err;
+    d2_error_clear(&err);
+    if (s->workers_up && jobs_restore(s->jobs, i, &err) != 0) {
+        server_fatal(s, "restoring queued jobs failed", err.msg);
+        return;
+    }
+    update_ready(s);
 }
 
 /* ---- drain and teardown ---- */
@@ -113,6 +168,7 @@ static void close_all(server *s)
     uv_close((uv_handle_t *)&s->sig_int, handle_closed);
     uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
     uv_close((uv_handle_t *)&s->closer, handle_closed);
+    gens_watch_close(&s->watch, handle_closed);
 }
 
 static void on_closer(uv_timer_t *t)
@@ -149,6 +205,7 @@ static void start_drain(server *s, const char *why)
         return;
     }
     s->draining = 1;
+    gens_watch_close(&s->watch, handle_closed); /* no new generator while draining */
     server_log(s, LOG_INFO, "draining",
                json_pack("{s:s, s:i, s:i, s:i}", "reason", why, "running",
                          s->jobs ? jobs_running(s->jobs) : 0, "pending",
@@ -285,6 +342,9 @@ int server_run(const config *cfg)
     uv_timer_init(&loop, &s->closer);
     uv_timer_init(&loop, &s->progress);
     s->closer.data = s;
+    gens_watch_owner wo = {on_watch_event, s};
+    gens_watch_init(&s->watch, &loop, &s->gens, &wo);
+    gens_init(&s->gens, cfg);
     d2_error err;
     d2_error_clear(&err);
     if (start(s, &err) != 0) {
@@ -306,10 +366,10 @@ int server_run(const config *cfg)
         }
         uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
         uv_close((uv_handle_t *)&s->closer, handle_closed);
+        gens_watch_close(&s->watch, handle_closed);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (s->generators_loaded || s->gens.n > 0)
-        gens_free(&s->gens);
+    gens_free(&s->gens);
     store_close(s->db);
     auth_free(&s->auth);
     int rc = uv_loop_close(&loop);

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "config.h"
 #include "gens.h"
+#include "gens_watch.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,15 +26,16 @@ typedef struct server {
     store *db;                 /* the loop thread's connection */
     char db_path[CONFIG_PATH_LEN + 32];
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
-    gens gens;                 /* valid once generators_loaded */
-    int generators_loaded;
+    gens gens;                 /* entries from start-up; weights as they load */
+    int workers_up;            /* workers started and queued jobs restored */
+    gens_watch watch;          /* loads --generator-pending ones when they appear */
     struct jobs *jobs;
     struct events *events;     /* GET /v1/events (feed.c publishes) */
     uv_timer_t progress;       /* feed.c: progress events of running jobs */
     http *http;
     metrics metrics;
     auth auth;
-    int ready;                 /* generators loaded and workers up */
+    int ready;                 /* workers up and the default generator loaded */
     int draining;              /* SIGTERM seen */
     int store_ok;              /* last loop-side store write succeeded */
     int exit_code;
@@ -43,9 +45,11 @@ typedef struct server {
     uv_timer_t housekeeping;   /* expires idempotency keys */
     uv_timer_t closer;         /* waits for in-flight requests after the drain */
     double close_started;
-    uv_work_t load_req;        /* loads generators off the loop */
+    uv_work_t load_req;        /* loads the initial generators off the loop */
     d2_error load_err;
     int load_rc;
+    backend_t *load_be;        /* its results, installed on the loop */
+    generator *loaded[CONFIG_MAX_GENERATORS];
 } server;
 
 /* Run the daemon until it is stopped (SIGTERM/SIGINT drain, or a fatal

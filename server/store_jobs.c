@@ -8,13 +8,13 @@
     "id, state, generator_id, generator_name, dataset_id, embeddings, candidates, steps, "  \
     "sampler, guidance, seed, priority, parent_checkpoint, created_ms, started_ms, "        \
     "finished_ms, attempts, progress, cancel_requested, error_code, error_message, way, "   \
-    "run_seconds, gate, gate_decision"
+    "run_seconds, gate, gate_decision, refine"
 
 static const char SQL_INSERT[] =
     "INSERT INTO jobs (id, state, generator_id, generator_name, dataset_id, embeddings, "
     "candidates, steps, sampler, guidance, seed, priority, parent_checkpoint, principal, "
-    "created_ms, gate) VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-    "?14, ?15)";
+    "created_ms, gate, refine) VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+    "?12, ?13, ?14, ?15, ?16)";
 static const char SQL_EDGE[] =
     "INSERT OR IGNORE INTO lineage_edges (src_kind, src_id, dst_kind, dst_id, relation, "
     "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -84,6 +84,7 @@ int store_job_insert(store *s, const api_job *j, const char *principal, d2_error
     store_bind_text(st, 13, principal);
     sqlite3_bind_int64(st, 14, j->created_ms);
     sqlite3_bind_int(st, 15, j->gate_requested != 0);
+    sqlite3_bind_int(st, 16, j->refine_requested != 0);
     if (store_step_done(s, st, err, "insert job") != 0)
         goto fail;
     if (edge(s, "generator", j->generator_id, "job", j->id, "input", j->created_ms, err) != 0 ||
@@ -139,6 +140,7 @@ static void row_to_job(sqlite3_stmt *st, api_job *j)
         sqlite3_column_type(st, 22) == SQLITE_NULL ? -1.0 : sqlite3_column_double(st, 22);
     j->gate_requested = sqlite3_column_int(st, 23);
     row_gate(st, 24, j);
+    j->refine_requested = sqlite3_column_int(st, 25);
 }
 
 int store_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err)

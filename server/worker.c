@@ -217,6 +217,19 @@ static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen
     free(offsets);
 }
 
+/* This worker's workspace for generator gi; one that joined after start-up
+ * (--generator-pending) gets its workspace on its first item. The entry was
+ * installed on the loop before the item was submitted (under p->mu). */
+static gen_workspace *workspace_of(worker *w, int gi, d2_error *err)
+{
+    if (!w->ws[gi] && gen_workspace_create(&w->ws[gi], w->pool->gs->e[gi].g, w->be,
+                                           w->pool->cfg.max_candidates, err) != 0) {
+        d2_wrap(err, "worker %d: generator %s", w->index, w->pool->gs->e[gi].name);
+        w->ws[gi] = NULL;
+    }
+    return w->ws[gi];
+}
+
 static void run_job(worker *w, work_item *it)
 {
     const gen_entry *ge = &w->pool->gs->e[it->gen_index];
@@ -238,13 +251,15 @@ static void run_job(worker *w, work_item *it)
         req.guidance = it->guidance;
         req.seed = it->seed;
         req.gate = it->gate;
+        req.refine = it->refine;
         req.cancel = &it->cancel;
         req.progress = on_progress;
         req.progress_ctx = it;
         gen_result res;
         memset(&res, 0, sizeof res);
         double tg = d2_now();
-        int rc = generator_generate(ge->g, w->ws[it->gen_index], &req, &res, &err);
+        gen_workspace *ws = workspace_of(w, it->gen_index, &err);
+        int rc = ws ? generator_generate(ge->g, ws, &req, &res, &err) : err.code ? err.code : D2_ENOMEM;
         rc = backend_explain(w->be, rc, &err); /* a device fault, not its symptom */
         it->generate_seconds = d2_now() - tg;
         double ts = d2_now();
@@ -298,8 +313,9 @@ static void run_retrieve(worker *w, work_item *it)
     }
     dataset_fingerprint(d, it->dataset_fp);
     int k = it->k < WORK_MAX_HITS ? it->k : WORK_MAX_HITS;
-    int rc = generator_retrieve(ge->g, w->ws[it->gen_index], d, it->embeddings, k, it->hits,
-                                &it->nhits, &err);
+    gen_workspace *ws = workspace_of(w, it->gen_index, &err);
+    int rc = ws ? generator_retrieve(ge->g, ws, d, it->embeddings, k, it->hits, &it->nhits, &err)
+                : err.code ? err.code : D2_ENOMEM;
     if (backend_explain(w->be, rc, &err) != 0) /* a device fault, not its symptom */
         set_error(it, WORK_FAILED, "generation_failed", err.msg);
     else
@@ -320,8 +336,8 @@ static int worker_init(worker *w, char *msg, size_t cap)
         api_snprintf(msg, cap, "worker %d: %s", w->index, err.msg);
         return -1;
     }
-    for (int g = 0; g < p->gs->n; g++)
-        if (gen_workspace_create(&w->ws[g], p->gs->e[g].g, w->be, p->cfg.max_candidates, &err) !=
+    for (int g = 0; g < p->gs->n; g++) /* loaded ones now; pending ones on first use */
+        if (p->gs->e[g].g && gen_workspace_create(&w->ws[g], p->gs->e[g].g, w->be, p->cfg.max_candidates, &err) !=
             0) {
             api_snprintf(msg, cap, "worker %d: generator %s: %s", w->index, p->gs->e[g].name,
                      err.msg);

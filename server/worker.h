@@ -62,6 +62,7 @@ typedef struct work_item {
     float guidance;
     uint64_t seed;
     int gate;                            /* 1: the generation gate (gen_request.gate) */
+    int refine;                          /* 1: refine the samples (gen_request.refine) */
     int k;                               /* WORK_RETRIEVE */
     char parent_checkpoint[API_ID_LEN];
     /* shared */

@@ -213,7 +213,7 @@ float gen_gate_agreement(const gen_result *res)
     int n = 0;
     for (int k = 0; k < res->count; k++)
         if (res->ranked[k].method == GEN_METHOD_DIFFUSION) {
-            sum += res->ranked[k].support_acc;
+            sum += res->ranked[k].sample_acc; // before refinement, which fits the support set
             n++;
         }
     return n ? (float)(sum / n) : NAN;
@@ -225,7 +225,7 @@ static void choose_one_shot(const gen_result *res, gen_gate *gate)
     int keep = agree >= GATE_ONE_SHOT_AGREEMENT && !gate->ood;
     gate->chosen = keep ? GEN_METHOD_DIFFUSION : GEN_METHOD_PROTOTYPES;
     snprintf(gate->reason, sizeof gate->reason,
-             "1 shot: no sample can be held out; the diffusion candidates classify %.0f%% of "
+             "1 shot: no sample can be held out; the diffusion samples classify %.0f%% of "
              "their support set (threshold %.0f%%) and the support set is %s the zoo's "
              "distribution", 100.0 * agree, 100.0 * GATE_ONE_SHOT_AGREEMENT,
              gate->ood ? "outside" : "inside");
@@ -253,6 +253,7 @@ static int baseline_candidate(const generator *g, backend_t *be, const dataset *
     for (int j = 0; j < g->cfg.P; j++)
         nn += (double)c->theta[j] * c->theta[j];
     c->norm = (float)sqrt(nn);
+    c->sample_acc = c->support_acc;
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baseline.h"
 #include "safetensors.h"
 
 #define GEN_ARENA_BASE (16u << 20)
@@ -373,6 +374,8 @@ static int score_candidates(const generator *g, backend_t *be, const dataset *fe
     for (int k = 0; k < K && !rc; k++) {
         gen_candidate *c = &cand[k];
         rc = gen_scorer_run(&sc, c->theta, &c->support_acc, &c->support_loss, err);
+        if (!c->sample)
+            c->sample_acc = c->support_acc;
         double nn = 0;
         for (int j = 0; j < P; j++)
             nn += (double)c->theta[j] * c->theta[j];
@@ -390,6 +393,36 @@ static int score_candidates(const generator *g, backend_t *be, const dataset *fe
     }
     gen_scorer_free(&sc);
     return rc;
+}
+
+int generator_can_refine(const generator *g)
+{
+    return g->spec.nlayers == 1 && g->spec.layers[0].kind == TL_LINEAR;
+}
+
+/* Refinement (generator.h): each candidate's sample is scored, kept, and
+ * replaced by the head logistic regression finds with the sample as its
+ * prior's centre; theta [K, P] follows. */
+static int refine_candidates(const generator *g, const dataset *feat, int K,
+                             gen_candidate *cand, float *theta, d2_error *err)
+{
+    const target_layer *L = &g->spec.layers[0];
+    const size_t bytes = (size_t)g->cfg.P * sizeof(float);
+    for (int k = 0; k < K; k++) {
+        gen_candidate *c = &cand[k];
+        float loss;
+        int rc;
+        if (!(c->sample = malloc(bytes)))
+            return d2_fail(err, D2_ENOMEM, "out of memory");
+        memcpy(c->sample, c->theta, bytes);
+        if ((rc = target_eval(&g->spec, c->sample, feat, &c->sample_acc, &loss, err)) ||
+            (rc = baseline_logreg_head_prior(feat, g->cfg.way, GEN_REFINE_C,
+                                             c->sample + L->w_off, c->sample + L->b_off,
+                                             c->theta + L->w_off, c->theta + L->b_off, err)))
+            return rc;
+        memcpy(theta + (size_t)k * g->cfg.P, c->theta, bytes);
+    }
+    return 0;
 }
 
 int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
@@ -442,6 +475,9 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         }
         memcpy(c->theta, theta + (size_t)k * P, (size_t)P * sizeof(float));
     }
+    if (req->refine && generator_can_refine(g) &&
+        (rc = refine_candidates(g, &feat, K, cand, theta, err)))
+        goto fail;
     if ((rc = score_candidates(g, ws->be, &feat, theta, K, cand, err)))
         goto fail;
     qsort(cand, (size_t)K, sizeof *cand, cmp_candidates);
@@ -467,8 +503,10 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
 fail:
     rc = backend_explain(ws->be, rc, err); /* a device fault, not its symptom */
     if (cand)
-        for (int k = 0; k < K; k++)
+        for (int k = 0; k < K; k++) {
             free(cand[k].theta);
+            free(cand[k].sample);
+        }
     free(cand);
     dataset_free(&feat);
     free(cond);
@@ -481,8 +519,10 @@ void gen_result_free(gen_result *r)
 {
     if (!r)
         return;
-    for (int k = 0; k < r->count; k++)
+    for (int k = 0; k < r->count; k++) {
         free(r->ranked[k].theta);
+        free(r->ranked[k].sample);
+    }
     free(r->ranked);
     memset(r, 0, sizeof *r);
 }
@@ -558,6 +598,7 @@ int generator_checkpoint_bytes(const generator *g, const gen_request *req,
         (rc = meta_float(&w, "d2nwg.support_accuracy", c->support_acc, err)) ||
         (rc = meta_float(&w, "d2nwg.support_loss", c->support_loss, err)) ||
         (rc = st_writer_meta(&w, "d2nwg.method", gen_method_name(c->method), err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.refine", c->sample ? "logreg_prior" : "none", err)) ||
         (rc = gate_meta(&w, &res->gate, err)) ||
         (rc = st_writer_meta(&w, "d2nwg.version", D2_VERSION, err)))
         goto out;

@@ -74,6 +74,9 @@ typedef struct gen_request {
     const atomic_int *cancel;
     /* 1: compare the candidates with the baselines and return the best (gate.h) */
     int gate;
+    /* 1: each decoded sample becomes the centre of the prior of logistic
+     * regression on the support set (GEN_REFINE_C; one-linear-layer heads) */
+    int refine;
     /* optional: progress in [0, 1] */
     void (*progress)(void *ctx, float fraction);
     void *progress_ctx;
@@ -88,7 +91,21 @@ typedef struct gen_candidate {
     float zoo_distance;   /* L2 distance to the nearest zoo entry (memorisation check) */
     int zoo_nearest;      /* index of that entry */
     float *theta;         /* [params] generated trainable parameters (host, owned) */
+    float *sample;        /* [params] the decoded sample before refinement (owned);
+                             NULL when the request did not refine */
+    float sample_acc;     /* support accuracy of the sample (= support_acc unrefined) */
 } gen_candidate;
+
+/* Refinement (gen_request.refine): a decoded sample theta0 = (W0, b0) is the
+ * mean of a Gaussian prior, and the returned head maximises the posterior on
+ * the support set: min sum CE + 1/(2C) |W - W0|^2 (baseline.h). C = 1 is the
+ * support-set logistic regression baseline's own strength, so the two differ
+ * only in the prior's centre (the generated head instead of zero); chosen on
+ * glyphs:validation (README "Results"). */
+#define GEN_REFINE_C 1.0
+/* What refinement does to the heads of this generator: 1 when the target
+ * network is one linear layer, else 0 (req.refine is then ignored). */
+int generator_can_refine(const generator *g);
 
 /* The gate's decision (gate.h). */
 typedef struct gen_gate {

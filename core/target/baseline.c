@@ -71,8 +71,8 @@ float baseline_head_accuracy(const float *W, const float *b, int way, const data
 }
 
 /* objective and gradient of sum CE + lam/2 ||W||^2; theta = [W (way x F), b (way)] */
-static double objective(const dataset *s, int way, double lam, const double *th, double *g,
-                        double *p)
+static double objective(const dataset *s, int way, double lam, const double *centre,
+                        const double *th, double *g, double *p)
 {
     const int F = s->dim;
     const double *W = th, *b = th + (size_t)way * F;
@@ -102,8 +102,9 @@ static double objective(const dataset *s, int way, double lam, const double *th,
         }
     }
     for (size_t k = 0; k < (size_t)way * F; k++) {
-        f += 0.5 * lam * W[k] * W[k];
-        g[k] += lam * W[k];
+        const double d = W[k] - (centre ? centre[k] : 0.0);
+        f += 0.5 * lam * d * d;
+        g[k] += lam * d;
     }
     return f;
 }
@@ -140,6 +141,12 @@ static double gram_lmax(const dataset *s, double *v, double *w)
 int baseline_logreg_head(const dataset *s, int way, double C, float *W, float *b,
                          d2_error *err)
 {
+    return baseline_logreg_head_prior(s, way, C, NULL, NULL, W, b, err);
+}
+
+int baseline_logreg_head_prior(const dataset *s, int way, double C, const float *W0,
+                               const float *b0, float *W, float *b, d2_error *err)
+{
     int rc;
     if ((rc = check_labels(s, way, err)))
         return rc;
@@ -147,18 +154,22 @@ int baseline_logreg_head(const dataset *s, int way, double C, float *W, float *b
     const size_t n = (size_t)way * F + way;
     double *th = calloc(n, sizeof(double)), *y = calloc(n, sizeof(double));
     double *g = calloc(n, sizeof(double)), *prev = calloc(n, sizeof(double));
-    double *p = calloc((size_t)way, sizeof(double));
+    double *p = calloc((size_t)way, sizeof(double)), *centre = NULL;
     double *v = calloc((size_t)F + 1, sizeof(double)), *w = calloc((size_t)F + 1, sizeof(double));
-    if (!th || !y || !g || !prev || !p || !v || !w) {
+    if (W0)
+        centre = malloc(n * sizeof(double));
+    if (!th || !y || !g || !prev || !p || !v || !w || (W0 && !centre)) {
         rc = d2_fail(err, D2_ENOMEM, "baseline: out of memory");
         goto out;
     }
+    for (size_t k = 0; centre && k < n; k++) // the descent starts at the prior's centre
+        centre[k] = th[k] = y[k] = k < (size_t)way * F ? W0[k] : b0[k - (size_t)way * F];
     const double lam = 1.0 / C;
     const double step = 1.0 / (0.5 * gram_lmax(s, v, w) * 1.05 + lam);
     // Nesterov's accelerated gradient; the problem is strongly convex in W
     double tk = 1.0;
     for (int it = 0; it < 3000; it++) {
-        objective(s, way, lam, y, g, p);
+        objective(s, way, lam, centre, y, g, p);
         double gn = 0;
         for (size_t k = 0; k < n; k++)
             gn += g[k] * g[k];
@@ -177,6 +188,7 @@ int baseline_logreg_head(const dataset *s, int way, double C, float *W, float *b
     for (int c = 0; c < way; c++)
         b[c] = (float)th[(size_t)way * F + c];
 out:
+    free(centre);
     free(th);
     free(y);
     free(g);

@@ -19,6 +19,12 @@ int baseline_prototype_head(const dataset *support, int way, float *W, float *b,
  * descent to a gradient norm of 1e-6 per sample (at most 3000 steps). */
 int baseline_logreg_head(const dataset *support, int way, double C, float *W, float *b,
                          d2_error *err);
+/* The same with the penalty centred on a head (W0, b0) instead of zero:
+ * minimise sum CE + 1/(2C) ||W - W0||^2, starting at (W0, b0): logistic
+ * regression whose prior is that head (maximum a posteriori under a Gaussian
+ * prior with mean W0). W0 = b0 = NULL is baseline_logreg_head. */
+int baseline_logreg_head_prior(const dataset *support, int way, double C, const float *W0,
+                               const float *b0, float *W, float *b, d2_error *err);
 
 /* Accuracy of a linear head on a feature-space data set (ties: lowest class). */
 float baseline_head_accuracy(const float *W, const float *b, int way, const dataset *q);

@@ -105,7 +105,7 @@ static inline void at_start(at_daemon *d, const char *dir, const char *name,
     argv[n++] = bin;
     int has_gen = 0;
     for (int i = 0; extra && extra[i]; i++)
-        if (!strcmp(extra[i], "--generator"))
+        if (!strncmp(extra[i], "--generator", 11)) /* also --generator-pending */
             has_gen = 1;
     if (!has_gen) {
         argv[n++] = "--generator";

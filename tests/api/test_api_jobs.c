@@ -121,6 +121,7 @@ static void test_submit_and_weights(void **state)
     /* the gate is on by default: the 3 candidates and the 2 baselines, the
      * gate's choice first, every entry saying its method */
     assert_true(json_is_true(json_object_get(json_object_get(j, "params"), "gate")));
+    assert_true(json_is_true(json_object_get(json_object_get(j, "params"), "refine")));
     json_t *gate = json_object_get(j, "gate");
     assert_true(json_is_true(json_object_get(gate, "applied")));
     assert_int_equal(json_array_size(cks), 5);
@@ -366,6 +367,27 @@ static void test_gate_off(void **state)
     json_object_set_new(job, "gate", json_string("no"));
     at_resp r = at_post_json(&c->d, "/v1/jobs", job, NULL);
     at_expect_error(&r, 400, "invalid_argument", "gate");
+    at_resp_free(&r);
+    json_decref(job);
+}
+
+/* refine: false is recorded in the job's params; a refine that is not a
+ * boolean is refused by name. */
+static void test_refine_off(void **state)
+{
+    ctx *c = *state;
+    json_t *job = at_job_json(3, 10, 12, 7);
+    json_object_set_new(job, "refine", json_false());
+    char id[64];
+    at_submit(&c->d, job, id);
+    json_t *j = at_wait_done(&c->d, id, 60);
+    assert_string_equal(at_state(j), "succeeded");
+    assert_true(json_is_false(json_object_get(json_object_get(j, "params"), "refine")));
+    assert_true(json_is_true(json_object_get(json_object_get(j, "params"), "gate")));
+    json_decref(j);
+    json_object_set_new(job, "refine", json_integer(1));
+    at_resp r = at_post_json(&c->d, "/v1/jobs", job, NULL);
+    at_expect_error(&r, 400, "invalid_argument", "refine");
     at_resp_free(&r);
     json_decref(job);
 }
@@ -855,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_submit_and_weights),
         cmocka_unit_test(test_lineage),
         cmocka_unit_test(test_gate_off),
+        cmocka_unit_test(test_refine_off),
         cmocka_unit_test(test_out_of_distribution_warning),
         cmocka_unit_test(test_datasets),
         cmocka_unit_test(test_list),

@@ -190,10 +190,12 @@ static void test_job_request(void **state)
     assert_int_equal(r.has_seed, 0);
     assert_int_equal(r.priority, 5);
     assert_int_equal(r.gate, 1); /* the gate is on unless the request says false */
+    assert_int_equal(r.refine, 1); /* so is refinement */
     assert_int_equal(r.has_dataset, 1);
     assert_int_equal(r.data.n, 2);
     json_t *dflt = api_job_request_to_json(&r);
     assert_null(json_object_get(dflt, "gate")); /* the default is not spelled out */
+    assert_null(json_object_get(dflt, "refine"));
     json_decref(dflt);
     api_job_request_free(&r);
 
@@ -208,6 +210,20 @@ static void test_job_request(void **state)
     api_job_request_free(&r);
     assert_int_equal(api_job_request_parse(dflt, &l, &r, &e), 0);
     assert_int_equal(r.gate, 0);
+    json_decref(dflt);
+    api_job_request_free(&r);
+    /* refine: false, the same way */
+    snprintf(js, sizeof js, "{%s, \"refine\": false}", DS);
+    v = parse(js);
+    assert_int_equal(api_job_request_parse(v, &l, &r, &e), 0);
+    json_decref(v);
+    assert_int_equal(r.refine, 0);
+    assert_int_equal(r.gate, 1);
+    dflt = api_job_request_to_json(&r);
+    assert_true(json_is_false(json_object_get(dflt, "refine")));
+    api_job_request_free(&r);
+    assert_int_equal(api_job_request_parse(dflt, &l, &r, &e), 0);
+    assert_int_equal(r.refine, 0);
     json_decref(dflt);
     api_job_request_free(&r);
     snprintf(js, sizeof js, "{%s, \"gate\": true}", DS);
@@ -299,6 +315,7 @@ static void test_job_request_errors(void **state)
         400, "invalid_argument", "dataset_id");
     BAD(", \"dataset_kind\": \"samples\"", 400, "invalid_argument", "dataset_kind");
     BAD(", \"gate\": 0", 400, "invalid_argument", "gate");
+    BAD(", \"refine\": \"yes\"", 400, "invalid_argument", "refine");
     BAD(", \"gate\": \"false\"", 400, "invalid_argument", "gate");
 #undef BAD
     expect_job_error("{}", 400, "invalid_argument", "dataset");

@@ -353,13 +353,27 @@ static void test_generator(void **state)
     gi.default_steps = 50;
     gi.default_guidance = 2.0f;
     gi.default_sampler = GEN_SAMPLER_DDPM;
-    api_generator_entry entry = {"default", &gi, 1700000000000LL};
-    json_t *v = over_the_wire(api_generator_list_to_json(&entry, 1));
+    api_generator_entry entries[3] = {
+        {"default", &gi, 1700000000000LL, "ready", ""},
+        {"glyphs", NULL, 0, "loading", "waiting for the file var/glyphs.safetensors"},
+        {"bad", NULL, 0, "failed", "bad.safetensors: not a safetensors file"}};
+    json_t *v = over_the_wire(api_generator_list_to_json(entries, 3));
+    /* a generator that is not ready is only name, state and message */
+    static const char *const pkeys[] = {"name", "state", "message", NULL};
+    const json_t *loading = json_array_get(json_object_get(v, "generators"), 1);
+    expect_keys(loading, pkeys);
+    assert_int_equal(json_object_size(loading), 3);
     api_generator *list;
     int n;
     api_error e;
     assert_int_equal(api_generator_list_from_json(v, &list, &n, &e), 0);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[1].name, "glyphs");
+    assert_string_equal(list[1].state, "loading");
+    assert_string_equal(list[1].message, "waiting for the file var/glyphs.safetensors");
+    assert_string_equal(list[2].state, "failed");
+    assert_string_equal(list[2].message, "bad.safetensors: not a safetensors file");
+    assert_string_equal(list[0].state, "ready");
     assert_string_equal(list[0].name, "default");
     assert_string_equal(list[0].id, gi.id);
     assert_int_equal(list[0].input_dim, 784);

@@ -42,6 +42,8 @@ static void test_args(void **state)
     assert_string_equal(c.generators[1].name, "fast");
     assert_string_equal(c.generators[1].path, "b.safetensors");
     assert_string_equal(c.generators[2].name, "other");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c.generators[i].pending, 0);
     assert_string_equal(c.listen, "0.0.0.0:9000");
     assert_int_equal(c.workers, 3);
     assert_int_equal(c.max_queue, 17);
@@ -132,6 +134,28 @@ static void test_file_and_override(void **state)
     assert_int_equal(config_parse_args(&c, 5, argv2, &help, &err), 0);
     assert_int_equal(c.ngenerators, 1);
     assert_string_equal(c.generators[0].path, "cli.safetensors");
+    /* --generator-pending joins the same list (file or flags; one replaces the
+     * file's list), named the same way, marked pending */
+    const char pend[] = "generator = file.safetensors\n"
+                        "generator_pending = late=late.safetensors\n";
+    tu_write_bytes(path, pend, sizeof pend - 1);
+    config_defaults(&c);
+    assert_int_equal(config_load_file(&c, path, &err), 0);
+    assert_int_equal(c.ngenerators, 2);
+    assert_int_equal(c.generators[0].pending, 0);
+    assert_string_equal(c.generators[1].name, "late");
+    assert_int_equal(c.generators[1].pending, 1);
+    config_defaults(&c);
+    char *argv4[] = {"d2nwgd", "--config", path, "--generator-pending", "later.safetensors",
+                     "--generator", "g=now.safetensors", NULL};
+    assert_int_equal(config_parse_args(&c, 7, argv4, &help, &err), 0);
+    assert_int_equal(c.ngenerators, 2);
+    assert_string_equal(c.generators[0].name, "default");
+    assert_string_equal(c.generators[0].path, "later.safetensors");
+    assert_int_equal(c.generators[0].pending, 1);
+    assert_string_equal(c.generators[1].name, "g");
+    assert_int_equal(c.generators[1].pending, 0);
+    assert_int_equal(config_validate(&c, &err), 0);
     /* a bad line is reported with its number */
     const char bad[] = "listen = x:1\nworkers = lots\n";
     tu_write_bytes(path, bad, sizeof bad - 1);

@@ -137,6 +137,121 @@ static void test_logreg_head_separates(void **state)
     dataset_free(&q);
 }
 
+/* Logistic regression with its prior centred on W0: zero centre = the
+ * baseline; at the answer the gradient of sum CE + |W - W0|^2 / (2C) is 0;
+ * a strong prior (small C) keeps W0. */
+static void test_logreg_prior_is_map(void **state)
+{
+    (void)state;
+    const int F = 6, way = 4;
+    dataset s = random_set(24, F, way, 5);
+    float W0[4 * 6], b0[4] = {0.5f, -0.5f, 0.25f, 0.0f}, W[4 * 6], b[4], Wz[4 * 6], bz[4];
+    float zero[4 * 6 + 4] = {0};
+    rng r;
+    rng_init(&r, 6, 0);
+    for (int k = 0; k < way * F; k++)
+        W0[k] = rng_normal(&r);
+    d2_error err;
+    assert_int_equal(baseline_logreg_head(&s, way, 1.0, Wz, bz, &err), 0);
+    assert_int_equal(baseline_logreg_head_prior(&s, way, 1.0, zero, zero + way * F, W, b, &err),
+                     0);
+    for (int k = 0; k < way * F; k++)
+        assert_float_equal(W[k], Wz[k], 1e-5);
+    const double C = 0.5;
+    assert_int_equal(baseline_logreg_head_prior(&s, way, C, W0, b0, W, b, &err), 0);
+    double g[4 * 6 + 4] = {0};
+    for (int i = 0; i < s.n; i++) {
+        const float *x = s.x + (size_t)i * F;
+        double z[4], mx = -INFINITY, sum = 0;
+        for (int c = 0; c < way; c++) {
+            z[c] = b[c];
+            for (int j = 0; j < F; j++)
+                z[c] += (double)W[c * F + j] * x[j];
+            mx = fmax(mx, z[c]);
+        }
+        for (int c = 0; c < way; c++)
+            sum += (z[c] = exp(z[c] - mx));
+        for (int c = 0; c < way; c++) {
+            double d = z[c] / sum - (c == s.y[i]);
+            for (int j = 0; j < F; j++)
+                g[c * F + j] += d * x[j];
+            g[way * F + c] += d;
+        }
+    }
+    double gn = 0, moved = 0;
+    for (int k = 0; k < way * F; k++) {
+        g[k] += (W[k] - W0[k]) / C;
+        moved += fabs(W[k] - W0[k]);
+    }
+    for (int k = 0; k < way * F + way; k++)
+        gn += g[k] * g[k];
+    print_message("prior-centred logreg: |gradient| %.2e, mean |W - W0| %.3f\n", sqrt(gn),
+                  moved / (way * F));
+    assert_true(sqrt(gn) < 1e-4);
+    assert_true(moved / (way * F) > 0.05); // the data moved it
+    assert_int_equal(baseline_logreg_head_prior(&s, way, 1e-6, W0, b0, W, b, &err), 0);
+    for (int k = 0; k < way * F; k++)
+        assert_float_equal(W[k], W0[k], 1e-3);
+    dataset_free(&s);
+}
+
+/* Refinement keeps each sample (the same bytes an unrefined request returns
+ * for that candidate) and its support accuracy, and fits the support set at
+ * least as well as the sample; the checkpoint says which it is. */
+static void test_refine_keeps_samples(void **state)
+{
+    fixture *f = *state;
+    const gen_info *in = generator_info(f->g);
+    dataset sup = {0}, q = {0};
+    task t = {.way = 5};
+    for (int c = 0; c < 5; c++)
+        t.classes[c] = 2 * c;
+    rng r;
+    rng_init(&r, 11, 0);
+    d2_error err;
+    assert_int_equal(task_draw(&f->digits.train, &f->digits_train, &t, 3, &r, &sup, &err), 0);
+    gen_request req = {.support = &sup, .candidates = 4, .steps = 20,
+                       .sampler = GEN_SAMPLER_DDIM, .guidance = in->default_guidance,
+                       .seed = 3};
+    gen_result raw, fit;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &raw, &err), 0);
+    req.refine = 1;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &fit, &err), 0);
+    assert_int_equal(fit.count, raw.count);
+    const size_t P = (size_t)in->params;
+    for (int k = 0; k < fit.count; k++) {
+        const gen_candidate *a = &fit.ranked[k], *o = NULL;
+        for (int m = 0; m < raw.count; m++)
+            if (raw.ranked[m].index == a->index)
+                o = &raw.ranked[m];
+        assert_non_null(o);
+        assert_null(o->sample);
+        assert_non_null(a->sample);
+        assert_memory_equal(a->sample, o->theta, P * sizeof(float));
+        assert_float_equal(a->sample_acc, o->support_acc, 1e-6);
+        assert_true(a->support_loss <= o->support_loss + 1e-5f);
+        assert_memory_not_equal(a->theta, a->sample, P * sizeof(float));
+    }
+    const char *want[2] = {"none", "logreg_prior"};
+    const gen_result *res[2] = {&raw, &fit};
+    for (int v = 0; v < 2; v++) {
+        unsigned char *bytes;
+        size_t len;
+        req.refine = v;
+        assert_int_equal(generator_checkpoint_bytes(f->g, &req, res[v], 0, &bytes, &len, &err),
+                         0);
+        st_file st;
+        assert_int_equal(st_parse(&st, bytes, len, &err), 0);
+        assert_string_equal(st_meta(&st, "d2nwg.refine"), want[v]);
+        st_free(&st);
+        free(bytes);
+    }
+    gen_result_free(&raw);
+    gen_result_free(&fit);
+    dataset_free(&sup);
+    dataset_free(&q);
+}
+
 typedef struct gate_run {
     float returned, diffusion, proto, logreg;
     gen_method chosen;
@@ -445,6 +560,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prototype_head_is_nearest_mean),
         cmocka_unit_test(test_logreg_head_separates),
+        cmocka_unit_test(test_logreg_prior_is_map),
+        cmocka_unit_test(test_refine_keeps_samples),
         cmocka_unit_test(test_gate_in_distribution),
         cmocka_unit_test(test_one_shot_threshold_is_calibrated),
         cmocka_unit_test(test_gate_unseen_digits),
