@@ -115,7 +115,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
-  prometheus python3-jsonschema python3-yaml systemd binutils python3-torch
+  prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium
 
 .PHONY: all deps test check asan bench run generators clean cuda print-layers print-build \
   unit-bins api-bins bench-bins fuzz-bins
@@ -157,10 +157,11 @@ $(LIBCLIENT): $(CLIENT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# d2nwgd embeds its SQL migrations and proto/openapi.yaml at build time:
+# d2nwgd embeds its SQL migrations, proto/openapi.yaml and the dashboard page
+# (ui/: HTML, CSS and JavaScript, served at /) at build time:
 # server/embed.sh (od + awk) writes $(BUILD)/gen/embedded_data.c, which goes
 # into libd2server next to server/*.o.
-EMBED_FILES := proto/openapi.yaml $(sort $(wildcard migrations/*.sql))
+EMBED_FILES := proto/openapi.yaml $(sort $(wildcard migrations/*.sql)) $(sort $(wildcard ui/*.*))
 EMBED_OBJ := $(BUILD)/gen/embedded_data.o
 $(BUILD)/gen/embedded_data.c: $(EMBED_FILES) server/embed.sh
 	@mkdir -p $(dir $@)

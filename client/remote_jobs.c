@@ -10,6 +10,7 @@
 #include "cli_opts.h"
 #include "commands.h"
 #include "remote_call.h"
+#include "remote_follow.h"
 #include "remote_job.h"
 #include "remote_opts.h"
 #include "remote_table.h"
@@ -33,6 +34,8 @@ static const char *const JOB_STATES[] = {"queued", "running", "succeeded", "fail
 typedef struct jobs_opts {
     int state, limit;
     const char *after;
+    int follow;
+    double for_seconds;
 } jobs_opts;
 
 static const cli_option JOBS_OPTS[] = {
@@ -43,17 +46,47 @@ static const cli_option JOBS_OPTS[] = {
     {.name = "--after", .type = CLI_STRING, .off = offsetof(jobs_opts, after),
      .metavar = "JOB_ID",
      .help = "the page after this job (the previous page's\nlast line says which)"},
+    {.name = "--follow", .type = CLI_FLAG, .off = offsetof(jobs_opts, follow),
+     .help = "print job state and progress changes as they\nhappen (GET /v1/events), "
+             "until interrupted;\nreconnects by itself, missing no event"},
+    {.name = "--for", .type = CLI_SECONDS, .off = offsetof(jobs_opts, for_seconds),
+     .metavar = "SECONDS", .help = "with --follow: stop after this long (exit 0)",
+     .unset = "until interrupted", .flo = 0.001, .fhi = 1e9},
 };
 
 static const cli_command JOBS_CMD = {
     .name = "jobs",
-    .synopsis = "[--state S] [--limit N] [--after JOB_ID] [options]",
-    .about = "Lists the daemon's jobs, newest first, one page at a time.",
+    .synopsis = "[--state S] [--limit N] [--after JOB_ID] | --follow [--for SECONDS]\n"
+                "       [options]",
+    .about = "Lists the daemon's jobs, newest first, one page at a time; with --follow,\n"
+             "prints their changes as they happen instead (one line an event; --json:\n"
+             "one JSON object a line, {\"id\", \"event\", \"data\"}).",
     .opts = JOBS_OPTS,
     .nopts = CLI_NOPTS(JOBS_OPTS),
     .globals = CLI_G_REMOTE | CLI_G_JSON,
     .footer = REMOTE_EXIT_STATUS,
 };
+
+static int follow_jobs(cli_globals *g, const jobs_opts *o)
+{
+    const char *cmd = "jobs";
+    if (!o->follow) {
+        cli_error(cmd, "--for: only with --follow");
+        return EXIT_USAGE;
+    }
+    if (o->state >= 0 || o->limit > 0 || o->after) {
+        cli_error(cmd, "--follow prints changes as they happen; --state, --limit and --after "
+                       "list pages of jobs (use one or the other)");
+        return EXIT_USAGE;
+    }
+    remote_client c;
+    int code = remote_opts_client(g, cmd, &c);
+    if (code != EXIT_OK)
+        return code;
+    code = remote_follow(&c, isnan(o->for_seconds) ? 0 : o->for_seconds, g->json, stdout);
+    remote_client_free(&c);
+    return code;
+}
 
 int cmd_jobs(cli_globals *g, int argc, char **argv)
 {
@@ -62,6 +95,8 @@ int cmd_jobs(cli_globals *g, int argc, char **argv)
     int code;
     if (!cli_parse(&JOBS_CMD, &o, g, argc, argv, &code))
         return code;
+    if (o.follow || !isnan(o.for_seconds))
+        return follow_jobs(g, &o);
     const char *state = o.state >= 0 ? JOB_STATES[o.state] : NULL, *after = o.after;
     long limit = o.limit > 0 ? o.limit : 0;
     if (after && !api_is_job_id(after)) {

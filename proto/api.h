@@ -317,6 +317,22 @@ int api_generator_from_json(const json_t *o, api_generator *g, api_error *e);
 /* GET /v1/generators answer: *list owned by the caller (free()). */
 int api_generator_list_from_json(const json_t *root, api_generator **list, int *n, api_error *e);
 
+/* ---- GET /v1/events (server-sent events; api_events.c) ----
+ * event `job`: the job as GET /v1/jobs/{id} shows it (api_job_to_json) at a
+ * state change; `progress`: {"id", "progress"} of a running job;
+ * `generator`: {"name", "id", "state": "loaded"}; `events_lost`:
+ * {"last_event_id", "oldest_event_id"} when a resumed client asked for
+ * events the daemon no longer holds. */
+json_t *api_event_progress_to_json(const char *job_id, double progress);
+int api_event_progress_from_json(const json_t *o, char job_id[API_ID_LEN], double *progress,
+                                 api_error *e);
+json_t *api_event_generator_to_json(const char *name, const char *id, const char *state);
+json_t *api_events_lost_to_json(int64_t last_id, int64_t oldest_id);
+
+/* GET /v1/session: whether tokens are on, and what the request's token (if
+ * any) may do. principal and scope NULL: no valid token. */
+json_t *api_session_to_json(int auth, const char *principal, const char *scope);
+
 /* ---- helpers ---- */
 
 /* Replace every byte that is not part of valid UTF-8, and every control

@@ -29,6 +29,7 @@ void config_defaults(config *c)
     c->max_connections = 1024;
     c->max_connections_per_client = 128;
     c->connection_timeout = 60;
+    c->events_client_buffer = 1 << 20;
     c->log_level = LOG_INFO;
     c->sqlite_sync_full = 0;
 }
@@ -204,6 +205,7 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         {"max_connections_per_client", 1, 1000000,
          offsetof(config, max_connections_per_client)},
         {"connection_timeout", 1, 86400, offsetof(config, connection_timeout)},
+        {"events_client_buffer", 4096, 1 << 30, offsetof(config, events_client_buffer)},
         {"max_samples", 1, 10000000, offsetof(config, limits) + offsetof(api_limits, max_samples)},
         {"max_dim", 1, 1 << 24, offsetof(config, limits) + offsetof(api_limits, max_dim)},
         {"max_candidates", 1, 1024,
@@ -426,6 +428,8 @@ void config_usage(FILE *out)
             "                           open connections per client address (default 128)\n"
             "  --connection-timeout S   close a connection idle this long; long-polls are\n"
             "                           not idle (default 60)\n"
+            "  --events-client-buffer N bytes a GET /v1/events client may fall behind\n"
+            "                           before it is dropped (default 1048576)\n"
             "  --port-file FILE         write the bound port here once listening\n"
             "  --log-level LEVEL        debug, info, warn, error (default info)\n"
             "  --sqlite-synchronous M   normal (default) or full\n"

@@ -38,6 +38,7 @@ typedef struct config {
     int max_connections;
     int max_connections_per_client;  /* open connections per client address */
     int connection_timeout;          /* idle seconds */
+    int events_client_buffer;        /* bytes a GET /v1/events client may fall behind */
     int log_level;                   /* LOG_* */
     int sqlite_sync_full;            /* 1: synchronous=FULL (power-loss durable commits) */
     int ngenerators;

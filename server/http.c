@@ -15,26 +15,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "http_internal.h"
 #include "log.h"
 
-struct http {
-    http_callbacks cb;
-    void *user;
-    size_t body_limit;
-    uv_loop_t *loop;
-    struct MHD_Daemon *d;
-    int listen_fd;
-    int port;
-    int quiesced;
-    uv_poll_t poll;
-    uv_timer_t timer;
-    int handles_open;
-    http_req *suspended;
-    int nsuspended;
-    int active; /* requests between first call and completion */
-    unsigned long long next_id;
-    char id_prefix[12];
-};
 
 /* ---- running MHD from the loop ---- */
 
@@ -63,9 +46,15 @@ static void run_mhd(http *h)
 {
     if (!h->d)
         return;
+    h->kicked = 0;
     if (MHD_run(h->d) != MHD_YES)
         http_log(h, LOG_WARN, "MHD_run failed", NULL);
-    schedule(h);
+    /* a connection resumed during MHD_run (an event written from a handler)
+     * needs another run now: MHD's own timeout does not count it */
+    if (h->kicked && h->d)
+        uv_timer_start(&h->timer, on_timer, 0, 0);
+    else
+        schedule(h);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
@@ -80,9 +69,9 @@ static void on_timer(uv_timer_t *t)
     run_mhd(t->data);
 }
 
-/* Run MHD on the next loop iteration (after a resume from outside MHD_run). */
-static void kick(http *h)
+void http_kick(http *h)
 {
+    h->kicked = 1;
     if (h->d)
         uv_timer_start(&h->timer, on_timer, 0, 0);
 }
@@ -382,7 +371,7 @@ void http_resume(http_req *r)
     r->release_ctx = NULL;
     r->phase = REQ_RESUMED;
     MHD_resume_connection(r->conn);
-    kick(h);
+    http_kick(h);
 }
 
 void http_resume_json(http_req *r, unsigned status, json_t *body)
@@ -422,6 +411,7 @@ int http_active_requests(const http *h)
 
 void http_resume_all(http *h)
 {
+    http_stream_end_all(h);
     while (h->suspended) {
         http_req *r = h->suspended;
         http_release_fn release = r->release;

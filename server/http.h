@@ -23,6 +23,7 @@
 
 typedef struct http http;
 typedef struct http_req http_req;
+typedef struct http_stream http_stream;
 
 enum { HTTP_GET = 1, HTTP_POST = 2, HTTP_HEAD = 4, HTTP_OTHER = 8 };
 enum {
@@ -119,7 +120,7 @@ unsigned http_connections(http *h);
 int http_suspended_count(const http *h);
 /* Requests in progress (not yet completed). */
 int http_active_requests(const http *h);
-/* End every wait: each suspended request's holder is released with `answer`
+/* End every wait and every stream: each suspended request's holder is released with `answer`
  * set (see http_release_fn); one that is still suspended afterwards is
  * answered 503 shutting_down. */
 void http_resume_all(http *h);
@@ -155,5 +156,28 @@ int http_send_json(http_req *r, unsigned status, json_t *v);            /* steal
 int http_send_error(http_req *r, const api_error *e, int retry_after);
 int http_errorf(http_req *r, int status, const char *code, const char *field, int retry_after,
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* ---- streaming responses (http_stream.c) ----
+ * A 200 whose body is written while the connection stays open (server-sent
+ * events). Bytes written are buffered (at most max_buffer bytes not yet
+ * taken by the client) and sent as the client reads them; while nothing is
+ * buffered the connection is suspended, so an idle stream costs no polling.
+ * A client that falls max_buffer bytes behind is dropped: the connection is
+ * closed and the loop never waits for it. */
+
+/* The stream is gone (client left, dropped, or ended and sent): forget it. */
+typedef void (*http_stream_closed_fn)(void *ctx, http_stream *st);
+
+/* Answer r with a stream; *out is valid until on_closed. Returns 0, or a
+ * negative code (nothing was sent; the caller answers). */
+int http_stream_start(http_req *r, const char *content_type, size_t max_buffer,
+                      http_stream_closed_fn on_closed, void *ctx, http_stream **out);
+/* Queue n bytes. Returns 0, or D2_ERANGE when they would pass max_buffer
+ * (the stream is then dropped), or D2_EINVAL after end. */
+int http_stream_write(http_stream *st, const char *data, size_t n);
+/* Send what is buffered, then end the response. */
+void http_stream_end(http_stream *st);
+/* Bytes buffered and not yet taken by the client. */
+size_t http_stream_pending(const http_stream *st);
 
 #endif

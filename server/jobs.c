@@ -12,6 +12,7 @@ struct job_rec {
     work_item w; /* first: a worker event's item is the record */
     api_job_state state;
     int priority;
+    int sent_ppm; /* progress last reported by jobs_progress_scan */
     int64_t created_ms;
     struct waiter *waiters;
     job_rec *qprev, *qnext; /* pending list of its priority */
@@ -214,6 +215,12 @@ static void log_job(jobs *j, int level, const char *msg, const job_rec *r, json_
     server_log(j->s, level, msg, f);
 }
 
+static void changed(jobs *j, const char *id)
+{
+    if (j->owner.job_changed)
+        j->owner.job_changed(j->owner.user, id);
+}
+
 /* ---- dispatch ---- */
 
 static void dispatch(jobs *j)
@@ -250,6 +257,7 @@ static void dispatch(jobs *j)
         j->idle--;
         histogram_observe(&s->metrics.queue_wait, (double)(now - r->created_ms) / 1000.0);
         wake_waiters(r);
+        changed(j, r->w.job_id);
         worker_pool_submit(j->pool, &r->w);
     }
 }
@@ -347,6 +355,7 @@ static void job_done(jobs *j, job_rec *r)
         json_object_set_new(extra, "error", json_string(w->error_message));
     log_job(j, r->state == API_JOB_FAILED ? LOG_WARN : LOG_INFO,
             r->state == API_JOB_QUEUED ? "job requeued for shutdown" : "job finished", r, extra);
+    changed(j, w->job_id);
     rec_free(j, r);
 }
 
@@ -446,6 +455,7 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     r->hnext = j->table[b];
     j->table[b] = r;
     pending_push(j, r);
+    changed(j, w->job_id);
     dispatch(j);
     return 0;
 }
@@ -503,6 +513,7 @@ int jobs_restore(jobs *j, int only, d2_error *err)
             restored++;
         } else if (act == 2) {
             rc = fail_unloaded(s, &list[i], err);
+            changed(j, list[i].id);
         } else if (only < 0) {
             waiting++;
         }
@@ -547,6 +558,23 @@ void jobs_overlay(const jobs *j, api_job *job)
         job->progress = (double)atomic_load(&((job_rec *)r)->w.progress_ppm) / 1e6;
 }
 
+void jobs_progress_scan(jobs *j, double step,
+                        void (*fn)(void *ctx, const char *job_id, double progress), void *ctx)
+{
+    int need = (int)(step * 1e6), left = j->nrunning;
+    for (int b = 0; b < JOB_BUCKETS && left > 0; b++)
+        for (job_rec *r = j->table[b]; r; r = r->hnext) {
+            if (r->state != API_JOB_RUNNING)
+                continue;
+            left--;
+            int ppm = (int)atomic_load(&r->w.progress_ppm);
+            if (ppm - r->sent_ppm >= need || (ppm == 1000000 && r->sent_ppm != ppm)) {
+                r->sent_ppm = ppm;
+                fn(ctx, r->w.job_id, (double)ppm / 1e6);
+            }
+        }
+}
+
 int jobs_cancel(jobs *j, const char *id, d2_error *err)
 {
     server *s = j->s;
@@ -568,6 +596,7 @@ int jobs_cancel(jobs *j, const char *id, d2_error *err)
         r->state = API_JOB_CANCELLED;
         s->metrics.jobs_finished[API_JOB_CANCELLED]++;
         log_job(j, LOG_INFO, "job cancelled while queued", r, NULL);
+        changed(j, id);
         rec_free(j, r);
         return 0;
     }
@@ -577,6 +606,7 @@ int jobs_cancel(jobs *j, const char *id, d2_error *err)
         return 2; /* generated already: it is writing its checkpoints */
     if (store_job_set_cancel_requested(s->db, id, err) != 0)
         return D2_EIO;
+    changed(j, id); /* cancel_requested is now true */
     return 1;
 }
 

@@ -28,6 +28,8 @@ typedef struct jobs_owner {
     void (*workers_ready)(void *user);  /* every worker is up */
     void (*fatal)(void *user, const char *what, const char *message);
     void (*drained)(void *user);        /* the drain finished: no job runs */
+    /* a job's state changed (the store holds the new state); may be NULL */
+    void (*job_changed)(void *user, const char *job_id);
     void *user;
 } jobs_owner;
 
@@ -50,6 +52,11 @@ void jobs_memory(const jobs *j, size_t *used, size_t *total, int max);
 int jobs_workers(const jobs *j);
 /* Seconds a new job would likely wait before it is done (for Retry-After). */
 int jobs_retry_after(const jobs *j);
+
+/* Call fn for each running job whose progress moved by at least `step`
+ * (0..1) since the last call that reported it, or reached 1. */
+void jobs_progress_scan(jobs *j, double step,
+                        void (*fn)(void *ctx, const char *job_id, double progress), void *ctx);
 
 /* Add live progress to a job loaded from the store. */
 void jobs_overlay(const jobs *j, api_job *job);

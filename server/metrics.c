@@ -51,7 +51,8 @@ void metrics_init(metrics *m, const char *const *route_names, int nroutes)
 void metrics_http(metrics *m, int route, int code, double seconds, int long_poll)
 {
     int r = (route >= 0 && route < m->nroutes) ? route : m->nroutes;
-    histogram_observe(long_poll ? &m->long_poll : &m->http_duration[r], seconds);
+    if (long_poll != METRICS_STREAM)
+        histogram_observe(long_poll ? &m->long_poll : &m->http_duration[r], seconds);
     for (int i = 0; i < METRICS_MAX_CODES; i++) {
         if (m->codes[r][i] == code) {
             m->requests[r][i]++;
@@ -200,6 +201,11 @@ int metrics_render(const metrics *m, const metrics_snapshot *s, char **out, size
     render_hist(&b, "http_long_poll_duration_seconds",
                 "Seconds a long-poll (GET /v1/jobs/{id}?wait=N) was held.", &m->long_poll);
     gauge(&b, "http_long_polls", "Suspended long-poll requests.", s->long_polls);
+    gauge(&b, "events_clients", "Clients connected to GET /v1/events.", s->events_clients);
+    strbuf_printf(&b, "# HELP d2nwgd_events_dropped_total Event clients dropped for falling "
+                  "behind.\n# TYPE d2nwgd_events_dropped_total counter\n"
+                  "d2nwgd_events_dropped_total %llu\n",
+                  (unsigned long long)s->events_dropped);
     strbuf_printf(&b, "# HELP d2nwgd_rate_limited_total Requests refused with 429.\n"
                   "# TYPE d2nwgd_rate_limited_total counter\nd2nwgd_rate_limited_total %llu\n",
               (unsigned long long)m->rate_limited);

@@ -53,6 +53,8 @@ int metrics_process_read(metrics_process *p);
 typedef struct metrics_snapshot {
     int64_t jobs_by_state[API_JOB_STATE_COUNT];
     int pending, running, long_polls, generators, ready;
+    int events_clients;            /* GET /v1/events streams open */
+    uint64_t events_dropped;       /* event clients dropped for falling behind */
     double uptime;
     int workers;
     const char *device;
@@ -65,7 +67,9 @@ typedef struct metrics_snapshot {
 void metrics_init(metrics *m, const char *const *route_names, int nroutes);
 /* route: index into route_names, or -1 for unmatched; long_poll: the request
  * was a long-poll (GET /v1/jobs/{id}?wait=N, N > 0): its duration goes to
- * http_long_poll_duration_seconds instead of http_request_duration_seconds. */
+ * http_long_poll_duration_seconds instead of http_request_duration_seconds;
+ * METRICS_STREAM (an event stream, open for hours): counted, no duration. */
+#define METRICS_STREAM 2
 void metrics_http(metrics *m, int route, int code, double seconds, int long_poll);
 /* Render to a malloc'd NUL-terminated buffer. */
 int metrics_render(const metrics *m, const metrics_snapshot *s, char **out, size_t *len);

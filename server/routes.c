@@ -11,15 +11,19 @@
 #include "jobs.h"
 
 const route ROUTES[] = {
+    {"/", HTTP_GET, route_ui_index, NULL, NULL, 1},
+    {"/ui/{ref}", HTTP_GET, route_ui_file, NULL, NULL, 1},
     {"/healthz", HTTP_GET, route_healthz, NULL, NULL, 1},
     {"/readyz", HTTP_GET, route_readyz, NULL, NULL, 1},
     {"/metrics", HTTP_GET, route_metrics, NULL, NULL, 0},
     {"/v1/openapi.yaml", HTTP_GET, route_openapi, NULL, NULL, 1},
+    {"/v1/session", HTTP_GET, route_session, NULL, NULL, 1},
     {"/v1/generators", HTTP_GET, route_generators_list, NULL, NULL, 0},
     {"/v1/generators/{ref}", HTTP_GET, route_generator_get, NULL, NULL, 0},
     {"/v1/generators/{ref}/zoo/{index}/weights", HTTP_GET, route_zoo_weights, NULL, NULL, 0},
     {"/v1/datasets", HTTP_POST, NULL, route_dataset_post, NULL, 0},
     {"/v1/datasets/{id}", HTTP_GET, route_dataset_get, NULL, NULL, 0},
+    {"/v1/events", HTTP_GET, route_events, NULL, NULL, 0},
     {"/v1/jobs", HTTP_GET | HTTP_POST, route_jobs_list, route_jobs_post, NULL, 0},
     {"/v1/jobs/{id}", HTTP_GET, route_job_get, NULL, route_job_get_resume, 0},
     {"/v1/jobs/{id}:cancel", HTTP_POST, NULL, route_job_cancel, NULL, 0},
@@ -219,7 +223,9 @@ static int is_long_poll(const http_req *r)
 void routes_on_completed(server *s, const http_req *r, double seconds, int terminated)
 {
     if (r->status > 0)
-        metrics_http(&s->metrics, r->route, r->status, seconds, is_long_poll(r));
+        metrics_http(&s->metrics, r->route, r->status, seconds,
+                     r->route >= 0 && ROUTES[r->route].get == route_events ? METRICS_STREAM
+                                                                           : is_long_poll(r));
     if (!log_enabled(&s->log, LOG_INFO))
         return;
     json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "request_id",

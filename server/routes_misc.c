@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "embedded.h"
+#include "events.h"
 #include "jobs.h"
 #include "routes.h"
 
@@ -46,6 +47,8 @@ int route_metrics(server *s, http_req *r)
     snap.pending = jobs_pending(s->jobs);
     snap.running = jobs_running(s->jobs);
     snap.long_polls = jobs_long_polls(s->jobs);
+    snap.events_clients = s->events ? events_clients(s->events) : 0;
+    snap.events_dropped = s->events ? events_dropped(s->events) : 0;
     snap.generators = gens_ready_count(&s->gens);
     snap.ready = s->ready && !s->draining;
     snap.uptime = d2_now() - s->start_mono;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "feed.h"
 #include "jobs.h"
 #include "routes.h"
 #include "safetensors.h"
@@ -61,6 +62,7 @@ static int register_generator(server *s, int i)
                          e->info->spec ? e->info->spec->text : "", "input_dim",
                          e->info->input_dim, "feature_dim", e->info->feature_dim, "max_way",
                          e->info->max_way));
+    feed_generator_loaded(s, i); /* the event for dashboards, at start-up or joining later */
     return 0;
 }
 
@@ -159,6 +161,7 @@ static void close_all(server *s)
 {
     http_stop(s->http);
     s->http = NULL;
+    feed_destroy(s); /* after http_stop: no stream is open */
     jobs_destroy(s->jobs);
     s->jobs = NULL;
     uv_close((uv_handle_t *)&s->sig_term, handle_closed);
@@ -186,6 +189,7 @@ static void on_drained(void *user)
     if (s->close_started > 0)
         return;
     s->ready = 0;
+    feed_close(s); /* event streams end: the drain is over */
     if (s->http)
         http_resume_all(s->http);
     s->close_started = d2_now();
@@ -275,7 +279,9 @@ static int start(server *s, d2_error *err)
     for (int i = 0; i < nroutes; i++)
         names[i] = ROUTES[i].tmpl;
     metrics_init(&s->metrics, names, nroutes);
-    jobs_owner owner = {on_workers_ready, on_fatal, on_drained, s};
+    if (feed_start(s, err) != 0)
+        return err->code;
+    jobs_owner owner = {on_workers_ready, on_fatal, on_drained, feed_job_changed, s};
     if (jobs_create(&s->jobs, s, &owner, err) != 0)
         return err->code;
     char host[256];
@@ -334,6 +340,7 @@ int server_run(const config *cfg)
     s->start_mono = d2_now();
     uv_timer_init(&loop, &s->housekeeping);
     uv_timer_init(&loop, &s->closer);
+    uv_timer_init(&loop, &s->progress);
     s->closer.data = s;
     gens_watch_owner wo = {on_watch_event, s};
     gens_watch_init(&s->watch, &loop, &s->gens, &wo);
@@ -348,6 +355,7 @@ int server_run(const config *cfg)
             http_stop(s->http);
             s->http = NULL;
         }
+        feed_destroy(s);
         if (s->jobs) {
             jobs_destroy(s->jobs);
             s->jobs = NULL;

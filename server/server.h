@@ -17,6 +17,7 @@
 #include "store.h"
 
 struct jobs;
+struct events;
 
 typedef struct server {
     uv_loop_t *loop;
@@ -29,6 +30,8 @@ typedef struct server {
     int workers_up;            /* workers started and queued jobs restored */
     gens_watch watch;          /* loads --generator-pending ones when they appear */
     struct jobs *jobs;
+    struct events *events;     /* GET /v1/events (feed.c publishes) */
+    uv_timer_t progress;       /* feed.c: progress events of running jobs */
     http *http;
     metrics metrics;
     auth auth;

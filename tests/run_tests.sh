@@ -76,6 +76,8 @@ for bin in "$BUILD"/tests/api/test_*; do
     case "$bin" in *.d|*.o) continue ;; esac
     run_one "$bin"
 done
+# the dashboard in headless chromium (skipped by name where it is not installed)
+run_one tests/browser/dashboard.sh
 run_one tests/contract/check_responses.sh
 
 if [ -n "$skipped_names" ]; then

@@ -1,6 +1,8 @@
 #!/bin/sh
-# tools/install.sh - the npm-only build tools (the OpenAPI linter, @redocly/cli)
-# into tools/node_modules, pinned by tools/package-lock.json; `make deps` runs it.
+# tools/install.sh - the npm-only build tools (the OpenAPI linter, @redocly/cli;
+# the browser test's driver, puppeteer-core, which downloads no browser: the
+# test drives Debian's chromium) into tools/node_modules, pinned by
+# tools/package-lock.json; `make deps` runs it.
 # Node.js and npm come from Debian (nodejs, npm) when the machine has none.
 # @redocly/cli 2.x needs Node.js >= 20.19; with an older Node.js (Debian 12
 # ships 18.x) the 1.x line pinned in tools/node18/ is installed instead.
@@ -18,10 +20,20 @@ dir=.
 node -e 'const [a, b] = process.versions.node.split(".").map(Number);
          process.exit(a > 20 && !(a === 21 || (a === 22 && b < 12)) || (a === 20 && b >= 19) ? 0 : 1)' \
     || dir=node18
-want=$(sed -n 's/.*"@redocly\/cli": "\([^"]*\)".*/\1/p' "$dir/package.json")
-have=$(cd "$dir" && node -p 'require("./node_modules/@redocly/cli/package.json").version' 2>/dev/null || true)
+# the installed versions of each pinned package, against package.json's
+versions() {
+    for pkg in @redocly/cli puppeteer-core; do
+        if [ "$1" = want ]; then
+            sed -n "s|.*\"$pkg\": \"\([^\"]*\)\".*|\1|p" "$dir/package.json"
+        else
+            (cd "$dir" && node -p "require('./node_modules/$pkg/package.json').version" 2>/dev/null) || echo none
+        fi
+    done | tr '\n' ' '
+}
+want=$(versions want)
+have=$(versions have)
 if [ "$have" != "$want" ]; then
-    echo "tools: npm ci in tools/$dir (@redocly/cli $want)" >&2
+    echo "tools: npm ci in tools/$dir (@redocly/cli, puppeteer-core: $want)" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
 fi
 if [ "$dir" = . ]; then echo tools; else echo "tools/$dir"; fi

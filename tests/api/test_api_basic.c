@@ -139,7 +139,7 @@ static void test_generators(void **state)
 static void test_unknown_routes_and_methods(void **state)
 {
     ctx *c = *state;
-    const char *missing[] = {"/", "/v2/jobs", "/v1/jobs/", "/healthz/x", "/v1/job",
+    const char *missing[] = {"/ui/", "/v2/jobs", "/v1/jobs/", "/healthz/x", "/v1/job",
                              "/v1/jobs/j_0123456789abcdef0123/x", "/%ff%fe/x"};
     for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
         at_resp r = at_get(&c->d, missing[i]);

@@ -799,6 +799,58 @@ static void test_status_jobs_wait(void **state)
     cli_free(&r);
 }
 
+/* jobs --follow: a job submitted while it follows shows up queued, running
+ * with progress, and succeeded, live; --json gives one event a line; --for
+ * without --follow, and --follow with the page options, are usage errors. */
+static void test_jobs_follow(void **state)
+{
+    suite *s = *state;
+    const char *args[] = {"jobs", "--server", s->server, "--follow", "--for", "20", NULL};
+    cli_proc p = cli_spawn(s, args);
+    at_sleep(0.5);
+    cli_out sub = cli_expect(s, 0, "submit", "--server", s->server, "--support", s->csv, "--seed",
+                             "12", "--candidates", "8", "--steps", "400", "--quiet", NULL);
+    char job[64];
+    first_line(sub.out, job, sizeof job);
+    assert_true(is_job_id(job));
+    cli_free(&sub);
+    cli_expect(s, 0, "wait", job, "--server", s->server, "--quiet", NULL);
+    char want[128];
+    snprintf(want, sizeof want, "%s  succeeded", job);
+    for (double t0 = at_now(); at_now() - t0 < 15.0; at_sleep(0.05)) {
+        char *so_far = read_text(p.out); /* it prints each event as it comes */
+        int seen = strstr(so_far, want) != NULL;
+        free(so_far);
+        if (seen)
+            break;
+    }
+    kill(p.pid, SIGINT); /* what Ctrl-C does */
+    cli_out r = cli_finish(&p);
+    const char *states[] = {"queued      0%", "running     0%", "succeeded 100%"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(want, sizeof want, "%s  %s", job, states[i]);
+        expect_has(r.out, "jobs --follow", want);
+    }
+    int running = 0; /* the state change, then progress lines */
+    snprintf(want, sizeof want, "%s  running ", job);
+    for (const char *q = strstr(r.out, want); q; q = strstr(q + 1, want))
+        running++;
+    if (running < 2)
+        fail_msg("jobs --follow printed no progress:\n%s", r.out);
+    expect_has(r.out, "jobs --follow", "method ");
+    cli_free(&r);
+
+    r = cli_expect(s, 0, "jobs", "--server", s->server, "--follow", "--for", "1", "--json", NULL);
+    assert_string_equal(r.out, ""); /* nothing happened in that second */
+    cli_free(&r);
+    r = cli_expect(s, 2, "jobs", "--server", s->server, "--for", "1", NULL);
+    expect_has(r.err, "--for alone", "only with --follow");
+    cli_free(&r);
+    r = cli_expect(s, 2, "jobs", "--server", s->server, "--follow", "--limit", "3", NULL);
+    expect_has(r.err, "--follow --limit", "use one or the other");
+    cli_free(&r);
+}
+
 /* Global options before the command, as git and kubectl users write them:
  * the same answers as after it; --name=value too; a global option the
  * command does not take is refused. */
@@ -1200,6 +1252,7 @@ int main(void)
         cmocka_unit_test(test_generators),
         cmocka_unit_test(test_submit_wait_identical_to_generate),
         cmocka_unit_test(test_status_jobs_wait),
+        cmocka_unit_test(test_jobs_follow),
         cmocka_unit_test(test_global_options_first),
         cmocka_unit_test(test_lineage_and_fetch),
         cmocka_unit_test(test_refused),
