@@ -200,6 +200,16 @@ static void test_merged_shards_equal_the_whole_build(void **state)
     assert_int_equal(run(f, "%s --out p1 --shard 1/2", pca), 0);
     assert_int_equal(run(f, "zoo merge --out pmerged p1 p0"), 0);
     assert_int_equal(same_files(f, "pwhole", "pmerged"), 3);
+
+    /* more tasks than one weights file holds (1000 rows): shards of 1050 rows
+     * (two files each) merge into weights-0000..0002 as the whole build's */
+    const char *big = "zoo build --source iris --way 2 --tasks 2100 --feature identity "
+                      "--per-class 10 --epochs 2 --min-steps 0 --quiet";
+    assert_int_equal(run(f, "%s --out bwhole", big), 0);
+    assert_int_equal(run(f, "%s --out b0 --shard 0/2", big), 0);
+    assert_int_equal(run(f, "%s --out b1 --shard 1/2", big), 0);
+    assert_int_equal(run(f, "zoo merge --out bmerged b0 b1"), 0);
+    assert_int_equal(same_files(f, "bwhole", "bmerged"), 4);
 }
 
 static void test_a_shard_is_not_a_zoo(void **state)
