@@ -131,23 +131,21 @@ static int assemble(zoo *m, const zoo *parts, const int *slot, d2_error *err)
     memcpy(m->test_fp, r->test_fp, sizeof m->test_fp);
     m->P = r->P;
     m->n = r->part.tasks;
-    m->fmap.in_dim = r->fmap.in_dim;
-    m->fmap.out_dim = r->fmap.out_dim;
-    size_t wn = r->fmap.W ? sizeof(float) * (size_t)r->fmap.in_dim * r->fmap.out_dim : 0;
-    size_t mn = r->fmap.W ? sizeof(float) * (size_t)r->fmap.in_dim : 0;
-    m->fmap.W = dup_mem(r->fmap.W, wn);
-    m->fmap.mean = dup_mem(r->fmap.mean, mn);
     m->heldout = dup_mem(r->heldout, sizeof *r->heldout * (size_t)r->n_heldout);
     m->n_heldout = m->heldout ? r->n_heldout : 0;
     m->groups = dup_mem(r->groups, sizeof *r->groups * (size_t)r->ngroups);
     m->ngroups = m->groups ? r->ngroups : 0;
     m->e = calloc((size_t)m->n, sizeof *m->e);
     m->theta = malloc(sizeof(float) * (size_t)m->n * (size_t)m->P);
-    if ((wn && (!m->fmap.W || !m->fmap.mean)) || m->n_heldout != r->n_heldout ||
-        m->ngroups != r->ngroups || !m->e || !m->theta) {
+    if (m->n_heldout != r->n_heldout || m->ngroups != r->ngroups || !m->e || !m->theta) {
         zoo_free(m);
         return d2_fail(err, D2_ENOMEM, "zoo merge: out of memory for %d entries",
                        r->part.tasks);
+    }
+    int rc = feature_map_copy(&m->fmap, &r->fmap, err);
+    if (rc) {
+        zoo_free(m);
+        return d2_wrap(err, "zoo merge: feature map");
     }
     for (int i = 0; i < r->part.count; i++) {
         const zoo *p = &parts[slot[i]];
