@@ -35,14 +35,15 @@ CFLAGS := -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -pthread -fno-strict-aliasing
 # core/ is in layers; each folder sees only the headers of the layers below it
 # (ARCHITECTURE in README.md). A wrong-direction include fails to compile, and
 # tests/layers.sh checks every forbidden pair.
-#   base < backend < nn;  base < safetensors < data < target < zoo;
+#   base < backend < nn (+ safetensors: backbone files);  base < safetensors < data < target
+#   < zoo; target also uses nn (the cnn:FILE feature map runs a backbone);
 #   model: nn + target;  train: model + zoo;  proto: core;  server, client: proto
 LAYER_DEPS_base :=
 LAYER_DEPS_backend := base
 LAYER_DEPS_safetensors := base
-LAYER_DEPS_nn := base backend
+LAYER_DEPS_nn := base backend safetensors
 LAYER_DEPS_data := base safetensors
-LAYER_DEPS_target := base backend safetensors data
+LAYER_DEPS_target := base backend safetensors nn data
 LAYER_DEPS_zoo := base backend safetensors data target
 LAYER_DEPS_model := base backend nn safetensors data target
 LAYER_DEPS_train := base backend nn safetensors data target zoo model

@@ -177,7 +177,7 @@ static int print_generate_json(const gen_info *in, const gen_request *req, const
     int refined = 0; /* whether the diffusion entries were refined */
     for (int k = 0; k < res->count; k++)
         refined |= res->ranked[k].sample != NULL;
-    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:f,s:b,s:s,s:o,s:o,s:o,s:o}",
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:i,s:f,s:b,s:f,s:s,s:o,s:o,s:o,s:o}",
                           "generator", in->id, "dataset", res->dataset_fingerprint, "way",
                           res->way, "support_rows", req->support->n, "seed",
                           (json_int_t)o->seed, "sampler",

@@ -49,7 +49,7 @@ static const cli_option BUILD_OPTS[] = {
     {.name = "--tasks", .type = CLI_INT, BUILD_OFF(tasks), .metavar = "N", .keep = 1,
      .help = "number of tasks / heads", .lo = 1, .hi = 10000000},
     {.name = "--feature", .type = CLI_STRING, BUILD_OFF(feature), .metavar = "F", .keep = 1,
-     .help = "pca:K or identity"},
+     .help = "pca:K, cnn:FILE (a 'd2nwg backbone train' file)\nor identity"},
     {.name = "--per-class", .type = CLI_INT, BUILD_OFF(per_class), .metavar = "N", .keep = 1,
      .help = "training samples per class", .lo = 1, .hi = 100000000},
     {.name = "--heldout-frac", .type = CLI_FLOAT, BUILD_OFF(heldout_frac), .metavar = "F",
@@ -304,8 +304,10 @@ static int cmd_zoo_build(cli_globals *g, int argc, char **argv)
     if (!cli_parse(&BUILD_CMD, &o, g, argc, argv, &code))
         return code;
     build_cfg_from(&o, g->quiet, &cfg);
-    if (strcmp(cfg.feature, "identity") && strncmp(cfg.feature, "pca:", 4)) {
-        cli_error(CMD, "build: --feature '%s' (expected pca:K or identity)", cfg.feature);
+    if (strcmp(cfg.feature, "identity") && strncmp(cfg.feature, "pca:", 4) &&
+        strncmp(cfg.feature, "cnn:", 4)) {
+        cli_error(CMD, "build: --feature '%s' (expected pca:K, cnn:FILE or identity)",
+                  cfg.feature);
         return EXIT_USAGE;
     }
     if (parse_shard(o.shard, &cfg))

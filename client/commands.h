@@ -33,6 +33,8 @@ int cmd_zoo(cli_globals *g, int argc, char **argv);
 int cmd_zoo_merge(cli_globals *g, int argc, char **argv);
 /* train a generator from a zoo */
 int cmd_train(cli_globals *g, int argc, char **argv);
+/* backbone train: a convolutional backbone for the cnn:FILE feature map */
+int cmd_backbone(cli_globals *g, int argc, char **argv);
 /* describe a generator bundle */
 int cmd_info(cli_globals *g, int argc, char **argv);
 /* weights for a support set, offline */

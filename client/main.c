@@ -9,6 +9,7 @@
 static const client_command COMMANDS[] = {
     {"zoo", cmd_zoo, "build, import, describe or merge a model zoo"},
     {"train", cmd_train, "train a generator from a zoo"},
+    {"backbone", cmd_backbone, "train a convolutional backbone (feature map cnn:FILE)"},
     {"info", cmd_info, "describe a generator bundle"},
     {"generate", cmd_generate, "generate weights for a support set (offline)"},
     {"eval", cmd_eval, "evaluate a generator against baselines"},

@@ -32,6 +32,12 @@ typedef enum act_kind {
     ACT_GELU_ERF = 5 /* exact, x Phi(x), as PyTorch's default nn.GELU (target networks) */
 } act_kind;
 
+/* the shape of a 2-D convolution (NCHW): input [B, C, H, W], kernel [KH, KW], stride,
+ * zero padding pad, output [B, OC, OH, OW] with OH = (H + 2 pad - KH) / stride + 1 */
+typedef struct conv_geom {
+    int B, C, H, W, KH, KW, stride, pad, OH, OW;
+} conv_geom;
+
 typedef struct backend_ops {
     const char *name; /* "cpu", "cuda" */
 
@@ -115,6 +121,38 @@ typedef struct backend_ops {
                                const float *dy, const float *gate, const float *h, int ld,
                                int B, int N, int C);
 
+    /* ---- convolution and pooling (NCHW, as PyTorch) ---- */
+    /* col[(c*KH + i)*KW + j, (b*OH + oh)*OW + ow] = x[b, c, oh*stride - pad + i,
+     * ow*stride - pad + j] (0 outside the image); x: [B, C, H, W],
+     * col: [C*KH*KW, B*OH*OW]. With it a convolution is one GEMM (see conv2d_forward). */
+    void (*im2col)(backend_t *be, float *col, const float *x, const conv_geom *g);
+    /* the adjoint: dx[b, c, h, w] += every col entry that im2col read from it */
+    void (*col2im)(backend_t *be, float *dx, const float *col, const conv_geom *g);
+    /* 2x2 max pool, stride 2 (odd sizes floor, as nn.MaxPool2d(2)): x: [planes, H, W],
+     * y: [planes, H/2, W/2] */
+    void (*maxpool2_forward)(backend_t *be, float *y, const float *x, int planes, int H, int W);
+    /* dx += dy routed to each window's first maximum (x is the forward input) */
+    void (*maxpool2_backward)(backend_t *be, float *dx, const float *dy, const float *x,
+                              int planes, int H, int W);
+    /* batch norm over x: [B, C, HW] per channel, eps = 1e-5 (nn.BatchNorm2d).
+     * train: mean and biased variance of the batch; mean, rstd: [C] saved for backward;
+     * run_mean/run_var (may be NULL) updated as PyTorch does: r = (1 - momentum) r +
+     * momentum * stat, the variance unbiased (N/(N-1), N = B*HW).
+     * eval: mean = run_mean, rstd = 1/sqrt(run_var + eps) (written to mean, rstd).
+     * y = (x - mean) * rstd * g + b; y may alias x only in eval mode. */
+    void (*batchnorm_forward)(backend_t *be, float *y, float *mean, float *rstd,
+                              float *run_mean, float *run_var, const float *x, const float *g,
+                              const float *b, int B, int C, int HW, int train, float momentum);
+    /* dx += ..., dg += sum dy*xhat, db += sum dy; train: through the batch statistics,
+     * eval: statistics held constant (dx = dy * g * rstd) */
+    void (*batchnorm_backward)(backend_t *be, float *dx, float *dg, float *db, const float *dy,
+                               const float *x, const float *g, const float *mean,
+                               const float *rstd, int B, int C, int HW, int train);
+    /* global average pool: y[r] = mean_i x[r, i]; x: [rows, HW] (rows = B*C) */
+    void (*avgpool_forward)(backend_t *be, float *y, const float *x, int rows, int HW);
+    /* dx[r, i] += dy[r] / HW */
+    void (*avgpool_backward)(backend_t *be, float *dx, const float *dy, int rows, int HW);
+
     /* ---- reductions and losses (scalars written to device memory) ---- */
     /* out[0] = sum_i x[i] * x[i] */
     void (*sumsq)(backend_t *be, float *out, const float *x, size_t n);
@@ -194,6 +232,22 @@ int backend_cuda_create(backend_t **out, int device, d2_error *err);
 /* Number of CUDA devices visible (0 when none or no driver). */
 int backend_cuda_device_count(void);
 #endif
+
+/* conv_geom with OH, OW filled in; D2_EINVAL (message) for a kernel larger than the padded
+ * input, or non-positive sizes. */
+int conv_geom_make(conv_geom *g, int B, int C, int H, int W, int K, int stride, int pad,
+                   d2_error *err);
+/* Convolution on any backend from im2col/col2im, gemm and permute_0213 (no bias):
+ * x: [B, C, H, W], w: [OC, C, KH, KW] (PyTorch's layout), y: [B, OC, OH, OW] (=);
+ * col: [C*KH*KW, B*OH*OW] and tmp: [OC, B*OH*OW] are scratch (col keeps im2col(x) for
+ * backward). */
+void conv2d_forward(backend_t *be, float *y, float *col, float *tmp, const float *x,
+                    const float *w, int OC, const conv_geom *g);
+/* dw += dy (x) col, dx += conv^T(dy) (dx may be NULL: no input gradient); col is the
+ * forward's, tmp [OC, B*OH*OW] and dcol [C*KH*KW, B*OH*OW] scratch */
+void conv2d_backward(backend_t *be, float *dx, float *dw, float *tmp, float *dcol,
+                     const float *dy, const float *col, const float *w, int OC,
+                     const conv_geom *g);
 
 /* Convenience: allocate n floats on the backend (zeroed). */
 float *backend_alloc_floats(backend_t *be, size_t n);

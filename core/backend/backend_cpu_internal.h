@@ -181,6 +181,23 @@ void cpu_gated_add_forward(backend_t *be, float *y, const float *x, const float 
 void cpu_gated_add_backward(backend_t *be, float *dx, float *dgate, float *dh, const float *dy,
                             const float *gate, const float *h, int ld, int B, int N, int C);
 
+/* backend_cpu_conv.c */
+void cpu_im2col(backend_t *be, float *col, const float *x, const conv_geom *g);
+void cpu_col2im(backend_t *be, float *dx, const float *col, const conv_geom *g);
+void cpu_maxpool2_forward(backend_t *be, float *y, const float *x, int planes, int H, int W);
+void cpu_maxpool2_backward(backend_t *be, float *dx, const float *dy, const float *x,
+                           int planes, int H, int W);
+
+/* backend_cpu_norm2d.c */
+void cpu_batchnorm_forward(backend_t *be, float *y, float *mean, float *rstd, float *run_mean,
+                           float *run_var, const float *x, const float *g, const float *b,
+                           int B, int C, int HW, int train, float momentum);
+void cpu_batchnorm_backward(backend_t *be, float *dx, float *dg, float *db, const float *dy,
+                            const float *x, const float *g, const float *mean,
+                            const float *rstd, int B, int C, int HW, int train);
+void cpu_avgpool_forward(backend_t *be, float *y, const float *x, int rows, int HW);
+void cpu_avgpool_backward(backend_t *be, float *dx, const float *dy, int rows, int HW);
+
 /* backend_cpu_loss.c */
 void cpu_sumsq(backend_t *be, float *out, const float *x, size_t n);
 void cpu_mse(backend_t *be, float *out, float *dpred, const float *pred, const float *target,

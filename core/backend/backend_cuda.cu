@@ -1491,6 +1491,266 @@ static void cu_rand_normal(backend_t *be, float *x, size_t n, uint64_t seed, uin
 /* creation                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* convolution layout, pooling, batch norm (NCHW)                           */
+/* ------------------------------------------------------------------------ */
+
+#define CU_BN_EPS 1e-5
+
+// col: [C*KH*KW, B*OH*OW] from x: [B, C, H, W], one thread per col entry
+static __global__ void k_im2col(float *col, const float *x, conv_geom g, size_t total)
+{
+    const size_t n = (size_t)g.B * g.OH * g.OW;
+    for (size_t t = d_gid(); t < total; t += d_gstride()) {
+        size_t r = t / n, q = t % n;
+        int j = (int)(r % g.KW), i = (int)(r / g.KW % g.KH), c = (int)(r / g.KW / g.KH);
+        int ow = (int)(q % g.OW), oh = (int)(q / g.OW % g.OH), b = (int)(q / g.OW / g.OH);
+        int ih = oh * g.stride - g.pad + i, iw = ow * g.stride - g.pad + j;
+        col[t] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
+                     ? x[(((size_t)b * g.C + c) * g.H + ih) * g.W + iw]
+                     : 0.0f;
+    }
+}
+
+// dx: [B, C, H, W] += col entries, one thread per dx element (a gather: no atomics)
+static __global__ void k_col2im(float *dx, const float *col, conv_geom g, size_t total)
+{
+    const size_t n = (size_t)g.B * g.OH * g.OW;
+    for (size_t t = d_gid(); t < total; t += d_gstride()) {
+        int w = (int)(t % g.W), h = (int)(t / g.W % g.H);
+        int c = (int)(t / g.W / g.H % g.C), b = (int)(t / g.W / g.H / g.C);
+        float s = 0.0f;
+        for (int i = 0; i < g.KH; i++) {
+            int oh_s = h + g.pad - i;
+            if (oh_s < 0 || oh_s % g.stride)
+                continue;
+            int oh = oh_s / g.stride;
+            if (oh >= g.OH)
+                continue;
+            for (int j = 0; j < g.KW; j++) {
+                int ow_s = w + g.pad - j;
+                if (ow_s < 0 || ow_s % g.stride)
+                    continue;
+                int ow = ow_s / g.stride;
+                if (ow >= g.OW)
+                    continue;
+                size_t r = ((size_t)c * g.KH + i) * g.KW + j;
+                s += col[r * n + ((size_t)b * g.OH + oh) * g.OW + ow];
+            }
+        }
+        dx[t] += s;
+    }
+}
+
+static void cu_im2col(backend_t *be, float *col, const float *x, const conv_geom *g)
+{
+    size_t total = (size_t)g->C * g->KH * g->KW * g->B * g->OH * g->OW;
+    CU_ELEMWISE(cu_st(be), "im2col", total, k_im2col, col, x, *g, total);
+}
+static void cu_col2im(backend_t *be, float *dx, const float *col, const conv_geom *g)
+{
+    size_t total = (size_t)g->B * g->C * g->H * g->W;
+    CU_ELEMWISE(cu_st(be), "col2im", total, k_col2im, dx, col, *g, total);
+}
+
+// offset in a plane of window (oh, ow)'s first maximum (rows, then columns)
+static __device__ __forceinline__ size_t d_pool_argmax(const float *p, int W, int oh, int ow)
+{
+    size_t best = (size_t)(2 * oh) * W + 2 * ow;
+    size_t cand[3] = {best + 1, best + W, best + W + 1};
+    for (int k = 0; k < 3; k++)
+        if (p[cand[k]] > p[best] || isnan(p[cand[k]]))
+            best = cand[k];
+    return best;
+}
+
+static __global__ void k_maxpool_fwd(float *y, const float *x, int H, int W, size_t total)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (size_t t = d_gid(); t < total; t += d_gstride()) {
+        size_t pl = t / ((size_t)OH * OW);
+        int ow = (int)(t % OW), oh = (int)(t / OW % OH);
+        const float *p = x + pl * H * W;
+        y[t] = p[d_pool_argmax(p, W, oh, ow)];
+    }
+}
+
+// one thread per input plane element: windows do not overlap, so each dx gets at most one dy
+static __global__ void k_maxpool_bwd(float *dx, const float *dy, const float *x, int H, int W,
+                                     size_t total)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (size_t t = d_gid(); t < total; t += d_gstride()) {
+        size_t pl = t / ((size_t)OH * OW);
+        int ow = (int)(t % OW), oh = (int)(t / OW % OH);
+        const float *p = x + pl * H * W;
+        dx[pl * H * W + d_pool_argmax(p, W, oh, ow)] += dy[t];
+    }
+}
+
+static void cu_maxpool2_forward(backend_t *be, float *y, const float *x, int planes, int H, int W)
+{
+    size_t total = (size_t)planes * (H / 2) * (W / 2);
+    CU_ELEMWISE(cu_st(be), "maxpool2_forward", total, k_maxpool_fwd, y, x, H, W, total);
+}
+static void cu_maxpool2_backward(backend_t *be, float *dx, const float *dy, const float *x,
+                                 int planes, int H, int W)
+{
+    size_t total = (size_t)planes * (H / 2) * (W / 2);
+    CU_ELEMWISE(cu_st(be), "maxpool2_backward", total, k_maxpool_bwd, dx, dy, x, H, W, total);
+}
+
+// block sum of two doubles over CU_BLOCK threads (result in sm[0], sm2[0])
+static __device__ void d_block_sum2(double *sm, double *sm2)
+{
+    __syncthreads();
+    for (int s = CU_BLOCK / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
+            sm[threadIdx.x] += sm[threadIdx.x + s];
+            sm2[threadIdx.x] += sm2[threadIdx.x + s];
+        }
+        __syncthreads();
+    }
+}
+
+// one block per channel; x, y: [B, C, HW]
+static __global__ void k_bn_fwd(float *y, float *mean, float *rstd, float *rm, float *rv,
+                                const float *x, const float *g, const float *b, int B, int C,
+                                int HW, int train, float momentum)
+{
+    __shared__ double sm[CU_BLOCK], sm2[CU_BLOCK];
+    const int c = blockIdx.x;
+    const size_t n = (size_t)B * HW;
+    double m, var;
+    if (train) {
+        double s = 0.0;
+        for (size_t k = threadIdx.x; k < n; k += CU_BLOCK)
+            s += x[((k / HW) * C + c) * HW + k % HW];
+        sm[threadIdx.x] = s;
+        sm2[threadIdx.x] = 0.0;
+        d_block_sum2(sm, sm2);
+        m = sm[0] / (double)n;
+        __syncthreads();
+        double q = 0.0;
+        for (size_t k = threadIdx.x; k < n; k += CU_BLOCK) {
+            double d = x[((k / HW) * C + c) * HW + k % HW] - m;
+            q += d * d;
+        }
+        sm[threadIdx.x] = q;
+        d_block_sum2(sm, sm2);
+        var = sm[0] / (double)n;
+    } else {
+        m = rm[c];
+        var = rv[c];
+    }
+    const float mf = (float)m, s = (float)(1.0 / sqrt(var + CU_BN_EPS));
+    const float gg = g ? g[c] : 1.0f, bb = b ? b[c] : 0.0f;
+    for (size_t k = threadIdx.x; k < n; k += CU_BLOCK) {
+        size_t i = ((k / HW) * C + c) * HW + k % HW;
+        y[i] = (x[i] - mf) * s * gg + bb;
+    }
+    if (threadIdx.x == 0) {
+        mean[c] = mf;
+        rstd[c] = s;
+        if (train && rm && rv) {
+            double unb = n > 1 ? var * (double)n / (double)(n - 1) : var;
+            rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * m);
+            rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * unb);
+        }
+    }
+}
+
+static __global__ void k_bn_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+                                const float *g, const float *mean, const float *rstd, int B,
+                                int C, int HW, int train)
+{
+    __shared__ double sm[CU_BLOCK], sm2[CU_BLOCK];
+    const int c = blockIdx.x;
+    const size_t n = (size_t)B * HW;
+    const float m = mean[c], s = rstd[c], gg = g ? g[c] : 1.0f;
+    double a = 0.0, q = 0.0;
+    for (size_t k = threadIdx.x; k < n; k += CU_BLOCK) {
+        size_t i = ((k / HW) * C + c) * HW + k % HW;
+        a += dy[i];
+        q += dy[i] * ((x[i] - m) * s);
+    }
+    sm[threadIdx.x] = a;
+    sm2[threadIdx.x] = q;
+    d_block_sum2(sm, sm2);
+    const double sdy = sm[0], sdyx = sm2[0];
+    if (threadIdx.x == 0) {
+        if (dg)
+            dg[c] += (float)sdyx;
+        if (db)
+            db[c] += (float)sdy;
+    }
+    if (!dx)
+        return;
+    const float k1 = train ? (float)(sdy / (double)n) : 0.0f;
+    const float k2 = train ? (float)(sdyx / (double)n) : 0.0f;
+    for (size_t k = threadIdx.x; k < n; k += CU_BLOCK) {
+        size_t i = ((k / HW) * C + c) * HW + k % HW;
+        float xh = (x[i] - m) * s;
+        dx[i] += gg * s * (dy[i] - k1 - xh * k2);
+    }
+}
+
+static void cu_batchnorm_forward(backend_t *be, float *y, float *mean, float *rstd,
+                                 float *run_mean, float *run_var, const float *x, const float *g,
+                                 const float *b, int B, int C, int HW, int train, float momentum)
+{
+    cu_state *st = cu_st(be);
+    if (B <= 0 || C <= 0 || HW <= 0 || cu_enter(st))
+        return;
+    k_bn_fwd<<<(unsigned)C, CU_BLOCK, 0, st->stream>>>(y, mean, rstd, run_mean, run_var, x, g, b,
+                                                        B, C, HW, train, momentum);
+    cu_check_launch(st, "batchnorm_forward");
+}
+
+static void cu_batchnorm_backward(backend_t *be, float *dx, float *dg, float *db,
+                                  const float *dy, const float *x, const float *g,
+                                  const float *mean, const float *rstd, int B, int C, int HW,
+                                  int train)
+{
+    cu_state *st = cu_st(be);
+    if (B <= 0 || C <= 0 || HW <= 0 || cu_enter(st))
+        return;
+    k_bn_bwd<<<(unsigned)C, CU_BLOCK, 0, st->stream>>>(dx, dg, db, dy, x, g, mean, rstd, B, C,
+                                                        HW, train);
+    cu_check_launch(st, "batchnorm_backward");
+}
+
+// one thread per row (HW is small after the pools)
+static __global__ void k_avgpool_fwd(float *y, const float *x, int rows, int HW)
+{
+    for (size_t r = d_gid(); r < (size_t)rows; r += d_gstride()) {
+        double s = 0.0;
+        for (int i = 0; i < HW; i++)
+            s += x[r * HW + i];
+        y[r] = (float)(s / (double)HW);
+    }
+}
+
+static __global__ void k_avgpool_bwd(float *dx, const float *dy, int HW, size_t total)
+{
+    const float inv = 1.0f / (float)HW;
+    for (size_t t = d_gid(); t < total; t += d_gstride())
+        dx[t] += dy[t / HW] * inv;
+}
+
+static void cu_avgpool_forward(backend_t *be, float *y, const float *x, int rows, int HW)
+{
+    if (HW <= 0)
+        return;
+    CU_ELEMWISE(cu_st(be), "avgpool_forward", (size_t)(rows > 0 ? rows : 0), k_avgpool_fwd, y, x,
+                rows, HW);
+}
+static void cu_avgpool_backward(backend_t *be, float *dx, const float *dy, int rows, int HW)
+{
+    size_t total = rows > 0 && HW > 0 ? (size_t)rows * HW : 0;
+    CU_ELEMWISE(cu_st(be), "avgpool_backward", total, k_avgpool_bwd, dx, dy, HW, total);
+}
+
 static void cu_state_release(cu_state *st)
 {
     if (st->scratch)
@@ -1560,6 +1820,14 @@ static void cu_fill_ops(backend_ops *o)
     o->modulate_backward = cu_modulate_backward;
     o->gated_add_forward = cu_gated_add_forward;
     o->gated_add_backward = cu_gated_add_backward;
+    o->im2col = cu_im2col;
+    o->col2im = cu_col2im;
+    o->maxpool2_forward = cu_maxpool2_forward;
+    o->maxpool2_backward = cu_maxpool2_backward;
+    o->batchnorm_forward = cu_batchnorm_forward;
+    o->batchnorm_backward = cu_batchnorm_backward;
+    o->avgpool_forward = cu_avgpool_forward;
+    o->avgpool_backward = cu_avgpool_backward;
     o->sumsq = cu_sumsq;
     o->mse = cu_mse;
     o->cross_entropy = cu_cross_entropy;

@@ -63,6 +63,9 @@ int gen_bundle_save(const generator *g, const char *path, int use_ema, d2_error 
         (rc = st_writer_add_f32(&w, "stats.f_mean", 1, sF, g->f_mean, err)) ||
         (rc = st_writer_add_f32(&w, "stats.f_std", 1, sF, g->f_std, err)))
         goto out;
+    if (g->fmap.cnn && /* the backbone stays in its file: the bundle records which one */
+        (rc = st_writer_meta(&w, "backbone_sha256", feature_map_cnn_sha256(&g->fmap), err)))
+        goto out;
     if (g->fmap.W) {
         int64_t sW[2] = {g->fmap.out_dim, g->fmap.in_dim}, sM[1] = {g->fmap.in_dim};
         if ((rc = st_writer_add_f32(&w, "fmap.W", 2, sW, g->fmap.W, err)) ||
@@ -159,10 +162,31 @@ static int load_stats(generator *g, const st_file *f, d2_error *err)
     return 0;
 }
 
-/* fmap.W and fmap.mean, or the identity when input_dim == feature_dim. */
+/* the spec's cnn:FILE, which must be the backbone the bundle was trained with */
+static int load_cnn_map(generator *g, const st_file *f, const char *path, d2_error *err)
+{
+    const gen_config *c = &g->cfg;
+    const char *want = st_meta(f, "backbone_sha256");
+    int rc = feature_map_load_cnn(&g->fmap, g->spec.cnn_path, err);
+    if (rc)
+        return d2_wrap(err, "%s", path);
+    if (!want || strcmp(want, feature_map_cnn_sha256(&g->fmap)))
+        return d2_fail(err, D2_EFORMAT, "%s: cnn:%s (sha256 %.12s...) is not the backbone it "
+                       "was trained with (%.12s...)", path, g->spec.cnn_path,
+                       feature_map_cnn_sha256(&g->fmap), want ? want : "none recorded");
+    if (g->fmap.in_dim != c->input_dim || g->fmap.out_dim != c->feat_dim)
+        return d2_fail(err, D2_EFORMAT, "%s: cnn:%s maps %d -> %d values; the bundle expects "
+                       "%d -> %d", path, g->spec.cnn_path, g->fmap.in_dim, g->fmap.out_dim,
+                       c->input_dim, c->feat_dim);
+    return 0;
+}
+
+/* fmap.W and fmap.mean, the spec's backbone, or the identity when input_dim == feature_dim. */
 static int load_feature_map(generator *g, const st_file *f, const char *path, d2_error *err)
 {
     const gen_config *c = &g->cfg;
+    if (g->spec.has_cnn)
+        return load_cnn_map(g, f, path, err);
     const st_tensor *W = st_find(f, "fmap.W");
     if (!W) {
         if (c->input_dim != c->feat_dim)

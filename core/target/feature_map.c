@@ -7,6 +7,11 @@
 
 #include "target.h"
 
+/* feature_map_cnn.c */
+void feature_map_cnn_release(feature_map *f);
+int feature_map_cnn_apply(const struct fm_cnn *c, const dataset *in, dataset *out,
+                          d2_error *err);
+
 #define APPLY_CHUNK 1024
 
 int feature_map_identity(feature_map *f, int dim, d2_error *err)
@@ -24,12 +29,23 @@ void feature_map_free(feature_map *f)
         return;
     free(f->W);
     free(f->mean);
+    feature_map_cnn_release(f);
     memset(f, 0, sizeof *f);
 }
 
 int feature_map_copy(feature_map *dst, const feature_map *src, d2_error *err)
 {
     memset(dst, 0, sizeof *dst);
+    if (src->cnn) { /* load the backbone again; it must still be the same file */
+        int rc = feature_map_load_cnn(dst, feature_map_cnn_path(src), err);
+        if (!rc && strcmp(feature_map_cnn_sha256(dst), feature_map_cnn_sha256(src))) {
+            feature_map_free(dst);
+            return d2_fail(err, D2_EINVAL, "cnn:%s changed on disk (sha256 %.12s..., was "
+                           "%.12s...)", feature_map_cnn_path(src), feature_map_cnn_sha256(dst),
+                           feature_map_cnn_sha256(src));
+        }
+        return rc;
+    }
     dst->in_dim = src->in_dim;
     dst->out_dim = src->out_dim;
     if (!src->W)
@@ -55,6 +71,7 @@ int feature_map_upload(feature_map_dev *d, const feature_map *f, backend_t *be, 
     d->be = be;
     d->in_dim = f->in_dim;
     d->out_dim = f->out_dim;
+    d->cnn = f->cnn;
     if (!f->W)
         return 0;
     const size_t nw = (size_t)f->out_dim * f->in_dim, D = (size_t)f->in_dim;
@@ -117,6 +134,8 @@ int feature_map_apply_dev(const feature_map_dev *d, backend_t *be, const dataset
     if (in->dim != d->in_dim)
         return d2_fail(err, D2_EINVAL, "feature map: input has %d features, the map expects %d",
                        in->dim, d->in_dim);
+    if (d->cnn)
+        return feature_map_cnn_apply(d->cnn, in, out, err);
     int rc = dataset_alloc(out, in->n, d->out_dim, err);
     if (rc)
         return rc;

@@ -5,6 +5,8 @@
  *   "linear 64->10"             identity feature map
  *   "mlp 784-64-10 relu"        Linear(784,64), ReLU, Linear(64,10)
  *   "pca:64 | mlp 64-32-5 relu"
+ *   "cnn:BACKBONE.safetensors | linear 64->5"   a backbone from `d2nwg backbone train` as the
+ *                               frozen feature map (no spaces in the path)
  * Tensor names follow PyTorch nn.Sequential's state_dict, with the frozen
  * feature map (when present) as module 0: for "pca:128 | linear 128->5" the
  * file holds 0.weight [128,784], 0.bias [128], 1.weight [5,128], 1.bias [5], so
@@ -38,6 +40,9 @@ typedef struct target_spec {
     char text[256];
     int has_pca;         /* frozen feature map present */
     int pca_dim;         /* its output size (0 without) */
+    int has_cnn;         /* "cnn:FILE": a backbone file is the frozen feature map (module 0
+                          * is then the backbone's nn.Sequential; has_pca stays 0) */
+    char cnn_path[200];
     int nlayers;
     target_layer layers[TARGET_MAX_LAYERS];
     int feat_dim;        /* input of the generated layers */
@@ -47,12 +52,29 @@ typedef struct target_spec {
 
 int target_spec_parse(target_spec *s, const char *text, d2_error *err);
 
-/* Feature map: y = W (x - mean); identity when W == NULL. */
+/* Feature map: y = W (x - mean); identity when W == NULL and cnn == NULL; or, with cnn,
+ * a convolutional backbone's features (feature_map_cnn.c: `cnn:FILE`). */
+struct fm_cnn;
 typedef struct feature_map {
     int in_dim, out_dim;
     float *W;    /* [out_dim, in_dim] or NULL */
     float *mean; /* [in_dim] or NULL */
+    struct fm_cnn *cnn; /* the backbone, or NULL */
 } feature_map;
+
+/* The feature map of a backbone file written by `d2nwg backbone train`: rows of in_ch*H*W
+ * pixels -> the ch global-average-pooled features of its last block (eval mode: running
+ * batch-norm statistics; the classifier is not used). Runs on a CPU backend of its own. */
+int feature_map_load_cnn(feature_map *f, const char *path, d2_error *err);
+/* The backbone file's sha256 (hex) and path, or NULL for a map without a backbone. */
+const char *feature_map_cnn_sha256(const feature_map *f);
+const char *feature_map_cnn_path(const feature_map *f);
+/* The backbone's tensors with "<prefix>" before each name (PyTorch state_dict of
+ * a module nested at that prefix), and its torch.nn expression without the classifier. */
+struct st_writer;
+int feature_map_cnn_write(const feature_map *f, const char *prefix, struct st_writer *w,
+                          d2_error *err);
+int feature_map_cnn_arch(const feature_map *f, char *buf, size_t len, d2_error *err);
 
 /* PCA by the top-k eigenvectors of the covariance (deterministic sign: the
  * largest-magnitude entry of each component is positive). */
@@ -69,6 +91,7 @@ typedef struct feature_map_dev {
     backend_t *be;
     int in_dim, out_dim;
     float *W, *neg_mean;
+    const struct fm_cnn *cnn; /* borrowed from the feature_map: runs on its own backend */
 } feature_map_dev;
 int feature_map_upload(feature_map_dev *d, const feature_map *f, backend_t *be, d2_error *err);
 void feature_map_dev_free(feature_map_dev *d);

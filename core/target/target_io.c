@@ -24,12 +24,57 @@ static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim)
         snprintf(buf + used, n - used, "]");
 }
 
+/* "Sequential(<backbone>, <head modules>)": the torch.nn expression of a cnn network */
+static int cnn_arch(const target_spec *s, const feature_map *f, char *buf, size_t len,
+                    d2_error *err)
+{
+    char bb[2048];
+    int rc = feature_map_cnn_arch(f, bb, sizeof bb, err);
+    if (rc)
+        return rc;
+    size_t used = (size_t)snprintf(buf, len, "Sequential(%s", bb);
+    static const char *const act[] = {[TL_RELU] = "ReLU()", [TL_TANH] = "Tanh()",
+                                      [TL_GELU] = "GELU()", [TL_SILU] = "SiLU()"};
+    for (int l = 0; l < s->nlayers && used < len; l++) {
+        const target_layer *L = &s->layers[l];
+        if (L->kind == TL_LINEAR)
+            used += (size_t)snprintf(buf + used, len - used, ", Linear(%d, %d)", L->in, L->out);
+        else
+            used += (size_t)snprintf(buf + used, len - used, ", %s", act[L->kind]);
+    }
+    if (used < len)
+        used += (size_t)snprintf(buf + used, len - used, ")");
+    if (used >= len)
+        return d2_fail(err, D2_ERANGE, "target: architecture string too long");
+    return 0;
+}
+
+/* module 0 = the backbone (its tensors under "0."), the architecture and its sha256 */
+static int write_cnn(const target_spec *s, const feature_map *f, struct st_writer *w,
+                     d2_error *err)
+{
+    if (!f || !f->cnn || f->out_dim != s->feat_dim)
+        return d2_fail(err, D2_EINVAL, "target_write_tensors: the spec '%s' needs its backbone "
+                       "with %d features", s->text, s->feat_dim);
+    char arch[4096];
+    int rc = cnn_arch(s, f, arch, sizeof arch, err);
+    if (!rc)
+        rc = feature_map_cnn_write(f, "0.", w, err);
+    if (!rc)
+        rc = st_writer_meta(w, "architecture", arch, err);
+    if (!rc)
+        rc = st_writer_meta(w, "d2nwg.backbone_sha256", feature_map_cnn_sha256(f), err);
+    return rc;
+}
+
 int target_write_tensors(const target_spec *s, const feature_map *f, const float *theta,
                          struct st_writer *w, d2_error *err)
 {
     if (!s || !theta || !w)
         return d2_fail(err, D2_EINVAL, "target_write_tensors: bad arguments");
     int rc;
+    if (s->has_cnn && (rc = write_cnn(s, f, w, err)))
+        return rc;
     if (s->has_pca) {
         if (!f || !f->W || f->out_dim != s->pca_dim)
             return d2_fail(err, D2_EINVAL, "target_write_tensors: the spec '%s' needs a %d-output "
@@ -105,6 +150,8 @@ static int spec_has_tensor(const target_spec *s, const char *name)
 {
     char buf[32];
     if (s->has_pca && (!strcmp(name, "0.weight") || !strcmp(name, "0.bias")))
+        return 1;
+    if (s->has_cnn && !strncmp(name, "0.", 2))
         return 1;
     for (int l = 0; l < s->nlayers; l++) {
         if (s->layers[l].kind != TL_LINEAR)
@@ -192,10 +239,32 @@ static int spd_solve(double *G, double *b, int k)
     return 0;
 }
 
+/* the spec's backbone file, which must be the one the checkpoint was made with */
+static int read_cnn(const target_spec *s, const struct st_file *f, feature_map *fm,
+                    d2_error *err)
+{
+    int rc = feature_map_load_cnn(fm, s->cnn_path, err);
+    if (rc)
+        return rc;
+    const char *want = st_meta(f, "d2nwg.backbone_sha256");
+    if (want && strcmp(want, feature_map_cnn_sha256(fm)))
+        rc = d2_fail(err, D2_EINVAL, "cnn:%s is not the backbone this checkpoint was made with "
+                     "(sha256 %.12s..., the checkpoint records %.12s...)", s->cnn_path,
+                     feature_map_cnn_sha256(fm), want);
+    else if (fm->out_dim != s->feat_dim)
+        rc = d2_fail(err, D2_EINVAL, "cnn:%s gives %d features; the spec's head takes %d",
+                     s->cnn_path, fm->out_dim, s->feat_dim);
+    if (rc)
+        feature_map_free(fm);
+    return rc;
+}
+
 int target_read_feature_map(const target_spec *s, const struct st_file *f, feature_map *fm,
                             d2_error *err)
 {
     memset(fm, 0, sizeof *fm);
+    if (s->has_cnn)
+        return read_cnn(s, f, fm, err);
     if (!s->has_pca)
         return feature_map_identity(fm, s->feat_dim, err);
     const st_tensor *t = st_find(f, "0.weight");

@@ -215,6 +215,17 @@ static int parse_layer(spec_ctx *c, int li, char *layer)
         snprintf(canon, sizeof canon, "pca:%d", k);
         return canon_append(c, canon);
     }
+    if (!strncmp(w[0], "cnn:", 4)) {
+        if (li != 0)
+            return spec_bad(c, li, copy, "%s", "the cnn feature map must be the first layer");
+        if (nw != 1 || !w[0][4] || strlen(w[0] + 4) >= sizeof c->s->cnn_path)
+            return spec_bad(c, li, copy, "%s", "expected 'cnn:FILE' (a path without spaces, "
+                                               "under 200 characters)");
+        c->s->has_cnn = 1;
+        snprintf(c->s->cnn_path, sizeof c->s->cnn_path, "%s", w[0] + 4);
+        c->module = 1;
+        return canon_append(c, w[0]);
+    }
     if (!strcmp(w[0], "linear"))
         return parse_linear(c, li, copy, w, nw);
     if (!strcmp(w[0], "mlp"))
@@ -225,7 +236,7 @@ static int parse_layer(spec_ctx *c, int li, char *layer)
         int rc = add_layer(c, li, copy, act, 0, 0);
         return rc ? rc : canon_append(c, act_name(act));
     }
-    return spec_bad(c, li, copy, "unknown layer '%s' (expected pca:K, linear IN->OUT, "
+    return spec_bad(c, li, copy, "unknown layer '%s' (expected pca:K, cnn:FILE, linear IN->OUT, "
                                  "mlp A-B-..., relu, tanh, gelu or silu)", w[0]);
 }
 

@@ -27,11 +27,15 @@ zoo_build_cfg zoo_build_defaults(void)
     return c;
 }
 
-/* "pca:K" -> K, "identity" -> 0; -1 when malformed. */
+#define FEATURE_CNN (-2)
+
+/* "pca:K" -> K, "identity" -> 0, "cnn:FILE" -> FEATURE_CNN; -1 when malformed. */
 static int parse_feature(const char *s)
 {
     if (!strcmp(s, "identity"))
         return 0;
+    if (!strncmp(s, "cnn:", 4))
+        return s[4] && !strchr(s, ' ') && strlen(s + 4) < 200 ? FEATURE_CNN : -1;
     if (strncmp(s, "pca:", 4) || !s[4])
         return -1;
     long k = 0;
@@ -49,8 +53,9 @@ static int check_cfg(const zoo_build_cfg *cfg, d2_error *err)
         return d2_fail(err, D2_EINVAL, "zoo build: no source");
     if (strlen(cfg->source) >= sizeof(((zoo *)0)->source))
         return d2_fail(err, D2_EINVAL, "zoo build: source name too long");
-    if (!cfg->feature || parse_feature(cfg->feature) < 0)
-        return d2_fail(err, D2_EINVAL, "zoo build: feature '%s' (expected pca:K or identity)",
+    if (!cfg->feature || parse_feature(cfg->feature) == -1)
+        return d2_fail(err, D2_EINVAL, "zoo build: feature '%s' (expected pca:K, cnn:FILE or "
+                       "identity)",
                        cfg->feature ? cfg->feature : "");
     if (cfg->way < 2 || cfg->way > D2_MAX_WAY)
         return d2_fail(err, D2_EINVAL, "zoo build: way %d outside 2..%d", cfg->way, D2_MAX_WAY);
@@ -122,6 +127,18 @@ static int map_split(zoo *z, const dataset *raw, dataset *feat, class_index *ci,
     return 0;
 }
 
+/* the backbone of cnn:PATH as the zoo's feature map; it must take the source's rows */
+static int load_cnn(zoo *z, const char *path, int D, d2_error *err)
+{
+    int rc = feature_map_load_cnn(&z->fmap, path, err);
+    if (rc)
+        return d2_wrap(err, "zoo build");
+    if (z->fmap.in_dim != D)
+        return d2_fail(err, D2_EINVAL, "zoo build: cnn:%s takes %d values per row; the source "
+                       "has %d", path, z->fmap.in_dim, D);
+    return 0;
+}
+
 int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
 {
     memset(z, 0, sizeof *z);
@@ -154,8 +171,13 @@ int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
     z->seed = cfg->seed;
     z->train = cfg->train;
     z->train.seed = 0; /* per entry, derived */
-    char spec[128];
-    if (k > 0)
+    char spec[300];
+    if (k == FEATURE_CNN && (rc = load_cnn(z, cfg->feature + 4, D, err)))
+        goto fail;
+    if (k == FEATURE_CNN)
+        snprintf(spec, sizeof spec, "%s | linear %d->%d", cfg->feature, z->fmap.out_dim,
+                 cfg->way);
+    else if (k > 0)
         snprintf(spec, sizeof spec, "pca:%d | linear %d->%d", k, k, cfg->way);
     else
         snprintf(spec, sizeof spec, "linear %d->%d", D, cfg->way);
@@ -163,7 +185,7 @@ int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
         goto fail;
     z->P = (int)z->spec.numel;
     rc = k > 0 ? feature_map_fit_pca(&z->fmap, &src.train, k, err)
-               : feature_map_identity(&z->fmap, D, err);
+         : k == 0 ? feature_map_identity(&z->fmap, D, err) : 0;
     if (rc)
         goto fail;
     if ((rc = map_split(z, &src.train, &z->train_feat, &z->train_ci, z->train_fp, "train", err)) ||

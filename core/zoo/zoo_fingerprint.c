@@ -64,6 +64,8 @@ void zoo_fingerprint(const zoo *z, char hex[65])
     put_u32(&c, (uint32_t)z->fmap.in_dim);
     put_u32(&c, (uint32_t)z->fmap.out_dim);
     put_u32(&c, z->fmap.W ? 1u : 0u);
+    if (feature_map_cnn_sha256(&z->fmap)) /* a backbone: its file's sha256 */
+        put_str(&c, feature_map_cnn_sha256(&z->fmap));
     if (z->fmap.W) {
         sha256_update(&c, z->fmap.W, sizeof(float) * (size_t)z->fmap.out_dim * z->fmap.in_dim);
         sha256_update(&c, z->fmap.mean, sizeof(float) * (size_t)z->fmap.in_dim);

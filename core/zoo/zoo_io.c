@@ -144,6 +144,13 @@ static int load_st(const char *dir, const char *name, const char *sha, st_file *
 
 static int load_fmap(zoo *z, const char *dir, const zoo_files *files, d2_error *err)
 {
+    if (z->spec.has_cnn) { /* the fingerprint (its sha256) checks it is the same file */
+        int rc = feature_map_load_cnn(&z->fmap, z->spec.cnn_path, err);
+        if (!rc && z->fmap.in_dim != files->input_dim)
+            rc = d2_fail(err, D2_EFORMAT, "%s: cnn:%s takes %d values per row, the zoo's input "
+                         "has %d", dir, z->spec.cnn_path, z->fmap.in_dim, files->input_dim);
+        return rc;
+    }
     if (!files->has_fmap)
         return feature_map_identity(&z->fmap, files->input_dim, err);
     st_file f;

@@ -129,8 +129,10 @@ int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_er
     json_t *root = json_object();
     if (!root)
         return d2_fail(err, D2_ENOMEM, "manifest: out of memory");
-    char feature[32];
-    if (z->spec.has_pca)
+    char feature[256];
+    if (z->spec.has_cnn)
+        snprintf(feature, sizeof feature, "cnn:%s", z->spec.cnn_path);
+    else if (z->spec.has_pca)
         snprintf(feature, sizeof feature, "pca:%d", z->spec.pca_dim);
     else
         snprintf(feature, sizeof feature, "identity");
@@ -396,7 +398,7 @@ static int decode_header(mctx *m, zoo *z, zoo_files *files, json_t *root)
         return bad(m, "params", "does not match the spec's parameter count");
     if (z->way > z->spec.out_dim)
         return bad(m, "way", "exceeds the spec's outputs");
-    if (!z->spec.has_pca && files->input_dim != z->spec.feat_dim)
+    if (!z->spec.has_pca && !z->spec.has_cnn && files->input_dim != z->spec.feat_dim)
         return bad(m, "input_dim", "does not match the spec's input size");
     json_t *tr = json_object_get(root, "train");
     if (!json_is_object(tr))

@@ -478,6 +478,113 @@ static void test_reshapes(void **state)
     }
 }
 
+static void test_conv_ops(void **state)
+{
+    bo_ctx *x = *state;
+    const int cases[][8] = {/* B, C, H, W, K, stride, pad, OC */
+                            {4, 1, 28, 28, 3, 1, 1, 64}, {8, 64, 14, 14, 3, 1, 1, 64},
+                            {3, 5, 9, 7, 3, 2, 1, 6}, {2, 3, 8, 8, 5, 2, 2, 4}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int *c = cases[k];
+        conv_geom g;
+        d2_error err = {0};
+        assert_int_equal(conv_geom_make(&g, c[0], c[1], c[2], c[3], c[4], c[5], c[6], &err), 0);
+        const int OC = c[7];
+        size_t nx = (size_t)g.B * g.C * g.H * g.W, ckk = (size_t)g.C * g.KH * g.KW;
+        size_t n = (size_t)g.B * g.OH * g.OW;
+        bo_buf in = bo_new(x, nx, 1.0f), col = bo_new(x, ckk * n, 0.0f);
+        bo_buf dx = bo_new(x, nx, 1.0f), w = bo_new(x, (size_t)OC * ckk, 0.3f);
+        bo_buf dw = bo_new(x, (size_t)OC * ckk, 1.0f), y = bo_new(x, (size_t)OC * n, 0.0f);
+        bo_buf tmp = bo_new(x, (size_t)OC * n, 0.0f), dcol = bo_new(x, ckk * n, 0.0f);
+        bo_buf dy = bo_new(x, (size_t)OC * n, 1.0f);
+        char what[96];
+        RUN(x, im2col, D(col), D(in), &g);
+        snprintf(what, sizeof what, "im2col [%d,%d,%d,%d] k%d s%d p%d", g.B, g.C, g.H, g.W,
+                 g.KH, g.stride, g.pad);
+        bo_expect(x, what, &col, 0.0);
+        RUN(x, col2im, D(dx), D(col), &g);
+        bo_expect(x, "  col2im (+=)", &dx, BO_TOL);
+        for (int side = 0; side < 2; side++) {
+            backend_t *be = side ? x->gpu : x->cpu;
+            conv2d_forward(be, D(y), D(col), D(tmp), D(in), D(w), OC, &g);
+            conv2d_backward(be, D(dx), D(dw), D(tmp), D(dcol), D(dy), D(col), D(w), OC, &g);
+        }
+        snprintf(what, sizeof what, "  conv2d_forward OC=%d", OC);
+        bo_expect(x, what, &y, BO_TOL);
+        bo_expect(x, "  conv2d_backward dx (+=)", &dx, BO_TOL);
+        bo_expect(x, "  conv2d_backward dw (+=)", &dw, BO_TOL);
+        bo_buf *all[] = {&in, &col, &dx, &w, &dw, &y, &tmp, &dcol, &dy};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            bo_del(x, all[i]);
+    }
+}
+
+static void test_pool_ops(void **state)
+{
+    bo_ctx *x = *state;
+    const int shapes[][3] = {{256, 28, 28}, {64 * 8, 7, 7}, {5, 3, 2}, {33, 9, 5}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int P = shapes[s][0], H = shapes[s][1], W = shapes[s][2];
+        size_t nx = (size_t)P * H * W, ny = (size_t)P * (H / 2) * (W / 2);
+        bo_buf in = bo_new(x, nx, 1.0f), y = bo_new(x, ny, 0.0f), dy = bo_new(x, ny, 1.0f);
+        bo_buf dx = bo_new(x, nx, 1.0f), g = bo_new(x, (size_t)P, 0.0f);
+        bo_buf dg = bo_new(x, (size_t)P, 1.0f), dx2 = bo_new(x, nx, 1.0f);
+        char what[96];
+        RUN(x, maxpool2_forward, D(y), D(in), P, H, W);
+        snprintf(what, sizeof what, "maxpool2_forward [%d,%d,%d]", P, H, W);
+        bo_expect(x, what, &y, 0.0);
+        RUN(x, maxpool2_backward, D(dx), D(dy), D(in), P, H, W);
+        bo_expect(x, "  maxpool2_backward (+=)", &dx, 0.0);
+        RUN(x, avgpool_forward, D(g), D(in), P, H * W);
+        snprintf(what, sizeof what, "avgpool_forward [%d,%d]", P, H * W);
+        bo_expect(x, what, &g, BO_TOL);
+        RUN(x, avgpool_backward, D(dx2), D(dg), P, H * W);
+        bo_expect(x, "  avgpool_backward (+=)", &dx2, BO_TOL);
+        bo_buf *all[] = {&in, &y, &dy, &dx, &g, &dg, &dx2};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            bo_del(x, all[i]);
+    }
+}
+
+static void test_batchnorm(void **state)
+{
+    bo_ctx *x = *state;
+    const int shapes[][3] = {{64, 64, 196}, {5, 3, 7}, {1, 8, 1}, {64, 64, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s][0], C = shapes[s][1], HW = shapes[s][2];
+        for (int train = 1; train >= 0; train--) {
+            size_t n = (size_t)B * C * HW;
+            bo_buf in = bo_new(x, n, 2.0f), y = bo_new(x, n, 0.0f), dy = bo_new(x, n, 1.0f);
+            bo_buf dx = bo_new(x, n, 1.0f), g = bo_new(x, (size_t)C, 1.0f);
+            bo_buf b = bo_new(x, (size_t)C, 1.0f), dg = bo_new(x, (size_t)C, 1.0f);
+            bo_buf db = bo_new(x, (size_t)C, 1.0f), mean = bo_new(x, (size_t)C, 0.0f);
+            bo_buf rstd = bo_new(x, (size_t)C, 0.0f), rm = bo_new(x, (size_t)C, 0.5f);
+            bo_buf rv = bo_new(x, (size_t)C, 0.0f);
+            for (size_t i = 0; i < rv.n; i++)
+                rv.h[i] = 1.0f + 0.5f * (float)(i % 3);
+            bo_upload(x, &rv);
+            char what[96];
+            RUN(x, batchnorm_forward, D(y), D(mean), D(rstd), D(rm), D(rv), D(in), D(g), D(b),
+                B, C, HW, train, 0.1f);
+            snprintf(what, sizeof what, "batchnorm_forward [%d,%d,%d] train=%d", B, C, HW,
+                     train);
+            bo_expect(x, what, &y, BO_TOL);
+            bo_expect(x, "  mean", &mean, BO_TOL);
+            bo_expect(x, "  rstd", &rstd, BO_TOL);
+            bo_expect(x, "  running mean", &rm, BO_TOL);
+            bo_expect(x, "  running var", &rv, BO_TOL);
+            RUN(x, batchnorm_backward, D(dx), D(dg), D(db), D(dy), D(in), D(g), D(mean),
+                D(rstd), B, C, HW, train);
+            bo_expect(x, "  batchnorm_backward dx (+=)", &dx, BO_TOL);
+            bo_expect(x, "  dgamma (+=)", &dg, BO_TOL);
+            bo_expect(x, "  dbeta (+=)", &db, BO_TOL);
+            bo_buf *all[] = {&in, &y, &dy, &dx, &g, &b, &dg, &db, &mean, &rstd, &rm, &rv};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                bo_del(x, all[i]);
+        }
+    }
+}
+
 static void test_modulate(void **state)
 {
     bo_ctx *x = *state;
@@ -1114,6 +1221,9 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_reshapes),
         cmocka_unit_test(test_modulate),
+        cmocka_unit_test(test_conv_ops),
+        cmocka_unit_test(test_pool_ops),
+        cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_optim),

@@ -123,6 +123,7 @@ static void test_sample_and_generate(void **state)
     assert_non_null(chosen);
     assert_string_equal(chosen, first); /* rank 1 is what the gate chose */
     assert_true(json_is_array(json_object_get(j, "warnings")));
+    assert_true(json_is_true(json_object_get(j, "refine"))); /* the default */
     assert_int_equal(json_integer_value(json_object_get(j, "steps")), 5);
     assert_int_equal(json_integer_value(json_object_get(j, "support_rows")), 10);
     assert_string_equal(json_string_value(json_object_get(j, "sampler")), "ddim");
@@ -132,7 +133,8 @@ static void test_sample_and_generate(void **state)
 
     /* --no-gate: the diffusion candidates alone, best support accuracy first */
     assert_int_equal(run(f, "%s --json generate --generator %s --support %s/s.safetensors "
-                            "--out %s/g.safetensors --candidates 3 --steps 5 --no-gate",
+                            "--out %s/g.safetensors --candidates 3 --steps 5 --no-gate "
+                            "--no-refine",
                          f->bin, f->gen, f->dir, f->dir), 0);
     j = stdout_json(f);
     c = json_object_get(j, "candidates");
@@ -141,6 +143,11 @@ static void test_sample_and_generate(void **state)
     double a2 = json_number_value(json_object_get(json_array_get(c, 2), "support_acc"));
     assert_true(a0 >= a2 && a0 >= 0.0 && a0 <= 1.0);
     assert_false(json_is_true(json_object_get(json_object_get(j, "gate"), "applied")));
+    assert_true(json_is_false(json_object_get(j, "refine")));
+    /* unrefined, a candidate's support accuracy is its sample's */
+    json_t *c0 = json_array_get(c, 0);
+    assert_true(json_number_value(json_object_get(c0, "support_acc")) ==
+                json_number_value(json_object_get(c0, "sample_support_acc")));
     json_decref(j);
 }
 
@@ -162,6 +169,18 @@ static void test_a_missing_input_file_exits_1(void **state)
 static void test_zoo_build_and_train(void **state)
 {
     fx *f = *state;
+    /* --feature takes cnn:FILE: a missing backbone is a failure naming the file
+     * (exit 1), an unknown kind a usage error (exit 2) */
+    assert_int_equal(run(f, "%s zoo build --source iris --way 2 --tasks 2 --feature "
+                            "cnn:%s/none.safetensors --out %s/cz", f->bin, f->dir, f->dir), 1);
+    char *err = slurp(f, "stderr");
+    assert_non_null(strstr(err, "none.safetensors"));
+    free(err);
+    assert_int_equal(run(f, "%s zoo build --source iris --way 2 --tasks 2 --feature cnx:1 "
+                            "--out %s/cz", f->bin, f->dir), 2);
+    err = slurp(f, "stderr");
+    assert_non_null(strstr(err, "cnn:FILE"));
+    free(err);
     assert_int_equal(run(f, "%s zoo build --source iris --way 2 --tasks 6 --feature identity "
                             "--per-class 10 --heldout-frac 0.3 --seed 2 --out %s/iz --json",
                          f->bin, f->dir), 0);
