@@ -50,8 +50,12 @@ static void header_diff(const zoo *a, const zoo *r, char *why, size_t n)
 static void content_diff(const zoo *a, const zoo *r, char *why, size_t n)
 {
     const feature_map *f = &a->fmap, *g = &r->fmap;
+    const char *fc = feature_map_cnn_sha256(f), *gc = feature_map_cnn_sha256(g);
     why[0] = '\0';
-    if (strcmp(a->part.fmap_sha256, r->part.fmap_sha256) || f->in_dim != g->in_dim ||
+    if ((fc || gc) && (!fc || !gc || strcmp(fc, gc)))
+        snprintf(why, n, "feature map backbone sha256 %.16s... (the other has %.16s...)",
+                 fc ? fc : "none", gc ? gc : "none");
+    else if (strcmp(a->part.fmap_sha256, r->part.fmap_sha256) || f->in_dim != g->in_dim ||
         f->out_dim != g->out_dim || (f->W == NULL) != (g->W == NULL))
         snprintf(why, n, "feature_map.sha256 %.16s... (the other has %.16s...)",
                  *a->part.fmap_sha256 ? a->part.fmap_sha256 : "none (identity)",

@@ -3,7 +3,8 @@
  * fingerprint and every file byte for byte, with and without a PCA feature
  * map); missing, repeated and mismatched shards are refused naming the shard
  * and the field; a shard is refused by the commands that load a zoo and
- * described by zoo info. Runs the built d2nwg on iris and digits (seconds). */
+ * described by zoo info; a cnn:FILE zoo merges too. Runs the built d2nwg on iris
+ * and digits (seconds). */
 #include "testutil.h"
 
 #include <dirent.h>
@@ -12,6 +13,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "backend.h"
+#include "convnet.h"
 #include "zoo.h"
 
 typedef struct fx {
@@ -271,6 +274,45 @@ static void test_merge_refusals(void **state)
     assert_int_equal(same_files(f, "whole", "empty"), 2);
 }
 
+/* A small Conv backbone for 8x8 images (digits) at path. */
+static void write_backbone(const char *path)
+{
+    d2_error err = {0};
+    backend_t *be = NULL;
+    assert_int_equal(backend_cpu_create(&be, 1, &err), 0);
+    convnet n;
+    paramset ps, bufs;
+    paramset_init(&ps);
+    paramset_init(&bufs);
+    assert_int_equal(convnet_init(&n, &ps, &bufs, 1, 8, 8, 4, 2, 3, &err), 0);
+    assert_int_equal(paramset_alloc(&ps, be, 9, &err), 0);
+    assert_int_equal(paramset_alloc(&bufs, be, 9, &err), 0);
+    for (size_t i = 0; i < bufs.total; i++)
+        bufs.w[i] += 0.1f * (float)(i % 5);
+    assert_int_equal(convnet_save(&n, &ps, &bufs, 3, path, NULL, 0, &err), 0);
+    paramset_free(&ps);
+    paramset_free(&bufs);
+    backend_destroy(be);
+}
+
+/* cnn:FILE zoos (a backbone as the feature map): the shards merge into the
+ * whole build's files too; the backbone is named by the spec, not copied. */
+static void test_cnn_feature_map_shards(void **state)
+{
+    fx *f = *state;
+    char bb[700];
+    snprintf(bb, sizeof bb, "%s/bb.safetensors", f->dir);
+    write_backbone(bb);
+    char cnn[1024];
+    snprintf(cnn, sizeof cnn, "zoo build --source digits --way 3 --tasks 9 --feature cnn:%s "
+             "--per-class 10 --seed 2 --quiet", bb);
+    assert_int_equal(run(f, "%s --out cwhole", cnn), 0);
+    assert_int_equal(run(f, "%s --out c0 --shard 0/2", cnn), 0);
+    assert_int_equal(run(f, "%s --out c1 --shard 1/2", cnn), 0);
+    assert_int_equal(run(f, "zoo merge --out cmerged c1 c0"), 0);
+    assert_int_equal(same_files(f, "cwhole", "cmerged"), 2);
+}
+
 static void test_shard_ranges_cover_every_task_once(void **state)
 {
     (void)state;
@@ -295,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_merged_shards_equal_the_whole_build),
         cmocka_unit_test(test_a_shard_is_not_a_zoo),
         cmocka_unit_test(test_merge_refusals),
+        cmocka_unit_test(test_cnn_feature_map_shards),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
