@@ -226,6 +226,8 @@ asan: deps
 
 bench: deps
 	$(MAKE) all bench-bins
+	@if [ "$(MPI)" != 1 ] && command -v mpicc >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory MPI=1 BUILD=$(BUILD)/mpi all || exit 1; fi
 	D2NWG_BUILD=$(BUILD) sh tests/bench/run_bench.sh $(BUILD)
 
 run: deps
