@@ -152,9 +152,14 @@ int gtrain_reduce_grads(trainer *t, paramset *ps, int bn, int B, float *stats, i
         return 0;
     const gen_train_dist *d = t->cfg->dist;
     const size_t n = ps->total + (size_t)nstats;
-    float *h = malloc(sizeof(float) * n);
-    if (!h)
-        return d2_fail(err, D2_ENOMEM, "out of memory for the gradient all-reduce");
+    if (n > t->reduce_cap) { /* kept across steps: no fresh pages every step */
+        float *nb = realloc(t->reduce_buf, sizeof(float) * n);
+        if (!nb)
+            return d2_fail(err, D2_ENOMEM, "out of memory for the gradient all-reduce");
+        t->reduce_buf = nb;
+        t->reduce_cap = n;
+    }
+    float *h = t->reduce_buf;
     int rc = gtrain_download(t, h, ps->g, ps->total, err);
     if (nstats > 0) /* the step's losses ride along */
         memcpy(h + ps->total, stats, sizeof(float) * (size_t)nstats);
@@ -167,7 +172,6 @@ int gtrain_reduce_grads(trainer *t, paramset *ps, int bn, int B, float *stats, i
         rc = gtrain_upload(t, ps->g, h, ps->total, err);
     if (!rc && nstats > 0)
         memcpy(stats, h + ps->total, sizeof(float) * (size_t)nstats);
-    free(h);
     return rc;
 }
 
@@ -396,6 +400,7 @@ static void trainer_free(trainer *t)
         t->be->ops->free(t->be, t->dev_scalar);
     free(t->wn);
     free(t->Z);
+    free(t->reduce_buf);
 }
 
 int generator_train(const zoo *z, const gen_train_cfg *cfg, const char *out_path,

@@ -29,6 +29,8 @@ typedef struct trainer {
     float vae_recon_mse; /* of the zoo through the finished VAE (set with the latents) */
     double last_ckpt, started;
     int steps_this_run; /* optimiser steps taken since this run started */
+    float *reduce_buf;  /* host copy of a gradient for the all-reduce (several processes) */
+    size_t reduce_cap;
     char ckpt_path[1024];
 } trainer;
 
