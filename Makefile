@@ -7,19 +7,23 @@
 #   make asan    the whole suite under AddressSanitizer + UBSan
 #   make bench   performance and quality runs (long)
 #   make CUDA=1  add the CUDA backend (needs /usr/local/cuda)
+#   make MPI=1   build with OpenMPI's mpicc: d2nwg train under mpirun trains
+#                data parallel (build/mpi; Debian openmpi-bin, libopenmpi-dev)
 
 CC ?= cc
 CUDA ?= 0
 CUDA_HOME ?= /usr/local/cuda
 NVCC ?= $(CUDA_HOME)/bin/nvcc
 SAN ?= 0
+MPI ?= 0
 # Each configuration builds in its own folder, so `make CUDA=1` after `make`
 # builds a CUDA binary instead of finding plain objects up to date:
-#   build/ (plain), build/cuda (CUDA=1), build/asan (SAN=1), build/cuda/asan.
+#   build/ (plain), build/cuda (CUDA=1), build/mpi (MPI=1), build/asan (SAN=1),
+#   build/cuda/asan.
 # BUILD=DIR overrides it; DIR/flags.stamp (below) then still rebuilds every
 # object when the flags change.
 ifeq ($(origin BUILD),undefined)
-  BUILD := build$(if $(filter 1,$(CUDA)),/cuda)$(if $(filter 1,$(SAN)),/asan)
+  BUILD := build$(if $(filter 1,$(CUDA)),/cuda)$(if $(filter 1,$(MPI)),/mpi)$(if $(filter 1,$(SAN)),/asan)
 endif
 # `make run`, `make test` and `make asan` build with every core unless -j is given.
 NPROC := $(shell nproc 2>/dev/null || echo 1)
@@ -69,6 +73,11 @@ PROTO_SRC := $(wildcard proto/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 CLIENT_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
 
+ifeq ($(MPI),1)
+  CC := mpicc
+  CPPFLAGS += -DD2_WITH_MPI
+endif
+
 ifeq ($(CUDA),1)
   CPPFLAGS += -DD2_WITH_CUDA -I$(CUDA_HOME)/include
   LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
@@ -115,7 +124,8 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
-  prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium
+  prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium \
+  openmpi-bin libopenmpi-dev
 
 .PHONY: all deps test check asan bench run generators clean cuda print-layers print-build \
   unit-bins api-bins bench-bins fuzz-bins
@@ -201,7 +211,10 @@ test: deps
 	@if [ "$(CUDA)" != 1 ] && [ -x "$(NVCC)" ] && [ "$(SAN)" != 1 ]; then \
 	  $(MAKE) --no-print-directory $(JOBS) CUDA=1 BUILD=$(BUILD)/cuda all unit-bins || exit 1; \
 	  CUDA_BUILD=$(BUILD)/cuda; else CUDA_BUILD=; fi; \
-	D2NWG_BUILD=$(BUILD) CUDA_BUILD=$$CUDA_BUILD sh tests/run_tests.sh $(BUILD)
+	if [ "$(MPI)" != 1 ] && [ "$(SAN)" != 1 ] && command -v mpicc >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(JOBS) MPI=1 BUILD=$(BUILD)/mpi all || exit 1; \
+	  MPI_BUILD=$(BUILD)/mpi; else MPI_BUILD=; fi; \
+	D2NWG_BUILD=$(BUILD) CUDA_BUILD=$$CUDA_BUILD MPI_BUILD=$$MPI_BUILD sh tests/run_tests.sh $(BUILD)
 
 check: test
 
@@ -214,6 +227,8 @@ asan: deps
 
 bench: deps
 	$(MAKE) all bench-bins
+	@if [ "$(MPI)" != 1 ] && command -v mpicc >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory MPI=1 BUILD=$(BUILD)/mpi all || exit 1; fi
 	D2NWG_BUILD=$(BUILD) sh tests/bench/run_bench.sh $(BUILD)
 
 run: deps

@@ -321,6 +321,15 @@ static int parse_positional(parse_state *ps, const char *word)
         cli_error(ps->cmdname, "unexpected argument '%s' (see 'd2nwg %s --help')", word, c->name);
         return -1;
     }
+    if (c->positional_many) {
+        cli_words *w = (cli_words *)((char *)ps->opts + c->positional_off);
+        if (w->n >= CLI_WORDS_MAX) {
+            cli_error(ps->cmdname, "at most %d %s, please", CLI_WORDS_MAX, c->positional);
+            return -1;
+        }
+        w->v[w->n++] = word;
+        return 0;
+    }
     const char **dst = (const char **)((char *)ps->opts + c->positional_off);
     if (*dst) {
         cli_error(ps->cmdname, "one %s, please ('%s' and '%s')", c->positional, *dst, word);
@@ -339,7 +348,10 @@ static int check_complete(const parse_state *ps)
                       c->name);
             return -1;
         }
-    if (c->positional && !*(const char **)((char *)ps->opts + c->positional_off)) {
+    int missing = c->positional_many
+                      ? ((const cli_words *)((const char *)ps->opts + c->positional_off))->n == 0
+                      : c->positional && !*(const char **)((char *)ps->opts + c->positional_off);
+    if (missing) {
         if (c->missing_positional)
             cli_error(ps->cmdname, "%s", c->missing_positional);
         else
@@ -372,7 +384,9 @@ int cli_parse(const cli_command *c, void *opts, cli_globals *g, int argc, char *
     snprintf(ps.cmdname, sizeof ps.cmdname, "%.*s%s%s", (int)sp, c->name,
              c->name[sp] ? ": " : "", c->name[sp] ? c->name + sp + 1 : "");
     *code = EXIT_USAGE;
-    if (c->positional)
+    if (c->positional_many)
+        ((cli_words *)((char *)opts + c->positional_off))->n = 0;
+    else if (c->positional)
         *(const char **)((char *)opts + c->positional_off) = NULL;
     if (apply_defaults(ps.cmdname, c->opts, c->nopts, opts))
         return 0;

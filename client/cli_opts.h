@@ -34,6 +34,13 @@ typedef enum cli_type {
     CLI_INT_LIST  /* comma list of at most max_items integers in lo..hi (cli_int_list) */
 } cli_type;
 
+/* The words of a command that takes several positionals (cli_command.positional_many). */
+#define CLI_WORDS_MAX 1024
+typedef struct cli_words {
+    int n;
+    const char *v[CLI_WORDS_MAX];
+} cli_words;
+
 #define CLI_LIST_MAX 16
 typedef struct cli_int_list {
     int n;
@@ -99,7 +106,8 @@ typedef struct cli_command {
     int nopts;
     unsigned globals;       /* CLI_G_* this command takes */
     const char *positional; /* "JOB_ID": one word that is not an option, or NULL */
-    size_t positional_off;  /* where it goes (const char *) */
+    size_t positional_off;  /* where it goes (const char *; cli_words with positional_many) */
+    int positional_many;    /* 1 .. CLI_WORDS_MAX such words instead of one */
     const char *missing_positional; /* the message when it is missing */
     const char *footer;     /* printed after the options (may be NULL) */
 } cli_command;

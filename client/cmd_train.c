@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "gen_train.h"
 #include "generator.h"
+#include "train_dist.h"
 #include "zoo.h"
 
 typedef struct train_opts {
@@ -57,7 +58,11 @@ static const cli_option TRAIN_OPTS[] = {
 static const cli_command TRAIN_CMD = {
     .name = "train",
     .synopsis = "--zoo DIR --out GEN.safetensors [options]",
-    .about = "Learns a generator (weight VAE, dataset encoder, latent diffusion) from a zoo.",
+    .about = "Learns a generator (weight VAE, dataset encoder, latent diffusion) from a zoo.\n"
+             "Under mpirun, a d2nwg built with 'make MPI=1' trains data parallel: every\n"
+             "process draws the same batches from the one seed, trains on its slice of each\n"
+             "and the gradients are summed (MPI_Allreduce); rank 0 reports and writes.\n"
+             "Give each process its share of the cores with --threads.",
     .opts = TRAIN_OPTS,
     .nopts = CLI_NOPTS(TRAIN_OPTS),
     .globals = CLI_G_QUIET | CLI_G_JSON,
@@ -104,33 +109,58 @@ static int print_report_json(const char *out, const gen_train_report *rep)
     return cli_print_json("train", j) ? EXIT_FAILED : EXIT_OK;
 }
 
+/* Load the zoo and train; 0 or EXIT_FAILED after a message. */
+static int train_run(const train_opts *o, gen_train_cfg *cfg, gen_train_report *rep)
+{
+    d2_error err = {0};
+    zoo z;
+    memset(&z, 0, sizeof z);
+    if (zoo_load(&z, o->zoo, 1, &err)) {
+        cli_error("train", "%s", err.msg);
+        return EXIT_FAILED;
+    }
+    backend_t *be = NULL;
+    int threads = o->threads != CLI_UNSET_INT ? o->threads : 0;
+    int rc = backend_create(&be, o->device, threads, &err);
+    if (!rc)
+        rc = generator_train(&z, cfg, o->out, be, rep, &err);
+    backend_destroy(be);
+    zoo_free(&z);
+    if (rc) {
+        if (cfg->dist)
+            cli_error("train", "process %d of %d: %s", cfg->dist->rank, cfg->dist->world,
+                      err.msg);
+        else
+            cli_error("train", "%s", err.msg);
+        return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
 int cmd_train(cli_globals *g, int argc, char **argv)
 {
-    const char *cmd = "train";
     train_opts o;
     int code;
     if (!cli_parse(&TRAIN_CMD, &o, g, argc, argv, &code))
         return code;
     gen_train_cfg cfg = train_cfg(&o, g->quiet);
+    gen_train_dist dist;
     d2_error err = {0};
-    zoo z;
-    memset(&z, 0, sizeof z);
-    if (zoo_load(&z, o.zoo, 1, &err)) {
-        cli_error(cmd, "%s", err.msg);
+    if (train_dist_begin(&dist, &err)) {
+        cli_error("train", "%s", err.msg);
         return EXIT_FAILED;
     }
-    backend_t *be = NULL;
-    int threads = o.threads != CLI_UNSET_INT ? o.threads : 0;
+    if (dist.world > 1) { /* under mpirun: rank 0 reports and writes */
+        cfg.dist = &dist;
+        cfg.progress = cfg.progress && dist.rank == 0;
+    }
     gen_train_report rep;
-    int rc = backend_create(&be, o.device, threads, &err);
-    if (!rc)
-        rc = generator_train(&z, &cfg, o.out, be, &rep, &err);
-    backend_destroy(be);
-    zoo_free(&z);
-    if (rc) {
-        cli_error(cmd, "%s", err.msg);
-        return EXIT_FAILED;
-    }
+    int rc = train_run(&o, &cfg, &rep);
+    if (rc)
+        train_dist_abort(&dist, rc);
+    train_dist_end(&dist);
+    if (rc || dist.rank != 0)
+        return rc;
     if (rep.stopped)
         fprintf(stderr, "stopped after %.1f s; continue with --resume\n", rep.seconds);
     if (g->json)

@@ -1,6 +1,6 @@
-/* cmd_zoo.c - `d2nwg zoo build | import | info`: build a zoo of trained
- * target networks from a data source, import one from checkpoints, or
- * describe one. */
+/* cmd_zoo.c - `d2nwg zoo build | import | info | merge`: build a zoo of
+ * trained target networks from a data source (or one shard of it), import one
+ * from checkpoints, describe one; merge (cmd_zoo_merge.c) joins shards. */
 #include <jansson.h>
 #include <math.h>
 #include <stddef.h>
@@ -18,11 +18,13 @@ static const char *CMD = "zoo";
 
 static void zoo_usage(FILE *out)
 {
-    fprintf(out, "usage: d2nwg zoo <build|import|info> [options]\n"
+    fprintf(out, "usage: d2nwg zoo <build|import|info|merge> [options]\n"
                  "\n"
                  "  build    train one target network per task drawn from a data source\n"
+                 "           (--shard I/N: one slice of the tasks, for zoo merge)\n"
                  "  import   make a zoo from your own checkpoints (JSONL manifest)\n"
                  "  info     counts, spec, accuracy distribution, held-out combinations\n"
+                 "  merge    join the shards of a build into the whole zoo\n"
                  "\n"
                  "'d2nwg zoo <subcommand> --help' describes one subcommand.\n");
 }
@@ -30,7 +32,7 @@ static void zoo_usage(FILE *out)
 /* zoo build: the defaults are zoo_build_defaults()'s (keep = 1), so the help
  * shows the values the build really uses. */
 typedef struct build_opts {
-    const char *source, *feature, *out;
+    const char *source, *feature, *out, *shard;
     int way, tasks, per_class, threads, epochs, batch, min_steps;
     double heldout_frac, lr, weight_decay;
     uint64_t seed;
@@ -68,6 +70,10 @@ static const cli_option BUILD_OPTS[] = {
     {.name = "--min-steps", .type = CLI_INT, BUILD_OFF(min_steps), .metavar = "N", .keep = 1,
      .help = "raise the epochs of small tasks to reach N updates\n(0: off)", .lo = 0,
      .hi = 100000000},
+    {.name = "--shard", .type = CLI_STRING, BUILD_OFF(shard), .metavar = "I/N",
+     .help = "build shard I of N only (0 <= I < N): its slice of the\ntasks, with the seeds "
+             "of the whole build; join the\nshards with 'd2nwg zoo merge'",
+     .unset = "the whole zoo"},
 };
 
 static const cli_command BUILD_CMD = {
@@ -75,7 +81,9 @@ static const cli_command BUILD_CMD = {
     .synopsis = "--out DIR [options]",
     .about = "Draws tasks (ordered lists of `way` distinct classes, never one of the held-out\n"
              "class combinations), trains one target network per task on the source's train\n"
-             "split, evaluates it on every test sample of its classes, and saves the zoo.",
+             "split, evaluates it on every test sample of its classes, and saves the zoo.\n"
+             "With --shard I/N it trains tasks floor(I*T/N) .. floor((I+1)*T/N)-1 of the T\n"
+             "tasks and saves a shard, which only zoo info and zoo merge read.",
     .opts = BUILD_OPTS,
     .nopts = CLI_NOPTS(BUILD_OPTS),
     .globals = CLI_G_QUIET | CLI_G_JSON,
@@ -122,9 +130,10 @@ static const cli_command INFO_CMD = {
     .name = "zoo info",
     .synopsis = "DIR [--json]",
     .about = "Counts, spec, source, query accuracy distribution (mean, min, quartiles, max)\n"
-             "and held-out class combinations of a zoo. --json prints one JSON object with\n"
-             "keys tasks, spec, source, way, accuracy{mean,min,p25,median,p75,max}, heldout,\n"
-             "fingerprint.",
+             "and held-out class combinations of a zoo, or of a shard of a build (zoo build\n"
+             "--shard). --json prints one JSON object with keys tasks, spec, source, way,\n"
+             "accuracy{mean,min,p25,median,p75,max}, heldout, shard (null for a whole zoo;\n"
+             "else index, of, first, rows, tasks), fingerprint.",
     .globals = CLI_G_JSON,
     .positional = "DIR",
     .positional_off = offsetof(info_opts, dir),
@@ -227,6 +236,23 @@ static void build_cfg_from(const build_opts *o, int quiet, zoo_build_cfg *c)
     c->progress = !quiet;
 }
 
+/* "I/N" with 0 <= I < N -> cfg; 0 when absent; -1 (after a message) when malformed. */
+static int parse_shard(const char *s, zoo_build_cfg *c)
+{
+    if (!s)
+        return 0;
+    int i, n, used = 0;
+    if (sscanf(s, "%d/%d%n", &i, &n, &used) != 2 || s[used] || s[0] < '0' || s[0] > '9' ||
+        i < 0 || n < 1 || i >= n || n > c->tasks) {
+        cli_error(CMD, "build: --shard '%s': expected I/N with 0 <= I < N <= --tasks (%d)", s,
+                  c->tasks);
+        return -1;
+    }
+    c->shard_index = i;
+    c->shard_count = n;
+    return 0;
+}
+
 static void print_build(const zoo *z, const char *out, double t0, double t1, double t2,
                         const acc_stats *q)
 {
@@ -235,22 +261,37 @@ static void print_build(const zoo *z, const char *out, double t0, double t1, dou
            z->source, z->per_class);
     printf("time        %.1f s: data + feature map %.1f s, training %.1f s (%.1f heads/s)\n",
            d2_now() - t0, t1 - t0, t2 - t1, (t2 - t1) > 0 ? z->n / (t2 - t1) : 0.0);
+    if (z->part.count)
+        printf("shard       %d of %d: tasks %d..%d of %d (join with 'd2nwg zoo merge')\n",
+               z->part.index, z->part.count, z->part.first, z->part.first + z->n - 1,
+               z->part.tasks);
     print_stats("query acc", q);
     printf("held out    %d class combinations\n", z->n_heldout);
     printf("fingerprint %s\n", z->fingerprint);
 }
 
+/* {"index", "of", "first", "rows", "tasks"} of a shard; null for a whole zoo. */
+static json_t *shard_json(const zoo *z)
+{
+    if (!z->part.count)
+        return json_null();
+    return json_pack("{s:i,s:i,s:i,s:i,s:i}", "index", z->part.index, "of", z->part.count,
+                     "first", z->part.first, "rows", z->n, "tasks", z->part.tasks);
+}
+
 static json_t *stats_json(const acc_stats *s);
+static json_t *shard_json(const zoo *z);
 
 /* --json: the build summary as one object on stdout. */
 static int print_build_json(const zoo *z, const char *out, double t0, double t1, double t2,
                             const acc_stats *q)
 {
-    json_t *j = json_pack("{s:s,s:i,s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:o,s:i,s:s}", "zoo", out,
+    json_t *j = json_pack("{s:s,s:i,s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:o,s:i,s:o,s:s}", "zoo", out,
                           "heads", z->n, "spec", z->spec.text, "source", z->source, "way",
                           z->way, "per_class", z->per_class, "seconds", d2_now() - t0,
                           "data_seconds", t1 - t0, "train_seconds", t2 - t1, "accuracy",
-                          stats_json(q), "heldout", z->n_heldout, "fingerprint", z->fingerprint);
+                          stats_json(q), "heldout", z->n_heldout, "shard", shard_json(z),
+                          "fingerprint", z->fingerprint);
     return cli_print_json("zoo build", j);
 }
 
@@ -269,6 +310,8 @@ static int cmd_zoo_build(cli_globals *g, int argc, char **argv)
                   cfg.feature);
         return EXIT_USAGE;
     }
+    if (parse_shard(o.shard, &cfg))
+        return EXIT_USAGE;
     d2_error err = {0};
     zoo z;
     double t0 = d2_now(), t1 = t0;
@@ -386,6 +429,7 @@ static int info_json(const zoo *z, const acc_stats *q, const acc_stats *t)
     }
     json_object_set_new(o, "heldout", ho);
     json_object_set_new(o, "groups", groups_json(z));
+    json_object_set_new(o, "shard", shard_json(z));
     json_object_set_new(o, "fingerprint", json_string(z->fingerprint));
     char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
@@ -406,7 +450,7 @@ static int cmd_zoo_info(cli_globals *g, int argc, char **argv)
     int as_json = g->json;
     zoo z;
     d2_error err = {0};
-    if (zoo_load(&z, dir, 0, &err)) {
+    if (zoo_load_any(&z, dir, &err)) { /* a shard too: info says which */
         cli_error(CMD, "%s", err.msg);
         return EXIT_FAILED;
     }
@@ -423,6 +467,10 @@ static int cmd_zoo_info(cli_globals *g, int argc, char **argv)
                    z.way, z.per_class, (unsigned long long)z.seed);
         else
             printf("tasks       %d imported checkpoints (up to %d-way)\n", z.n, z.way);
+        if (z.part.count)
+            printf("shard       %d of %d of a build: tasks %d..%d of %d; not a whole zoo "
+                   "(join the shards with 'd2nwg zoo merge')\n", z.part.index, z.part.count,
+                   z.part.first, z.part.first + z.n - 1, z.part.tasks);
         print_stats("query acc", &q);
         print_stats("train acc", &t);
         printf("held out    %d class combinations", z.n_heldout);
@@ -466,7 +514,9 @@ int cmd_zoo(cli_globals *g, int argc, char **argv)
         return cmd_zoo_import(g, argc - 1, argv + 1);
     if (!strcmp(sub, "info"))
         return cmd_zoo_info(g, argc - 1, argv + 1);
-    cli_error(CMD, "unknown subcommand '%s' (build, import or info)", sub);
+    if (!strcmp(sub, "merge"))
+        return cmd_zoo_merge(g, argc - 1, argv + 1);
+    cli_error(CMD, "unknown subcommand '%s' (build, import, info or merge)", sub);
     zoo_usage(stderr);
     return EXIT_USAGE;
 }

@@ -27,8 +27,10 @@ typedef struct client_command {
 } client_command;
 
 /* offline commands (core) */
-/* zoo build | import | info */
+/* zoo build | import | info | merge */
 int cmd_zoo(cli_globals *g, int argc, char **argv);
+/* zoo merge: join the shards of a build (cmd_zoo_merge.c; called by cmd_zoo) */
+int cmd_zoo_merge(cli_globals *g, int argc, char **argv);
 /* train a generator from a zoo */
 int cmd_train(cli_globals *g, int argc, char **argv);
 /* backbone train: a convolutional backbone for the cnn:FILE feature map */

@@ -7,7 +7,7 @@
 #include "common.h"
 
 static const client_command COMMANDS[] = {
-    {"zoo", cmd_zoo, "build, import or describe a model zoo"},
+    {"zoo", cmd_zoo, "build, import, describe or merge a model zoo"},
     {"train", cmd_train, "train a generator from a zoo"},
     {"backbone", cmd_backbone, "train a convolutional backbone (feature map cnn:FILE)"},
     {"info", cmd_info, "describe a generator bundle"},

@@ -71,6 +71,8 @@ if [ -n "$CUDA_BUILD" ]; then
         run_one "$bin" cuda-
     done
 fi
+# d2nwg train under mpirun -np 2 ($MPI_BUILD from make test; skipped by name without)
+run_one tests/mpi_train.sh
 for bin in "$BUILD"/tests/api/test_*; do
     [ -x "$bin" ] || continue
     case "$bin" in *.d|*.o) continue ;; esac

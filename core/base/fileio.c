@@ -30,7 +30,7 @@ static int fileio_write_all(int fd, const unsigned char *p, size_t len)
 }
 
 /* fsync the directory holding path, so the rename itself is durable. */
-static int fileio_sync_dir(const char *path, d2_error *err)
+int d2_sync_dir_of(const char *path, d2_error *err)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
@@ -97,7 +97,7 @@ int d2_write_file_atomic(const char *path, const void *data, size_t len, d2_erro
         unlink(tmp);
         return d2_fail(err, D2_EIO, "%s: rename from %s failed: %s", path, tmp, strerror(e));
     }
-    return fileio_sync_dir(path, err);
+    return d2_sync_dir_of(path, err);
 }
 
 int d2_read_file(const char *path, unsigned char **out, size_t *len, size_t max_len,

@@ -130,12 +130,65 @@ int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *er
     return 0;
 }
 
+static int world_of(const trainer *t)
+{
+    const gen_train_dist *d = t->cfg->dist;
+    return d && d->world > 1 ? d->world : 1;
+}
+
+void gtrain_slice(const trainer *t, int B, int *b0, int *bn)
+{
+    int W = world_of(t), r = W > 1 ? t->cfg->dist->rank : 0;
+    *b0 = (int)((long long)r * B / W);
+    *bn = (int)((long long)(r + 1) * B / W) - *b0;
+}
+
+int gtrain_writes(const trainer *t) { return world_of(t) == 1 || t->cfg->dist->rank == 0; }
+
+int gtrain_reduce_grads(trainer *t, paramset *ps, int bn, int B, float *stats, int nstats,
+                        d2_error *err)
+{
+    if (world_of(t) == 1)
+        return 0;
+    const gen_train_dist *d = t->cfg->dist;
+    const size_t n = ps->total + (size_t)nstats;
+    if (n > t->reduce_cap) { /* kept across steps: no fresh pages every step */
+        float *nb = realloc(t->reduce_buf, sizeof(float) * n);
+        if (!nb)
+            return d2_fail(err, D2_ENOMEM, "out of memory for the gradient all-reduce");
+        t->reduce_buf = nb;
+        t->reduce_cap = n;
+    }
+    float *h = t->reduce_buf;
+    int rc = gtrain_download(t, h, ps->g, ps->total, err);
+    if (nstats > 0) /* the step's losses ride along */
+        memcpy(h + ps->total, stats, sizeof(float) * (size_t)nstats);
+    const float share = (float)bn / (float)B;
+    for (size_t i = 0; !rc && i < n; i++)
+        h[i] *= share;
+    if (!rc && d->allreduce_sum(d->ctx, h, n, err))
+        rc = d2_wrap(err, "gradient all-reduce (process %d of %d)", d->rank, d->world);
+    if (!rc)
+        rc = gtrain_upload(t, ps->g, h, ps->total, err);
+    if (!rc && nstats > 0)
+        memcpy(stats, h + ps->total, sizeof(float) * (size_t)nstats);
+    return rc;
+}
+
 int gtrain_should_stop(trainer *t)
 {
     if (t->cfg->stop_after_steps > 0 && t->steps_this_run >= t->cfg->stop_after_steps)
         return 1;
-    if (t->cfg->stop_after > 0 && d2_now() - t->started >= t->cfg->stop_after)
-        return 1;
+    if (t->cfg->stop_after > 0) {
+        float stop = d2_now() - t->started >= t->cfg->stop_after ? 1.0f : 0.0f;
+        d2_error e;
+        const gen_train_dist *d = t->cfg->dist;
+        /* with several processes the clocks vote: all stop at the same step */
+        if (world_of(t) > 1 && d->allreduce_sum(d->ctx, &stop, 1, &e))
+            stop = 1.0f;
+        if (stop > 0.0f)
+            return 1;
+    }
     t->steps_this_run++;
     return 0;
 }
@@ -299,6 +352,12 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
         return d2_fail(err, D2_EINVAL, "the zoo has %d entries; training needs at least 2", z->n);
     if (cfg->kmin < 1 || cfg->kmax < cfg->kmin)
         return d2_fail(err, D2_EINVAL, "shots must satisfy 1 <= kmin <= kmax");
+    if (world_of(t) > 1 && (cfg->dist->rank < 0 || cfg->dist->rank >= cfg->dist->world ||
+                            !cfg->dist->allreduce_sum || cfg->vae_batch < cfg->dist->world ||
+                            cfg->tasks_per_step < cfg->dist->world))
+        return d2_fail(err, D2_EINVAL, "%d processes: each needs a share of every batch (vae "
+                       "batch %d, tasks per step %d)", cfg->dist->world, cfg->vae_batch,
+                       cfg->tasks_per_step);
     t->n = z->n;
     t->P = z->P;
     t->N = z->way;
@@ -341,6 +400,7 @@ static void trainer_free(trainer *t)
         t->be->ops->free(t->be, t->dev_scalar);
     free(t->wn);
     free(t->Z);
+    free(t->reduce_buf);
 }
 
 int generator_train(const zoo *z, const gen_train_cfg *cfg, const char *out_path,
@@ -414,7 +474,7 @@ int generator_train(const zoo *z, const gen_train_cfg *cfg, const char *out_path
             if (!t->g.provenance_json)
                 rc = d2_fail(err, D2_ENOMEM, "out of memory");
         }
-        if (!rc)
+        if (!rc && gtrain_writes(t))
             rc = gen_bundle_save(&t->g, out_path, 0, err);
         t->g.net_ps.ema = t->g.net_ps.w;
         t->g.net_ps.w = w;
@@ -422,7 +482,8 @@ int generator_train(const zoo *z, const gen_train_cfg *cfg, const char *out_path
             goto out;
     }
     rep->seconds = d2_now() - t->started;
-    unlink(t->ckpt_path);
+    if (gtrain_writes(t))
+        unlink(t->ckpt_path);
     goto out;
 stopped:
     rc = gtrain_checkpoint_save(t, err);

@@ -15,6 +15,23 @@
 #include "backend.h"
 #include "zoo.h"
 
+/* Data-parallel training over several processes (d2nwg train under mpirun):
+ * every process draws the same whole batch from the one seed schedule, runs
+ * forward and backward on its own slice of it (process r of W takes rows
+ * floor(r B / W) .. floor((r+1) B / W) - 1), and the slices' gradients,
+ * weighted by their share of the batch, are summed by allreduce_sum before
+ * every process takes the same optimiser step; so the weights stay equal
+ * everywhere and equal one process's up to the order of float additions.
+ * The alignment stage (InfoNCE couples the batch) runs whole on each process.
+ * Only rank 0 writes checkpoints and the bundle. */
+typedef struct gen_train_dist {
+    int rank, world;
+    void *ctx;
+    /* sum buf[0..n) over the processes in place, the same sums on every one;
+     * 0, or -1 (a message in err) */
+    int (*allreduce_sum)(void *ctx, float *buf, size_t n, d2_error *err);
+} gen_train_dist;
+
 typedef struct gen_train_cfg {
     uint64_t seed;
     int progress;            /* progress bars on stderr */
@@ -41,6 +58,7 @@ typedef struct gen_train_cfg {
     double stop_after;
     /* stop after this many optimiser steps of this run, any stage; 0: never */
     int stop_after_steps;
+    const gen_train_dist *dist; /* NULL (or world 1): this process alone */
 } gen_train_cfg;
 
 gen_train_cfg gen_train_defaults(int quick);

@@ -52,6 +52,8 @@ static int ckpt_add_ps(st_writer *w, const paramset *ps, const char *prefix, d2_
 
 int gtrain_checkpoint_save(trainer *t, d2_error *err)
 {
+    if (!gtrain_writes(t)) /* rank 0 writes for all: their states are equal */
+        return 0;
     st_writer w;
     st_writer_init(&w);
     int rc;

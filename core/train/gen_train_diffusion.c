@@ -201,6 +201,10 @@ typedef struct diff_bufs {
     int *ts;             /* [R] timesteps */
     int *ent;            /* [B] zoo entries */
     unsigned char *drop; /* [B] condition dropped (classifier-free guidance) */
+    /* this process's tasks b0 .. b0 + bn - 1 of the batch (gtrain_slice), and
+     * with several processes their rows of zt, eps, temb gathered (m bn + b) */
+    int b0, bn;
+    float *zl, *el, *tl;
 } diff_bufs;
 
 static void diff_bufs_free(diff_bufs *d)
@@ -212,6 +216,9 @@ static void diff_bufs_free(diff_bufs *d)
     free(d->ts);
     free(d->ent);
     free(d->drop);
+    free(d->zl);
+    free(d->el);
+    free(d->tl);
     memset(d, 0, sizeof *d);
 }
 
@@ -219,6 +226,7 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
 {
     const gen_train_cfg *cfg = t->cfg;
     const int B = cfg->tasks_per_step, R = B * cfg->noise_per_task;
+    memset(d, 0, sizeof *d);
     d->X = malloc((size_t)B * t->N * cfg->kmax * t->F * sizeof(float));
     d->zt = malloc((size_t)R * t->L * sizeof(float));
     d->eps = malloc((size_t)R * t->L * sizeof(float));
@@ -226,7 +234,14 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
     d->ts = malloc((size_t)R * sizeof(int));
     d->ent = malloc((size_t)B * sizeof(int));
     d->drop = malloc((size_t)B);
-    if (!d->X || !d->zt || !d->eps || !d->temb || !d->ts || !d->ent || !d->drop) {
+    gtrain_slice(t, B, &d->b0, &d->bn);
+    if (d->bn < B) {
+        d->zl = malloc((size_t)R * t->L * sizeof(float));
+        d->el = malloc((size_t)R * t->L * sizeof(float));
+        d->tl = malloc((size_t)R * t->g.cfg.temb_dim * sizeof(float));
+    }
+    if (!d->X || !d->zt || !d->eps || !d->temb || !d->ts || !d->ent || !d->drop ||
+        (d->bn < B && (!d->zl || !d->el || !d->tl))) {
         diff_bufs_free(d);
         return d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
     }
@@ -261,6 +276,15 @@ static int diff_draw_batch(trainer *t, rng *r, int K, diff_bufs *d, d2_error *er
             }
         }
     denoiser_timestep_features(t->g.cfg.temb_dim, d->ts, B * M, d->temb);
+    if (d->zl) /* several processes: this one's rows, m bn + b */
+        for (int m = 0; m < M; m++)
+            for (int b = 0; b < d->bn; b++) {
+                size_t from = (size_t)m * B + d->b0 + b, to = (size_t)m * d->bn + b;
+                const size_t TD = (size_t)t->g.cfg.temb_dim;
+                memcpy(d->zl + to * L, d->zt + from * L, sizeof(float) * (size_t)L);
+                memcpy(d->el + to * L, d->eps + from * L, sizeof(float) * (size_t)L);
+                memcpy(d->tl + to * TD, d->temb + from * TD, sizeof(float) * TD);
+            }
     return 0;
 }
 
@@ -271,8 +295,8 @@ static void diff_drop_cond(trainer *t, const diff_bufs *d, float *cond, float *d
     backend_t *be = t->be;
     generator *g = &t->g;
     const int C = t->C;
-    for (int b = 0; b < t->cfg->tasks_per_step; b++) {
-        if (!d->drop[b])
+    for (int b = 0; b < d->bn; b++) { /* this process's tasks */
+        if (!d->drop[d->b0 + b])
             continue;
         if (!back) {
             be->ops->copy(be, cond + (size_t)b * C, g->net_ps.w + g->den.null_cond,
@@ -285,15 +309,18 @@ static void diff_drop_cond(trainer *t, const diff_bufs *d, float *cond, float *d
     }
 }
 
-/* One step on the device: encoder, denoiser, eps MSE, backward, AdamW, EMA.
- * Device buffers come from t->ar; the caller resets it. */
+/* One step on the device, on this process's tasks: encoder, denoiser, eps
+ * MSE, backward, gradient all-reduce, AdamW, EMA. Device buffers come from
+ * t->ar; the caller resets it. *loss is the whole batch's. */
 static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc, float *loss,
                      d2_error *err)
 {
     generator *g = &t->g;
     backend_t *be = t->be;
-    const int B = t->cfg->tasks_per_step, M = t->cfg->noise_per_task, R = B * M;
+    const int M = t->cfg->noise_per_task, B = d->bn, R = B * M; /* this process's share */
     const int N = t->N, F = t->F, L = t->L, C = t->C, TD = g->cfg.temb_dim;
+    const float *zt = d->zl ? d->zl : d->zt, *eps = d->el ? d->el : d->eps;
+    const float *temb = d->tl ? d->tl : d->temb;
     float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
     float *ztd = arena_floats(&t->ar, (size_t)R * L);
     float *epsd = arena_floats(&t->ar, (size_t)R * L);
@@ -307,10 +334,11 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
     setenc_cache sc;
     denoiser_cache dc;
     int rc;
-    if ((rc = gtrain_upload(t, Xd, d->X, (size_t)B * N * K * F, err)) ||
-        (rc = gtrain_upload(t, ztd, d->zt, (size_t)R * L, err)) ||
-        (rc = gtrain_upload(t, epsd, d->eps, (size_t)R * L, err)) ||
-        (rc = gtrain_upload(t, tembd, d->temb, (size_t)R * TD, err)) ||
+    if ((rc = gtrain_upload(t, Xd, d->X + (size_t)d->b0 * N * K * F, (size_t)B * N * K * F,
+                            err)) ||
+        (rc = gtrain_upload(t, ztd, zt, (size_t)R * L, err)) ||
+        (rc = gtrain_upload(t, epsd, eps, (size_t)R * L, err)) ||
+        (rc = gtrain_upload(t, tembd, temb, (size_t)R * TD, err)) ||
         (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
         return rc;
     diff_drop_cond(t, d, sc.cond, NULL, 0);
@@ -326,6 +354,7 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
     be->ops->repeat_rows_backward(be, dcond, dcondr, M, B, C);
     diff_drop_cond(t, d, NULL, dcond, 1);
     if ((rc = setenc_backward(be, &g->enc, &g->net_ps, &t->ar, &sc, dcond, err)) ||
+        (rc = gtrain_reduce_grads(t, &g->net_ps, B, t->cfg->tasks_per_step, loss, 1, err)) ||
         (rc = optim_adamw_step(&g->net_ps, oc, t->step, NULL, err)))
         return rc;
     optim_ema_update(&g->net_ps, t->step < 100 ? 0.9f : t->cfg->ema_decay);

@@ -29,6 +29,8 @@ typedef struct trainer {
     float vae_recon_mse; /* of the zoo through the finished VAE (set with the latents) */
     double last_ckpt, started;
     int steps_this_run; /* optimiser steps taken since this run started */
+    float *reduce_buf;  /* host copy of a gradient for the all-reduce (several processes) */
+    size_t reduce_cap;
     char ckpt_path[1024];
 } trainer;
 
@@ -42,6 +44,16 @@ int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *er
 /* 1 when cfg->stop_after seconds or cfg->stop_after_steps steps have passed;
  * counts one step per call (call it once before each step) */
 int gtrain_should_stop(trainer *t);
+
+/* data parallelism (gen_train_dist): this process's rows b0 .. b0 + *bn - 1 of
+ * a batch of B (all of them alone); 1 when this process writes files */
+void gtrain_slice(const trainer *t, int B, int *b0, int *bn);
+int gtrain_writes(const trainer *t);
+/* With several processes: scale ps's gradient and the step's nstats losses
+ * (means over this process's share) by the share of the batch (bn / B) and
+ * sum them over the processes, giving the whole batch's. Alone: nothing. */
+int gtrain_reduce_grads(trainer *t, paramset *ps, int bn, int B, float *stats, int nstats,
+                        d2_error *err);
 
 /* checkpoints: the whole training state, so a resumed run gives the same bytes */
 int gtrain_checkpoint_save(trainer *t, d2_error *err);

@@ -78,18 +78,24 @@ static float clamp_logvar(float lv)
 }
 
 /* Reparameterise on the host (the batch is small; the stream of r stays that of
- * the host): z = mu + sigma eps + latent noise, logvar clamped to [-20, 10]. */
-static void vae_reparameterise(trainer *t, rng *r, int R, int l, vae_bufs *b)
+ * the host): z = mu + sigma eps + latent noise, logvar clamped to [-20, 10].
+ * The draws are made for all R rows of the batch, in order, and used for this
+ * process's rows r0 .. r0 + Rl - 1 (enc_out holds those), so the stream does
+ * not depend on the number of processes. */
+static void vae_reparameterise(trainer *t, rng *r, int R, int r0, int Rl, int l, vae_bufs *b)
 {
-    for (int i = 0; i < R; i++)
+    for (int a = 0; a < R; a++)
         for (int j = 0; j < l; j++) {
+            float e1 = rng_normal(r), e2 = rng_normal(r);
+            int i = a - r0;
+            if (i < 0 || i >= Rl)
+                continue;
             float mu = b->enc_out[(size_t)i * 2 * l + j];
             float lv = clamp_logvar(b->enc_out[(size_t)i * 2 * l + l + j]);
-            float e1 = rng_normal(r);
             b->eps1[(size_t)i * l + j] = e1;
-            b->zh[(size_t)i * l + j] = mu + expf(0.5f * lv) * e1 + t->cfg->lat_noise * rng_normal(r);
+            b->zh[(size_t)i * l + j] = mu + expf(0.5f * lv) * e1 + t->cfg->lat_noise * e2;
             b->mulv[(size_t)i * l + j] = mu;
-            b->mulv[(size_t)R * l + (size_t)i * l + j] = lv;
+            b->mulv[(size_t)Rl * l + (size_t)i * l + j] = lv;
         }
 }
 
@@ -133,10 +139,13 @@ static int vae_step(trainer *t, rng *r, vae_bufs *b, float *loss, float *mse, d2
     backend_t *be = t->be;
     const wtok *tk = &g->tok;
     const int B = t->cfg->vae_batch, l = g->cfg.tok_latent;
-    const int R = B * tk->n_tok, tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
+    const int tin = tk->len + tk->n_layers, zin = l + tk->n_layers;
+    int b0, bn; /* this process's share of the batch: its R rows */
+    gtrain_slice(t, B, &b0, &bn);
+    const int R = bn * tk->n_tok;
     vae_draw_batch(t, r, B, b);
-    wtok_split(tk, b->xin, B, b->tok_in);
-    wtok_targets(tk, b->xt, B, b->tok_t);
+    wtok_split(tk, b->xin + (size_t)b0 * t->P, bn, b->tok_in);
+    wtok_targets(tk, b->xt + (size_t)b0 * t->P, bn, b->tok_t);
     float *din = arena_floats(&t->ar, (size_t)R * tin);
     float *dtg = arena_floats(&t->ar, (size_t)R * tk->len);
     float *dz_dev = arena_floats(&t->ar, (size_t)R * zin);
@@ -155,8 +164,8 @@ static int vae_step(trainer *t, rng *r, vae_bufs *b, float *loss, float *mse, d2
         (rc = resmlp_forward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, din, R, err)) ||
         (rc = gtrain_download(t, b->enc_out, ce.y, (size_t)R * 2 * l, err)))
         return rc;
-    vae_reparameterise(t, r, R, l, b);
-    wtok_latent_rows(tk, b->zh, B, l, b->zrows);
+    vae_reparameterise(t, r, B * tk->n_tok, b0 * tk->n_tok, R, l, b);
+    wtok_latent_rows(tk, b->zh, bn, l, b->zrows);
     if ((rc = gtrain_upload(t, zdev, b->zrows, (size_t)R * zin, err)) ||
         (rc = gtrain_upload(t, mulv, b->mulv, (size_t)R * 2 * l, err)) ||
         (rc = resmlp_forward(be, &g->vae_dec, &g->vae_ps, &t->ar, &cd, zdev, R, err)))
@@ -171,17 +180,20 @@ static int vae_step(trainer *t, rng *r, vae_bufs *b, float *loss, float *mse, d2
     float kl;
     if ((rc = gtrain_upload(t, dout_dev, b->dout, (size_t)R * 2 * l, err)))
         return rc;
-    vae_add_kl(t, mulv, dout_dev, dkl, dtmp, R, l, B, &kl);
+    vae_add_kl(t, mulv, dout_dev, dkl, dtmp, R, l, bn, &kl);
     adamw_cfg oc = adamw_defaults();
     oc.lr = t->cfg->vae_lr;
     oc.weight_decay = 0.0f;
     oc.warmup_steps = t->cfg->vae_steps / 20;
     oc.total_steps = t->cfg->vae_steps;
     oc.min_lr_ratio = 0.02f;
+    float stats[2] = {*mse, kl};
     if ((rc = resmlp_backward(be, &g->vae_enc, &g->vae_ps, &t->ar, &ce, NULL, dout_dev, err)) ||
+        (rc = gtrain_reduce_grads(t, &g->vae_ps, bn, B, stats, 2, err)) ||
         (rc = optim_adamw_step(&g->vae_ps, &oc, t->step, NULL, err)))
         return rc;
-    *loss = *mse + t->cfg->vae_beta * kl;
+    *mse = stats[0];
+    *loss = stats[0] + t->cfg->vae_beta * stats[1];
     return 0;
 }
 

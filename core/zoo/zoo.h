@@ -34,6 +34,15 @@ typedef struct zoo_group {
     int first, count;
 } zoo_group;
 
+/* A shard of a zoo build (zoo build --shard I/N): shard `index` of `count`
+ * holds tasks first .. first + n - 1 of the build's `tasks` (zoo_shard_range).
+ * count = 0: a whole zoo. */
+typedef struct zoo_part {
+    int count, index;
+    int first, tasks;
+    char fmap_sha256[65]; /* loaded zoos: the manifest's feature map sha256 ("": identity) */
+} zoo_part;
+
 typedef struct zoo {
     char source[256];  /* data source spec ("fashion-mnist", ...) or "import" */
     /* in-house zoos whose source has several groups: each task draws a part
@@ -64,6 +73,7 @@ typedef struct zoo {
                                      * space (in-house zoos; checked by load_data) */
     dataset *entry_feat;        /* imported zoos, load_data: [n] entry data sets in
                                  * feature space; NULL otherwise */
+    zoo_part part;              /* a shard: n entries, e[i] is task part.first + i */
 } zoo;
 
 typedef struct zoo_build_cfg {
@@ -77,6 +87,9 @@ typedef struct zoo_build_cfg {
     int threads;          /* <= 0: all cores */
     int progress;         /* bar on stderr */
     target_train_cfg train;
+    /* shard_count > 0: build shard shard_index of shard_count only (the tasks
+     * of zoo_shard_range, with the draws and seeds of the whole build) */
+    int shard_index, shard_count;
 } zoo_build_cfg;
 zoo_build_cfg zoo_build_defaults(void);
 
@@ -128,8 +141,26 @@ int zoo_import_lines(const char *manifest_path, const char *spec, const char *ou
                      int skip_bad, zoo_import_report *rep, d2_error *err);
 void zoo_import_report_free(zoo_import_report *rep);
 int zoo_save(const zoo *z, const char *dir, d2_error *err);
+/* A whole zoo; a shard (zoo build --shard) is refused with a message that
+ * says so and points to zoo merge. */
 int zoo_load(zoo *z, const char *dir, int load_data, d2_error *err);
+/* A whole zoo or a shard (z->part.count > 0), without the source data. */
+int zoo_load_any(zoo *z, const char *dir, d2_error *err);
 void zoo_free(zoo *z);
+
+/* The tasks of shard `index` of `count` over `tasks`: first .. first + rows - 1,
+ * contiguous, in order, every task in exactly one shard. */
+void zoo_shard_range(int tasks, int index, int count, int *first, int *rows);
+/* Join the shards in dirs[0..ndirs-1] (any order) into the zoo an unsharded
+ * build gives, byte for byte, saved to out_dir, which must not exist or be an
+ * empty directory; the folder appears under its name complete or not at all.
+ * Fails naming the shard folder and the field when the shards disagree
+ * (source, spec, feature map, seed, tasks, shard count, training settings,
+ * held-out combinations, source fingerprints), when one is missing, given
+ * twice or holds other tasks than its range. merged (may be NULL) gets the
+ * zoo (caller frees). */
+int zoo_merge(const char *const *dirs, int ndirs, const char *out_dir, zoo *merged,
+              d2_error *err);
 
 /* 1 when the unordered class set of t is a held-out combination. */
 int zoo_is_heldout(const zoo *z, const task *t);

@@ -73,6 +73,44 @@ static int check_cfg(const zoo_build_cfg *cfg, d2_error *err)
         return d2_fail(err, D2_EINVAL, "zoo build: training settings (epochs %d, batch %d, lr %g, "
                        "weight decay %g) out of range", t->epochs, t->batch, (double)t->lr,
                        (double)t->weight_decay);
+    if (cfg->shard_count < 0 || cfg->shard_count > cfg->tasks ||
+        (cfg->shard_count > 0 && (cfg->shard_index < 0 || cfg->shard_index >= cfg->shard_count)))
+        return d2_fail(err, D2_EINVAL, "zoo build: shard %d/%d: need 0 <= I < N <= tasks (%d)",
+                       cfg->shard_index, cfg->shard_count, cfg->tasks);
+    return 0;
+}
+
+void zoo_shard_range(int tasks, int index, int count, int *first, int *rows)
+{
+    long long a = (long long)index * tasks / count, b = (long long)(index + 1) * tasks / count;
+    *first = (int)a;
+    *rows = (int)(b - a);
+}
+
+/* Entries' classes and seeds: all tasks, or the shard's range of them with
+ * the seeds the whole build gives those tasks. */
+static int draw_entries(zoo *z, const zoo_build_cfg *cfg, int classes, d2_error *err)
+{
+    z->n = cfg->tasks;
+    if (cfg->shard_count > 0) {
+        z->part.count = cfg->shard_count;
+        z->part.index = cfg->shard_index;
+        z->part.tasks = cfg->tasks;
+        zoo_shard_range(cfg->tasks, cfg->shard_index, cfg->shard_count, &z->part.first, &z->n);
+    }
+    z->e = calloc((size_t)z->n, sizeof *z->e);
+    z->theta = calloc((size_t)z->n * (size_t)z->P, sizeof(float));
+    if (!z->e || !z->theta)
+        return d2_fail(err, D2_ENOMEM, "zoo build: out of memory for %d entries", z->n);
+    for (int i = 0; i < z->n; i++) {
+        zoo_entry *e = &z->e[i];
+        e->way = z->way;
+        e->seed = rng_derive(cfg->seed, "zoo-task", (uint64_t)(z->part.first + i));
+        int rc = zoo_draw_classes(z, classes, e->seed, e->classes, err);
+        if (rc)
+            return rc;
+        e->train_acc = e->query_acc = e->query_loss = NAN;
+    }
     return 0;
 }
 
@@ -168,21 +206,8 @@ int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
     if ((rc = zoo_draw_heldout(z, z->ngroups ? z->groups[0].count : C, cfg->heldout_frac,
                                cfg->seed, err)))
         goto fail_z;
-    z->n = cfg->tasks;
-    z->e = calloc((size_t)z->n, sizeof *z->e);
-    z->theta = calloc((size_t)z->n * (size_t)z->P, sizeof(float));
-    if (!z->e || !z->theta) {
-        rc = d2_fail(err, D2_ENOMEM, "zoo build: out of memory for %d entries", z->n);
+    if ((rc = draw_entries(z, cfg, C, err)))
         goto fail_z;
-    }
-    for (int i = 0; i < z->n; i++) {
-        zoo_entry *e = &z->e[i];
-        e->way = z->way;
-        e->seed = rng_derive(cfg->seed, "zoo-task", (uint64_t)i);
-        if ((rc = zoo_draw_classes(z, C, e->seed, e->classes, err)))
-            goto fail_z;
-        e->train_acc = e->query_acc = e->query_loss = NAN;
-    }
     return 0;
 fail:
     data_source_free(&src);
@@ -213,7 +238,7 @@ static int train_entry(zoo *z, int i, d2_error *err)
     rng_init(&r, rng_derive(e->seed, "zoo-data", 0), 0);
     int rc = task_draw(&z->train_feat, &z->train_ci, &t, z->per_class, &r, &tr, err);
     if (rc)
-        return d2_wrap(err, "zoo entry %d", i);
+        return d2_wrap(err, "zoo entry %d", z->part.first + i);
     dataset_fingerprint(&tr, e->data_fp);
     target_train_cfg cfg = z->train;
     cfg.seed = rng_derive(e->seed, "zoo-train", 0);
@@ -226,7 +251,7 @@ static int train_entry(zoo *z, int i, d2_error *err)
         rc = target_eval(&z->spec, theta, &q, &e->query_acc, &e->query_loss, err);
         dataset_free(&q);
     }
-    return rc ? d2_wrap(err, "zoo entry %d", i) : 0;
+    return rc ? d2_wrap(err, "zoo entry %d", z->part.first + i) : 0;
 }
 
 static void *build_worker(void *arg)

@@ -1,7 +1,8 @@
 /* zoo_fingerprint.c - sha256 over a zoo's canonical content: every manifest
  * field that describes what was trained and how, then the feature map and the
  * weights, little-endian. Same zoo -> same fingerprint, whatever the JSON
- * formatting or shard layout. */
+ * formatting or shard layout. A shard of a build (zoo build --shard) hashes
+ * which shard it is, then its own entries and weights. */
 #include <string.h>
 
 #include "sha256.h"
@@ -24,6 +25,13 @@ void zoo_fingerprint(const zoo *z, char hex[65])
     sha256_ctx c;
     sha256_init(&c);
     sha256_update(&c, "d2nwg-zoo-v1", 12);
+    if (z->part.count > 0) { /* a shard: which one (a whole zoo hashes as before) */
+        sha256_update(&c, "shard", 5);
+        put_u32(&c, (uint32_t)z->part.index);
+        put_u32(&c, (uint32_t)z->part.count);
+        put_u32(&c, (uint32_t)z->part.first);
+        put_u32(&c, (uint32_t)z->part.tasks);
+    }
     put_str(&c, z->source);
     put_str(&c, z->spec.text);
     put_u32(&c, (uint32_t)z->way);

@@ -67,7 +67,7 @@ int zoo_save(const zoo *z, const char *dir, d2_error *err)
         snprintf(si->file, sizeof si->file, "weights-%04d.safetensors", s);
         si->rows = rows;
         for (int i = 0; i < rows; i++)
-            index[i] = r0 + i;
+            index[i] = z->part.first + r0 + i; /* task ids of the whole build */
         st_writer w;
         st_writer_init(&w);
         int64_t ts[2] = {rows, z->P}, is[1] = {rows};
@@ -219,7 +219,7 @@ static int load_shards(zoo *z, const char *dir, const zoo_files *files, d2_error
             rc = d2_fail(err, D2_ENOMEM, "zoo_load: out of memory");
         } else if (!(rc = st_to_f32(th, rowbuf, err))) {
             for (int i = 0; i < si->rows && !rc; i++) {
-                int e = index[i];
+                int e = index[i] - z->part.first;
                 if (e < 0 || e >= z->n || seen[e]) {
                     rc = d2_fail(err, D2_EFORMAT, "%s/%s: index[%d] = %d is out of range or "
                                  "repeated", dir, si->file, i, e);
@@ -312,7 +312,7 @@ static int load_entry_data(zoo *z, const char *dir, d2_error *err)
     return 0;
 }
 
-int zoo_load(zoo *z, const char *dir, int load_data, d2_error *err)
+static int load_dir(zoo *z, const char *dir, int allow_part, int load_data, d2_error *err)
 {
     memset(z, 0, sizeof *z);
     if (!dir)
@@ -331,6 +331,16 @@ int zoo_load(zoo *z, const char *dir, int load_data, d2_error *err)
         zoo_free(z);
         return rc;
     }
+    if (z->part.count && !allow_part) {
+        rc = d2_fail(err, D2_EINVAL, "%s: a shard of a zoo build (shard %d of %d, tasks %d..%d "
+                     "of %d), not a whole zoo; join the shards with 'd2nwg zoo merge'", dir,
+                     z->part.index, z->part.count, z->part.first, z->part.first + z->n - 1,
+                     z->part.tasks);
+        free(files.shards);
+        zoo_free(z);
+        return rc;
+    }
+    memcpy(z->part.fmap_sha256, files.fmap_sha256, sizeof files.fmap_sha256);
     int imported = !strcmp(z->source, "import");
     for (int i = 0; i < z->n && !rc; i++)
         if (imported != (z->e[i].data_path != NULL))
@@ -355,4 +365,14 @@ int zoo_load(zoo *z, const char *dir, int load_data, d2_error *err)
     if (rc)
         zoo_free(z);
     return rc;
+}
+
+int zoo_load(zoo *z, const char *dir, int load_data, d2_error *err)
+{
+    return load_dir(z, dir, 0, load_data, err);
+}
+
+int zoo_load_any(zoo *z, const char *dir, d2_error *err)
+{
+    return load_dir(z, dir, 1, 0, err);
 }

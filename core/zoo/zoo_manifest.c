@@ -156,7 +156,11 @@ int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_er
     json_object_set_new(sfp, "train", json_string(z->train_fp));
     json_object_set_new(sfp, "test", json_string(z->test_fp));
     json_object_set_new(root, "source_fingerprints", sfp);
-    json_object_set_new(root, "tasks", json_integer(z->n));
+    json_object_set_new(root, "tasks", json_integer(z->part.count ? z->part.tasks : z->n));
+    if (z->part.count)
+        json_object_set_new(root, "shard",
+                            json_pack("{s:i,s:i,s:i,s:i}", "index", z->part.index, "of",
+                                      z->part.count, "first", z->part.first, "rows", z->n));
     json_object_set_new(root, "params", json_integer(z->P));
     if (files->has_fmap) {
         json_t *fm = json_object();
@@ -330,6 +334,36 @@ static int safe_relpath(const char *p)
     return 1;
 }
 
+/* "shard" (zoo build --shard): which shard of the build, and its task range,
+ * which must be zoo_shard_range's; then z->n is the shard's rows. */
+static int decode_part(mctx *m, zoo *z, json_t *root)
+{
+    json_t *p = json_object_get(root, "shard");
+    if (!p)
+        return 0;
+    if (!json_is_object(p))
+        return bad(m, "shard", "must be an object {index, of, first, rows}");
+    zoo_part *pt = &z->part;
+    int rows, rc;
+    pt->tasks = z->n;
+    if ((rc = get_int(m, p, "of", "shard.of", 1, pt->tasks, &pt->count)) ||
+        (rc = get_int(m, p, "index", "shard.index", 0, pt->count - 1, &pt->index)) ||
+        (rc = get_int(m, p, "first", "shard.first", 0, pt->tasks - 1, &pt->first)) ||
+        (rc = get_int(m, p, "rows", "shard.rows", 1, pt->tasks, &rows)))
+        return rc;
+    int want_first, want_rows;
+    zoo_shard_range(pt->tasks, pt->index, pt->count, &want_first, &want_rows);
+    if (pt->first != want_first || rows != want_rows) {
+        char why[128];
+        snprintf(why, sizeof why, "tasks %d..%d are not shard %d of %d's range %d..%d",
+                 pt->first, pt->first + rows - 1, pt->index, pt->count, want_first,
+                 want_first + want_rows - 1);
+        return bad(m, "shard", why);
+    }
+    z->n = rows;
+    return 0;
+}
+
 static int decode_header(mctx *m, zoo *z, zoo_files *files, json_t *root)
 {
     const char *s = NULL;
@@ -357,7 +391,8 @@ static int decode_header(mctx *m, zoo *z, zoo_files *files, json_t *root)
         (rc = get_int(m, root, "per_class", "per_class", 0, 1 << 30, &z->per_class)) ||
         (rc = get_seed(m, root, "seed", "seed", &z->seed)) ||
         (rc = get_int(m, root, "tasks", "tasks", 1, 10000000, &z->n)) ||
-        (rc = get_int(m, root, "params", "params", 1, 1 << 30, &z->P)))
+        (rc = get_int(m, root, "params", "params", 1, 1 << 30, &z->P)) ||
+        (rc = decode_part(m, z, root)))
         return rc;
     if ((size_t)z->P != z->spec.numel)
         return bad(m, "params", "does not match the spec's parameter count");
@@ -503,7 +538,9 @@ static int decode_entries(mctx *m, zoo *z, json_t *root)
     }
     json_t *es = json_object_get(root, "entries");
     if (!json_is_array(es) || (int)json_array_size(es) != z->n)
-        return bad(m, "entries", "must be an array with one object per task");
+        return bad(m, "entries", z->part.count ? "must be an array with one object per task of "
+                                                 "the shard" : "must be an array with one object "
+                                                 "per task");
     z->e = calloc((size_t)z->n, sizeof *z->e);
     if (!z->e)
         return d2_fail(m->err, D2_ENOMEM, "%s: out of memory", m->path);

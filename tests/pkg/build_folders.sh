@@ -2,7 +2,8 @@
 # Each build configuration has its own folder, so switching flags can never
 # leave objects of the other configuration in a binary (TAP lines for
 # tests/run_tests.sh):
-#   - `make print-build` names build/, build/cuda, build/asan for plain, CUDA=1, SAN=1;
+#   - `make print-build` names build/, build/cuda, build/mpi, build/asan for plain,
+#     CUDA=1, MPI=1, SAN=1;
 #   - a flags change in one folder (BUILD=DIR given) rebuilds its objects
 #     (DIR/flags.stamp), and an unchanged one does not;
 #   - `make run` and `make test` build with -j$(nproc) (make's database, -p);
@@ -23,7 +24,8 @@ report() { # status name
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 M="make -s --no-print-directory"
 
-for cfg in ":build" "CUDA=1:build/cuda" "SAN=1:build/asan" "CUDA=1 SAN=1:build/cuda/asan"; do
+for cfg in ":build" "CUDA=1:build/cuda" "MPI=1:build/mpi" "SAN=1:build/asan" \
+    "CUDA=1 SAN=1:build/cuda/asan"; do
     flags=${cfg%%:*} want=${cfg#*:}
     got=$($M $flags print-build)
     [ "$got" = "$want" ]; report $? "make ${flags:-(no flags)} builds in $want (got $got)"
