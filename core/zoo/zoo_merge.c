@@ -22,9 +22,9 @@ static void header_diff(const zoo *a, const zoo *r, char *why, size_t n)
     const target_train_cfg *x = &a->train, *y = &r->train;
     why[0] = '\0';
     if (strcmp(a->source, r->source))
-        snprintf(why, n, "source '%s' (the other has '%s')", a->source, r->source);
+        snprintf(why, n, "source '%.120s' (the other has '%.120s')", a->source, r->source);
     else if (strcmp(a->spec.text, r->spec.text))
-        snprintf(why, n, "spec '%s' (the other has '%s')", a->spec.text, r->spec.text);
+        snprintf(why, n, "spec '%.120s' (the other has '%.120s')", a->spec.text, r->spec.text);
     else if (a->seed != r->seed)
         snprintf(why, n, "seed %llu (the other has %llu)", (unsigned long long)a->seed,
                  (unsigned long long)r->seed);
