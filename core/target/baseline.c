@@ -70,7 +70,8 @@ float baseline_head_accuracy(const float *W, const float *b, int way, const data
     return q->n ? (float)right / (float)q->n : NAN;
 }
 
-/* objective and gradient of sum CE + lam/2 ||W||^2; theta = [W (way x F), b (way)] */
+/* objective and gradient of sum CE + lam/2 ||W - centre||^2 (centre NULL: zero);
+ * theta = [W (way x F), b (way)] */
 static double objective(const dataset *s, int way, double lam, const double *centre,
                         const double *th, double *g, double *p)
 {
