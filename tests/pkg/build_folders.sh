@@ -11,8 +11,9 @@
 #     (nm: backend_cuda_create) and leaves the plain one as it was. Needs nvcc
 #     and the suite running on the default folder; otherwise skipped by name.
 cd "$(dirname "$0")/../.." || exit 1
-# the suite runs under make: drop its jobserver and command-line variables
-unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+# the suite runs under make: drop its jobserver and command-line variables,
+# which make also exports (`make asan` runs the suite with SAN=1 OPT=-O1 BUILD=...)
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES BUILD SAN OPT CUDA MPI
 B=${D2NWG_BUILD:-build}
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 n=0
