@@ -814,7 +814,8 @@ static void test_jobs_follow(void **state)
     first_line(sub.out, job, sizeof job);
     assert_true(is_job_id(job));
     cli_free(&sub);
-    cli_expect(s, 0, "wait", job, "--server", s->server, "--quiet", NULL);
+    cli_out waited = cli_expect(s, 0, "wait", job, "--server", s->server, "--quiet", NULL);
+    cli_free(&waited);
     char want[128];
     snprintf(want, sizeof want, "%s  succeeded", job);
     for (double t0 = at_now(); at_now() - t0 < 15.0; at_sleep(0.05)) {
