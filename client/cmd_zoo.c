@@ -33,7 +33,7 @@ static void zoo_usage(FILE *out)
  * shows the values the build really uses. */
 typedef struct build_opts {
     const char *source, *feature, *out, *shard;
-    int way, tasks, per_class, threads, epochs, batch, min_steps;
+    int way, min_way, tasks, per_class, threads, epochs, batch, min_steps;
     double heldout_frac, lr, weight_decay;
     uint64_t seed;
 } build_opts;
@@ -45,7 +45,10 @@ static const cli_option BUILD_OPTS[] = {
     {.name = "--source", .type = CLI_STRING, BUILD_OFF(source), .metavar = "SRC", .keep = 1,
      .help = "fashion-mnist | digits | iris | wine | csv:PATH |\nidx:PREFIX"},
     {.name = "--way", .type = CLI_INT, BUILD_OFF(way), .metavar = "N", .keep = 1,
-     .help = "classes per task", .lo = 2, .hi = D2_MAX_WAY},
+     .help = "classes per task (with --min-way: the most)", .lo = 2, .hi = D2_MAX_WAY},
+    {.name = "--min-way", .type = CLI_INT, BUILD_OFF(min_way), .metavar = "N",
+     .help = "an any-way zoo: each task draws its classes\nuniformly in N..--way; heads keep --way rows,\nthe unused ones zero",
+     .lo = 2, .hi = D2_MAX_WAY, .unset = "every task has --way classes"},
     {.name = "--tasks", .type = CLI_INT, BUILD_OFF(tasks), .metavar = "N", .keep = 1,
      .help = "number of tasks / heads", .lo = 1, .hi = 10000000},
     {.name = "--feature", .type = CLI_STRING, BUILD_OFF(feature), .metavar = "F", .keep = 1,
@@ -223,6 +226,7 @@ static void build_cfg_from(const build_opts *o, int quiet, zoo_build_cfg *c)
     c->source = o->source;
     c->feature = o->feature;
     c->way = o->way;
+    c->min_way = o->min_way != CLI_UNSET_INT ? o->min_way : 0;
     c->tasks = o->tasks;
     c->per_class = o->per_class;
     c->heldout_frac = (float)o->heldout_frac;
@@ -416,6 +420,7 @@ static int info_json(const zoo *z, const acc_stats *q, const acc_stats *t)
     json_object_set_new(o, "spec", json_string(z->spec.text));
     json_object_set_new(o, "source", json_string(z->source));
     json_object_set_new(o, "way", json_integer(z->way));
+    json_object_set_new(o, "min_way", json_integer(z->min_way > 0 ? z->min_way : z->way));
     json_object_set_new(o, "per_class", json_integer(z->per_class));
     json_object_set_new(o, "params", json_integer(z->P));
     json_object_set_new(o, "accuracy", stats_json(q));
@@ -463,8 +468,12 @@ static int cmd_zoo_info(cli_globals *g, int argc, char **argv)
         printf("source      %s\n", z.source);
         printf("spec        %s (%d parameters per head)\n", z.spec.text, z.P);
         if (strcmp(z.source, "import"))
-            printf("tasks       %d (%d-way, %d train samples per class, seed %llu)\n", z.n,
-                   z.way, z.per_class, (unsigned long long)z.seed);
+            if (z.min_way > 0 && z.min_way < z.way)
+                printf("tasks       %d (%d..%d-way, %d train samples per class, seed %llu)\n",
+                       z.n, z.min_way, z.way, z.per_class, (unsigned long long)z.seed);
+            else
+                printf("tasks       %d (%d-way, %d train samples per class, seed %llu)\n", z.n,
+                       z.way, z.per_class, (unsigned long long)z.seed);
         else
             printf("tasks       %d imported checkpoints (up to %d-way)\n", z.n, z.way);
         if (z.part.count)

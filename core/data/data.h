@@ -12,7 +12,7 @@
 #include "common.h"
 #include "rng.h"
 
-#define D2_MAX_WAY 16
+#define D2_MAX_WAY 20
 
 typedef struct dataset {
     int n, dim, classes; /* classes = max label + 1 */

@@ -254,7 +254,7 @@ static void fill_info(generator *g, const st_file *f)
     in->input_dim = c->input_dim;
     in->feature_dim = c->feat_dim;
     in->max_way = c->way;
-    in->min_way = c->way;
+    in->min_way = c->min_way;
     in->params = c->P;
     in->zoo_size = g->zoo_n;
     in->default_candidates = c->candidates;

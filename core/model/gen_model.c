@@ -20,6 +20,7 @@ gen_config gen_config_defaults(int P, int input_dim, int feat_dim, int way, cons
     c.input_dim = input_dim;
     c.feat_dim = feat_dim;
     c.way = way;
+    c.min_way = way;
     c.vae_hidden = 128;
     c.vae_blocks = 2;
     c.tok_latent = 8;
@@ -51,6 +52,8 @@ char *gen_config_to_json(const gen_config *c)
     json_object_set_new(o, "input_dim", json_integer(c->input_dim));
     json_object_set_new(o, "feature_dim", json_integer(c->feat_dim));
     json_object_set_new(o, "way", json_integer(c->way));
+    if (c->min_way < c->way) // any-way generators only: fixed-way configs stay as they were
+        json_object_set_new(o, "min_way", json_integer(c->min_way));
     json_t *v = json_object();
     json_object_set_new(v, "hidden", json_integer(c->vae_hidden));
     json_object_set_new(v, "blocks", json_integer(c->vae_blocks));
@@ -144,6 +147,9 @@ int gen_config_from_json(gen_config *c, const char *text, d2_error *err)
         (rc = get_int(o, "feature_dim", 1, 1 << 24, &c->feat_dim, err)) ||
         (rc = get_int(o, "way", 2, D2_MAX_WAY, &c->way, err)))
         goto out;
+    c->min_way = c->way;
+    if (json_object_get(o, "min_way") && (rc = get_int(o, "min_way", 2, c->way, &c->min_way, err)))
+        goto out;
     rc = D2_EFORMAT;
     if (!(v = get_obj(o, "vae", err)) || !(e = get_obj(o, "encoder", err)) ||
         !(d = get_obj(o, "denoiser", err)) || !(s = get_obj(o, "diffusion", err)) ||
@@ -222,7 +228,8 @@ int gen_model_init(generator *g, const gen_config *cfg, backend_t *be, uint64_t 
                      .heads = cfg->enc_heads,
                      .inducing = cfg->enc_inducing,
                      .way = cfg->way,
-                     .cond_dim = cfg->cond_dim};
+                     .cond_dim = cfg->cond_dim,
+                     .absent = cfg->min_way < cfg->way};
     denoiser_cfg dc = {.latent = cfg->latent,
                        .hidden = cfg->den_hidden,
                        .mlp_ratio = cfg->den_ratio,

@@ -16,7 +16,8 @@ typedef struct gen_config {
     int P;          /* generated parameters per head */
     int input_dim;  /* raw sample dimension (feature map input) */
     int feat_dim;   /* feature dimension (feature map output) */
-    int way;
+    int way;        /* rows of the generated head: the most classes a request has */
+    int min_way;    /* the fewest (< way: an any-way generator, setenc.h's absent token) */
     /* weight VAE: one latent of tok_latent values per neuron token (wtokens.h);
      * latent = tokens * tok_latent is the diffusion's vector */
     int vae_hidden, vae_blocks, tok_latent, latent;

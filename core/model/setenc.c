@@ -36,6 +36,12 @@ int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg
     int64_t shape[2] = {cfg->way, cfg->d};
     if ((rc = paramset_add(ps, n, 2, shape, INIT_NORMAL, 0.5f, &e->pos, err)))
         return rc;
+    if (cfg->absent) {
+        snprintf(n, sizeof n, "%s.absent", name);
+        int64_t ashape[1] = {cfg->d};
+        if ((rc = paramset_add(ps, n, 1, ashape, INIT_NORMAL, 0.5f, &e->absent, err)))
+            return rc;
+    }
     snprintf(n, sizeof n, "%s.sab", name);
     if ((rc = sab_init(&e->s, ps, n, cfg->d, cfg->d, cfg->heads, 1, err)))
         return rc;
@@ -43,19 +49,58 @@ int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg
     return linear_init(&e->fout, ps, n, cfg->way * cfg->d, cfg->cond_dim, 1, 1.0f, err);
 }
 
-int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
-                   setenc_cache *c, const float *X, int B, int N, int K, d2_error *err)
+/* The tokens of absent classes (c >= ways[b]) become the absent token. */
+static void put_absent(backend_t *be, const setenc *e, const paramset *ps, float *tok,
+                       const int *ways, int B, int N)
+{
+    const int d = e->cfg.d;
+    for (int b = 0; ways && b < B; b++)
+        for (int c = ways[b]; c < N; c++)
+            be->ops->copy(be, tok + ((size_t)b * N + c) * d, ps->w + e->absent,
+                          (size_t)d * sizeof(float));
+}
+
+/* Backward of put_absent: those rows' gradient goes to the absent token and
+ * nowhere else. */
+static void absent_backward(backend_t *be, const setenc *e, paramset *ps, float *dtok,
+                            const int *ways, int B, int N)
+{
+    const int d = e->cfg.d;
+    for (int b = 0; ways && b < B; b++)
+        for (int c = ways[b]; c < N; c++) {
+            float *row = dtok + ((size_t)b * N + c) * d;
+            be->ops->axpby(be, ps->g + e->absent, 1.0f, row, 1.0f, (size_t)d);
+            be->ops->fill(be, row, 0.0f, (size_t)d);
+        }
+}
+
+static int check_ways(const setenc *e, const int *ways, int B, int N, d2_error *err)
 {
     const setenc_cfg *cfg = &e->cfg;
-    const int d = cfg->d, F = cfg->feat_dim, BN = B * N;
     if (N != cfg->way)
         return d2_fail(err, D2_EINVAL, "dataset encoder: %d classes given, built for %d", N,
                        cfg->way);
+    for (int b = 0; ways && b < B; b++)
+        if (ways[b] < 1 || ways[b] > N || (ways[b] < N && !cfg->absent))
+            return d2_fail(err, D2_EINVAL, "dataset encoder: task %d has %d classes; this "
+                           "encoder reads exactly %d", b, ways[b], N);
+    return 0;
+}
+
+int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
+                   setenc_cache *c, const float *X, int B, int N, int K, const int *ways,
+                   d2_error *err)
+{
+    const setenc_cfg *cfg = &e->cfg;
+    const int d = cfg->d, F = cfg->feat_dim, BN = B * N;
+    int rc = check_ways(e, ways, B, N, err);
+    if (rc)
+        return rc;
     c->B = B;
     c->N = N;
     c->K = K;
     c->X = X;
-    int rc;
+    c->ways = ways;
     if (!(c->h0 = arena_floats(ar, (size_t)BN * K * d)))
         return oom(err, ar, "forward");
     linear_forward(be, &e->fin, ps, c->h0, X, BN * K);
@@ -77,6 +122,7 @@ int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar
                           c->xm, F, F, BN);
     linear_forward(be, &e->fmean, ps, c->tok, c->xm, BN);
     be->ops->axpby(be, c->tok, 1.0f, c->cp.out, 1.0f, (size_t)BN * d);
+    put_absent(be, e, ps, c->tok, ways, B, N);
     be->ops->repeat_rows(be, posrep, ps->w + e->pos, B, N, d);
     be->ops->axpby(be, c->tok, 1.0f, posrep, 1.0f, (size_t)BN * d);
     if ((rc = sab_forward(be, &e->s, ps, ar, &c->cs, c->tok, N, B, err)))
@@ -105,6 +151,7 @@ int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
     if ((rc = sab_backward(be, &e->s, ps, ar, &c->cs, dtok, dflat, c->tok, err)))
         return rc;
     be->ops->repeat_rows_backward(be, ps->g + e->pos, dtok, B, N, d);
+    absent_backward(be, e, ps, dtok, c->ways, B, N);
     linear_backward(be, &e->fmean, ps, NULL, dtok, c->xm, BN);
     if ((rc = pma_backward(be, &e->p, ps, ar, &c->cp, dh2, dtok, c->c2.out, err)))
         return rc;
@@ -125,6 +172,11 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
     if (N != cfg->way)
         return d2_fail(err, D2_EINVAL, "dataset encoder: %d classes given, built for %d", N,
                        cfg->way);
+    for (int c = 0; c < N; c++)
+        if (counts[c] < 0 || (counts[c] == 0 && (!cfg->absent || c == 0 ||
+                                                 (c + 1 < N && counts[c + 1] > 0))))
+            return d2_fail(err, D2_EINVAL, "dataset encoder: class %d has no sample%s", c,
+                           cfg->absent ? " (absent classes must be the last ones)" : "");
     size_t mark = arena_mark(ar);
     float *tok = arena_floats(ar, (size_t)N * d);
     float *xm = arena_floats(ar, (size_t)F);
@@ -134,8 +186,12 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
     size_t row = 0;
     for (int c = 0; c < N; c++) {
         const int K = counts[c];
-        if (K <= 0)
-            return d2_fail(err, D2_EINVAL, "dataset encoder: class %d has no sample", c);
+        float *t = tok + (size_t)c * d;
+        if (K == 0) { // absent (checked above)
+            be->ops->copy(be, t, ps->w + e->absent, (size_t)d * sizeof(float));
+            be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);
+            continue;
+        }
         size_t inner = arena_mark(ar);
         const float *Xc = X + row * F;
         float *h0 = arena_floats(ar, (size_t)K * d);
@@ -151,7 +207,6 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
             return rc;
         be->ops->fill(be, ones, 1.0f / (float)K, (size_t)K);
         be->ops->gemm(be, 0, 0, 1, F, K, 1.0f, ones, K, Xc, F, 0.0f, xm, F);
-        float *t = tok + (size_t)c * d;
         linear_forward(be, &e->fmean, ps, t, xm, 1);
         be->ops->axpby(be, t, 1.0f, cp.out, 1.0f, (size_t)d);
         be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);

@@ -9,6 +9,11 @@
  *   tok = SAB(tok)                                [B, N, d] across the classes
  *   cond = fout(flatten(tok))                     [B, cond_dim]
  *
+ * Any-way encoders (cfg.absent): a task of n < N classes fills slots n..N-1
+ * with a learned token "<name>.absent" [d] in place of PMA + fmean (then
+ * + pos as every slot), so one encoder reads 2..N classes and the generated
+ * head's rows n.. are what the generator learned for absent classes.
+ *
  * The paper pools the classes into one vector; keeping the class tokens in
  * label order (position embedding + flatten) keeps row i of the generated head
  * tied to label i (DESIGN section 3). The class-mean path gives the encoder
@@ -23,8 +28,9 @@ typedef struct setenc_cfg {
     int d;         /* token width */
     int heads;
     int inducing;  /* ISAB inducing points */
-    int way;       /* N (classes per task) */
+    int way;       /* N (classes per task; with absent, the most) */
     int cond_dim;
+    int absent;    /* 1: tasks may have fewer classes (the "absent" token) */
 } setenc_cfg;
 
 typedef struct setenc {
@@ -34,11 +40,13 @@ typedef struct setenc {
     pma p;
     sab s;
     size_t pos; /* "<name>.pos" [way, d] */
+    size_t absent; /* "<name>.absent" [d] (cfg.absent only) */
 } setenc;
 
 typedef struct setenc_cache {
     int B, N, K;
     const float *X;
+    const int *ways;  /* [B] classes present per task (host, the caller's); NULL: N */
     float *h0;        /* [B*N*K, d] */
     isab_cache c1, c2;
     pma_cache cp;
@@ -50,9 +58,13 @@ typedef struct setenc_cache {
 } setenc_cache;
 
 int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg, d2_error *err);
-/* X: [B*N*K, F] device -> c->cond [B, cond_dim] */
+/* X: [B*N*K, F] device -> c->cond [B, cond_dim]. ways (host, may be NULL:
+ * every task has N classes): task b has classes 0..ways[b]-1, the rows of
+ * the others are read but stand for nothing (an any-way encoder's absent
+ * token replaces them). The array must live until setenc_backward. */
 int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
-                   setenc_cache *c, const float *X, int B, int N, int K, d2_error *err);
+                   setenc_cache *c, const float *X, int B, int N, int K, const int *ways,
+                   d2_error *err);
 /* dcond: [B, cond_dim]; parameter gradients += */
 int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
                     const setenc_cache *c, const float *dcond, d2_error *err);
@@ -60,7 +72,8 @@ int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
 
 
 /* Inference on one support set whose classes may have different sizes:
- * X: [n, F] device rows sorted by class, counts[N] (host) rows per class;
+ * X: [n, F] device rows sorted by class, counts[N] (host) rows per class
+ * (an any-way encoder takes counts[c] = 0 for the absent classes c >= n);
  * writes cond [cond_dim] (device). Uses the arena for temporaries. */
 int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
                          const float *X, const int *counts, int N, float *cond, d2_error *err);

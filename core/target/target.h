@@ -102,6 +102,17 @@ int feature_map_apply_dev(const feature_map_dev *d, backend_t *be, const dataset
                           dataset *out, d2_error *err);
 int feature_map_copy(feature_map *dst, const feature_map *src, d2_error *err);
 
+/* Heads of fewer classes than the spec's outputs (any-way generators): a
+ * spec of one linear layer F->W narrowed to F->way (the text's last "->W"
+ * becomes "->way"); theta between the two: the first `way` rows of the weight
+ * and the bias (narrow), or those rows with the others zero (widen). */
+int target_spec_with_way(const target_spec *s, int way, target_spec *out, d2_error *err);
+void target_theta_narrow(const target_spec *wide, const target_spec *narrow, const float *wtheta,
+                         float *ntheta);
+void target_theta_widen(const target_spec *wide, const target_spec *narrow, const float *ntheta,
+                        float *wtheta);
+/* Zero the last layer's outputs way.. (a head trained on `way` classes). */
+void target_zero_rows_from(const target_spec *s, int way, float *theta);
 /* Host forward in feature space: x [n, feat_dim] -> logits [n, out] where
  * out = way (the first `way` outputs of the last layer; way <= out_dim). */
 int target_forward(const target_spec *s, const float *theta, const float *x, int n,

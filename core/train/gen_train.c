@@ -96,16 +96,24 @@ int gtrain_download(trainer *t, float *dst, const float *src, size_t n, d2_error
     return 0;
 }
 
+int gtrain_entry_way(const trainer *t, int e)
+{
+    const int w = t->z->e[e].way;
+    return w >= 1 && w < t->N ? w : t->N;
+}
+
 /* K-shot support of zoo entry `e`, standardised, laid out [N][K][F] into X
- * (host). Classes with fewer than K rows are filled by repeating rows. */
+ * (host). Classes with fewer than K rows are filled by repeating rows; the
+ * slots of classes an any-way zoo's entry lacks are zero. */
 int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *err)
 {
     dataset s = {0};
     int rc = zoo_entry_support(t->z, e, K, r, &s, err);
     if (rc)
         return rc;
-    const int F = t->F;
-    for (int c = 0; c < t->N; c++) {
+    const int F = t->F, way = gtrain_entry_way(t, e);
+    memset(X + (size_t)way * K * F, 0, (size_t)(t->N - way) * K * F * sizeof(float));
+    for (int c = 0; c < way; c++) {
         int have = 0;
         int first = -1;
         for (int i = 0; i < s.n && have < K; i++) {
@@ -205,9 +213,9 @@ static int compute_zoo_index(trainer *t, d2_error *err)
         rc = d2_fail(err, D2_ENOMEM, "zoo index: out of memory");
         goto out;
     }
-    for (int c = 0; c < N; c++)
-        counts[c] = K;
     for (int e = 0; e < t->n; e++) {
+        for (int c = 0; c < N; c++)
+            counts[c] = c < gtrain_entry_way(t, e) ? K : 0;
         rng r;
         rng_init(&r, rng_derive(t->cfg->seed, "zoo-index", (uint64_t)e), 0);
         if ((rc = gtrain_fill_support(t, e, K, &r, X, err)))
@@ -275,6 +283,9 @@ static gen_config trainer_gen_config(const zoo *z, const gen_train_cfg *cfg)
     gc.den_hidden = cfg->den_hidden;
     gc.den_blocks = cfg->den_blocks;
     gc.den_ratio = cfg->den_ratio;
+    for (int i = 0; i < z->n; i++) // an any-way zoo (or imported heads of fewer classes)
+        if (z->e[i].way >= 2 && z->e[i].way < gc.min_way)
+            gc.min_way = z->e[i].way;
     return gc;
 }
 
@@ -313,7 +324,8 @@ static int trainer_weight_stats(trainer *t, d2_error *err)
     memcpy(g->zoo_theta, z->theta, (size_t)t->n * P * sizeof(float));
     for (int i = 0; i < t->n; i++)
         for (int c = 0; c < t->N; c++)
-            g->zoo_classes[(size_t)i * t->N + c] = z->e[i].classes[c];
+            g->zoo_classes[(size_t)i * t->N + c] = c < gtrain_entry_way(t, i) ? z->e[i].classes[c]
+                                                                              : -1;
     return 0;
 }
 

@@ -115,8 +115,9 @@ int gtrain_stage_align(trainer *t, gen_train_report *rep, d2_error *err)
     float *zb = malloc((size_t)B * L * sizeof(float));
     float *u = malloc((size_t)B * C * sizeof(float)), *v = malloc((size_t)B * C * sizeof(float));
     float *du = malloc((size_t)B * C * sizeof(float)), *dv = malloc((size_t)B * C * sizeof(float));
+    int *ways = malloc((size_t)B * sizeof(int));
     int rc = 0;
-    if (!X || !zb || !u || !v || !du || !dv) {
+    if (!X || !zb || !u || !v || !du || !dv || !ways) {
         rc = d2_fail(err, D2_ENOMEM, "alignment: out of memory");
         goto out;
     }
@@ -133,6 +134,7 @@ int gtrain_stage_align(trainer *t, gen_train_report *rep, d2_error *err)
         for (int b = 0; b < B; b++) {
             int e = (int)rng_below(&r, (uint32_t)t->n);
             memcpy(zb + (size_t)b * L, t->Z + (size_t)e * L, (size_t)L * sizeof(float));
+            ways[b] = gtrain_entry_way(t, e);
             if ((rc = gtrain_fill_support(t, e, K, &r, X + (size_t)b * N * K * F, err)))
                 goto out;
         }
@@ -149,7 +151,7 @@ int gtrain_stage_align(trainer *t, gen_train_report *rep, d2_error *err)
         setenc_cache sc;
         if ((rc = gtrain_upload(t, Xd, X, (size_t)B * N * K * F, err)) ||
             (rc = gtrain_upload(t, zd, zb, (size_t)B * L, err)) ||
-            (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
+            (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, ways, err)))
             goto out;
         linear_forward(be, &t->align_proj, &t->align_ps, vd, zd, B);
         if ((rc = gtrain_download(t, u, sc.cond, (size_t)B * C, err)) ||
@@ -188,6 +190,7 @@ out:
     free(v);
     free(du);
     free(dv);
+    free(ways);
     return rc;
 }
 
@@ -200,6 +203,7 @@ typedef struct diff_bufs {
     float *temb;         /* [R, temb_dim] timestep features */
     int *ts;             /* [R] timesteps */
     int *ent;            /* [B] zoo entries */
+    int *ways;           /* [B] their classes (gtrain_entry_way) */
     unsigned char *drop; /* [B] condition dropped (classifier-free guidance) */
     /* this process's tasks b0 .. b0 + bn - 1 of the batch (gtrain_slice), and
      * with several processes their rows of zt, eps, temb gathered (m bn + b) */
@@ -215,6 +219,7 @@ static void diff_bufs_free(diff_bufs *d)
     free(d->temb);
     free(d->ts);
     free(d->ent);
+    free(d->ways);
     free(d->drop);
     free(d->zl);
     free(d->el);
@@ -233,6 +238,7 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
     d->temb = malloc((size_t)R * t->g.cfg.temb_dim * sizeof(float));
     d->ts = malloc((size_t)R * sizeof(int));
     d->ent = malloc((size_t)B * sizeof(int));
+    d->ways = malloc((size_t)B * sizeof(int));
     d->drop = malloc((size_t)B);
     gtrain_slice(t, B, &d->b0, &d->bn);
     if (d->bn < B) {
@@ -240,7 +246,7 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
         d->el = malloc((size_t)R * t->L * sizeof(float));
         d->tl = malloc((size_t)R * t->g.cfg.temb_dim * sizeof(float));
     }
-    if (!d->X || !d->zt || !d->eps || !d->temb || !d->ts || !d->ent || !d->drop ||
+    if (!d->X || !d->zt || !d->eps || !d->temb || !d->ts || !d->ent || !d->ways || !d->drop ||
         (d->bn < B && (!d->zl || !d->el || !d->tl))) {
         diff_bufs_free(d);
         return d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
@@ -258,6 +264,7 @@ static int diff_draw_batch(trainer *t, rng *r, int K, diff_bufs *d, d2_error *er
     for (int b = 0; b < B; b++) {
         d->ent[b] = (int)rng_below(r, (uint32_t)t->n);
         d->drop[b] = rng_uniform(r) < cfg->p_uncond;
+        d->ways[b] = gtrain_entry_way(t, d->ent[b]);
         if ((rc = gtrain_fill_support(t, d->ent[b], K, r, d->X + (size_t)b * N * K * F, err)))
             return rc;
     }
@@ -339,7 +346,8 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
         (rc = gtrain_upload(t, ztd, zt, (size_t)R * L, err)) ||
         (rc = gtrain_upload(t, epsd, eps, (size_t)R * L, err)) ||
         (rc = gtrain_upload(t, tembd, temb, (size_t)R * TD, err)) ||
-        (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K, err)))
+        (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K,
+                             d->ways + d->b0, err)))
         return rc;
     diff_drop_cond(t, d, sc.cond, NULL, 0);
     be->ops->repeat_rows(be, condr, sc.cond, M, B, C);

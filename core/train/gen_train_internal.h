@@ -41,6 +41,8 @@ int gtrain_download(trainer *t, float *dst, const float *src, size_t n, d2_error
 /* K-shot support of zoo entry e, standardised, laid out [N][K][F] into X (host);
  * classes with fewer than K rows are filled by repeating rows. */
 int gtrain_fill_support(trainer *t, int e, int K, rng *r, float *X, d2_error *err);
+/* Classes of zoo entry e (N, or fewer in an any-way zoo). */
+int gtrain_entry_way(const trainer *t, int e);
 /* 1 when cfg->stop_after seconds or cfg->stop_after_steps steps have passed;
  * counts one step per call (call it once before each step) */
 int gtrain_should_stop(trainer *t);

@@ -53,7 +53,10 @@ typedef struct zoo {
     zoo_group *groups;
     target_spec spec;
     feature_map fmap;
-    int way;
+    int way;           /* classes of the spec's head (the most a task has) */
+    int min_way;       /* fewest classes a task has: tasks draw their way uniformly in
+                        * min_way..way (any-way zoos; min_way = way: every task has way;
+                        * an entry's head keeps rows way_i.. at zero) */
     int per_class;     /* training samples per class */
     uint64_t seed;
     int n;             /* entries */
@@ -80,6 +83,7 @@ typedef struct zoo_build_cfg {
     const char *source;   /* "fashion-mnist", "digits", ... */
     const char *feature;  /* "pca:128" or "identity" */
     int way;
+    int min_way;          /* 0 or way: every task has way classes; else 2..way */
     int tasks;
     int per_class;        /* default 300 */
     float heldout_frac;   /* default 0.15 */

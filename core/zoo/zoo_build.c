@@ -59,6 +59,9 @@ static int check_cfg(const zoo_build_cfg *cfg, d2_error *err)
                        cfg->feature ? cfg->feature : "");
     if (cfg->way < 2 || cfg->way > D2_MAX_WAY)
         return d2_fail(err, D2_EINVAL, "zoo build: way %d outside 2..%d", cfg->way, D2_MAX_WAY);
+    if (cfg->min_way != 0 && (cfg->min_way < 2 || cfg->min_way > cfg->way))
+        return d2_fail(err, D2_EINVAL, "zoo build: min-way %d outside 2..%d (the way)",
+                       cfg->min_way, cfg->way);
     if (cfg->tasks < 1 || cfg->tasks > 10000000)
         return d2_fail(err, D2_EINVAL, "zoo build: %d tasks outside 1..10000000", cfg->tasks);
     if (cfg->per_class < 1)
@@ -104,9 +107,9 @@ static int draw_entries(zoo *z, const zoo_build_cfg *cfg, int classes, d2_error 
         return d2_fail(err, D2_ENOMEM, "zoo build: out of memory for %d entries", z->n);
     for (int i = 0; i < z->n; i++) {
         zoo_entry *e = &z->e[i];
-        e->way = z->way;
         e->seed = rng_derive(cfg->seed, "zoo-task", (uint64_t)(z->part.first + i));
-        int rc = zoo_draw_classes(z, classes, e->seed, e->classes, err);
+        e->way = zoo_entry_way(z, e->seed);
+        int rc = zoo_draw_classes(z, classes, e->seed, e->way, e->classes, err);
         if (rc)
             return rc;
         e->train_acc = e->query_acc = e->query_loss = NAN;
@@ -167,6 +170,7 @@ int zoo_prepare(zoo *z, const zoo_build_cfg *cfg, d2_error *err)
     }
     snprintf(z->source, sizeof z->source, "%s", cfg->source);
     z->way = cfg->way;
+    z->min_way = cfg->min_way > 0 ? cfg->min_way : cfg->way;
     z->per_class = cfg->per_class;
     z->seed = cfg->seed;
     z->train = cfg->train;
@@ -244,6 +248,7 @@ static int train_entry(zoo *z, int i, d2_error *err)
     cfg.seed = rng_derive(e->seed, "zoo-train", 0);
     float *theta = z->theta + (size_t)i * z->P;
     rc = target_train(&z->spec, &tr, theta, 0, &cfg, err);
+    target_zero_rows_from(&z->spec, e->way, theta); // the rows no class of the task trained
     if (!rc)
         rc = target_eval(&z->spec, theta, &tr, &e->train_acc, NULL, err);
     dataset_free(&tr);

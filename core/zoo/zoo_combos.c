@@ -201,10 +201,19 @@ int zoo_is_heldout(const zoo *z, const task *t)
     return 0;
 }
 
-int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int *out, d2_error *err)
+int zoo_entry_way(const zoo *z, uint64_t seed)
+{
+    if (z->min_way <= 0 || z->min_way >= z->way)
+        return z->way;
+    rng r;
+    rng_init(&r, rng_derive(seed, "zoo-way", 0), 0);
+    return z->min_way + (int)rng_below(&r, (uint32_t)(z->way - z->min_way + 1));
+}
+
+int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int way, int *out, d2_error *err)
 {
     if (z->ngroups > 0)
-        return zoo_draw_grouped(z, seed, out, err);
+        return zoo_draw_grouped(z, seed, way, out, err);
     int *perm = malloc(sizeof(int) * (size_t)classes);
     if (!perm)
         return d2_fail(err, D2_ENOMEM, "zoo: out of memory drawing classes");
@@ -213,8 +222,8 @@ int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int *out, d2_erro
     for (int attempt = 0; attempt < 1000000; attempt++) {
         for (int i = 0; i < classes; i++)
             perm[i] = i;
-        task t = {.way = z->way};
-        for (int i = 0; i < z->way; i++) {
+        task t = {.way = way};
+        for (int i = 0; i < way; i++) {
             int j = i + (int)rng_below(&r, (uint32_t)(classes - i));
             int tmp = perm[i];
             perm[i] = perm[j];
@@ -222,7 +231,7 @@ int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int *out, d2_erro
             t.classes[i] = perm[i];
         }
         if (!zoo_is_heldout(z, &t)) {
-            memcpy(out, t.classes, sizeof(int) * (size_t)z->way);
+            memcpy(out, t.classes, sizeof(int) * (size_t)way);
             free(perm);
             return 0;
         }

@@ -35,6 +35,8 @@ void zoo_fingerprint(const zoo *z, char hex[65])
     put_str(&c, z->source);
     put_str(&c, z->spec.text);
     put_u32(&c, (uint32_t)z->way);
+    if (z->min_way > 0 && z->min_way < z->way) // absent from fixed-way zoos' fingerprints
+        put_u32(&c, (uint32_t)z->min_way);
     put_u32(&c, (uint32_t)z->per_class);
     put_u64(&c, z->seed);
     put_u32(&c, (uint32_t)z->train.epochs);

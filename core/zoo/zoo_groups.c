@@ -41,11 +41,11 @@ int zoo_groups_from_source(zoo *z, const data_source *src, d2_error *err)
 
 /* A group of a part chosen uniformly, then uniformly among its groups that
  * can make a task; -1 when none can. */
-static int pick_group(const zoo *z, rng *r)
+static int pick_group(const zoo *z, int way, rng *r)
 {
     int parts = 0, usable[DATA_MAX_PARTS] = {0};
     for (int g = 0; g < z->ngroups; g++)
-        if (z->groups[g].count >= z->way && z->groups[g].part < DATA_MAX_PARTS)
+        if (z->groups[g].count >= way && z->groups[g].part < DATA_MAX_PARTS)
             usable[z->groups[g].part]++;
     for (int p = 0; p < DATA_MAX_PARTS; p++)
         parts += usable[p] > 0;
@@ -57,12 +57,12 @@ static int pick_group(const zoo *z, rng *r)
             break;
     int pick = (int)rng_below(r, (uint32_t)usable[part]);
     for (int g = 0; g < z->ngroups; g++)
-        if (z->groups[g].count >= z->way && z->groups[g].part == part && pick-- == 0)
+        if (z->groups[g].count >= way && z->groups[g].part == part && pick-- == 0)
             return g;
     return -1;
 }
 
-int zoo_draw_grouped(const zoo *z, uint64_t seed, int *out, d2_error *err)
+int zoo_draw_grouped(const zoo *z, uint64_t seed, int way, int *out, d2_error *err)
 {
     int most = 0;
     for (int g = 0; g < z->ngroups; g++)
@@ -74,16 +74,16 @@ int zoo_draw_grouped(const zoo *z, uint64_t seed, int *out, d2_error *err)
     rng_init(&r, seed, 0);
     int rc = D2_ERANGE;
     for (int attempt = 0; attempt < 100000 && rc == D2_ERANGE; attempt++) {
-        int g = pick_group(z, &r);
+        int g = pick_group(z, way, &r);
         if (g < 0) {
-            rc = d2_fail(err, D2_EINVAL, "zoo: no class group has %d classes", z->way);
+            rc = d2_fail(err, D2_EINVAL, "zoo: no class group has %d classes", way);
             break;
         }
         const zoo_group *grp = &z->groups[g];
-        task t = {.way = z->way};
+        task t = {.way = way};
         for (int i = 0; i < grp->count; i++)
             perm[i] = grp->first + i;
-        for (int i = 0; i < z->way; i++) {
+        for (int i = 0; i < way; i++) {
             int j = i + (int)rng_below(&r, (uint32_t)(grp->count - i));
             int tmp = perm[i];
             perm[i] = perm[j];
@@ -91,7 +91,7 @@ int zoo_draw_grouped(const zoo *z, uint64_t seed, int *out, d2_error *err)
             t.classes[i] = perm[i];
         }
         if (!zoo_is_heldout(z, &t)) {
-            memcpy(out, t.classes, sizeof(int) * (size_t)z->way);
+            memcpy(out, t.classes, sizeof(int) * (size_t)way);
             rc = 0;
         }
     }

@@ -18,11 +18,14 @@ uint64_t zoo_binom(int n, int k);
 int zoo_draw_heldout(zoo *z, int classes, double frac, uint64_t seed, d2_error *err);
 /* Draw entry i's ordered classes (way of `classes`) from seed's stream,
  * skipping held-out combinations. */
-int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int *out, d2_error *err);
+int zoo_draw_classes(const zoo *z, int classes, uint64_t seed, int way, int *out, d2_error *err);
+/* The way of the task with this seed: z->way, or in an any-way zoo one drawn
+ * uniformly in min_way..way from the seed's own stream ("zoo-way"). */
+int zoo_entry_way(const zoo *z, uint64_t seed);
 /* z->groups from the source's class groups (none when it has one group). */
 int zoo_groups_from_source(zoo *z, const data_source *src, d2_error *err);
 /* Entry classes within one group (see zoo.h), skipping held-out combinations. */
-int zoo_draw_grouped(const zoo *z, uint64_t seed, int *out, d2_error *err);
+int zoo_draw_grouped(const zoo *z, uint64_t seed, int way, int *out, d2_error *err);
 /* Every row of the task's classes, class by class in row order, labels =
  * positions in t (out allocated). */
 int zoo_gather_all(const dataset *src, const class_index *ci, const task *t, dataset *out,

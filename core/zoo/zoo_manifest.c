@@ -143,6 +143,8 @@ int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_er
     json_object_set_new(root, "feature", json_string(feature));
     json_object_set_new(root, "input_dim", json_integer(files->input_dim));
     json_object_set_new(root, "way", json_integer(z->way));
+    if (z->min_way > 0 && z->min_way < z->way) // any-way zoos only: fixed-way manifests stay
+        json_object_set_new(root, "min_way", json_integer(z->min_way));
     json_object_set_new(root, "per_class", json_integer(z->per_class));
     json_object_set_new(root, "seed", seed_json(z->seed));
     json_t *tr = json_object();
@@ -398,6 +400,10 @@ static int decode_header(mctx *m, zoo *z, zoo_files *files, json_t *root)
         return bad(m, "params", "does not match the spec's parameter count");
     if (z->way > z->spec.out_dim)
         return bad(m, "way", "exceeds the spec's outputs");
+    z->min_way = z->way;
+    if (json_object_get(root, "min_way") &&
+        (rc = get_int(m, root, "min_way", "min_way", 2, z->way, &z->min_way)))
+        return rc;
     if (!z->spec.has_pca && !z->spec.has_cnn && files->input_dim != z->spec.feat_dim)
         return bad(m, "input_dim", "does not match the spec's input size");
     json_t *tr = json_object_get(root, "train");

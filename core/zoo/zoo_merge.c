@@ -32,9 +32,9 @@ static void header_diff(const zoo *a, const zoo *r, char *why, size_t n)
         snprintf(why, n, "tasks %d (the other has %d)", a->part.tasks, r->part.tasks);
     else if (a->part.count != r->part.count)
         snprintf(why, n, "shard.of %d (the other has %d)", a->part.count, r->part.count);
-    else if (a->way != r->way || a->per_class != r->per_class)
-        snprintf(why, n, "way/per_class %d/%d (the other has %d/%d)", a->way, a->per_class,
-                 r->way, r->per_class);
+    else if (a->way != r->way || a->min_way != r->min_way || a->per_class != r->per_class)
+        snprintf(why, n, "way/min_way/per_class %d/%d/%d (the other has %d/%d/%d)", a->way,
+                 a->min_way, a->per_class, r->way, r->min_way, r->per_class);
     else if (x->epochs != y->epochs || x->batch != y->batch || x->lr != y->lr ||
              x->weight_decay != y->weight_decay || x->min_steps != y->min_steps)
         snprintf(why, n, "train settings (epochs %d, batch %d, lr %g, weight_decay %g, "
@@ -128,6 +128,7 @@ static int assemble(zoo *m, const zoo *parts, const int *slot, d2_error *err)
     snprintf(m->source, sizeof m->source, "%s", r->source);
     m->spec = r->spec;
     m->way = r->way;
+    m->min_way = r->min_way;
     m->per_class = r->per_class;
     m->seed = r->seed;
     m->train = r->train;

@@ -321,7 +321,7 @@ static int gen_once(backend_t *be, gen_net *n, const gen_config *c, const float 
     size_t mark = arena_mark(&n->ar);
     int rc = 0;
     setenc_cache ec;
-    if ((rc = setenc_forward(be, &n->enc, &n->ps, &n->ar, &ec, support, 1, c->way, shots, err)))
+    if ((rc = setenc_forward(be, &n->enc, &n->ps, &n->ar, &ec, support, 1, c->way, shots, NULL, err)))
         goto out;
     float *condS = arena_floats(&n->ar, (size_t)S * C);
     float *z = arena_floats(&n->ar, (size_t)K * L);

@@ -417,7 +417,7 @@ static void test_one_step_lowers_loss(void **state)
         arena_reset(&ar, 0);
         setenc_cache sc;
         denoiser_cache dc;
-        assert_int_equal(setenc_forward(be, &g.enc, &g.net_ps, &ar, &sc, Xd, Bt, N, K, &err), 0);
+        assert_int_equal(setenc_forward(be, &g.enc, &g.net_ps, &ar, &sc, Xd, Bt, N, K, NULL, &err), 0);
         assert_int_equal(denoiser_forward(be, &g.den, &g.net_ps, &ar, &dc, ztd, tembd, sc.cond, Bt, 1, &err), 0);
         be->ops->mse(be, loss, deps, dc.eps, epsd, (size_t)Bt * L, 1.0f);
         float lv;

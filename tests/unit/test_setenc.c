@@ -1,6 +1,7 @@
 /* test_setenc.c - dataset encoder: gradient checks of every kind of parameter,
  * ragged (per-class) inference equal to the batched forward, and label order
- * mattering (swapping two classes changes the condition). */
+ * mattering (swapping two classes changes the condition); an any-way encoder's
+ * absent token: gradients, absent slots' rows ignored, ragged = batched. */
 #include "testutil.h"
 
 #include <math.h>
@@ -16,6 +17,7 @@ typedef struct ctx {
     setenc_cache c;
     float *X;
     int B, N, K, F, C;
+    const int *ways; /* NULL: every task has N classes */
 } ctx;
 
 static int fwd(backend_t *be, void *user, float *out)
@@ -23,7 +25,8 @@ static int fwd(backend_t *be, void *user, float *out)
     ctx *t = user;
     d2_error err;
     arena_reset(&t->ar, 0);
-    if (setenc_forward(be, &t->e, &t->ps, &t->ar, &t->c, t->X, t->B, t->N, t->K, &err))
+    if (setenc_forward(be, &t->e, &t->ps, &t->ar, &t->c, t->X, t->B, t->N, t->K, t->ways,
+                       &err))
         return -1;
     return be->ops->copy(be, out, t->c.cond, (size_t)t->B * t->C * sizeof(float));
 }
@@ -35,14 +38,15 @@ static int bwd(backend_t *be, void *user, const float *dout)
     return setenc_backward(be, &t->e, &t->ps, &t->ar, &t->c, dout, &err);
 }
 
-static void setup_ctx(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C)
+static void setup_any(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C,
+                      int absent)
 {
     d2_error err = {0};
     memset(t, 0, sizeof *t);
     assert_int_equal(backend_cpu_create(&t->be, 1, &err), 0);
     paramset_init(&t->ps);
     setenc_cfg cfg = {.feat_dim = F, .d = d, .heads = heads, .inducing = ind, .way = N,
-                      .cond_dim = C};
+                      .cond_dim = C, .absent = absent};
     assert_int_equal(setenc_init(&t->e, &t->ps, "enc", &cfg, &err), 0);
     assert_int_equal(paramset_alloc(&t->ps, t->be, 11, &err), 0);
     assert_int_equal(arena_init(&t->ar, t->be, 32 << 20, &err), 0);
@@ -52,6 +56,11 @@ static void setup_ctx(ctx *t, int B, int N, int K, int F, int d, int heads, int 
     t->F = F;
     t->C = C;
     t->X = gc_dev_uniform(t->be, (size_t)B * N * K * F, -1.0f, 1.0f, 21);
+}
+
+static void setup_ctx(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C)
+{
+    setup_any(t, B, N, K, F, d, heads, ind, C, 0);
 }
 
 static void teardown_ctx(ctx *t)
@@ -170,12 +179,91 @@ static void test_setenc_permutation_invariant_within_class(void **state)
     teardown_ctx(&t);
 }
 
+static void test_setenc_absent_gradients(void **state)
+{
+    (void)state;
+    ctx t;
+    setup_any(&t, 3, 4, 3, 5, 8, 2, 3, 5, 1);
+    const int ways[3] = {4, 2, 3};
+    t.ways = ways;
+    const char *names[] = {"enc.absent", "enc.pos", "enc.fmean.weight", "enc.fin.weight",
+                           "enc.pma.S", "enc.fout.weight"};
+    gc_target targets[6];
+    for (int i = 0; i < 6; i++)
+        targets[i] = ptarget(&t, names[i]);
+    gc_opts o = gc_default_opts();
+    o.eps = 2e-3;
+    o.max_checks = 24;
+    gc_report rep;
+    int bad = gc_check(t.be, fwd, bwd, &t, (size_t)t.B * t.C, targets, 6, &o, &rep);
+    if (bad)
+        fail_msg("%d of %d failed; worst %s", rep.failed, rep.checked, rep.worst);
+    assert_true(rep.checked >= 6 * 8);
+    teardown_ctx(&t);
+}
+
+static void test_setenc_absent_slots(void **state)
+{
+    (void)state;
+    ctx t;
+    setup_any(&t, 1, 4, 5, 7, 16, 4, 4, 9, 1);
+    const int ways[1] = {2};
+    t.ways = ways;
+    d2_error err;
+    float a[9], b[9], c[9];
+    float *cd = backend_alloc_floats(t.be, 9);
+    assert_int_equal(fwd(t.be, &t, cd), 0);
+    t.be->ops->to_host(t.be, a, cd, sizeof a);
+    // what the absent slots' rows hold does not matter
+    float x[4 * 5 * 7];
+    t.be->ops->to_host(t.be, x, t.X, sizeof x);
+    for (int i = 2 * 5 * 7; i < 4 * 5 * 7; i++)
+        x[i] = 3.0f - x[i];
+    t.be->ops->to_device(t.be, t.X, x, sizeof x);
+    assert_int_equal(fwd(t.be, &t, cd), 0);
+    t.be->ops->to_host(t.be, b, cd, sizeof b);
+    for (int i = 0; i < 9; i++)
+        TU_ASSERT_NEAR(a[i], b[i], 1e-6 + 1e-6 * fabs(a[i]));
+    // one support set of 2 classes read class by class gives the same condition
+    int counts[4] = {5, 5, 0, 0};
+    arena_reset(&t.ar, 0);
+    assert_int_equal(setenc_encode_ragged(t.be, &t.e, &t.ps, &t.ar, t.X, counts, 4, cd, &err), 0);
+    t.be->ops->to_host(t.be, c, cd, sizeof c);
+    for (int i = 0; i < 9; i++)
+        TU_ASSERT_NEAR(a[i], c[i], 1e-5 + 1e-5 * fabs(a[i]));
+    // three classes differ from two; an absent class before a present one is refused
+    int counts3[4] = {5, 5, 5, 0}, gap[4] = {5, 0, 5, 0};
+    arena_reset(&t.ar, 0);
+    assert_int_equal(setenc_encode_ragged(t.be, &t.e, &t.ps, &t.ar, t.X, counts3, 4, cd, &err), 0);
+    t.be->ops->to_host(t.be, b, cd, sizeof b);
+    double diff = 0;
+    for (int i = 0; i < 9; i++)
+        diff += fabs(b[i] - a[i]);
+    assert_true(diff > 1e-3);
+    assert_int_equal(setenc_encode_ragged(t.be, &t.e, &t.ps, &t.ar, t.X, gap, 4, cd, &err),
+                     D2_EINVAL);
+    assert_non_null(strstr(err.msg, "absent classes must be the last ones"));
+    t.be->ops->free(t.be, cd);
+    teardown_ctx(&t);
+    // a fixed-way encoder refuses a task of fewer classes
+    setup_ctx(&t, 1, 4, 5, 7, 16, 4, 4, 9);
+    t.ways = ways;
+    cd = backend_alloc_floats(t.be, 9);
+    assert_int_equal(setenc_forward(t.be, &t.e, &t.ps, &t.ar, &t.c, t.X, 1, 4, 5, ways, &err),
+                     D2_EINVAL);
+    assert_non_null(strstr(err.msg, "task 0 has 2 classes; this encoder reads exactly 4"));
+    t.be->ops->free(t.be, cd);
+    teardown_ctx(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_setenc_gradients),
         cmocka_unit_test(test_setenc_ragged_matches_batched),
         cmocka_unit_test(test_setenc_permutation_invariant_within_class),
+        cmocka_unit_test(test_setenc_absent_gradients),
+        cmocka_unit_test(test_setenc_absent_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,7 +144,7 @@ static void test_heldout(void **state)
     for (int i = 0; i < 500; i++) {
         task t = {.way = 5};
         d2_error e = {0};
-        assert_int_equal(zoo_draw_classes(z, 10, rng_derive(123, "t", (uint64_t)i), t.classes, &e),
+        assert_int_equal(zoo_draw_classes(z, 10, rng_derive(123, "t", (uint64_t)i), z->way, t.classes, &e),
                          0);
         assert_false(zoo_is_heldout(z, &t));
     }
