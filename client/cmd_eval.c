@@ -24,7 +24,7 @@
 
 typedef struct eval_cli {
     const char *generator, *zoo, *source, *device, *plot;
-    int tasks, candidates, steps, no_finetune;
+    int tasks, candidates, steps, no_finetune, way;
     cli_int_list shots;
     double guidance;
     uint64_t seed;
@@ -37,6 +37,9 @@ static const cli_option EVAL_OPTS[] = {
      .help = "the zoo whose held-out class combinations are the\ntasks (or --source)"},
     {.name = "--tasks", .type = CLI_INT, .off = offsetof(eval_cli, tasks), .metavar = "N",
      .help = "tasks per shot count", .def = "100", .lo = 1, .hi = 100000},
+    {.name = "--way", .type = CLI_INT, .off = offsetof(eval_cli, way), .metavar = "N",
+     .help = "classes per task (an any-way generator takes\nits min..max way)", .unset =
+     "the generator's most", .lo = 2, .hi = D2_MAX_WAY},
     {.name = "--shots", .type = CLI_INT_LIST, .off = offsetof(eval_cli, shots),
      .help = "support sizes per class", .def = "1,5", .lo = 1, .hi = 1000,
      .max_items = MAX_SHOTS},
@@ -159,6 +162,10 @@ static int eval_setup(eval_state *st, const eval_cli *cli, int as_json, eval_opt
     o->finetune = !cli->no_finetune;
     o->as_json = as_json;
     o->plot = cli->plot;
+    o->way = cli->way != CLI_UNSET_INT ? cli->way : in->max_way;
+    if (o->way < in->min_way || o->way > in->max_way)
+        return d2_fail(err, D2_ERANGE, "--way %d: this generator makes heads of %d..%d classes",
+                       o->way, in->min_way, in->max_way);
     return gen_workspace_create(&st->ws, st->g, st->be, o->candidates, err);
 }
 
@@ -242,7 +249,7 @@ static int tasks_from_source(eval_state *st, const char *source, const eval_opts
                              d2_error *err)
 {
     const gen_info *in = generator_info(st->g);
-    const int way = in->max_way;
+    const int way = o->way;
     eval_src *src = &st->src;
     data_source ds;
     memset(&ds, 0, sizeof ds);
@@ -302,8 +309,8 @@ static int tasks_from_zoo(eval_state *st, const char *zoo_dir, const eval_opts *
     st->src.tci = z->train_ci;
     st->src.qci = z->test_ci;
     st->src.per_class = z->per_class;
-    for (int i = 0; i < o->tasks; i++) {
-        st->tlist[i].way = way;
+    for (int i = 0; i < o->tasks; i++) { // a combination's first o->way classes, shuffled
+        st->tlist[i].way = o->way;
         memcpy(st->tlist[i].classes, z->heldout[i % z->n_heldout], (size_t)way * sizeof(int));
         rng_shuffle_int(r0, st->tlist[i].classes, way);
     }
@@ -345,9 +352,8 @@ static int eval_all(eval_state *st, const eval_cli *cli, int as_json, d2_error *
     rng_init(&r0, rng_derive(o.seed, "eval-tasks", 0), 0);
     rc = cli->source ? tasks_from_source(st, cli->source, &o, &r0, err)
                      : tasks_from_zoo(st, cli->zoo, &o, &r0, err);
-    const int way = generator_info(st->g)->max_way;
     if (!rc)
-        rc = eval_run(st->g, st->ws, &st->src, st->tlist, way, &o, &st->res, err);
+        rc = eval_run(st->g, st->ws, &st->src, st->tlist, o.way, &o, &st->res, err);
     if (!rc)
         rc = eval_report(st, &o, err);
     return rc;

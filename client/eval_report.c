@@ -122,8 +122,8 @@ static void print_finetune(const eval_opts *o, const eval_results *r, int d)
 
 void eval_print_tables(const eval_opts *o, const eval_results *r, const char *what)
 {
-    printf("\nQuery accuracy on %d %s tasks per column (mean +- 95%% interval)\n\n", o->tasks,
-           what);
+    printf("\nQuery accuracy on %d %d-way %s tasks per column (mean +- 95%% interval)\n\n",
+           o->tasks, o->way, what);
     printf("| method |");
     for (int s = 0; s < o->nshots; s++)
         printf(" %d-shot |", o->shots[s]);
@@ -192,6 +192,7 @@ void eval_print_json(const eval_opts *o, const eval_results *r, const char *gen_
     json_t *root = json_object();
     json_object_set_new(root, "generator", json_string(gen_id));
     json_object_set_new(root, "tasks", json_integer(o->tasks));
+    json_object_set_new(root, "way", json_integer(o->way));
     json_object_set_new(root, "source", json_string(what));
     json_t *shots = json_array();
     for (int s = 0; s < o->nshots; s++)

@@ -23,7 +23,9 @@ typedef struct eval_ctx {
     const eval_opts *o;
     eval_results *r;
     int way;
-    float *theta, *oracle, *rec; /* [params] */
+    target_spec hs;              /* heads of `way` rows (the generator's, or narrowed) */
+    float *theta, *oracle, *rec; /* [params]: room for the generator's widest head */
+    float *wide;                 /* [params] */
     dataset q, tr, sup;          /* query, oracle training, support */
     dataset larger;              /* FT_LARGER_PER_CLASS training samples per class */
     gen_result res;
@@ -32,7 +34,7 @@ typedef struct eval_ctx {
 static float query_acc(const eval_ctx *c, const float *theta, d2_error *err, int *rc)
 {
     float acc = 0, loss = 0;
-    *rc = target_eval(c->in->spec, theta, &c->q, &acc, &loss, err);
+    *rc = target_eval(&c->hs, theta, &c->q, &acc, &loss, err);
     return acc;
 }
 
@@ -55,8 +57,8 @@ static int eval_oracle(eval_ctx *c, const task *t, int i, rng *tr_rng, d2_error 
         return rc;
     target_train_cfg tc = target_train_defaults();
     tc.seed = rng_derive(o->seed, "oracle", (uint64_t)i);
-    target_init_random(c->in->spec, tc.seed, c->oracle);
-    if ((rc = target_train(c->in->spec, &c->tr, c->oracle, 0, &tc, err)))
+    target_init_random(&c->hs, tc.seed, c->oracle);
+    if ((rc = target_train(&c->hs, &c->tr, c->oracle, 0, &tc, err)))
         return rc;
     float acc = query_acc(c, c->oracle, err, &rc);
     if (rc)
@@ -64,7 +66,14 @@ static int eval_oracle(eval_ctx *c, const task *t, int i, rng *tr_rng, d2_error 
     for (int s = 0; s < o->nshots; s++)
         c->r->acc[M_ORACLE][s][i] = acc;
     c->r->vae_orig[i] = acc;
-    if ((rc = generator_vae_roundtrip(c->g, c->ws, c->oracle, 1, c->rec, err)))
+    if (c->hs.numel == (size_t)c->in->params) {
+        rc = generator_vae_roundtrip(c->g, c->ws, c->oracle, 1, c->rec, err);
+    } else { // an any-way generator: its rows after `way` zero, as its zoo keeps them
+        target_theta_widen(c->in->spec, &c->hs, c->oracle, c->wide);
+        if (!(rc = generator_vae_roundtrip(c->g, c->ws, c->wide, 1, c->wide, err)))
+            target_theta_narrow(c->in->spec, &c->hs, c->wide, c->rec);
+    }
+    if (rc)
         return rc;
     c->r->vae_rec[i] = query_acc(c, c->rec, err, &rc);
     return rc;
@@ -81,7 +90,7 @@ static int finetune(eval_ctx *c, const dataset *data, float *theta, int steps, u
     fc.epochs = steps;
     fc.min_steps = 0;
     fc.seed = seed;
-    return target_train(c->in->spec, data, theta, 1, &fc, err);
+    return target_train(&c->hs, data, theta, 1, &fc, err);
 }
 
 /* Fine-tuning curves from the best generated head (ranked[best]) and from a
@@ -90,7 +99,7 @@ static int finetune(eval_ctx *c, const dataset *data, float *theta, int steps, u
 static int eval_finetune(eval_ctx *c, int i, int s, int best, d2_error *err)
 {
     const eval_opts *o = c->o;
-    const size_t bytes = (size_t)c->in->params * sizeof(float);
+    const size_t bytes = c->hs.numel * sizeof(float);
     const dataset *sets[FT_SETS] = {&c->sup, &c->larger};
     int rc = 0;
     for (int d = 0; d < FT_SETS && !rc; d++)
@@ -102,7 +111,7 @@ static int eval_finetune(eval_ctx *c, int i, int s, int best, d2_error *err)
             c->r->ft_gen[d][s][f][i] = query_acc(c, c->theta, err, &rc);
             if (rc)
                 break;
-            target_init_random(c->in->spec, rng_derive(o->seed, "ft-random", (uint64_t)i),
+            target_init_random(&c->hs, rng_derive(o->seed, "ft-random", (uint64_t)i),
                                c->theta);
             if ((rc = finetune(c, sets[d], c->theta, FT_STEPS[f], seed, err)))
                 break;
@@ -171,8 +180,12 @@ static int eval_zoo_nearest(eval_ctx *c, int i, int s, d2_error *err)
     int nh = 0, rc;
     if ((rc = generator_retrieve(c->g, c->ws, &c->sup, 1, 1, &hit, &nh, err)) || nh != 1)
         return rc;
-    if ((rc = generator_zoo_theta(c->g, hit.zoo_index, c->theta, err)))
+    if ((rc = generator_zoo_theta(c->g, hit.zoo_index, c->wide, err)))
         return rc;
+    if (c->hs.numel == (size_t)c->in->params)
+        memcpy(c->theta, c->wide, c->hs.numel * sizeof(float));
+    else
+        target_theta_narrow(c->in->spec, &c->hs, c->wide, c->theta);
     c->r->acc[M_ZOO_NEAREST][s][i] = query_acc(c, c->theta, err, &rc);
     return rc;
 }
@@ -185,7 +198,7 @@ static int eval_shot(eval_ctx *c, const task *t, int i, int s, rng *tr_rng, d2_e
     dataset_free(&c->sup);
     if ((rc = task_draw(&c->src->train, &c->src->tci, t, o->shots[s], tr_rng, &c->sup, err)))
         return rc;
-    target_init_random(c->in->spec, rng_derive(o->seed, "random-head", (uint64_t)i), c->theta);
+    target_init_random(&c->hs, rng_derive(o->seed, "random-head", (uint64_t)i), c->theta);
     c->r->acc[M_RANDOM][s][i] = query_acc(c, c->theta, err, &rc);
     if (rc)
         return rc;
@@ -231,8 +244,12 @@ int eval_run(const generator *g, gen_workspace *ws, const eval_src *src, const t
     c.theta = malloc(bytes);
     c.oracle = malloc(bytes);
     c.rec = malloc(bytes);
-    int rc = !c.theta || !c.oracle || !c.rec ? d2_fail(err, D2_ENOMEM, "out of memory")
-                                             : eval_tasks(&c, tasks, err);
+    c.wide = malloc(bytes);
+    int rc = !c.theta || !c.oracle || !c.rec || !c.wide ? d2_fail(err, D2_ENOMEM, "out of memory")
+             : way == c.in->max_way ? (c.hs = *c.in->spec, 0)
+                                    : target_spec_with_way(c.in->spec, way, &c.hs, err);
+    if (!rc)
+        rc = eval_tasks(&c, tasks, err);
     gen_result_free(&c.res);
     dataset_free(&c.q);
     dataset_free(&c.tr);
@@ -241,5 +258,6 @@ int eval_run(const generator *g, gen_workspace *ws, const eval_src *src, const t
     free(c.theta);
     free(c.oracle);
     free(c.rec);
+    free(c.wide);
     return rc;
 }

@@ -40,6 +40,7 @@ typedef struct eval_src {
 
 typedef struct eval_opts {
     int tasks, nshots, shots[MAX_SHOTS];
+    int way; /* classes per task */
     int candidates, steps;
     float guidance;
     uint64_t seed;

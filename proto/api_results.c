@@ -54,7 +54,7 @@ json_t *api_retrieve_result_to_json(const api_retrieve_result *r)
     for (int i = 0; hits && i < r->nhits; i++) {
         const gen_retrieval *h = &r->hits[i];
         json_t *classes = json_array();
-        for (int c = 0; classes && c < h->way && c < 16; c++)
+        for (int c = 0; classes && c < h->way && c < D2_MAX_WAY; c++)
             if (json_array_append_new(classes, json_integer(h->classes[c])) != 0) {
                 json_decref(classes);
                 classes = NULL;
@@ -108,7 +108,7 @@ int api_retrieve_result_from_json(const json_t *root, api_retrieve_result *r, ap
         out->distance = (float)num(json_object_get(h, "distance"));
         out->support_acc = (float)num(json_object_get(h, "support_accuracy"));
         size_t way = json_array_size(classes);
-        out->way = way < 16 ? (int)way : 16;
+        out->way = way < D2_MAX_WAY ? (int)way : D2_MAX_WAY;
         for (int c = 0; c < out->way; c++)
             out->classes[c] = (int)json_integer_value(json_array_get(classes, (size_t)c));
     }

@@ -79,10 +79,10 @@ static int gate_applies(const generator *g)
     return g->spec.nlayers == 1 && g->spec.layers[0].kind == TL_LINEAR;
 }
 
-int gen_gate_folds(const generator *g, const int *counts)
+int gen_gate_folds(const generator *g, const int *counts, int way)
 {
     int shots = counts[0];
-    for (int c = 1; c < g->cfg.way; c++)
+    for (int c = 1; c < way; c++)
         shots = counts[c] < shots ? counts[c] : shots;
     if (!gate_applies(g) || shots < 2)
         return 0;
@@ -135,7 +135,7 @@ static int fold_scores(const generator *g, gen_workspace *ws, const gen_request 
                        const dataset *train, const dataset *held, int fold, int folds, float *W,
                        double *right, d2_error *err)
 {
-    const int N = g->cfg.way, F = train->dim;
+    const int N = train->classes, F = train->dim;
     float *b = W + (size_t)N * F;
     int rc;
     if ((rc = baseline_prototype_head(train, N, W, b, err)))
@@ -157,7 +157,7 @@ static int fold_scores(const generator *g, gen_workspace *ws, const gen_request 
     if ((rc = generator_generate(g, ws, &sub, &r, err)))
         return rc;
     float acc, loss;
-    rc = target_eval(&g->spec, r.ranked[0].theta, held, &acc, &loss, err);
+    rc = target_eval(&r.spec, r.ranked[0].theta, held, &acc, &loss, err);
     gen_result_free(&r);
     if (rc == 0)
         right[GEN_METHOD_DIFFUSION] += (double)acc * held->n;
@@ -167,7 +167,7 @@ static int fold_scores(const generator *g, gen_workspace *ws, const gen_request 
 static int cross_validate(const generator *g, gen_workspace *ws, const gen_request *req,
                           const dataset *feat, gen_gate *gate, d2_error *err)
 {
-    const int N = g->cfg.way, F = feat->dim;
+    const int N = feat->classes, F = feat->dim;
     double right[GEN_METHODS] = {0};
     float *W = malloc(((size_t)N * F + N) * sizeof(float));
     if (!W)
@@ -231,26 +231,25 @@ static void choose_one_shot(const gen_result *res, gen_gate *gate)
              gate->ood ? "outside" : "inside");
 }
 
-/* A baseline head as a candidate: theta of the single linear layer. */
-static int baseline_candidate(const generator *g, backend_t *be, const dataset *feat,
-                              gen_method m, gen_candidate *c, d2_error *err)
+/* A baseline head as a candidate: theta of the single linear layer of hs. */
+static int baseline_candidate(const generator *g, backend_t *be, const target_spec *hs,
+                              const dataset *feat, gen_method m, gen_candidate *c, d2_error *err)
 {
-    const target_layer *L = &g->spec.layers[0];
-    const int N = g->cfg.way;
+    const target_layer *L = &hs->layers[0];
+    const int N = L->out;
     memset(c, 0, sizeof *c);
     c->method = m;
     c->index = -1;
-    if (!(c->theta = calloc((size_t)g->cfg.P, sizeof(float))))
+    if (!(c->theta = calloc(hs->numel, sizeof(float))))
         return d2_fail(err, D2_ENOMEM, "gate: out of memory");
     float *W = c->theta + L->w_off, *b = c->theta + L->b_off;
     int rc = m == GEN_METHOD_PROTOTYPES ? baseline_prototype_head(feat, N, W, b, err)
                                         : baseline_logreg_head(feat, N, 1.0, W, b, err);
-    if (rc || (rc = target_eval(&g->spec, c->theta, feat, &c->support_acc, &c->support_loss,
-                                err)) ||
-        (rc = gen_nearest_zoo(g, be, c->theta, 1, &c->zoo_nearest, &c->zoo_distance, err)))
+    if (rc || (rc = target_eval(hs, c->theta, feat, &c->support_acc, &c->support_loss, err)) ||
+        (rc = gen_nearest_zoo(g, be, hs, c->theta, 1, &c->zoo_nearest, &c->zoo_distance, err)))
         return rc;
     double nn = 0;
-    for (int j = 0; j < g->cfg.P; j++)
+    for (size_t j = 0; j < hs->numel; j++)
         nn += (double)c->theta[j] * c->theta[j];
     c->norm = (float)sqrt(nn);
     c->sample_acc = c->support_acc;
@@ -268,11 +267,11 @@ static int append_baselines(const generator *g, backend_t *be, const dataset *fe
     res->ranked = all;
     gen_candidate base[2];
     int rc;
-    if ((rc = baseline_candidate(g, be, feat, GEN_METHOD_PROTOTYPES, &base[0], err))) {
+    if ((rc = baseline_candidate(g, be, &res->spec, feat, GEN_METHOD_PROTOTYPES, &base[0], err))) {
         free(base[0].theta);
         return rc;
     }
-    if ((rc = baseline_candidate(g, be, feat, GEN_METHOD_LOGREG, &base[1], err))) {
+    if ((rc = baseline_candidate(g, be, &res->spec, feat, GEN_METHOD_LOGREG, &base[1], err))) {
         free(base[0].theta);
         free(base[1].theta);
         return rc;
@@ -317,7 +316,7 @@ int gen_gate_run(const generator *g, gen_workspace *ws, const gen_request *req,
         return 0;
     }
     gate->applied = 1;
-    gate->folds = gen_gate_folds(g, counts);
+    gate->folds = gen_gate_folds(g, counts, res->way);
     int rc;
     if (gate->folds) {
         if ((rc = cross_validate(g, ws, req, feat, gate, err)))

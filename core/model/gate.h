@@ -50,7 +50,7 @@ void gen_progress_span_fn(void *span, float fraction);
 
 /* Cross-validation folds the gate will run for a support set of counts[way]
  * rows per class (0 at 1 shot, or when the gate does not apply). */
-int gen_gate_folds(const generator *g, const int *counts);
+int gen_gate_folds(const generator *g, const int *counts, int way);
 
 /* The decision when the request turned the gate off: not applied, nothing
  * measured (NaN), the out-of-distribution measure all the same. */
@@ -58,8 +58,9 @@ void gen_gate_off(const generator *g, const float *cond, gen_gate *gate);
 
 /* Apply the gate to res (the diffusion candidates, ranked) for the support set
  * feat (feature space, rows sorted by class, counts[c] rows of class c) whose
- * condition vector is cond. Fills res->gate and appends the baselines to
- * res->ranked when the target is a single linear layer. */
+ * condition vector is cond, res->spec and res->way set. Fills res->gate and
+ * appends the baselines (heads of res->spec) to res->ranked when the target
+ * is a single linear layer. */
 int gen_gate_run(const generator *g, gen_workspace *ws, const gen_request *req,
                  const dataset *feat, const int *counts, const float *cond, gen_result *res,
                  d2_error *err);

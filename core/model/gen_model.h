@@ -128,9 +128,14 @@ int gen_scorer_init(gen_scorer *sc, backend_t *be, const target_spec *s, const d
 int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, d2_error *err);
 void gen_scorer_free(gen_scorer *sc);
 
-/* Nearest zoo entry (index, L2 distance) of K heads theta [K, P] (host), with
- * the GEMM on be; index -1 and dist NaN when the bundle has no zoo index. */
-int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta, int K, int *index,
-                    float *dist, d2_error *err);
+/* Nearest zoo entry (index, L2 distance) of K heads theta [K, hs->numel]
+ * (host) of the heads' spec hs (the generator's, or narrowed to fewer classes:
+ * compared as the generator's heads with the other rows zero, as an any-way
+ * zoo keeps them), with the GEMM on be; index -1 and dist NaN when the bundle
+ * has no zoo index. */
+int gen_nearest_zoo(const generator *g, backend_t *be, const target_spec *hs, const float *theta,
+                    int K, int *index, float *dist, d2_error *err);
+/* The spec of a head of `way` rows: the generator's own, or narrowed. */
+int gen_head_spec(const generator *g, int way, target_spec *hs, d2_error *err);
 
 #endif

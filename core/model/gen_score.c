@@ -153,8 +153,36 @@ int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, 
  * [K, P] (host): |t - z|^2 = |t|^2 + |z|^2 - 2 t.z, the dot products as one
  * GEMM on the device; the winner's exact distance is recomputed on the host in
  * double (P values). */
-int gen_nearest_zoo(const generator *g, backend_t *be, const float *theta, int K, int *index,
-                    float *dist, d2_error *err)
+int gen_head_spec(const generator *g, int way, target_spec *hs, d2_error *err)
+{
+    if (way == g->cfg.way) {
+        *hs = g->spec;
+        return 0;
+    }
+    return target_spec_with_way(&g->spec, way, hs, err);
+}
+
+static int nearest_wide(const generator *g, backend_t *be, const float *theta, int K, int *index,
+                        float *dist, d2_error *err);
+
+int gen_nearest_zoo(const generator *g, backend_t *be, const target_spec *hs, const float *theta,
+                    int K, int *index, float *dist, d2_error *err)
+{
+    if (hs->numel == (size_t)g->cfg.P)
+        return nearest_wide(g, be, theta, K, index, dist, err);
+    float *wide = malloc((size_t)K * g->cfg.P * sizeof(float));
+    if (!wide)
+        return d2_fail(err, D2_ENOMEM, "out of memory for the zoo distances");
+    for (int k = 0; k < K; k++)
+        target_theta_widen(&g->spec, hs, theta + (size_t)k * hs->numel,
+                           wide + (size_t)k * g->cfg.P);
+    int rc = nearest_wide(g, be, wide, K, index, dist, err);
+    free(wide);
+    return rc;
+}
+
+static int nearest_wide(const generator *g, backend_t *be, const float *theta, int K, int *index,
+                        float *dist, d2_error *err)
 {
     const int P = g->cfg.P, n = g->zoo_n;
     for (int k = 0; k < K; k++) {

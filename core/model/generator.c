@@ -261,7 +261,10 @@ static int support_features(const generator *g, backend_t *be, const dataset *s,
                 sorted->y[row++] = c;
                 counts[c]++;
             }
-    sorted->classes = N;
+    int present = 0;
+    while (present < N && counts[present] > 0)
+        present++;
+    sorted->classes = present; // labels 0..present-1 (generator_check_support)
     dataset_free(&feat);
     return 0;
 }
@@ -363,12 +366,13 @@ out:
 
 /* Score the K decoded heads (theta host [K, P]) on the support set and find
  * each one's nearest zoo entry, on the workspace's backend. */
-static int score_candidates(const generator *g, backend_t *be, const dataset *feat,
-                            const float *theta, int K, gen_candidate *cand, d2_error *err)
+static int score_candidates(const generator *g, backend_t *be, const target_spec *hs,
+                            const dataset *feat, const float *theta, int K, gen_candidate *cand,
+                            d2_error *err)
 {
-    const int P = g->cfg.P;
+    const int P = (int)hs->numel;
     gen_scorer sc;
-    int rc = gen_scorer_init(&sc, be, &g->spec, feat, err);
+    int rc = gen_scorer_init(&sc, be, hs, feat, err);
     if (rc)
         return rc;
     for (int k = 0; k < K && !rc; k++) {
@@ -385,7 +389,7 @@ static int score_candidates(const generator *g, backend_t *be, const dataset *fe
     float dist[64];
     for (int k0 = 0; k0 < K && !rc; k0 += 64) { // in chunks of 64 candidates
         int kk = K - k0 < 64 ? K - k0 : 64;
-        rc = gen_nearest_zoo(g, be, theta + (size_t)k0 * P, kk, idx, dist, err);
+        rc = gen_nearest_zoo(g, be, hs, theta + (size_t)k0 * P, kk, idx, dist, err);
         for (int k = 0; k < kk && !rc; k++) {
             cand[k0 + k].zoo_nearest = idx[k];
             cand[k0 + k].zoo_distance = dist[k];
@@ -411,12 +415,13 @@ int generator_can_refine(const generator *g)
 
 /* Refinement (generator.h): each candidate's sample is scored, kept, and
  * replaced by the head logistic regression finds with the sample as its
- * prior's centre; theta [K, P] follows. */
-static int refine_candidates(const generator *g, const dataset *feat, int K,
+ * prior's centre; theta [K, P] (P of the heads' spec hs) follows. */
+static int refine_candidates(const target_spec *hs, const dataset *feat, int K,
                              gen_candidate *cand, float *theta, d2_error *err)
 {
-    const target_layer *L = &g->spec.layers[0];
-    const size_t bytes = (size_t)g->cfg.P * sizeof(float);
+    const target_layer *L = &hs->layers[0];
+    const int N = L->out;
+    const size_t bytes = hs->numel * sizeof(float);
     for (int k = 0; k < K; k++) {
         gen_candidate *c = &cand[k];
         float loss;
@@ -424,24 +429,22 @@ static int refine_candidates(const generator *g, const dataset *feat, int K,
         if (!(c->sample = malloc(bytes)))
             return d2_fail(err, D2_ENOMEM, "out of memory");
         memcpy(c->sample, c->theta, bytes);
-        if ((rc = target_eval(&g->spec, c->sample, feat, &c->sample_acc, &loss, err)))
+        if ((rc = target_eval(hs, c->sample, feat, &c->sample_acc, &loss, err)))
             return rc;
-        const double C = gen_refine_strength(c->sample_acc, g->cfg.way);
-        if (C > 0.0 && (rc = baseline_logreg_head_prior(feat, g->cfg.way, C,
+        const double C = gen_refine_strength(c->sample_acc, N);
+        if (C > 0.0 && (rc = baseline_logreg_head_prior(feat, N, C,
                                                         c->sample + L->w_off, c->sample + L->b_off,
                                                         c->theta + L->w_off, c->theta + L->b_off,
                                                         err)))
             return rc;
-        memcpy(theta + (size_t)k * g->cfg.P, c->theta, bytes);
+        memcpy(theta + (size_t)k * hs->numel, c->theta, bytes);
     }
     return 0;
 }
 
-int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
-                       gen_result *out, d2_error *err)
+static int check_request(const generator *g, const gen_workspace *ws, const gen_request *req,
+                         d2_error *err)
 {
-    memset(out, 0, sizeof *out);
-    double t0 = d2_now();
     int rc;
     if ((rc = generator_check_support(g, req->support, req->embeddings, err)))
         return rc;
@@ -454,55 +457,110 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         return d2_fail(err, D2_ERANGE, "guidance = %g outside 0..20", (double)req->guidance);
     if (req->sampler != GEN_SAMPLER_DDIM && req->sampler != GEN_SAMPLER_DDPM)
         return d2_fail(err, D2_EINVAL, "unknown sampler");
-    const int K = req->candidates, L = g->cfg.latent, P = g->cfg.P, N = g->cfg.way;
+    return 0;
+}
+
+/* Decode K latents z [K, L] into the K candidates' heads of spec hs: theta
+ * [K, hs->numel] (host), each candidate's own copy in cand[k].theta. An
+ * any-way generator decodes all its rows and keeps the first hs's. */
+static int decode_candidates(const generator *g, gen_workspace *ws, const target_spec *hs,
+                             const float *z, int K, float *theta, gen_candidate *cand,
+                             d2_error *err)
+{
+    const size_t P = hs->numel, PW = (size_t)g->cfg.P;
+    float *wide = P == PW ? theta : malloc((size_t)K * PW * sizeof(float));
+    if (!wide)
+        return d2_fail(err, D2_ENOMEM, "out of memory");
+    int rc = gen_decode_latents(g, ws->be, &ws->ar, z, K, wide, err);
+    for (int k = 0; k < K && !rc; k++) {
+        if (wide != theta)
+            target_theta_narrow(&g->spec, hs, wide + k * PW, theta + k * P);
+        cand[k].index = k;
+        if (!(cand[k].theta = malloc(P * sizeof(float))))
+            rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        else
+            memcpy(cand[k].theta, theta + k * P, P * sizeof(float));
+    }
+    if (wide != theta)
+        free(wide);
+    return rc;
+}
+
+static void candidates_free(gen_candidate *cand, int K)
+{
+    for (int k = 0; cand && k < K; k++) {
+        free(cand[k].theta);
+        free(cand[k].sample);
+    }
+    free(cand);
+}
+
+/* Rank the K candidates into out, then the gate (or not). */
+static int finish_result(const generator *g, gen_workspace *ws, const gen_request *req,
+                         const dataset *feat, const int *counts, const float *cond,
+                         gen_candidate *cand, gen_result *out, d2_error *err)
+{
+    const int K = req->candidates;
+    qsort(cand, (size_t)K, sizeof *cand, cmp_candidates);
+    out->count = K;
+    out->ranked = cand;
+    if (!req->gate) {
+        gen_gate_off(g, cond, &out->gate);
+        return 0;
+    }
+    int rc = gen_gate_run(g, ws, req, feat, counts, cond, out, err);
+    if (rc)
+        gen_result_free(out);
+    return rc;
+}
+
+int generator_generate(const generator *g, gen_workspace *ws, const gen_request *req,
+                       gen_result *out, d2_error *err)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = d2_now();
+    int rc = check_request(g, ws, req, err);
+    if (rc)
+        return rc;
+    const int K = req->candidates, L = g->cfg.latent, W = g->cfg.way;
     dataset feat = {0};
     int counts[D2_MAX_WAY];
     float *cond = malloc((size_t)g->cfg.cond_dim * sizeof(float));
     float *z = malloc((size_t)K * L * sizeof(float));
-    float *theta = malloc((size_t)K * P * sizeof(float));
+    float *theta = NULL;
     gen_candidate *cand = calloc((size_t)K, sizeof *cand);
-    if (!cond || !z || !theta || !cand) {
+    if (!cond || !z || !cand) {
         rc = d2_fail(err, D2_ENOMEM, "out of memory");
         goto fail;
     }
     gen_request first = *req; // with the gate, the sampling below is part 0 of 1 + folds
     gen_progress_span span = {req->progress, req->progress_ctx, 0.0f, 1.0f};
-    if ((rc = support_features(g, ws->be, req->support, req->embeddings, &feat, counts, err)))
+    if ((rc = support_features(g, ws->be, req->support, req->embeddings, &feat, counts, err)) ||
+        (rc = gen_head_spec(g, feat.classes, &out->spec, err)))
         goto fail;
+    out->way = feat.classes;
+    if (!(theta = malloc((size_t)K * out->spec.numel * sizeof(float)))) {
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (req->progress && req->gate) {
-        span.hi = 1.0f / (float)(1 + gen_gate_folds(g, counts));
+        span.hi = 1.0f / (float)(1 + gen_gate_folds(g, counts, out->way));
         first.progress = gen_progress_span_fn;
         first.progress_ctx = &span;
     }
-    if ((rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, N, cond, err)) ||
+    if ((rc = gen_encode_support(g, ws->be, &ws->ar, feat.x, counts, W, cond, err)) ||
         (rc = sample_latents(g, ws, &first, cond, z, err)) ||
-        (rc = gen_decode_latents(g, ws->be, &ws->ar, z, K, theta, err)))
+        (rc = decode_candidates(g, ws, &out->spec, z, K, theta, cand, err)))
         goto fail;
-    for (int k = 0; k < K; k++) {
-        gen_candidate *c = &cand[k];
-        c->index = k;
-        if (!(c->theta = malloc((size_t)P * sizeof(float)))) {
-            rc = d2_fail(err, D2_ENOMEM, "out of memory");
-            goto fail;
-        }
-        memcpy(c->theta, theta + (size_t)k * P, (size_t)P * sizeof(float));
-    }
     if (req->refine && generator_can_refine(g) &&
-        (rc = refine_candidates(g, &feat, K, cand, theta, err)))
+        (rc = refine_candidates(&out->spec, &feat, K, cand, theta, err)))
         goto fail;
-    if ((rc = score_candidates(g, ws->be, &feat, theta, K, cand, err)))
+    if ((rc = score_candidates(g, ws->be, &out->spec, &feat, theta, K, cand, err)))
         goto fail;
-    qsort(cand, (size_t)K, sizeof *cand, cmp_candidates);
-    out->count = K;
-    out->ranked = cand;
-    out->way = N;
-    cand = NULL;
-    if (!req->gate)
-        gen_gate_off(g, cond, &out->gate);
-    else if ((rc = gen_gate_run(g, ws, req, &feat, counts, cond, out, err))) {
-        gen_result_free(out);
+    rc = finish_result(g, ws, req, &feat, counts, cond, cand, out, err);
+    cand = NULL; // out owns them now (or freed them)
+    if (rc)
         goto fail;
-    }
     dataset_fingerprint(req->support, out->dataset_fingerprint);
     out->seconds = d2_now() - t0;
     if (req->progress)
@@ -514,16 +572,13 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
     return 0;
 fail:
     rc = backend_explain(ws->be, rc, err); /* a device fault, not its symptom */
-    if (cand)
-        for (int k = 0; k < K; k++) {
-            free(cand[k].theta);
-            free(cand[k].sample);
-        }
-    free(cand);
+    candidates_free(cand, K);
     dataset_free(&feat);
     free(cond);
     free(z);
     free(theta);
+    if (!out->ranked)
+        memset(out, 0, sizeof *out);
     return rc;
 }
 
@@ -591,9 +646,9 @@ int generator_checkpoint_bytes(const generator *g, const gen_request *req,
     int rc;
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)req->seed);
-    if ((rc = target_write_tensors(&g->spec, &g->fmap, c->theta, &w, err)) ||
+    if ((rc = target_write_tensors(&res->spec, &g->fmap, c->theta, &w, err)) ||
         (rc = st_writer_meta(&w, "format", "pt", err)) ||
-        (rc = st_writer_meta(&w, "d2nwg.spec", g->spec.text, err)) ||
+        (rc = st_writer_meta(&w, "d2nwg.spec", res->spec.text, err)) ||
         (rc = st_writer_meta(&w, "d2nwg.generator", g->info.id, err)) ||
         (rc = st_writer_meta(&w, "d2nwg.zoo_fingerprint", g->info.zoo_fingerprint, err)) ||
         (rc = st_writer_meta(&w, "d2nwg.dataset", res->dataset_fingerprint, err)) ||
@@ -663,9 +718,12 @@ static int retrieve_nearest(const generator *g, backend_t *be, const float *cond
         memset(h, 0, sizeof *h);
         h->zoo_index = order[a];
         h->distance = dist[order[a]];
-        h->way = N;
-        for (int c = 0; c < N && c < 16; c++)
-            h->classes[c] = g->zoo_classes[(size_t)order[a] * N + c];
+        for (int c = 0; c < N && c < D2_MAX_WAY; c++) { // an any-way zoo's entry: -1 after its way
+            const int32_t cls = g->zoo_classes[(size_t)order[a] * N + c];
+            if (cls < 0)
+                break;
+            h->classes[h->way++] = cls;
+        }
         float loss;
         rc = gen_scorer_run(&sc, g->zoo_theta + (size_t)order[a] * g->cfg.P, &h->support_acc,
                             &loss, err);

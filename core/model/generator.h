@@ -128,7 +128,9 @@ typedef struct gen_result {
     int count;             /* K, plus the 2 baselines when the gate applied */
     gen_candidate *ranked; /* best first: the gate's choice, then the diffusion candidates
                               by support accuracy desc, loss asc, index; then the rest */
-    int way;
+    int way;               /* classes of the support set: rows of each head */
+    target_spec spec;      /* the heads' network: the generator's spec, its head narrowed
+                              to `way` rows for an any-way generator (min_way < max_way) */
     gen_gate gate;
     char dataset_fingerprint[65];
     double seconds;
@@ -165,7 +167,7 @@ typedef struct gen_retrieval {
     int zoo_index;
     float distance;
     float support_acc;     /* that zoo head's accuracy on the given support set */
-    int classes[16];       /* the zoo task's classes in order (way entries) */
+    int classes[D2_MAX_WAY]; /* the zoo task's classes in order (way entries) */
     int way;
 } gen_retrieval;
 int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *support,
