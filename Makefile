@@ -218,11 +218,12 @@ test: deps
 
 check: test
 
-# The shared test fixture (a quick generator) is trained by the normal build
+# The shared test fixtures (quick generators) are trained by the normal build
 # and copied: sanitized binaries would take minutes to train it.
 asan: deps
 	$(MAKE) $(JOBS) all
 	sh tests/fixture.sh $(BUILD) >/dev/null
+	sh tests/fixture.sh $(BUILD) anyway >/dev/null
 	FIXTURE_SOURCE=$(BUILD) $(MAKE) $(JOBS) SAN=1 OPT=-O1 BUILD=$(BUILD)/asan test
 
 bench: deps

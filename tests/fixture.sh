@@ -1,15 +1,23 @@
 #!/bin/sh
-# The quick zoo and generator that the tests share, built once per build
-# directory (a few tens of seconds) and reused:
-#   sh tests/fixture.sh BUILD   ->  prints BUILD/fixtures/quick/gen.safetensors
-# The zoo is beside it: BUILD/fixtures/quick/zoo; the build's log is
-# BUILD/fixtures/quick/build.log. A cached bundle that this build cannot load
+# The quick zoos and generators that the tests share, built once per build
+# directory (a few tens of seconds each) and reused:
+#   sh tests/fixture.sh BUILD [NAME]  ->  prints BUILD/fixtures/NAME/gen.safetensors
+# NAME: quick (default; 5-way Fashion-MNIST heads) or anyway (an any-way
+# generator: Fashion-MNIST tasks of 2..6 classes, zoo build --min-way 2 --way 6).
+# The zoo is beside it: BUILD/fixtures/NAME/zoo; the build's log is
+# BUILD/fixtures/NAME/build.log. A cached bundle that this build cannot load
 # (an older format) is rebuilt. With FIXTURE_SOURCE=OTHER_BUILD, a valid
 # fixture of that build is copied instead of trained (make asan uses it: the
 # sanitized binaries would train slowly). Safe to call from tests at once.
 set -e
 B=${1:-build}
-D="$B/fixtures/quick"
+NAME=${2:-quick}
+case "$NAME" in
+quick) WAYS="--way 5" TASKS=2000 ;;
+anyway) WAYS="--way 6 --min-way 2" TASKS=1500 ;;
+*) echo "fixture: unknown fixture '$NAME' (quick or anyway)" >&2; exit 2 ;;
+esac
+D="$B/fixtures/$NAME"
 mkdir -p "$D"
 exec 9>"$D/.lock"
 flock 9
@@ -18,18 +26,18 @@ valid() {
         "$B/d2nwg" info "$1/gen.safetensors" >/dev/null 2>&1
 }
 if ! valid "$D"; then
-    S="${FIXTURE_SOURCE:+$FIXTURE_SOURCE/fixtures/quick}"
+    S="${FIXTURE_SOURCE:+$FIXTURE_SOURCE/fixtures/$NAME}"
     rm -rf "$D/zoo" "$D/gen.safetensors" "$D/gen.safetensors.tmp" "$D/gen.safetensors.tmp.ckpt"
     if [ -n "$S" ] && valid "$S"; then
         cp -r "$S/zoo" "$D/zoo"
         cp "$S/gen.safetensors" "$D/gen.safetensors.tmp"
     else
         {
-            "$B/d2nwg" zoo build --source fashion-mnist --way 5 --tasks 2000 --feature pca:128 \
+            "$B/d2nwg" zoo build --source fashion-mnist $WAYS --tasks $TASKS --feature pca:128 \
                 --seed 1 --out "$D/zoo" --quiet &&
             "$B/d2nwg" train --zoo "$D/zoo" --out "$D/gen.safetensors.tmp" --quick --seed 1 --quiet
         } >"$D/build.log" 2>&1 || {
-            echo "fixture: building the quick generator failed; see $D/build.log" >&2
+            echo "fixture: building the $NAME generator failed; see $D/build.log" >&2
             tail -n 20 "$D/build.log" >&2
             exit 1
         }

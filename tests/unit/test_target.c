@@ -671,11 +671,58 @@ static void test_train_fashion(void **state)
     data_source_free(&src);
 }
 
+/* Heads of fewer classes (any-way generators): the narrowed spec, theta's
+ * rows moved both ways, zeroing the untrained rows, and what is refused. */
+static void test_spec_with_way(void **state)
+{
+    (void)state;
+    d2_error err;
+    target_spec w, n;
+    assert_int_equal(target_spec_parse(&w, "pca:4 | linear 4->6", &err), 0);
+    assert_int_equal(target_spec_with_way(&w, 3, &n, &err), 0);
+    assert_string_equal(n.text, "pca:4 | linear 4->3");
+    assert_int_equal(n.out_dim, 3);
+    assert_int_equal((int)n.numel, 15);
+    assert_int_equal((int)n.layers[0].b_off, 12);
+    float wide[30], narrow[15], back[30];
+    for (int i = 0; i < 30; i++)
+        wide[i] = (float)(i + 1);
+    target_theta_narrow(&w, &n, wide, narrow);
+    for (int i = 0; i < 12; i++) // rows 0..2 of the weight [6, 4]
+        assert_true(narrow[i] == wide[i]);
+    for (int i = 0; i < 3; i++) // the first 3 biases
+        assert_true(narrow[12 + i] == wide[24 + i]);
+    target_theta_widen(&w, &n, narrow, back);
+    for (int i = 0; i < 30; i++) {
+        int kept = i < 12 || (i >= 24 && i < 27);
+        assert_true(back[i] == (kept ? wide[i] : 0.0f));
+    }
+    memcpy(back, wide, sizeof back);
+    target_zero_rows_from(&w, 3, back);
+    for (int i = 0; i < 30; i++) {
+        int kept = i < 12 || (i >= 24 && i < 27);
+        assert_true(back[i] == (kept ? wide[i] : 0.0f));
+    }
+    assert_int_equal(target_spec_with_way(&w, 6, &n, &err), 0);
+    assert_int_equal((int)n.numel, 30);
+    assert_int_equal(target_spec_with_way(&w, 7, &n, &err), D2_ERANGE);
+    assert_non_null(strstr(err.msg, "7 classes outside 2..6"));
+    assert_int_equal(target_spec_with_way(&w, 1, &n, &err), D2_ERANGE);
+    target_spec m;
+    assert_int_equal(target_spec_parse(&m, "mlp 8-4-6 relu", &err), 0);
+    assert_int_equal(target_spec_with_way(&m, 3, &n, &err), D2_EINVAL);
+    assert_non_null(strstr(err.msg, "only a single linear layer"));
+    assert_int_equal(target_spec_parse(&m, "linear 10->20", &err), 0);
+    assert_int_equal(target_spec_with_way(&m, 5, &n, &err), 0);
+    assert_string_equal(n.text, "linear 10->5");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_good),
         cmocka_unit_test(test_spec_bad),
+        cmocka_unit_test(test_spec_with_way),
         cmocka_unit_test(test_forward_reference),
         cmocka_unit_test(test_backward_gradcheck),
         cmocka_unit_test(test_train_separable),

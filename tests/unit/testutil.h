@@ -48,27 +48,33 @@ static inline void tu_build_path(char *out, size_t n, const char *name)
     snprintf(out, n, "%s/%s", b && *b ? b : "build", name);
 }
 
-/* The shared quick generator of tests/fixture.sh (built on first use): its
- * bundle path, and its zoo's directory; build gets the build directory.
- * Returns 0, or -1 with a message on stderr. */
-static inline int tu_quick_fixture(char *build, size_t nb, char *gen, size_t ng, char *zoo,
-                                   size_t nz)
+/* A shared generator of tests/fixture.sh (built on first use): "quick" or
+ * "anyway"; its bundle path, and its zoo's directory; build gets the build
+ * directory. Returns 0, or -1 with a message on stderr. */
+static inline int tu_fixture(const char *name, char *build, size_t nb, char *gen, size_t ng,
+                             char *zoo, size_t nz)
 {
     tu_build_path(build, nb, "");
     size_t bl = strlen(build);
     if (bl && build[bl - 1] == '/')
         build[bl - 1] = '\0';
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "sh tests/fixture.sh '%s'", build);
+    snprintf(cmd, sizeof cmd, "sh tests/fixture.sh '%s' %s", build, name);
     FILE *p = popen(cmd, "r");
     int ok = p && fgets(gen, (int)ng, p);
     if (!p || pclose(p) != 0 || !ok) {
-        fprintf(stderr, "tests/fixture.sh %s failed\n", build);
+        fprintf(stderr, "tests/fixture.sh %s %s failed\n", build, name);
         return -1;
     }
     gen[strcspn(gen, "\n")] = '\0';
-    snprintf(zoo, nz, "%s/fixtures/quick/zoo", build);
+    snprintf(zoo, nz, "%s/fixtures/%s/zoo", build, name);
     return 0;
+}
+
+static inline int tu_quick_fixture(char *build, size_t nb, char *gen, size_t ng, char *zoo,
+                                   size_t nz)
+{
+    return tu_fixture("quick", build, nb, gen, ng, zoo, nz);
 }
 
 #define TU_ASSERT_NEAR(a, b, tol)                                                          \
