@@ -287,16 +287,20 @@ static int tasks_from_zoo(eval_state *st, const char *zoo_dir, const eval_opts *
                           d2_error *err)
 {
     const gen_info *in = generator_info(st->g);
-    const int way = in->max_way;
     zoo *z = &st->z;
     int rc = zoo_load(z, zoo_dir, 1, err);
     if (rc)
         return rc;
-    if (z->way != way || z->fmap.out_dim != in->feature_dim || z->P != in->params)
+    if (z->way != in->max_way || z->fmap.out_dim != in->feature_dim || z->P != in->params)
         return d2_fail(err, D2_EINVAL,
                        "zoo %s (%d-way, %d features, %d parameters) does not match the "
                        "generator (%d-way, %d features, %d parameters)",
-                       zoo_dir, z->way, z->fmap.out_dim, z->P, way, in->feature_dim, in->params);
+                       zoo_dir, z->way, z->fmap.out_dim, z->P, in->max_way, in->feature_dim,
+                       in->params);
+    const int way = zoo_heldout_way(z);
+    if (o->way > way)
+        return d2_fail(err, D2_EINVAL, "zoo %s holds out combinations of %d classes; --way %d "
+                       "needs --source", zoo_dir, way, o->way);
     if (z->n_heldout < 1)
         return d2_fail(err, D2_EINVAL, "zoo %s has no held-out class combinations to evaluate on",
                        zoo_dir);

@@ -428,7 +428,7 @@ static int info_json(const zoo *z, const acc_stats *q, const acc_stats *t)
     json_t *ho = json_array();
     for (int i = 0; i < z->n_heldout; i++) {
         json_t *c = json_array();
-        for (int j = 0; j < z->way; j++)
+        for (int j = 0; j < zoo_heldout_way(z); j++)
             json_array_append_new(c, json_integer(z->heldout[i][j]));
         json_array_append_new(ho, c);
     }
@@ -485,7 +485,7 @@ static int cmd_zoo_info(cli_globals *g, int argc, char **argv)
         printf("held out    %d class combinations", z.n_heldout);
         for (int i = 0; i < z.n_heldout && i < 20; i++) {
             printf("%s[", i ? " " : ": ");
-            for (int j = 0; j < z.way; j++)
+            for (int j = 0; j < zoo_heldout_way(&z); j++)
                 printf("%s%d", j ? "," : "", z.heldout[i][j]);
             printf("]");
         }

@@ -64,7 +64,9 @@ typedef struct zoo {
     int P;             /* theta length */
     float *theta;      /* [n, P] */
     int n_heldout;
-    int (*heldout)[D2_MAX_WAY]; /* [n_heldout][way], ascending class ids */
+    int (*heldout)[D2_MAX_WAY]; /* [n_heldout][zoo_heldout_way], ascending class ids */
+    int heldout_way;   /* classes of a held-out combination; 0: way (an any-way zoo whose
+                        * first group has fewer classes than way holds out smaller ones) */
     char fingerprint[65];
     /* the source data in feature space, loaded by zoo_load(..., load_data=1) */
     int has_data;
@@ -98,6 +100,11 @@ typedef struct zoo_build_cfg {
 zoo_build_cfg zoo_build_defaults(void);
 
 int zoo_build(zoo *z, const zoo_build_cfg *cfg, d2_error *err);
+/* Classes of each of the zoo's held-out combinations. */
+static inline int zoo_heldout_way(const zoo *z)
+{
+    return z->heldout_way > 0 ? z->heldout_way : z->way;
+}
 /* zoo_build in two stages (the benchmark times the second alone):
  * zoo_prepare loads the source, fits the feature map, maps both splits
  * (has_data = 1), draws the held-out combinations and every entry's classes

@@ -74,7 +74,9 @@ static void sort_ints(int *v, int n)
 
 int zoo_draw_heldout(zoo *z, int classes, double frac, uint64_t seed, d2_error *err)
 {
-    int way = z->way;
+    if (z->min_way > 0 && z->min_way < z->way && classes < z->way && classes >= z->min_way)
+        z->heldout_way = classes - 1 >= z->min_way ? classes - 1 : classes;
+    int way = zoo_heldout_way(z);
     uint64_t total = zoo_binom(classes, way);
     if (total == 0)
         return d2_fail(err, D2_EINVAL, "zoo: %d classes cannot make a %d-way task", classes, way);
@@ -182,7 +184,7 @@ static int combo_cmp(const int *a, const int *b, int way)
 
 int zoo_is_heldout(const zoo *z, const task *t)
 {
-    if (!z || !t || t->way != z->way || z->n_heldout <= 0 || !z->heldout)
+    if (!z || !t || t->way != zoo_heldout_way(z) || z->n_heldout <= 0 || !z->heldout)
         return 0;
     int c[D2_MAX_WAY];
     memcpy(c, t->classes, sizeof(int) * (size_t)t->way);

@@ -46,9 +46,11 @@ void zoo_fingerprint(const zoo *z, char hex[65])
     put_u32(&c, (uint32_t)z->train.min_steps);
     put_str(&c, z->train_fp);
     put_str(&c, z->test_fp);
+    if (zoo_heldout_way(z) != z->way) // absent from the fingerprints of other zoos
+        put_u32(&c, (uint32_t)z->heldout_way);
     put_u32(&c, (uint32_t)z->n_heldout);
     for (int i = 0; i < z->n_heldout; i++)
-        for (int j = 0; j < z->way; j++)
+        for (int j = 0; j < zoo_heldout_way(z); j++)
             put_u32(&c, (uint32_t)z->heldout[i][j]);
     put_u32(&c, (uint32_t)z->n);
     for (int i = 0; i < z->n; i++) {

@@ -145,6 +145,8 @@ int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_er
     json_object_set_new(root, "way", json_integer(z->way));
     if (z->min_way > 0 && z->min_way < z->way) // any-way zoos only: fixed-way manifests stay
         json_object_set_new(root, "min_way", json_integer(z->min_way));
+    if (zoo_heldout_way(z) != z->way)
+        json_object_set_new(root, "heldout_way", json_integer(z->heldout_way));
     json_object_set_new(root, "per_class", json_integer(z->per_class));
     json_object_set_new(root, "seed", seed_json(z->seed));
     json_t *tr = json_object();
@@ -183,7 +185,7 @@ int zoo_manifest_encode(const zoo *z, const zoo_files *files, char **text, d2_er
     json_object_set_new(root, "shards", sh);
     json_t *ho = json_array();
     for (int i = 0; i < z->n_heldout; i++)
-        json_array_append_new(ho, int_array(z->heldout[i], z->way));
+        json_array_append_new(ho, int_array(z->heldout[i], zoo_heldout_way(z)));
     json_object_set_new(root, "heldout", ho);
     if (z->ngroups)
         json_object_set_new(root, "groups", groups_json(z));
@@ -404,6 +406,9 @@ static int decode_header(mctx *m, zoo *z, zoo_files *files, json_t *root)
     if (json_object_get(root, "min_way") &&
         (rc = get_int(m, root, "min_way", "min_way", 2, z->way, &z->min_way)))
         return rc;
+    if (json_object_get(root, "heldout_way") &&
+        (rc = get_int(m, root, "heldout_way", "heldout_way", 1, z->way, &z->heldout_way)))
+        return rc;
     if (!z->spec.has_pca && !z->spec.has_cnn && files->input_dim != z->spec.feat_dim)
         return bad(m, "input_dim", "does not match the spec's input size");
     json_t *tr = json_object_get(root, "train");
@@ -534,11 +539,11 @@ static int decode_entries(mctx *m, zoo *z, json_t *root)
     for (int i = 0; i < z->n_heldout; i++) {
         char field[48];
         snprintf(field, sizeof field, "heldout[%d]", i);
-        int rc = get_classes(m, json_array_get(ho, (size_t)i), field, z->way, 1 << 24,
-                             z->heldout[i]);
+        int rc = get_classes(m, json_array_get(ho, (size_t)i), field, zoo_heldout_way(z),
+                             1 << 24, z->heldout[i]);
         if (rc)
             return rc;
-        for (int j = 1; j < z->way; j++)
+        for (int j = 1; j < zoo_heldout_way(z); j++)
             if (z->heldout[i][j] <= z->heldout[i][j - 1])
                 return bad(m, field, "class ids must be ascending");
     }

@@ -129,6 +129,7 @@ static int assemble(zoo *m, const zoo *parts, const int *slot, d2_error *err)
     m->spec = r->spec;
     m->way = r->way;
     m->min_way = r->min_way;
+    m->heldout_way = r->heldout_way;
     m->per_class = r->per_class;
     m->seed = r->seed;
     m->train = r->train;

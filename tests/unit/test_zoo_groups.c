@@ -6,7 +6,10 @@
  *  - a zoo of that source draws every task inside one group, about half from
  *    each part, holds out combinations of the first group only, and its
  *    manifest keeps the groups through a save and load; `zoo info --json`
- *    lists them with their task counts. */
+ *    lists them with their task counts;
+ *  - an any-way zoo of it: each task's way in min..max inside a group that has
+ *    that many classes, smaller held-out combinations where the first group
+ *    is too small, all through a save and load. */
 #include "testutil.h"
 
 #include <jansson.h>
@@ -124,12 +127,66 @@ static void test_grouped_zoo(void **state)
     tu_rmrf(dir);
 }
 
+/* An any-way zoo of that source: each task's way in 2..14 inside one group
+ * that has that many classes, combinations of 9 digits held out (the first
+ * group has 10 classes, fewer than 14), all of it through a save and load. */
+static void test_anyway_grouped_zoo(void **state)
+{
+    (void)state;
+    zoo_build_cfg c = zoo_build_defaults();
+    c.source = "digits-28+glyphs:Latin,Greek";
+    c.feature = "pca:16";
+    c.way = 14;
+    c.min_way = 2;
+    c.tasks = 80;
+    c.per_class = 10;
+    c.train.epochs = 1;
+    zoo z;
+    d2_error err;
+    assert_int_equal(zoo_build(&z, &c, &err), 0);
+    assert_int_equal(z.min_way, 2);
+    assert_int_equal(zoo_heldout_way(&z), 9);
+    assert_true(z.n_heldout >= 1);
+    for (int h = 0; h < z.n_heldout; h++)
+        assert_true(z.heldout[h][8] < 10);
+    int small = 0, large = 0;
+    for (int i = 0; i < z.n; i++) {
+        const zoo_entry *e = &z.e[i];
+        assert_true(e->way >= 2 && e->way <= 14);
+        small += e->way <= 8;
+        large += e->way >= 11;
+        int g = 0;
+        while (g + 1 < z.ngroups && e->classes[0] >= z.groups[g + 1].first)
+            g++;
+        assert_true(z.groups[g].count >= e->way);
+        for (int k = 0; k < e->way; k++)
+            assert_true(e->classes[k] >= z.groups[g].first &&
+                        e->classes[k] < z.groups[g].first + z.groups[g].count);
+    }
+    assert_true(small > 0 && large > 0);
+    char dir[] = "/tmp/d2zoo-anyway-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(zoo_save(&z, dir, &err), 0);
+    zoo back;
+    assert_int_equal(zoo_load(&back, dir, 0, &err), 0);
+    assert_int_equal(back.min_way, 2);
+    assert_int_equal(zoo_heldout_way(&back), 9);
+    assert_memory_equal(back.heldout, z.heldout, sizeof *z.heldout * (size_t)z.n_heldout);
+    for (int i = 0; i < z.n; i++)
+        assert_int_equal(back.e[i].way, z.e[i].way);
+    assert_string_equal(back.fingerprint, z.fingerprint);
+    zoo_free(&back);
+    zoo_free(&z);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concat_refuses_mismatched_parts),
         cmocka_unit_test(test_concat_labels_and_groups),
         cmocka_unit_test(test_grouped_zoo),
+        cmocka_unit_test(test_anyway_grouped_zoo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
