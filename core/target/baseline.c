@@ -1,6 +1,8 @@
 /* baseline.c - prototypes and logistic regression as linear heads (see baseline.h). */
 #include "baseline.h"
 
+#include "lbfgs.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,39 +112,24 @@ static double objective(const dataset *s, int way, double lam, const double *cen
     return f;
 }
 
-/* The largest eigenvalue of [x 1]^T [x 1] by power iteration: with lam it
- * bounds the gradient's Lipschitz constant. v, w: [F + 1] scratch. */
-static double gram_lmax(const dataset *s, double *v, double *w)
-{
-    const int F = s->dim;
-    for (int j = 0; j <= F; j++)
-        v[j] = 1.0;
-    double lmax = 1.0;
-    for (int it = 0; it < 50; it++) {
-        memset(w, 0, ((size_t)F + 1) * sizeof(double));
-        for (int i = 0; i < s->n; i++) {
-            const float *x = s->x + (size_t)i * F;
-            double d = v[F];
-            for (int j = 0; j < F; j++)
-                d += x[j] * v[j];
-            for (int j = 0; j < F; j++)
-                w[j] += d * x[j];
-            w[F] += d;
-        }
-        double nrm = 0;
-        for (int j = 0; j <= F; j++)
-            nrm += w[j] * w[j];
-        lmax = sqrt(nrm);
-        for (int j = 0; j <= F; j++)
-            v[j] = lmax > 0 ? w[j] / lmax : 0;
-    }
-    return lmax;
-}
-
 int baseline_logreg_head(const dataset *s, int way, double C, float *W, float *b,
                          d2_error *err)
 {
     return baseline_logreg_head_prior(s, way, C, NULL, NULL, W, b, err);
+}
+
+typedef struct logreg_ctx {
+    const dataset *s;
+    int way;
+    double lam;
+    const double *centre;
+    double *p; /* [way] scratch */
+} logreg_ctx;
+
+static double logreg_fn(void *ctx, const double *th, double *g)
+{
+    const logreg_ctx *c = ctx;
+    return objective(c->s, c->way, c->lam, c->centre, th, g, c->p);
 }
 
 int baseline_logreg_head_prior(const dataset *s, int way, double C, const float *W0,
@@ -153,37 +140,20 @@ int baseline_logreg_head_prior(const dataset *s, int way, double C, const float 
         return rc;
     const int F = s->dim;
     const size_t n = (size_t)way * F + way;
-    double *th = calloc(n, sizeof(double)), *y = calloc(n, sizeof(double));
-    double *g = calloc(n, sizeof(double)), *prev = calloc(n, sizeof(double));
-    double *p = calloc((size_t)way, sizeof(double)), *centre = NULL;
-    double *v = calloc((size_t)F + 1, sizeof(double)), *w = calloc((size_t)F + 1, sizeof(double));
-    if (W0)
-        centre = malloc(n * sizeof(double));
-    if (!th || !y || !g || !prev || !p || !v || !w || (W0 && !centre)) {
+    double *th = calloc(n, sizeof(double)), *p = calloc((size_t)way, sizeof(double));
+    double *centre = W0 ? malloc(n * sizeof(double)) : NULL;
+    if (!th || !p || (W0 && !centre)) {
         rc = d2_fail(err, D2_ENOMEM, "baseline: out of memory");
         goto out;
     }
     for (size_t k = 0; centre && k < n; k++) // the descent starts at the prior's centre
-        centre[k] = th[k] = y[k] = k < (size_t)way * F ? W0[k] : b0[k - (size_t)way * F];
-    const double lam = 1.0 / C;
-    const double step = 1.0 / (0.5 * gram_lmax(s, v, w) * 1.05 + lam);
-    // Nesterov's accelerated gradient; the problem is strongly convex in W
-    double tk = 1.0;
-    for (int it = 0; it < 3000; it++) {
-        objective(s, way, lam, centre, y, g, p);
-        double gn = 0;
-        for (size_t k = 0; k < n; k++)
-            gn += g[k] * g[k];
-        memcpy(prev, th, n * sizeof(double));
-        for (size_t k = 0; k < n; k++)
-            th[k] = y[k] - step * g[k];
-        double tn = 0.5 * (1.0 + sqrt(1.0 + 4.0 * tk * tk));
-        for (size_t k = 0; k < n; k++)
-            y[k] = th[k] + (tk - 1.0) / tn * (th[k] - prev[k]);
-        tk = tn;
-        if (sqrt(gn) < 1e-6 * s->n)
-            break;
-    }
+        centre[k] = th[k] = k < (size_t)way * F ? W0[k] : b0[k - (size_t)way * F];
+    // strictly convex in W, convex in b: L-BFGS to a gradient of 1e-6 per sample
+    logreg_ctx ctx = {.s = s, .way = way, .lam = 1.0 / C, .centre = centre, .p = p};
+    lbfgs_cfg lc = {.memory = 10, .max_iter = 1000, .gtol = 1e-6 * s->n};
+    lbfgs_report rep;
+    if ((rc = lbfgs_minimize(logreg_fn, &ctx, th, n, &lc, &rep, err)))
+        goto out;
     for (size_t k = 0; k < (size_t)way * F; k++)
         W[k] = (float)th[k];
     for (int c = 0; c < way; c++)
@@ -191,12 +161,7 @@ int baseline_logreg_head_prior(const dataset *s, int way, double C, const float 
 out:
     free(centre);
     free(th);
-    free(y);
-    free(g);
-    free(prev);
     free(p);
-    free(v);
-    free(w);
     return rc;
 }
 
