@@ -212,6 +212,7 @@ int cmd_info(cli_globals *gl, int argc, char **argv)
         json_object_set_new(o, "input_dim", json_integer(in->input_dim));
         json_object_set_new(o, "feature_dim", json_integer(in->feature_dim));
         json_object_set_new(o, "way", json_integer(in->max_way));
+        json_object_set_new(o, "min_way", json_integer(in->min_way));
         json_object_set_new(o, "params", json_integer(in->params));
         json_object_set_new(o, "zoo_size", json_integer(in->zoo_size));
         json_object_set_new(o, "config", cfg ? json_incref(cfg) : json_null());
@@ -224,14 +225,20 @@ int cmd_info(cli_globals *gl, int argc, char **argv)
     } else {
         printf("generator  %s\n", in->id);
         printf("file       %s\n", path);
-        printf("target     %s (%d generated parameters, %d-way)\n", in->spec->text, in->params,
-               in->max_way);
+        if (in->min_way < in->max_way)
+            printf("target     %s (%d generated parameters; heads of %d..%d classes)\n",
+                   in->spec->text, in->params, in->min_way, in->max_way);
+        else
+            printf("target     %s (%d generated parameters, %d-way)\n", in->spec->text,
+                   in->params, in->max_way);
         printf("input      %d values per sample, %d-dimensional features\n", in->input_dim,
                in->feature_dim);
         printf("zoo        %d entries, fingerprint %s\n", in->zoo_size, in->zoo_fingerprint);
         printf("sampler    %s, %d steps, %d candidates, guidance %.2f\n",
                in->default_sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim", in->default_steps,
                in->default_candidates, (double)in->default_guidance);
+        printf("refine     %s, C = %g\n", gen_refine_rule_name(in->default_refine_rule),
+               (double)in->default_refine_c);
         char *c = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6))
                       : NULL;
         char *p = prov ? json_dumps(prov, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6))

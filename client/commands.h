@@ -37,6 +37,7 @@ int cmd_train(cli_globals *g, int argc, char **argv);
 int cmd_backbone(cli_globals *g, int argc, char **argv);
 /* describe a generator bundle */
 int cmd_info(cli_globals *g, int argc, char **argv);
+int cmd_defaults(cli_globals *g, int argc, char **argv);
 /* weights for a support set, offline */
 int cmd_generate(cli_globals *g, int argc, char **argv);
 /* the results table */

@@ -11,6 +11,7 @@ static const client_command COMMANDS[] = {
     {"train", cmd_train, "train a generator from a zoo"},
     {"backbone", cmd_backbone, "train a convolutional backbone (feature map cnn:FILE)"},
     {"info", cmd_info, "describe a generator bundle"},
+    {"defaults", cmd_defaults, "copy a generator bundle with other sampler defaults"},
     {"generate", cmd_generate, "generate weights for a support set (offline)"},
     {"eval", cmd_eval, "evaluate a generator against baselines"},
     {"sample", cmd_sample, "write a support set drawn from a data source"},

@@ -41,6 +41,8 @@ gen_config gen_config_defaults(int P, int input_dim, int feat_dim, int way, cons
     c.steps = 50;
     c.guidance = 2.0f;
     c.sampler = GEN_SAMPLER_DDIM;
+    c.refine_rule = GEN_REFINE_ADAPTIVE;
+    c.refine_c = (float)GEN_REFINE_C;
     return c;
 }
 
@@ -86,6 +88,11 @@ char *gen_config_to_json(const gen_config *c)
     json_object_set_new(sm, "guidance", json_real(c->guidance));
     json_object_set_new(sm, "sampler",
                         json_string(c->sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim"));
+    if (c->refine_rule != GEN_REFINE_ADAPTIVE || c->refine_c != (float)GEN_REFINE_C) {
+        // only when not the default: bundles that keep it stay as they were
+        json_object_set_new(sm, "refine_rule", json_string(gen_refine_rule_name(c->refine_rule)));
+        json_object_set_new(sm, "refine_c", json_real(c->refine_c));
+    }
     json_object_set_new(o, "sampler", sm);
     char *out = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
@@ -123,6 +130,24 @@ static json_t *get_obj(json_t *o, const char *key, d2_error *err)
     if (!json_is_object(v))
         d2_fail(err, D2_EFORMAT, "generator config: '%s' missing or not an object", key);
     return json_is_object(v) ? v : NULL;
+}
+
+/* sampler.refine_rule and refine_c, when present (else the defaults). */
+static int get_refine(json_t *sm, gen_config *c, d2_error *err)
+{
+    c->refine_rule = GEN_REFINE_ADAPTIVE;
+    c->refine_c = (float)GEN_REFINE_C;
+    json_t *rule = json_object_get(sm, "refine_rule"), *rc_ = json_object_get(sm, "refine_c");
+    if (rule && (!json_is_string(rule) ||
+                 gen_refine_rule_parse(json_string_value(rule), &c->refine_rule)))
+        return d2_fail(err, D2_EFORMAT, "generator config: sampler.refine_rule must be "
+                       "adaptive or fixed");
+    if (rc_ && (!json_is_number(rc_) || !(json_number_value(rc_) > 0.0) ||
+                json_number_value(rc_) > 1e6))
+        return d2_fail(err, D2_EFORMAT, "generator config: sampler.refine_c must be in (0, 1e6]");
+    if (rc_)
+        c->refine_c = (float)json_number_value(rc_);
+    return 0;
 }
 
 int gen_config_from_json(gen_config *c, const char *text, d2_error *err)
@@ -184,6 +209,8 @@ int gen_config_from_json(gen_config *c, const char *text, d2_error *err)
         rc = d2_fail(err, D2_EFORMAT, "generator config: sampler.sampler must be ddim or ddpm");
         goto out;
     }
+    if ((rc = get_refine(sm, c, err)))
+        goto out;
     if (c->enc_d % c->enc_heads) {
         rc = d2_fail(err, D2_EFORMAT, "generator config: encoder.d %% heads != 0");
         goto out;

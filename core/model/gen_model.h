@@ -33,6 +33,8 @@ typedef struct gen_config {
     int candidates, steps;
     float guidance;
     gen_sampler sampler;
+    gen_refine_rule refine_rule; /* how refinement sets the prior's width (generator.h) */
+    float refine_c;
 } gen_config;
 
 struct generator {

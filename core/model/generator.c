@@ -408,6 +408,29 @@ double gen_refine_strength(float sample_acc, int way)
     return C < 1e-3 ? 0.0 : C;
 }
 
+const char *gen_refine_rule_name(gen_refine_rule r)
+{
+    return r == GEN_REFINE_FIXED ? "fixed" : "adaptive";
+}
+
+int gen_refine_rule_parse(const char *s, gen_refine_rule *out)
+{
+    if (!strcmp(s, "adaptive"))
+        *out = GEN_REFINE_ADAPTIVE;
+    else if (!strcmp(s, "fixed"))
+        *out = GEN_REFINE_FIXED;
+    else
+        return -1;
+    return 0;
+}
+
+double generator_refine_c(const generator *g, float sample_acc, int way)
+{
+    if (g->cfg.refine_rule == GEN_REFINE_FIXED)
+        return g->cfg.refine_c;
+    return gen_refine_strength(sample_acc, way) * (g->cfg.refine_c / GEN_REFINE_C);
+}
+
 int generator_can_refine(const generator *g)
 {
     return g->spec.nlayers == 1 && g->spec.layers[0].kind == TL_LINEAR;
@@ -416,8 +439,8 @@ int generator_can_refine(const generator *g)
 /* Refinement (generator.h): each candidate's sample is scored, kept, and
  * replaced by the head logistic regression finds with the sample as its
  * prior's centre; theta [K, P] (P of the heads' spec hs) follows. */
-static int refine_candidates(const target_spec *hs, const dataset *feat, int K,
-                             gen_candidate *cand, float *theta, d2_error *err)
+static int refine_candidates(const generator *g, const target_spec *hs, const dataset *feat,
+                             int K, gen_candidate *cand, float *theta, d2_error *err)
 {
     const target_layer *L = &hs->layers[0];
     const int N = L->out;
@@ -431,7 +454,7 @@ static int refine_candidates(const target_spec *hs, const dataset *feat, int K,
         memcpy(c->sample, c->theta, bytes);
         if ((rc = target_eval(hs, c->sample, feat, &c->sample_acc, &loss, err)))
             return rc;
-        const double C = gen_refine_strength(c->sample_acc, N);
+        const double C = generator_refine_c(g, c->sample_acc, N);
         if (C > 0.0 && (rc = baseline_logreg_head_prior(feat, N, C,
                                                         c->sample + L->w_off, c->sample + L->b_off,
                                                         c->theta + L->w_off, c->theta + L->b_off,
@@ -553,7 +576,7 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
         (rc = decode_candidates(g, ws, &out->spec, z, K, theta, cand, err)))
         goto fail;
     if (req->refine && generator_can_refine(g) &&
-        (rc = refine_candidates(&out->spec, &feat, K, cand, theta, err)))
+        (rc = refine_candidates(g, &out->spec, &feat, K, cand, theta, err)))
         goto fail;
     if ((rc = score_candidates(g, ws->be, &out->spec, &feat, theta, K, cand, err)))
         goto fail;

@@ -22,6 +22,12 @@ typedef struct gen_workspace gen_workspace;
 
 typedef enum gen_sampler { GEN_SAMPLER_DDIM = 0, GEN_SAMPLER_DDPM = 1 } gen_sampler;
 
+/* How refinement (gen_request.refine) sets the prior's width C for a sample:
+ * adaptive: c scaled by the sample's misfit (gen_refine_strength); fixed: c. */
+typedef enum gen_refine_rule { GEN_REFINE_ADAPTIVE = 0, GEN_REFINE_FIXED = 1 } gen_refine_rule;
+const char *gen_refine_rule_name(gen_refine_rule r); /* "adaptive", "fixed" */
+int gen_refine_rule_parse(const char *s, gen_refine_rule *out); /* 0, or -1 unknown */
+
 typedef struct gen_info {
     char id[65];             /* sha256 of the bundle file */
     const char *path;
@@ -40,6 +46,8 @@ typedef struct gen_info {
     int default_candidates, default_steps;
     float default_guidance;
     gen_sampler default_sampler;
+    gen_refine_rule default_refine_rule; /* the bundle's refinement (generator_with_defaults) */
+    float default_refine_c;
 } gen_info;
 
 int generator_load(generator **out, const char *path, backend_t *be, d2_error *err);
@@ -107,6 +115,9 @@ typedef struct gen_candidate {
  * set: GEN_REFINE_C at chance (1 / way) or below, shrinking linearly to 0 (the
  * sample kept as it is) for a sample that fits every support row. */
 double gen_refine_strength(float sample_acc, int way);
+/* The width this generator's refinement gives a sample: its rule and c
+ * (gen_info.default_refine_*; adaptive c = GEN_REFINE_C is gen_refine_strength). */
+double generator_refine_c(const generator *g, float sample_acc, int way);
 /* What refinement does to the heads of this generator: 1 when the target
  * network is one linear layer, else 0 (req.refine is then ignored). */
 int generator_can_refine(const generator *g);
@@ -172,6 +183,21 @@ typedef struct gen_retrieval {
 } gen_retrieval;
 int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *support,
                        int embeddings, int k, gen_retrieval *hits, int *nhits, d2_error *err);
+
+/* The sampler and refinement defaults a bundle carries (gen_info.default_*). */
+typedef struct gen_defaults {
+    int candidates, steps;
+    float guidance;
+    gen_sampler sampler;
+    gen_refine_rule refine_rule;
+    float refine_c;
+} gen_defaults;
+/* Write g as a new bundle at path (atomically) with other defaults: the same
+ * weights, statistics and zoo index; the provenance records the bundle it came
+ * from and the defaults it changed. Settings chosen on validation data after
+ * training land here. */
+int generator_save_with_defaults(const generator *g, const gen_defaults *d, const char *path,
+                                 d2_error *err);
 
 /* The feature map (raw samples -> features) of the generator. */
 const feature_map *generator_feature_map(const generator *g);

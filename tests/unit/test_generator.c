@@ -6,7 +6,8 @@
  *  - the checkpoint is the complete network, with PyTorch names and lineage;
  *  - bad support sets are refused with messages naming the problem;
  *  - one training step of each stage lowers its loss on a fixed batch;
- *  - training is bit-identical for a seed, also when stopped and resumed. */
+ *  - training is bit-identical for a seed, also when stopped and resumed;
+ *  - a copy with other sampler and refinement defaults has the same weights. */
 #include "fileio.h"
 #include "testutil.h"
 
@@ -536,6 +537,53 @@ static void test_training_deterministic_and_resumable(void **state)
     free(dir);
 }
 
+/* generator_save_with_defaults: the same weights with other defaults, the
+ * provenance naming the source, values out of range refused. */
+static void test_defaults_copy(void **state)
+{
+    fixture *f = *state;
+    const gen_info *in = generator_info(f->g);
+    assert_int_equal(in->default_refine_rule, GEN_REFINE_ADAPTIVE);
+    TU_ASSERT_NEAR(in->default_refine_c, 1.0, 0);
+    char *dir = tu_tmpdir("defaults");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fixed.safetensors", dir);
+    gen_defaults d = {4, 20, 1.5f, GEN_SAMPLER_DDIM, GEN_REFINE_FIXED, 0.5f};
+    d2_error err;
+    assert_int_equal(generator_save_with_defaults(f->g, &d, path, &err), 0);
+    generator *h = NULL;
+    gen_workspace *ws = NULL;
+    assert_int_equal(generator_load(&h, path, f->be, &err), 0);
+    assert_int_equal(gen_workspace_create(&ws, h, f->be, 8, &err), 0);
+    const gen_info *hi = generator_info(h);
+    assert_int_equal(hi->default_candidates, 4);
+    assert_int_equal(hi->default_steps, 20);
+    TU_ASSERT_NEAR(hi->default_guidance, 1.5, 0);
+    assert_int_equal(hi->default_refine_rule, GEN_REFINE_FIXED);
+    TU_ASSERT_NEAR(generator_refine_c(h, 1.0f, 5), 0.5, 1e-7); // fixed: whatever the fit
+    TU_ASSERT_NEAR(generator_refine_c(f->g, 1.0f, 5), 0.0, 0);  // adaptive: a perfect fit keeps
+    assert_non_null(strstr(hi->provenance_json, in->id));      // where it came from
+    // the same weights: unrefined generations agree bit for bit
+    dataset s = support_from_zoo(f, 3, 5, 0);
+    gen_request req = {.support = &s, .embeddings = 1, .candidates = 3, .steps = 10,
+                       .sampler = GEN_SAMPLER_DDIM, .guidance = 2.0f, .seed = 9};
+    gen_result a, b;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &a, &err), 0);
+    assert_int_equal(generator_generate(h, ws, &req, &b, &err), 0);
+    for (int k = 0; k < 3; k++)
+        assert_memory_equal(a.ranked[k].theta, b.ranked[k].theta, a.spec.numel * sizeof(float));
+    gen_result_free(&a);
+    gen_result_free(&b);
+    d.steps = 5000;
+    assert_int_equal(generator_save_with_defaults(f->g, &d, path, &err), D2_ERANGE);
+    assert_non_null(strstr(err.msg, "steps 5000 outside 1..1000"));
+    dataset_free(&s);
+    gen_workspace_free(ws);
+    generator_free(h);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_large_support_set),
         cmocka_unit_test(test_one_step_lowers_loss),
         cmocka_unit_test(test_training_deterministic_and_resumable),
+        cmocka_unit_test(test_defaults_copy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
