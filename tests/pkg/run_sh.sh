@@ -28,10 +28,16 @@ mkdir -p "$tmp/bin" "$tmp/var/zoo"
 ln -s "$(cd "$B" && pwd)/d2nwgd" "$tmp/bin/d2nwgd"
 cat >"$tmp/bin/d2nwg" <<STUB
 #!/bin/sh
-out=""; prev=""
-for a in "\$@"; do [ "\$prev" = "--out" ] && out=\$a; prev=\$a; done
+out=""; gen=""; prev=""
+for a in "\$@"; do
+    [ "\$prev" = "--out" ] && out=\$a
+    [ "\$prev" = "--generator" ] && gen=\$a
+    prev=\$a
+done
 case "\$1" in
 zoo) mkdir -p "\$out" && echo '{}' >"\$out/manifest.json" ;;
+backbone) echo x >"\$out" ;;
+defaults) cp "\$gen" "\$out.tmp" && mv "\$out.tmp" "\$out" ;;
 train) ps -o pgid= \$\$ | tr -d ' ' >"$tmp/train.pgid"; sleep "\${STUB_TRAIN_S:-3}"; cp "$fixture" "\$out.tmp" && mv "\$out.tmp" "\$out" ;;
 sample) echo x >"\$out" ;;
 esac
@@ -43,7 +49,8 @@ port=$((20000 + $$ % 20000))
 
 # start [TRAIN_SECONDS]: run.sh in its own session; its pid (= group) in $pid
 start() {
-    rm -rf "$tmp/var/zoo-glyphs" "$tmp/var/glyphs.safetensors" "$tmp/train.pgid"
+    rm -rf "$tmp/var/zoo-glyphs" "$tmp/var/glyphs.safetensors" "$tmp/var/backbone.safetensors" \
+        "$tmp/var/glyphs.trained.safetensors" "$tmp/train.pgid"
     STUB_TRAIN_S=$1 D2NWG_VAR="$tmp/var" D2NWG_LISTEN="127.0.0.1:$port" \
         setsid sh deploy/run.sh "$tmp/bin" >"$tmp/run.log" 2>&1 </dev/null &
     pid=$!
