@@ -39,7 +39,8 @@ static const cli_option EVAL_OPTS[] = {
      .help = "tasks per shot count", .def = "100", .lo = 1, .hi = 100000},
     {.name = "--way", .type = CLI_INT, .off = offsetof(eval_cli, way), .metavar = "N",
      .help = "classes per task (an any-way generator takes\nits min..max way)", .unset =
-     "the generator's most", .lo = 2, .hi = D2_MAX_WAY},
+     "the generator's most (--zoo: at most its held-out\ncombinations' size)", .lo = 2,
+     .hi = D2_MAX_WAY},
     {.name = "--shots", .type = CLI_INT_LIST, .off = offsetof(eval_cli, shots),
      .help = "support sizes per class", .def = "1,5", .lo = 1, .hi = 1000,
      .max_items = MAX_SHOTS},
@@ -162,7 +163,8 @@ static int eval_setup(eval_state *st, const eval_cli *cli, int as_json, eval_opt
     o->finetune = !cli->no_finetune;
     o->as_json = as_json;
     o->plot = cli->plot;
-    o->way = cli->way != CLI_UNSET_INT ? cli->way : in->max_way;
+    o->way_given = cli->way != CLI_UNSET_INT;
+    o->way = o->way_given ? cli->way : in->max_way;
     if (o->way < in->min_way || o->way > in->max_way)
         return d2_fail(err, D2_ERANGE, "--way %d: this generator makes heads of %d..%d classes",
                        o->way, in->min_way, in->max_way);
@@ -283,7 +285,7 @@ static int tasks_from_source(eval_state *st, const char *source, const eval_opts
 }
 
 /* Tasks from the zoo's held-out class combinations, in shuffled order. */
-static int tasks_from_zoo(eval_state *st, const char *zoo_dir, const eval_opts *o, rng *r0,
+static int tasks_from_zoo(eval_state *st, const char *zoo_dir, eval_opts *o, rng *r0,
                           d2_error *err)
 {
     const gen_info *in = generator_info(st->g);
@@ -298,6 +300,8 @@ static int tasks_from_zoo(eval_state *st, const char *zoo_dir, const eval_opts *
                        zoo_dir, z->way, z->fmap.out_dim, z->P, in->max_way, in->feature_dim,
                        in->params);
     const int way = zoo_heldout_way(z);
+    if (!o->way_given && o->way > way) // an any-way zoo's held-out combinations are smaller
+        o->way = way;
     if (o->way > way)
         return d2_fail(err, D2_EINVAL, "zoo %s holds out combinations of %d classes; --way %d "
                        "needs --source", zoo_dir, way, o->way);

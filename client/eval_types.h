@@ -40,7 +40,8 @@ typedef struct eval_src {
 
 typedef struct eval_opts {
     int tasks, nshots, shots[MAX_SHOTS];
-    int way; /* classes per task */
+    int way;       /* classes per task */
+    int way_given; /* --way given (else the default, which --zoo may lower) */
     int candidates, steps;
     float guidance;
     uint64_t seed;
