@@ -78,11 +78,30 @@ typedef struct submit_op {
     api_job stored;
     int has_stored;
     int committed;
+    int enqueued;
 } submit_op;
+
+/* A stored job goes into the queue, also when its request went away. */
+static void submit_enqueue(server *s, submit_op *c)
+{
+    if (!c->committed || c->enqueued || !s->jobs)
+        return;
+    c->enqueued = 1;
+    s->store_ok = 1;
+    s->metrics.jobs_submitted++;
+    d2_error err;
+    d2_error_clear(&err);
+    if (jobs_enqueue(s->jobs, &c->job, c->gi, &err) != 0) {
+        /* stored but not queued in memory: it runs after the next restart */
+        server_log(s, LOG_ERROR, "job stored but not queued",
+                   json_pack("{s:s, s:s}", "job_id", c->job.id, "error", err.msg));
+    }
+}
 
 static void submit_free(route_op *op)
 {
     submit_op *c = (submit_op *)op;
+    submit_enqueue(op->s, c);
     api_job_request_free(&c->req);
     api_job_free(&c->job);
     if (c->has_stored)
@@ -184,15 +203,7 @@ static int submit_written(server *s, http_req *r, route_op *op)
         return answer_replay(s, r, c);
     if (!c->committed)
         return routes_op_error(s, r, op);
-    s->store_ok = 1;
-    s->metrics.jobs_submitted++;
-    d2_error err;
-    d2_error_clear(&err);
-    if (jobs_enqueue(s->jobs, &c->job, c->gi, &err) != 0) {
-        /* stored but not queued in memory: it runs after the next restart */
-        server_log(s, LOG_ERROR, "job stored but not queued",
-                   json_pack("{s:s, s:s}", "job_id", c->job.id, "error", err.msg));
-    }
+    submit_enqueue(s, c);
     if (!c->has_stored) /* stored, but the read back failed: read it again */
         return routes_reply_job(s, r, c->job.id, 202, 1, jobs_retry_after(s->jobs), 0);
     jobs_overlay(s->jobs, &c->stored);

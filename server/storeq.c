@@ -24,7 +24,8 @@ struct storeq {
     storeq_op *done_head, *done_tail;
     uv_async_t async;
     uv_timer_t delay;          /* runs the delayed ops when due */
-    uv_timer_t probe;          /* while unavailable */
+    uv_timer_t probe;          /* every STOREQ_PROBE_MS */
+    uint64_t last_ok_ms;       /* uv_now of the last write that went through */
     storeq_op *delayed;        /* storeq_submit_after, unordered */
     storeq_op probe_op;
     int probe_inflight;
@@ -91,19 +92,15 @@ static void lane_push(lane *l, storeq_op *op)
 
 /* ---- availability ---- */
 
-static void on_probe(uv_timer_t *t);
-
 static void note_outcome(storeq *q, const storeq_op *op)
 {
     if (op->busy && !q->unavailable) {
         q->unavailable = 1;
         q->since = d2_now();
         api_snprintf(q->why, sizeof q->why, "%s", op->err.msg);
-        if (!q->stopping)
-            uv_timer_start(&q->probe, on_probe, STOREQ_PROBE_MS, STOREQ_PROBE_MS);
-    } else if (!op->busy && op->rc == 0 && op->lane == STOREQ_WRITE && q->unavailable) {
+    } else if (!op->busy && op->rc == 0 && op->lane == STOREQ_WRITE) {
         q->unavailable = 0;
-        uv_timer_stop(&q->probe);
+        q->last_ok_ms = uv_now(q->probe.loop);
     }
 }
 
@@ -119,10 +116,13 @@ static void probe_done(storeq_op *op)
     q->probe_inflight = 0;
 }
 
+/* A probe when no write went through for a while: a lock is seen even
+ * when no request writes, and so is its end. */
 static void on_probe(uv_timer_t *t)
 {
     storeq *q = t->data;
-    if (q->probe_inflight || !q->unavailable || q->stopping)
+    if (q->probe_inflight || q->stopping ||
+        (!q->unavailable && uv_now(t->loop) - q->last_ok_ms < STOREQ_PROBE_MS))
         return;
     q->probe_inflight = 1;
     storeq_submit(q, &q->probe_op, STOREQ_WRITE, probe_work, probe_done, q);
@@ -227,6 +227,7 @@ void storeq_submit_after(storeq *q, storeq_op *op, unsigned delay_ms)
         complete(q, op);
         return;
     }
+    uv_update_time(q->delay.loop); /* the loop's cached time may be old */
     op->due_ms = uv_now(q->delay.loop) + delay_ms;
     op->next = q->delayed;
     q->delayed = op;
@@ -318,6 +319,8 @@ int storeq_start(storeq **out, uv_loop_t *loop, const char *path, int sync_full,
         storeq_stop(q);
         return err->code ? err->code : D2_EIO;
     }
+    q->last_ok_ms = uv_now(loop);
+    uv_timer_start(&q->probe, on_probe, STOREQ_PROBE_MS, STOREQ_PROBE_MS);
     *out = q;
     return 0;
 }

@@ -8,10 +8,11 @@
  * a lock, then fail with `busy` set: the caller answers 503, or submits the
  * op again later with storeq_submit_after).
  *
- * The queue also keeps the store's availability: a write refused for a lock
+ * The queue also keeps the store's availability: an op refused for a lock
  * marks it unavailable (storeq_available says since when and why) until a
- * write succeeds; while it is unavailable a probe (BEGIN IMMEDIATE; ROLLBACK)
- * runs every STOREQ_PROBE_MS, so it recovers even when nothing else writes. */
+ * write succeeds. A probe write (BEGIN IMMEDIATE; ROLLBACK) runs every
+ * STOREQ_PROBE_MS in which no write went through, so a lock is seen (and its
+ * end) even when no request writes. */
 #ifndef D2_SERVER_STOREQ_H
 #define D2_SERVER_STOREQ_H
 
