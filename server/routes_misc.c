@@ -79,6 +79,7 @@ static int metrics_answer(server *s, http_req *r, route_op *op)
     snap.events_dropped = s->events ? events_dropped(s->events) : 0;
     snap.generators = gens_ready_count(&s->gens);
     snap.ready = s->ready && !s->draining;
+    snap.store_available = storeq_available(s->storeq, NULL, NULL, 0);
     snap.uptime = d2_now() - s->start_mono;
     snap.workers = jobs_workers(s->jobs);
     snap.device = s->cfg->device;

@@ -175,6 +175,7 @@ static void while_locked(const at_daemon *d, char ids[][64], double until)
     at_resp_free(&r);
     assert_true(at_now() - t0 < 5.0); /* refused, not held until the lock ends */
     wait_ready_status(d, 503, "store_unavailable", 5.0);
+    assert_true(at_metric(d, "d2nwgd_store_available") == 0.0);
     char path[128];
     snprintf(path, sizeof path, "/v1/jobs/%s:cancel", ids[NJOBS - 1]); /* still queued */
     r = at_request(d, "POST", path, NULL, 0, NULL);
@@ -286,6 +287,7 @@ static void test_lock_while_jobs_run(void **state)
     /* the lock held up the workers' writes (they waited, not failed) */
     assert_true(log_has(d, "store locked: the job waits for it"));
     wait_ready_status(d, 200, NULL, 5.0);
+    assert_true(at_metric(d, "d2nwgd_store_available") == 1.0);
     json_t *j = at_job_json(2, 4, 7, 3);
     at_submit(d, j, ids[NJOBS]);
     json_decref(j);
