@@ -2,6 +2,7 @@
  * completions on the loop. */
 #include "storeq.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,8 @@ struct storeq {
     int stopping;
     int handles_open;
     int unavailable;
+    atomic_int fast_fail;      /* = unavailable, for the write lane: see lane_run */
+    int busy_ms;
     double since;
     char why[D2_ERRMSG_LEN];
 };
@@ -53,6 +56,22 @@ static void post_done(storeq *q, storeq_op *op)
     uv_async_send(&q->async);
 }
 
+/* Run one op. While the store is known to be locked, a write other than the
+ * probe tries once and does not wait for the lock (busy timeout 0): a
+ * request is answered 503 at once instead of after busy_ms for each write
+ * queued before it; the probe waits busy_ms and notices the lock's end. */
+static void lane_run(lane *l, storeq_op *op)
+{
+    storeq *q = l->q;
+    if (l->index == STOREQ_WRITE)
+        store_set_busy_timeout(l->db, atomic_load(&q->fast_fail) && op != &q->probe_op
+                                          ? 0 : q->busy_ms);
+    d2_error_clear(&op->err);
+    store_busy_clear(l->db);
+    op->rc = op->work(l->db, op->ctx, &op->err);
+    op->busy = op->rc != 0 && store_busy(l->db);
+}
+
 static void lane_main(void *arg)
 {
     lane *l = arg;
@@ -69,10 +88,7 @@ static void lane_main(void *arg)
         if (!l->head)
             l->tail = NULL;
         uv_mutex_unlock(&l->mu);
-        d2_error_clear(&op->err);
-        store_busy_clear(l->db);
-        op->rc = op->work(l->db, op->ctx, &op->err);
-        op->busy = op->rc != 0 && store_busy(l->db);
+        lane_run(l, op);
         post_done(l->q, op);
     }
 }
@@ -96,10 +112,12 @@ static void note_outcome(storeq *q, const storeq_op *op)
 {
     if (op->busy && !q->unavailable) {
         q->unavailable = 1;
+        atomic_store(&q->fast_fail, 1);
         q->since = d2_now();
         api_snprintf(q->why, sizeof q->why, "%s", op->err.msg);
     } else if (!op->busy && op->rc == 0 && op->lane == STOREQ_WRITE) {
         q->unavailable = 0;
+        atomic_store(&q->fast_fail, 0);
         q->last_ok_ms = uv_now(q->probe.loop);
     }
 }
@@ -315,6 +333,8 @@ int storeq_start(storeq **out, uv_loop_t *loop, const char *path, int sync_full,
     uv_timer_init(loop, &q->probe);
     q->async.data = q->delay.data = q->probe.data = q;
     q->handles_open = 3;
+    q->busy_ms = busy_ms;
+    atomic_init(&q->fast_fail, 0);
     if (open_lanes(q, path, sync_full, busy_ms, err) != 0) {
         storeq_stop(q);
         return err->code ? err->code : D2_EIO;

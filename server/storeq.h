@@ -6,7 +6,8 @@
  * in submission order: reads (WAL readers are not blocked by a writer, so a
  * locked store still answers them) and writes (they wait at most busy_ms for
  * a lock, then fail with `busy` set: the caller answers 503, or submits the
- * op again later with storeq_submit_after).
+ * op again later with storeq_submit_after; while the store is known to be
+ * locked a write tries once without waiting, so refusals come at once).
  *
  * The queue also keeps the store's availability: an op refused for a lock
  * marks it unavailable (storeq_available says since when and why) until a

@@ -2,7 +2,7 @@
  * ops run in submission order on their lane and complete on the loop
  * thread; a write refused for a lock held by another connection completes
  * with `busy` and marks the store unavailable while reads still run, and the
- * probe sees the lock's end; delayed ops wait; stopping runs what is queued;
+ * probe sees the lock's end; refusals then come at once; delayed ops wait; stopping runs what is queued;
  * the start-up sweep removes orphan packs and temporaries only. */
 #include <sqlite3.h>
 #include <uv.h>
@@ -149,6 +149,43 @@ static void test_locked_store(void **state)
     assert_true(d2_now() - t1 < 3.0 * STOREQ_PROBE_MS / 1000.0);
 }
 
+/* Once a lock is known, writes do not each wait out the busy timeout: five
+ * queued behind one another are all refused in about one timeout (a probe
+ * may be ahead of them), not five. */
+static void test_refusals_do_not_queue_up(void **state)
+{
+    fixture *f = *state;
+    storeq *q = NULL;
+    d2_error err;
+    assert_int_equal(storeq_start(&q, &f->loop, f->path, 0, 1000, &err), 0);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    int order[8], n = 0;
+    rec_op first = {.order = order, .n = &n, .id = 0, .write = 1};
+    storeq_submit(q, &first.sq, STOREQ_WRITE, rec_work, rec_done, &first);
+    run_until(f, &n, 1);
+    assert_int_equal(first.sq.busy, 1);
+    rec_op ops[5];
+    double t0 = d2_now();
+    for (int i = 0; i < 5; i++) {
+        ops[i] = (rec_op){.order = order, .n = &n, .id = i + 1, .write = 1};
+        storeq_submit(q, &ops[i].sq, STOREQ_WRITE, rec_work, rec_done, &ops[i]);
+    }
+    run_until(f, &n, 6);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(ops[i].sq.busy, 1);
+    assert_true(ops[4].done_at - t0 < 2.5);
+    assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    rec_op after = {.order = order, .n = &n, .id = 6, .write = 1};
+    storeq_submit(q, &after.sq, STOREQ_WRITE, rec_work, rec_done, &after);
+    run_until(f, &n, 7);
+    assert_int_equal(after.sq.rc, 0); /* the lock gone, a write goes through at once */
+    assert_true(storeq_available(q, NULL, NULL, 0));
+    storeq_stop(q);
+}
+
 static void test_delay_and_stop(void **state)
 {
     fixture *f = *state;
@@ -235,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_loop_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_do_not_queue_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_and_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
     };
