@@ -32,6 +32,7 @@ void config_defaults(config *c)
     c->events_client_buffer = 1 << 20;
     c->log_level = LOG_INFO;
     c->sqlite_sync_full = 0;
+    c->store_busy_ms = 1000;
 }
 
 static int parse_long(const char *key, const char *v, long lo, long hi, long *out, d2_error *err)
@@ -199,6 +200,7 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         {"workers", 1, 64, offsetof(config, workers)},
         {"threads", 0, 1024, offsetof(config, threads)},
         {"max_queue", 1, 10000000, offsetof(config, max_queue)},
+        {"store_busy_ms", 0, 600000, offsetof(config, store_busy_ms)},
         {"long_poll_max", 1, 3600, offsetof(config, long_poll_max)},
         {"shutdown_grace", 0, 3600, offsetof(config, shutdown_grace)},
         {"max_connections", 8, 1000000, offsetof(config, max_connections)},
@@ -433,6 +435,9 @@ void config_usage(FILE *out)
             "  --port-file FILE         write the bound port here once listening\n"
             "  --log-level LEVEL        debug, info, warn, error (default info)\n"
             "  --sqlite-synchronous M   normal (default) or full\n"
+            "  --store-busy-ms MS       how long a request's store write waits for a lock held\n"
+            "                           elsewhere before it is answered 503 store_unavailable\n"
+            "                           (default 1000)\n"
             "  --help, --version\n");
 }
 

@@ -41,6 +41,7 @@ typedef struct config {
     int events_client_buffer;        /* bytes a GET /v1/events client may fall behind */
     int log_level;                   /* LOG_* */
     int sqlite_sync_full;            /* 1: synchronous=FULL (power-loss durable commits) */
+    int store_busy_ms;               /* a request's store write waits this long for a lock, then 503 */
     int ngenerators;
     config_generator generators[CONFIG_MAX_GENERATORS];
 } config;

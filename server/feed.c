@@ -6,24 +6,54 @@
 
 #include "events.h"
 #include "jobs.h"
+#include "storeq.h"
+
+/* The job as stored, read on the store thread, published on the loop (in
+ * the order the changes came: one read lane). */
+typedef struct feed_op {
+    storeq_op sq;
+    server *s;
+    char id[API_ID_LEN];
+    api_job job;
+    int loaded;
+} feed_op;
+
+static int feed_work(store *db, void *ctx, d2_error *err)
+{
+    feed_op *c = ctx;
+    int rc = store_job_get(db, c->id, &c->job, 0, err);
+    c->loaded = rc == 0;
+    return rc;
+}
+
+static void feed_done(storeq_op *sq)
+{
+    feed_op *c = (feed_op *)sq;
+    server *s = c->s;
+    if (sq->rc != 0 && sq->rc != D2_ECANCELLED)
+        server_log(s, LOG_WARN, "job event not sent: store read failed",
+                   json_pack("{s:s, s:s}", "job_id", c->id, "error", sq->err.msg));
+    if (c->loaded && s->events) {
+        if (s->jobs)
+            jobs_overlay(s->jobs, &c->job);
+        events_publish(s->events, "job", api_job_to_json(&c->job));
+    }
+    if (c->loaded)
+        api_job_free(&c->job);
+    free(c);
+}
 
 void feed_job_changed(void *user, const char *job_id)
 {
     server *s = user;
-    if (!s->events)
+    if (!s->events || !s->storeq)
         return;
-    api_job job;
-    d2_error err;
-    d2_error_clear(&err);
-    if (store_job_get(s->db, job_id, &job, 0, &err) != 0) {
-        server_log(s, LOG_WARN, "job event not sent: store read failed",
-                   json_pack("{s:s, s:s}", "job_id", job_id, "error", err.msg));
+    feed_op *c = calloc(1, sizeof *c);
+    if (!c)
         return;
-    }
-    if (s->jobs)
-        jobs_overlay(s->jobs, &job);
-    events_publish(s->events, "job", api_job_to_json(&job));
-    api_job_free(&job);
+    c->s = s;
+    api_snprintf(c->id, sizeof c->id, "%s", job_id);
+    storeq_submit(s->storeq, &c->sq, STOREQ_READ, feed_work, feed_done, c);
 }
 
 static void publish_progress(void *ctx, const char *job_id, double progress)

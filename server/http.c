@@ -341,6 +341,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             release(r->release_ctx, r, 0);
         unlink_suspended(h, r);
     }
+    if (r->op_free)
+        r->op_free(r->op);
     free(r->body);
     json_decref(r->answer_json);
     free(r);

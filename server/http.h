@@ -108,6 +108,11 @@ struct http_req {
     unsigned answer_status;    /* 0: none prepared */
     api_error answer_err;      /* used when answer_err.status != 0 */
     int answer_retry_after;
+    /* the owner's: work it still holds for this request (a store op's
+     * outcome, waiting for on_resume); freed with op_free if the request
+     * ends first (the client went away) */
+    void *op;
+    void (*op_free)(void *op);
     struct http_req *sus_prev, *sus_next; /* suspended list */
 };
 

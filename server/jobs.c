@@ -1,5 +1,6 @@
 /* jobs.c - queue, dispatch, cancel, long-poll waiters, retrievals, drain. */
 #include "jobs.h"
+#include "storeq.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -7,12 +8,15 @@
 
 #define PRIORITIES 10
 #define JOB_BUCKETS 4096
+/* A store write refused for a lock is tried again after this long. */
+#define JOBS_STORE_RETRY_MS 1000
 
 struct job_rec {
     work_item w; /* first: a worker event's item is the record */
     api_job_state state;
     int priority;
     int sent_ppm; /* progress last reported by jobs_progress_scan */
+    int cancelling; /* queued, taken off the queue: its cancel is being stored */
     int64_t created_ms;
     struct waiter *waiters;
     job_rec *qprev, *qnext; /* pending list of its priority */
@@ -82,6 +86,20 @@ static void pending_push(jobs *j, job_rec *r)
     else
         j->qhead[p] = r;
     j->qtail[p] = r;
+    j->npending++;
+}
+
+/* Back at the head of its priority (a cancel the store refused). */
+static void pending_push_front(jobs *j, job_rec *r)
+{
+    int p = r->priority;
+    r->qprev = NULL;
+    r->qnext = j->qhead[p];
+    if (j->qhead[p])
+        j->qhead[p]->qprev = r;
+    else
+        j->qtail[p] = r;
+    j->qhead[p] = r;
     j->npending++;
 }
 
@@ -225,7 +243,6 @@ static void changed(jobs *j, const char *id)
 
 static void dispatch(jobs *j)
 {
-    server *s = j->s;
     while (j->idle > 0 && !j->draining && j->pool) {
         rtask *t = j->rhead;
         if (t) {
@@ -241,23 +258,10 @@ static void dispatch(jobs *j)
         job_rec *r = pending_pop(j);
         if (!r)
             break;
-        int64_t now = api_now_ms();
-        d2_error err;
-        d2_error_clear(&err);
-        if (store_job_set_running(s->db, r->w.job_id, now, &err) != 0) {
-            s->store_ok = 0;
-            log_job(j, LOG_ERROR, "job dispatch failed; it stays queued in the store", r,
-                    json_pack("{s:s}", "error", err.msg));
-            rec_free(j, r);
-            continue;
-        }
-        s->store_ok = 1;
+        /* the worker marks it running in the store (WORKER_STARTED) */
         r->state = API_JOB_RUNNING;
         j->nrunning++;
         j->idle--;
-        histogram_observe(&s->metrics.queue_wait, (double)(now - r->created_ms) / 1000.0);
-        wake_waiters(r);
-        changed(j, r->w.job_id);
         worker_pool_submit(j->pool, &r->w);
     }
 }
@@ -330,17 +334,12 @@ static void job_done(jobs *j, job_rec *r)
     case WORK_SUCCEEDED: r->state = API_JOB_SUCCEEDED; break;
     case WORK_CANCELLED: r->state = API_JOB_CANCELLED; break;
     case WORK_REQUEUED: r->state = API_JOB_QUEUED; break;
-    case WORK_STORE_FAILED: {
-        /* the worker could not write the outcome: try from here, else it stays
-         * 'running' in the store and is re-run after a restart */
-        d2_error err;
-        d2_error_clear(&err);
-        r->state = API_JOB_FAILED;
-        if (store_job_finish(s->db, w->job_id, API_JOB_FAILED, "internal", w->error_message,
-                             api_now_ms(), w->run_seconds, &err) != 0)
-            s->store_ok = 0;
+    case WORK_STORE_FAILED:
+        /* the worker gave up writing its outcome (shutdown while the store
+         * was locked): it is 'running' in the store, re-run after a restart;
+         * its pack file is gone */
+        r->state = API_JOB_QUEUED;
         break;
-    }
     default: r->state = API_JOB_FAILED; break;
     }
     if (r->state != API_JOB_QUEUED) {
@@ -353,8 +352,11 @@ static void job_done(jobs *j, job_rec *r)
                               w->save_seconds, "worker", w->worker);
     if (extra && w->error_code[0])
         json_object_set_new(extra, "error", json_string(w->error_message));
-    log_job(j, r->state == API_JOB_FAILED ? LOG_WARN : LOG_INFO,
-            r->state == API_JOB_QUEUED ? "job requeued for shutdown" : "job finished", r, extra);
+    log_job(j, r->state == API_JOB_FAILED || w->outcome == WORK_STORE_FAILED ? LOG_WARN : LOG_INFO,
+            w->outcome == WORK_STORE_FAILED ? "job outcome not stored; it runs again after a restart"
+            : r->state == API_JOB_QUEUED    ? "job requeued for shutdown"
+                                            : "job finished",
+            r, extra);
     changed(j, w->job_id);
     rec_free(j, r);
 }
@@ -376,6 +378,14 @@ static void on_event(void *ctx, const worker_event *ev)
     case WORKER_INIT_FAILED:
         j->owner.fatal(j->owner.user, "worker start failed", ev->message);
         return;
+    case WORKER_STARTED: {
+        job_rec *r = (job_rec *)ev->item;
+        histogram_observe(&j->s->metrics.queue_wait,
+                          (double)(api_now_ms() - r->created_ms) / 1000.0);
+        wake_waiters(r);
+        changed(j, r->w.job_id);
+        return;
+    }
     case WORKER_DONE:
         j->idle++;
         if (ev->item->kind == WORK_JOB)
@@ -428,6 +438,8 @@ int jobs_start_workers(jobs *j, d2_error *err)
 
 int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
 {
+    if (find(j, job->id))
+        return 0; /* queued already (a restore and its submission both saw it) */
     job_rec *r = calloc(1, sizeof *r);
     if (!r)
         return d2_fail(err, D2_ENOMEM, "jobs: out of memory");
@@ -460,16 +472,50 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
     return 0;
 }
 
-/* Fail a queued job whose generator is not loaded. */
-static int fail_unloaded(server *s, const api_job *job, d2_error *err)
-{
+/* Fail a queued job whose generator is not loaded (a write on the store
+ * thread; a lock defers it). */
+typedef struct unloaded_op {
+    storeq_op sq;
+    jobs *j;
+    char id[API_ID_LEN];
     char msg[API_MESSAGE_LEN];
-    api_snprintf(msg, sizeof msg, "generator %s (%s) is not loaded in this daemon",
-                 job->generator_name, job->generator_id);
+} unloaded_op;
+
+static int unloaded_work(store *db, void *ctx, d2_error *err)
+{
+    unloaded_op *c = ctx;
+    return store_job_finish(db, c->id, API_JOB_FAILED, "generator_unavailable", c->msg,
+                            api_now_ms(), -1.0, err);
+}
+
+static void unloaded_done(storeq_op *sq)
+{
+    unloaded_op *c = (unloaded_op *)sq;
+    if (sq->busy) {
+        storeq_submit_after(c->j->s->storeq, sq, JOBS_STORE_RETRY_MS);
+        return;
+    }
+    if (sq->rc != 0)
+        server_log(c->j->s, LOG_WARN, "failing a job whose generator is not loaded: store error",
+                   json_pack("{s:s, s:s}", "job_id", c->id, "error", sq->err.msg));
+    else
+        changed(c->j, c->id);
+    free(c);
+}
+
+static void fail_unloaded(jobs *j, const api_job *job)
+{
+    server *s = j->s;
     server_log(s, LOG_WARN, "queued job failed: generator not loaded",
                json_pack("{s:s, s:s}", "job_id", job->id, "generator_id", job->generator_id));
-    return store_job_finish(s->db, job->id, API_JOB_FAILED, "generator_unavailable", msg,
-                            api_now_ms(), -1.0, err);
+    unloaded_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return; /* it stays queued in the store: tried again at the next start */
+    c->j = j;
+    api_snprintf(c->id, sizeof c->id, "%s", job->id);
+    api_snprintf(c->msg, sizeof c->msg, "generator %s (%s) is not loaded in this daemon",
+                 job->generator_name, job->generator_id);
+    storeq_submit(s->storeq, &c->sq, STOREQ_WRITE, unloaded_work, unloaded_done, c);
 }
 
 /* 0: skip the job (another generator's, or still loading), 1: queue it on
@@ -497,34 +543,68 @@ static int restore_action(const jobs *j, const api_job *job, int only, int *g)
     return *g >= 0 ? 1 : 2;
 }
 
-int jobs_restore(jobs *j, int only, d2_error *err)
+typedef struct restore_op {
+    storeq_op sq;
+    jobs *j;
+    int only;
+    api_job *list;
+    int n;
+} restore_op;
+
+static int restore_work(store *db, void *ctx, d2_error *err)
 {
-    server *s = j->s;
-    api_job *list = NULL;
-    int n = 0;
-    if (store_jobs_queued(s->db, &list, &n, err) != 0)
-        return D2_EIO;
-    int rc = 0, restored = 0, waiting = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
+    restore_op *c = ctx;
+    return store_jobs_queued(db, &c->list, &c->n, err);
+}
+
+static void restore_jobs(jobs *j, const api_job *list, int n, int only)
+{
+    int restored = 0, waiting = 0;
+    for (int i = 0; i < n; i++) {
         int g;
         int act = restore_action(j, &list[i], only, &g);
-        if (act == 1) {
-            rc = jobs_enqueue(j, &list[i], g, err);
-            restored++;
-        } else if (act == 2) {
-            rc = fail_unloaded(s, &list[i], err);
-            changed(j, list[i].id);
-        } else if (only < 0) {
-            waiting++;
-        }
+        d2_error err;
+        d2_error_clear(&err);
+        if (act == 1 && jobs_enqueue(j, &list[i], g, &err) != 0)
+            server_log(j->s, LOG_ERROR, "queued job not restored",
+                       json_pack("{s:s, s:s}", "job_id", list[i].id, "error", err.msg));
+        restored += act == 1;
+        if (act == 2)
+            fail_unloaded(j, &list[i]);
+        waiting += act == 0 && only < 0;
     }
-    for (int i = 0; i < n; i++)
-        api_job_free(&list[i]);
-    free(list);
-    if (rc == 0 && (restored > 0 || waiting > 0))
-        server_log(s, LOG_INFO, "queued jobs restored",
+    if (restored > 0 || waiting > 0)
+        server_log(j->s, LOG_INFO, "queued jobs restored",
                    json_pack("{s:i, s:i}", "count", restored, "waiting_for_generator", waiting));
-    return rc;
+}
+
+static void restore_done(storeq_op *sq)
+{
+    restore_op *c = (restore_op *)sq;
+    jobs *j = c->j;
+    if (sq->busy) {
+        storeq_submit_after(j->s->storeq, sq, JOBS_STORE_RETRY_MS);
+        return;
+    }
+    if (sq->rc == 0)
+        restore_jobs(j, c->list, c->n, c->only);
+    for (int i = 0; i < c->n; i++)
+        api_job_free(&c->list[i]);
+    free(c->list);
+    if (sq->rc != D2_ECANCELLED && j->owner.restored)
+        j->owner.restored(j->owner.user, c->only, sq->rc, sq->err.msg);
+    free(c);
+}
+
+int jobs_restore(jobs *j, int only, d2_error *err)
+{
+    restore_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return d2_fail(err, D2_ENOMEM, "jobs: out of memory");
+    c->j = j;
+    c->only = only;
+    storeq_submit(j->s->storeq, &c->sq, STOREQ_READ, restore_work, restore_done, c);
+    return 0;
 }
 
 int jobs_pending(const jobs *j) { return j->npending; }
@@ -575,39 +655,47 @@ void jobs_progress_scan(jobs *j, double step,
         }
 }
 
-int jobs_cancel(jobs *j, const char *id, d2_error *err)
+int jobs_cancel(jobs *j, const char *id)
 {
-    server *s = j->s;
     job_rec *r = find(j, id);
     if (!r)
         return D2_ENOTFOUND;
+    if (r->cancelling)
+        return 3;
     if (r->state == API_JOB_QUEUED) {
-        if (store_begin(s->db, err) != 0)
-            return D2_EIO;
-        if (store_job_set_cancel_requested(s->db, id, err) != 0 ||
-            store_job_finish(s->db, id, API_JOB_CANCELLED, NULL, NULL, api_now_ms(), -1.0,
-                             err) != 0) {
-            store_rollback(s->db);
-            return D2_EIO;
-        }
-        if (store_commit(s->db, err) != 0)
-            return D2_EIO;
         pending_remove(j, r);
-        r->state = API_JOB_CANCELLED;
-        s->metrics.jobs_finished[API_JOB_CANCELLED]++;
-        log_job(j, LOG_INFO, "job cancelled while queued", r, NULL);
-        changed(j, id);
-        rec_free(j, r);
+        r->cancelling = 1;
         return 0;
     }
     int none = WORK_CANCEL_NONE;
     if (!atomic_compare_exchange_strong(&r->w.cancel, &none, WORK_CANCEL_REQUESTED) &&
         none == WORK_CANCEL_FINISHING)
         return 2; /* generated already: it is writing its checkpoints */
-    if (store_job_set_cancel_requested(s->db, id, err) != 0)
-        return D2_EIO;
-    changed(j, id); /* cancel_requested is now true */
     return 1;
+}
+
+void jobs_cancel_done(jobs *j, const char *id, int stored)
+{
+    job_rec *r = find(j, id);
+    if (!r || !r->cancelling)
+        return;
+    r->cancelling = 0;
+    if (!stored) { /* the store kept it queued: so does the queue */
+        pending_push_front(j, r);
+        if (!j->draining)
+            dispatch(j);
+        return;
+    }
+    r->state = API_JOB_CANCELLED;
+    j->s->metrics.jobs_finished[API_JOB_CANCELLED]++;
+    log_job(j, LOG_INFO, "job cancelled while queued", r, NULL);
+    changed(j, id);
+    rec_free(j, r);
+}
+
+void jobs_notify(jobs *j, const char *id)
+{
+    changed(j, id);
 }
 
 int jobs_retrieve(jobs *j, rtask *t, http_req *r)

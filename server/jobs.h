@@ -3,9 +3,11 @@
  * waiters, retrievals, and the SIGTERM drain. Runs on the loop thread only.
  *
  * The store is the truth: a job is written (queued) before it is queued
- * here, marked running before a worker gets it, and the worker writes its
- * outcome before reporting. In memory are only the active (queued or running)
- * jobs, their waiters and their live progress. */
+ * here; the worker that takes it marks it running in the store (then
+ * reports WORKER_STARTED) and writes its outcome before reporting it. In
+ * memory are only the active (queued or running) jobs, their waiters and
+ * their live progress. No function here calls the store on the loop: store
+ * work goes through storeq.h. */
 #ifndef D2_SERVER_JOBS_H
 #define D2_SERVER_JOBS_H
 
@@ -30,6 +32,8 @@ typedef struct jobs_owner {
     void (*drained)(void *user);        /* the drain finished: no job runs */
     /* a job's state changed (the store holds the new state); may be NULL */
     void (*job_changed)(void *user, const char *job_id);
+    /* jobs_restore(only) finished: rc 0, or the store's failure (message) */
+    void (*restored)(void *user, int only, int rc, const char *message);
     void *user;
 } jobs_owner;
 
@@ -40,7 +44,8 @@ int jobs_start_workers(jobs *j, d2_error *err);
  * are not loaded fail with generator_unavailable. only < 0: every queued job,
  * leaving in the store those that name a generator still loading; only = i:
  * the queued jobs of generator i, which has just loaded (those that name it
- * but another file's id fail). */
+ * but another file's id fail). The read runs on a store thread (tried again
+ * while the store is locked); the owner's `restored` says when it is done. */
 int jobs_restore(jobs *j, int only, d2_error *err);
 /* Queue a job the store has just accepted (state queued). */
 int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err);
@@ -61,12 +66,18 @@ void jobs_progress_scan(jobs *j, double step,
 /* Add live progress to a job loaded from the store. */
 void jobs_overlay(const jobs *j, api_job *job);
 
-/* Cancel: 0 = cancelled now (it was queued), 1 = requested (it is running; it
- * will end cancelled, or queued again by a shutdown, never succeeded),
- * 2 = too late (generation is done, the checkpoints are being written; see
- * WORK_CANCEL_* in worker.h), D2_ENOTFOUND = not active (finished or
- * unknown), other < 0 = store error. */
-int jobs_cancel(jobs *j, const char *id, d2_error *err);
+/* Cancel: 0 = it was queued: it is off the queue now, and the caller stores
+ * the cancel, then calls jobs_cancel_done; 1 = requested (it is running; it
+ * will end cancelled, or queued again by a shutdown, never succeeded; the
+ * caller stores cancel_requested); 2 = too late (generation is done, the
+ * checkpoints are being written; see WORK_CANCEL_* in worker.h); 3 = a cancel
+ * of it is being stored; D2_ENOTFOUND = not active (finished or unknown). */
+int jobs_cancel(jobs *j, const char *id);
+/* The store took a queued job's cancel (stored = 1: it ends cancelled) or
+ * refused it (0: back at the head of its queue). */
+void jobs_cancel_done(jobs *j, const char *id, int stored);
+/* Tell the owner the job changed (job_changed). */
+void jobs_notify(jobs *j, const char *id);
 
 /* Long-poll: suspend r until the job's state changes or `seconds` pass (then
  * the route's resume handler answers). Returns 1 when suspended, 0 when the

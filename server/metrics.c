@@ -172,6 +172,9 @@ int metrics_render(const metrics *m, const metrics_snapshot *s, char **out, size
     gauge(&b, "uptime_seconds", "Seconds since start.", s->uptime);
     gauge(&b, "ready", "1 when generators are loaded and jobs are accepted.", s->ready);
     gauge(&b, "generators_loaded", "Generators resident.", s->generators);
+    gauge(&b, "store_available",
+          "0 while another process holds a lock on the store (writes answer 503), else 1.",
+          s->store_available);
     strbuf_printf(&b, "# HELP d2nwgd_jobs Jobs in the store by state.\n# TYPE d2nwgd_jobs gauge\n");
     for (int i = 0; i < API_JOB_STATE_COUNT; i++)
         strbuf_printf(&b, "d2nwgd_jobs{state=\"%s\"} %lld\n", api_job_state_name((api_job_state)i),

@@ -53,6 +53,7 @@ int metrics_process_read(metrics_process *p);
 typedef struct metrics_snapshot {
     int64_t jobs_by_state[API_JOB_STATE_COUNT];
     int pending, running, long_polls, generators, ready;
+    int store_available;           /* storeq_available: 0 while a lock refuses store work */
     int events_clients;            /* GET /v1/events streams open */
     uint64_t events_dropped;       /* event clients dropped for falling behind */
     double uptime;

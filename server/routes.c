@@ -205,6 +205,9 @@ int routes_on_body(server *s, http_req *r)
 
 int routes_on_resume(server *s, http_req *r)
 {
+    int rc;
+    if (routes_take_op(s, r, &rc))
+        return rc;
     const route *rt = r->route >= 0 ? &ROUTES[r->route] : NULL;
     if (!rt || !rt->resume)
         return http_errorf(r, 500, "internal", NULL, 0, "resumed request without a handler");
@@ -265,39 +268,35 @@ int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classe
                     "generator '%s': %s", ge->name, err.msg);
 }
 
-int routes_request_dataset(server *s, http_req *r, const gen_entry *ge, const dataset *data,
-                           const char *dataset_id, int kind, int *kind_out, char id_out[65])
+int routes_inline_dataset(http_req *r, const gen_entry *ge, const dataset *data, int kind,
+                          int *kind_out, char id_out[65])
 {
     api_error e;
-    if (data) {
-        const char *xf = kind == API_KIND_EMBEDDINGS ? "dataset.embeddings" : "dataset.samples";
-        if (routes_check_dataset_fits(ge, kind, data->dim, data->classes, xf, "dataset.labels",
-                                      &e) != 0) {
-            http_send_error(r, &e, 0);
-            return 1;
-        }
-        *kind_out = kind;
-        dataset_fingerprint(data, id_out);
-        return 0;
+    const char *xf = kind == API_KIND_EMBEDDINGS ? "dataset.embeddings" : "dataset.samples";
+    if (routes_check_dataset_fits(ge, kind, data->dim, data->classes, xf, "dataset.labels",
+                                  &e) != 0) {
+        http_send_error(r, &e, 0);
+        return 1;
     }
-    api_dataset_info info;
-    d2_error err;
-    d2_error_clear(&err);
-    int rc = store_dataset_info(s->db, dataset_id, &info, &err);
-    if (rc == D2_ENOTFOUND) {
+    *kind_out = kind;
+    dataset_fingerprint(data, id_out);
+    return 0;
+}
+
+int routes_stored_dataset(http_req *r, const gen_entry *ge, int info_rc,
+                          const api_dataset_info *info, const char *dataset_id, int kind,
+                          int *kind_out)
+{
+    api_error e;
+    if (info_rc == D2_ENOTFOUND) {
         http_errorf(r, 422, "unknown_dataset", "dataset_id", 0,
                     "no dataset %s; upload it with POST /v1/datasets", dataset_id);
         return 1;
     }
-    if (rc != 0) {
-        routes_store_error(s, r, &err);
-        return 1;
-    }
-    if (routes_stored_dataset_kind(ge, &info, kind, kind_out, &e) != 0) {
+    if (routes_stored_dataset_kind(ge, info, kind, kind_out, &e) != 0) {
         http_send_error(r, &e, 0);
         return 1;
     }
-    api_snprintf(id_out, 65, "%s", dataset_id);
     return 0;
 }
 

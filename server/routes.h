@@ -6,6 +6,7 @@
 
 #include "http.h"
 #include "server.h"
+#include "storeq.h"
 
 typedef int (*route_fn)(server *s, http_req *r);
 
@@ -76,12 +77,18 @@ int routes_check_dataset_fits(const gen_entry *ge, int kind, int dim, int classe
 int routes_stored_dataset_kind(const gen_entry *ge, const api_dataset_info *info, int requested,
                                int *kind, api_error *e);
 /* The data set of a job or retrieval request, for both routes: inline
- * (`data`, already content-checked by proto, read as `kind`) or stored
- * (`dataset_id`, `kind` -1 when the request gave none). Checks it exists
- * (422 unknown_dataset) and fits the generator; sets *kind_out and id_out
- * (the fingerprint of inline numbers). Answers and returns 1 on refusal. */
-int routes_request_dataset(server *s, http_req *r, const gen_entry *ge, const dataset *data,
-                           const char *dataset_id, int kind, int *kind_out, char id_out[65]);
+ * (`data`, already content-checked by proto, read as `kind`): checks it
+ * fits the generator, sets *kind_out and id_out (the fingerprint). Answers
+ * and returns 1 on refusal. */
+int routes_inline_dataset(http_req *r, const gen_entry *ge, const dataset *data, int kind,
+                          int *kind_out, char id_out[65]);
+/* Stored (`dataset_id`, `kind` -1 when the request gave none; info_rc and
+ * info: what the store said, read by the caller's op): checks it exists
+ * (422 unknown_dataset) and fits the generator; sets *kind_out. Answers
+ * and returns 1 on refusal. */
+int routes_stored_dataset(http_req *r, const gen_entry *ge, int info_rc,
+                          const api_dataset_info *info, const char *dataset_id, int kind,
+                          int *kind_out);
 /* The body's media type: 0 JSON (application/json, none, or curl -d's
  * application/x-www-form-urlencoded), 1 safetensors
  * (application/octet-stream, application/vnd.safetensors; only when
@@ -91,5 +98,40 @@ int routes_body_type(const http_req *r, int allow_binary);
 json_t *routes_json_body(http_req *r);
 /* Reply with a store failure (500 internal) and log it. */
 int routes_store_error(server *s, http_req *r, const d2_error *err);
+
+/* ---- a request's store work (routes_store.c) ----
+ * A handler never calls the store: it puts what it needs in an op (the
+ * first member of its calloc'd context), and routes_run suspends the request
+ * while `work` runs on a store thread (storeq.h). `answer` then runs on the
+ * loop with the request resumed, inside its MHD callback, so it answers as a
+ * handler does, or runs the same op again (routes_run) for a next step; the
+ * op is cleaned up once an answer does not. A request that goes away (or a
+ * shutdown) releases the op: its work finishes and it is cleaned up unanswered. */
+typedef struct route_op route_op;
+typedef int (*route_answer_fn)(server *s, http_req *r, route_op *op);
+struct route_op {
+    storeq_op sq;                   /* first: its rc, busy and err are work's outcome */
+    server *s;
+    http_req *req;                  /* NULL once released */
+    route_answer_fn answer;
+    void (*cleanup)(route_op *op);  /* frees what the context holds, and the context */
+    int running;                    /* submitted, its answer not yet run */
+};
+/* Seconds a client is told to wait (Retry-After) when the store is locked. */
+#define ROUTES_STORE_RETRY_AFTER 2
+int routes_run(server *s, http_req *r, route_op *op, int lane, storeq_work_fn work,
+               route_answer_fn answer, void (*cleanup)(route_op *op));
+/* Answer a failed op: 503 store_unavailable with Retry-After when a lock
+ * refused it, 503 shutting_down when the daemon stopped it, else 500. */
+int routes_op_error(server *s, http_req *r, const route_op *op);
+/* From routes_on_resume: when r holds an op whose work is done, run its
+ * answer (*rc: its return) and return 1; else 0. */
+int routes_take_op(server *s, http_req *r, int *rc);
+/* cleanup for a context that holds nothing but itself */
+void routes_op_free(route_op *op);
+/* Answer with a job as stored (and its live progress): GET, replays and
+ * cancels. status, Location and Retry-After as given. */
+int routes_reply_job(server *s, http_req *r, const char *id, unsigned status, int location,
+                     int retry_after, int replayed);
 
 #endif

@@ -9,40 +9,112 @@
 #include "routes.h"
 #include "worker.h"
 
-/* Load a checkpoint or answer 404/500 (returns 1 when it answered). */
-static int load(server *s, http_req *r, api_checkpoint *c)
+/* One read per route: the checkpoint, and what the route needs with it. */
+enum { CK_META, CK_WEIGHTS, CK_LINEAGE };
+
+typedef struct ck_op {
+    route_op op;
+    int what;                /* CK_* */
+    char id[API_ID_LEN];
+    api_checkpoint c;
+    int64_t offset;          /* CK_WEIGHTS */
+    api_lineage l;           /* CK_LINEAGE */
+} ck_op;
+
+static void ck_free(route_op *op)
 {
-    if (!api_is_checkpoint_id(r->param)) {
-        http_errorf(r, 404, "not_found", NULL, 0, "no checkpoint %s", r->param);
-        return 1;
+    ck_op *c = (ck_op *)op;
+    api_lineage_free(&c->l);
+    free(c);
+}
+
+/* The lineage of checkpoint c from the store. */
+static int load_lineage(store *db, const api_checkpoint *c, api_lineage *l, d2_error *err)
+{
+    store_generator g;
+    memset(&g, 0, sizeof g);
+    l->checkpoint = *c;
+    if (store_job_get(db, c->job_id, &l->job, 0, err) != 0 ||
+        store_generator_get(db, l->job.generator_id, &g, err) != 0 ||
+        store_dataset_info(db, l->job.dataset_id, &l->dataset, err) != 0 ||
+        store_checkpoints_derived(db, c->id, &l->derived, &l->nderived, err) != 0) {
+        store_generator_free(&g);
+        return err->code == D2_ENOTFOUND ? D2_EIO : err->code ? err->code : D2_EIO;
     }
-    d2_error err;
-    d2_error_clear(&err);
-    int rc = store_checkpoint_get(s->db, r->param, c, &err);
-    if (rc == D2_ENOTFOUND) {
-        http_errorf(r, 404, "not_found", NULL, 0, "no checkpoint %s", r->param);
-        return 1;
-    }
-    if (rc != 0) {
-        routes_store_error(s, r, &err);
-        return 1;
-    }
+    api_snprintf(l->generator_id, sizeof l->generator_id, "%s", g.id);
+    api_snprintf(l->generator_name, sizeof l->generator_name, "%s", g.name);
+    api_snprintf(l->spec, sizeof l->spec, "%s", g.spec);
+    api_snprintf(l->zoo_fingerprint, sizeof l->zoo_fingerprint, "%s", g.zoo_fingerprint);
+    l->zoo_size = g.zoo_size;
+    l->config_json = g.config_json; /* moved */
+    l->provenance_json = g.provenance_json;
+    g.config_json = g.provenance_json = NULL;
+    store_generator_free(&g);
     return 0;
+}
+
+static int ck_work(store *db, void *ctx, d2_error *err)
+{
+    ck_op *c = ctx;
+    int rc = store_checkpoint_get(db, c->id, &c->c, err);
+    if (rc != 0)
+        return rc;
+    if (c->what == CK_WEIGHTS) {
+        rc = store_checkpoint_offset(db, c->id, &c->offset, err);
+        return rc == D2_ENOTFOUND ? D2_EIO : rc;
+    }
+    return c->what == CK_LINEAGE ? load_lineage(db, &c->c, &c->l, err) : 0;
+}
+
+static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int64_t offset);
+
+static int ck_answer(server *s, http_req *r, route_op *op)
+{
+    ck_op *c = (ck_op *)op;
+    if (op->sq.rc == D2_ENOTFOUND)
+        return http_errorf(r, 404, "not_found", NULL, 0, "no checkpoint %s", c->id);
+    if (op->sq.rc != 0)
+        return routes_op_error(s, r, op);
+    if (c->what == CK_WEIGHTS)
+        return weights_answer(s, r, &c->c, c->offset);
+    json_t *out = c->what == CK_META ? api_checkpoint_to_json(&c->c) : api_lineage_to_json(&c->l);
+    if (!out)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    return http_send_json(r, 200, out);
+}
+
+static int ck_start(server *s, http_req *r, int what)
+{
+    if (!api_is_checkpoint_id(r->param))
+        return http_errorf(r, 404, "not_found", NULL, 0, "no checkpoint %s", r->param);
+    ck_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    api_lineage_init(&c->l);
+    c->what = what;
+    api_snprintf(c->id, sizeof c->id, "%s", r->param);
+    return routes_run(s, r, &c->op, STOREQ_READ, ck_work, ck_answer, ck_free);
 }
 
 int route_checkpoint_get(server *s, http_req *r)
 {
-    api_checkpoint c;
-    if (load(s, r, &c))
-        return 0;
-    return http_send_json(r, 200, api_checkpoint_to_json(&c));
+    return ck_start(s, r, CK_META);
 }
 
 int route_checkpoint_weights(server *s, http_req *r)
 {
-    api_checkpoint c;
-    if (load(s, r, &c))
-        return 0;
+    return ck_start(s, r, CK_WEIGHTS);
+}
+
+int route_checkpoint_lineage(server *s, http_req *r)
+{
+    return ck_start(s, r, CK_LINEAGE);
+}
+
+/* The weights: a slice of the job's pack file. */
+static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int64_t offset)
+{
+    api_checkpoint c = *ck;
     char etag[72];
     snprintf(etag, sizeof etag, "\"%s\"", c.sha256);
     const char *inm = http_header(r, "If-None-Match");
@@ -53,11 +125,6 @@ int route_checkpoint_weights(server *s, http_req *r)
             MHD_add_response_header(resp, "ETag", etag);
         return http_send(r, 304, resp);
     }
-    d2_error err;
-    d2_error_clear(&err);
-    int64_t offset = 0;
-    if (store_checkpoint_offset(s->db, c.id, &offset, &err) != 0)
-        return routes_store_error(s, r, &err);
     char path[sizeof s->checkpoint_dir + API_ID_LEN + 16];
     worker_pack_path(s->checkpoint_dir, c.job_id, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -92,49 +159,3 @@ int route_checkpoint_weights(server *s, http_req *r)
     return http_send(r, 200, resp);
 }
 
-/* Fill the lineage of checkpoint c from the store (answers on failure and
- * returns 1). */
-static int load_lineage(server *s, http_req *r, const api_checkpoint *c, api_lineage *l)
-{
-    d2_error err;
-    d2_error_clear(&err);
-    store_generator g;
-    memset(&g, 0, sizeof g);
-    l->checkpoint = *c;
-    if (store_job_get(s->db, c->job_id, &l->job, 0, &err) != 0 ||
-        store_generator_get(s->db, l->job.generator_id, &g, &err) != 0 ||
-        store_dataset_info(s->db, l->job.dataset_id, &l->dataset, &err) != 0 ||
-        store_checkpoints_derived(s->db, c->id, &l->derived, &l->nderived, &err) != 0) {
-        store_generator_free(&g);
-        routes_store_error(s, r, &err);
-        return 1;
-    }
-    api_snprintf(l->generator_id, sizeof l->generator_id, "%s", g.id);
-    api_snprintf(l->generator_name, sizeof l->generator_name, "%s", g.name);
-    api_snprintf(l->spec, sizeof l->spec, "%s", g.spec);
-    api_snprintf(l->zoo_fingerprint, sizeof l->zoo_fingerprint, "%s", g.zoo_fingerprint);
-    l->zoo_size = g.zoo_size;
-    l->config_json = g.config_json; /* moved */
-    l->provenance_json = g.provenance_json;
-    g.config_json = g.provenance_json = NULL;
-    store_generator_free(&g);
-    return 0;
-}
-
-int route_checkpoint_lineage(server *s, http_req *r)
-{
-    api_checkpoint c;
-    if (load(s, r, &c))
-        return 0;
-    api_lineage l;
-    api_lineage_init(&l);
-    if (load_lineage(s, r, &c, &l)) {
-        api_lineage_free(&l);
-        return 0;
-    }
-    json_t *out = api_lineage_to_json(&l);
-    api_lineage_free(&l);
-    if (!out)
-        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    return http_send_json(r, 200, out);
-}

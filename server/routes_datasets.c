@@ -3,23 +3,59 @@
 
 #include "routes.h"
 
-static int reply_dataset(server *s, http_req *r, const char *id, unsigned status)
-{
+/* POST stores the numbers (write lane) and reads the row back; GET reads it. */
+typedef struct ds_op {
+    route_op op;
+    char id[65];
+    int kind, created, post;
+    dataset d;
+    int has_data;
     api_dataset_info info;
-    d2_error err;
-    d2_error_clear(&err);
-    int rc = store_dataset_info(s->db, id, &info, &err);
-    if (rc == D2_ENOTFOUND)
-        return http_errorf(r, 404, "not_found", NULL, 0, "no dataset %s", id);
-    if (rc != 0)
-        return routes_store_error(s, r, &err);
-    struct MHD_Response *resp = http_json_response(api_dataset_info_to_json(&info));
-    if (resp && r->method == HTTP_POST) {
+} ds_op;
+
+static void ds_free(route_op *op)
+{
+    ds_op *c = (ds_op *)op;
+    if (c->has_data)
+        dataset_free(&c->d);
+    free(c);
+}
+
+static int ds_work(store *db, void *ctx, d2_error *err)
+{
+    ds_op *c = ctx;
+    if (c->post &&
+        store_dataset_put(db, c->id, c->kind, &c->d, api_now_ms(), &c->created, err) != 0)
+        return err->code == D2_ENOTFOUND ? D2_EIO : err->code ? err->code : D2_EIO;
+    int rc = store_dataset_info(db, c->id, &c->info, err);
+    return c->post && rc == D2_ENOTFOUND ? D2_EIO : rc;
+}
+
+static int ds_answer(server *s, http_req *r, route_op *op)
+{
+    ds_op *c = (ds_op *)op;
+    if (op->sq.rc == D2_ENOTFOUND)
+        return http_errorf(r, 404, "not_found", NULL, 0, "no dataset %s", c->id);
+    if (op->sq.rc != 0)
+        return routes_op_error(s, r, op);
+    if (c->post)
+        s->store_ok = 1;
+    if (c->created)
+        server_log(s, LOG_INFO, "dataset stored",
+                   json_pack("{s:s, s:s}", "dataset_id", c->id, "request_id", r->request_id));
+    struct MHD_Response *resp = http_json_response(api_dataset_info_to_json(&c->info));
+    if (resp && c->post) {
         char loc[128];
-        snprintf(loc, sizeof loc, "/v1/datasets/%s", id);
+        snprintf(loc, sizeof loc, "/v1/datasets/%s", c->id);
         MHD_add_response_header(resp, "Location", loc);
     }
-    return http_send(r, status, resp);
+    return http_send(r, c->post && c->created ? 201 : 200, resp);
+}
+
+static int ds_start(server *s, http_req *r, ds_op *c)
+{
+    return routes_run(s, r, &c->op, c->post ? STOREQ_WRITE : STOREQ_READ, ds_work, ds_answer,
+                      ds_free);
 }
 
 int route_dataset_post(server *s, http_req *r)
@@ -50,20 +86,17 @@ int route_dataset_post(server *s, http_req *r)
     }
     if (rc != 0)
         return http_send_error(r, &e, 0);
-    char fp[65];
-    dataset_fingerprint(&d, fp);
-    int created = 0;
-    d2_error err;
-    d2_error_clear(&err);
-    rc = store_dataset_put(s->db, fp, kind, &d, api_now_ms(), &created, &err);
-    dataset_free(&d);
-    if (rc != 0)
-        return routes_store_error(s, r, &err);
-    s->store_ok = 1;
-    if (created)
-        server_log(s, LOG_INFO, "dataset stored",
-                   json_pack("{s:s, s:s}", "dataset_id", fp, "request_id", r->request_id));
-    return reply_dataset(s, r, fp, created ? 201 : 200);
+    ds_op *c = calloc(1, sizeof *c);
+    if (!c) {
+        dataset_free(&d);
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    }
+    c->d = d; /* moved */
+    c->has_data = 1;
+    c->kind = kind;
+    c->post = 1;
+    dataset_fingerprint(&c->d, c->id);
+    return ds_start(s, r, c);
 }
 
 int route_dataset_get(server *s, http_req *r)
@@ -71,5 +104,9 @@ int route_dataset_get(server *s, http_req *r)
     if (!api_is_hex64(r->param))
         return http_errorf(r, 404, "not_found", NULL, 0,
                            "no dataset %s (ids are 64 lowercase hex digits)", r->param);
-    return reply_dataset(s, r, r->param, 200);
+    ds_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    api_snprintf(c->id, sizeof c->id, "%s", r->param);
+    return ds_start(s, r, c);
 }

@@ -28,6 +28,13 @@ int route_readyz(server *s, http_req *r)
     if (access(s->cfg->data_dir, W_OK) != 0)
         return http_errorf(r, 503, "not_ready", NULL, 5, "data directory %s is not writable",
                            s->cfg->data_dir);
+    double since;
+    char why[D2_ERRMSG_LEN];
+    if (!storeq_available(s->storeq, &since, why, sizeof why))
+        return http_errorf(r, 503, "store_unavailable", NULL, ROUTES_STORE_RETRY_AFTER,
+                           "the store has been locked by another connection or process for "
+                           "%.0f s (%s); writes are refused, jobs wait for it",
+                           d2_now() - since, why);
     if (!s->store_ok)
         return http_errorf(r, 503, "not_ready", NULL, 5,
                            "the last store write failed (see the log)");
@@ -36,14 +43,35 @@ int route_readyz(server *s, http_req *r)
                                                     jobs_running(s->jobs)));
 }
 
+/* The job counts are read on the store thread; the rest is the loop's. */
+typedef struct metrics_op {
+    route_op op;
+    int64_t counts[API_JOB_STATE_COUNT];
+} metrics_op;
+
+static int metrics_work(store *db, void *ctx, d2_error *err)
+{
+    metrics_op *c = ctx;
+    return store_job_counts(db, c->counts, err);
+}
+
+static int metrics_answer(server *s, http_req *r, route_op *op);
+
 int route_metrics(server *s, http_req *r)
 {
+    metrics_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    return routes_run(s, r, &c->op, STOREQ_READ, metrics_work, metrics_answer, routes_op_free);
+}
+
+static int metrics_answer(server *s, http_req *r, route_op *op)
+{
+    if (op->sq.rc != 0)
+        return routes_op_error(s, r, op);
     metrics_snapshot snap;
     memset(&snap, 0, sizeof snap);
-    d2_error err;
-    d2_error_clear(&err);
-    if (store_job_counts(s->db, snap.jobs_by_state, &err) != 0)
-        return routes_store_error(s, r, &err);
+    memcpy(snap.jobs_by_state, ((metrics_op *)op)->counts, sizeof snap.jobs_by_state);
     snap.pending = jobs_pending(s->jobs);
     snap.running = jobs_running(s->jobs);
     snap.long_polls = jobs_long_polls(s->jobs);
@@ -51,6 +79,7 @@ int route_metrics(server *s, http_req *r)
     snap.events_dropped = s->events ? events_dropped(s->events) : 0;
     snap.generators = gens_ready_count(&s->gens);
     snap.ready = s->ready && !s->draining;
+    snap.store_available = storeq_available(s->storeq, NULL, NULL, 0);
     snap.uptime = d2_now() - s->start_mono;
     snap.workers = jobs_workers(s->jobs);
     snap.device = s->cfg->device;

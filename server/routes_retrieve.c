@@ -8,56 +8,21 @@
 #include "routes.h"
 #include "sha256.h"
 
-int route_retrieve_post(server *s, http_req *r)
+/* Hand the retrieval to a worker (takes the inline data set from req). */
+static int retrieve_queue(server *s, http_req *r, int gi, int kind, api_retrieve_request *req)
 {
-    if (routes_body_type(r, 0) < 0)
-        return http_errorf(r, 415, "unsupported_media_type", "header.Content-Type", 0,
-                           "send application/json");
-    json_t *root = routes_json_body(r);
-    if (!root)
-        return 0;
-    api_retrieve_request req;
-    api_error e;
-    int rc = api_retrieve_request_parse(root, &s->cfg->limits, &req, &e);
-    json_decref(root);
-    if (rc != 0) {
-        api_retrieve_request_free(&req);
-        return http_send_error(r, &e, 0);
-    }
-    int gi = gens_find(&s->gens, req.generator);
-    if (gi < 0) {
-        api_retrieve_request_free(&req);
-        return http_errorf(r, 422, "unknown_generator", "generator", 0,
-                           "no generator named or with id '%s'", req.generator);
-    }
-    char why[API_MESSAGE_LEN];
-    int retry = gens_unusable(&s->gens, gi, why, sizeof why);
-    if (retry > 0) {
-        api_retrieve_request_free(&req);
-        return http_errorf(r, 503, "not_ready", "generator", retry, "%s", why);
-    }
-    const gen_entry *ge = &s->gens.e[gi];
-    int kind;
-    char id[65];
-    if (routes_request_dataset(s, r, ge, req.has_dataset ? &req.data : NULL, req.dataset_id,
-                               req.kind, &kind, id)) {
-        api_retrieve_request_free(&req);
-        return 0;
-    }
     rtask *t = calloc(1, sizeof *t);
-    if (!t) {
-        api_retrieve_request_free(&req);
+    if (!t)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    }
     t->w.gen_index = gi;
     t->w.embeddings = kind == API_KIND_EMBEDDINGS;
-    t->w.k = req.k;
-    if (req.has_dataset) {
-        t->w.data = req.data; /* moved */
+    t->w.k = req->k;
+    if (req->has_dataset) {
+        t->w.data = req->data; /* moved */
         t->w.has_data = 1;
-        req.has_dataset = 0;
+        req->has_dataset = 0;
     } else {
-        api_snprintf(t->w.dataset_id, sizeof t->w.dataset_id, "%s", req.dataset_id);
+        api_snprintf(t->w.dataset_id, sizeof t->w.dataset_id, "%s", req->dataset_id);
     }
     atomic_init(&t->w.progress_ppm, 0);
     atomic_init(&t->w.cancel, 0);
@@ -69,6 +34,78 @@ int route_retrieve_post(server *s, http_req *r)
         return http_errorf(r, 503, "queue_full", NULL, 1, "too many retrievals waiting");
     }
     return 0; /* suspended until a worker answers (jobs.c prepares the answer) */
+}
+
+/* A stored data set is read on the store thread first. */
+typedef struct retrieve_op {
+    route_op op;
+    int gi;
+    api_retrieve_request req;
+    api_dataset_info info;
+} retrieve_op;
+
+static void retrieve_free(route_op *op)
+{
+    retrieve_op *c = (retrieve_op *)op;
+    api_retrieve_request_free(&c->req);
+    free(c);
+}
+
+static int retrieve_work(store *db, void *ctx, d2_error *err)
+{
+    retrieve_op *c = ctx;
+    return store_dataset_info(db, c->req.dataset_id, &c->info, err);
+}
+
+static int retrieve_checked(server *s, http_req *r, route_op *op)
+{
+    retrieve_op *c = (retrieve_op *)op;
+    if (op->sq.rc != 0 && op->sq.rc != D2_ENOTFOUND)
+        return routes_op_error(s, r, op);
+    int kind;
+    if (routes_stored_dataset(r, &s->gens.e[c->gi], op->sq.rc, &c->info, c->req.dataset_id,
+                              c->req.kind, &kind))
+        return 0;
+    return retrieve_queue(s, r, c->gi, kind, &c->req);
+}
+
+int route_retrieve_post(server *s, http_req *r)
+{
+    if (routes_body_type(r, 0) < 0)
+        return http_errorf(r, 415, "unsupported_media_type", "header.Content-Type", 0,
+                           "send application/json");
+    json_t *root = routes_json_body(r);
+    if (!root)
+        return 0;
+    retrieve_op *c = calloc(1, sizeof *c);
+    if (!c) {
+        json_decref(root);
+        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    }
+    api_error e;
+    int rc = api_retrieve_request_parse(root, &s->cfg->limits, &c->req, &e);
+    json_decref(root);
+    if (rc != 0) {
+        retrieve_free(&c->op);
+        return http_send_error(r, &e, 0);
+    }
+    c->gi = gens_find(&s->gens, c->req.generator);
+    char why[API_MESSAGE_LEN];
+    int retry = c->gi < 0 ? 0 : gens_unusable(&s->gens, c->gi, why, sizeof why);
+    int kind;
+    char id[65];
+    if (c->gi < 0)
+        rc = http_errorf(r, 422, "unknown_generator", "generator", 0,
+                         "no generator named or with id '%s'", c->req.generator);
+    else if (retry > 0)
+        rc = http_errorf(r, 503, "not_ready", "generator", retry, "%s", why);
+    else if (!c->req.has_dataset)
+        return routes_run(s, r, &c->op, STOREQ_READ, retrieve_work, retrieve_checked,
+                          retrieve_free);
+    else if (!routes_inline_dataset(r, &s->gens.e[c->gi], &c->req.data, c->req.kind, &kind, id))
+        rc = retrieve_queue(s, r, c->gi, kind, &c->req);
+    retrieve_free(&c->op);
+    return rc;
 }
 
 /* The zoo index of a weights URL: digits only, inside the zoo; else -1. */

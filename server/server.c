@@ -12,6 +12,8 @@
 #include "jobs.h"
 #include "routes.h"
 #include "safetensors.h"
+#include "storeq.h"
+#include "sweep.h"
 
 #define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
 
@@ -46,16 +48,30 @@ static void load_work(uv_work_t *req)
     s->load_rc = gens_load_initial(&s->gens, s->cfg, &s->load_be, s->loaded, &s->load_err);
 }
 
-/* Store row and log line for a generator just installed. */
-static int register_generator(server *s, int i)
+/* Store rows and log lines for generators just installed, written on the
+ * store thread (tried again while the store is locked); then `then`. */
+typedef struct register_op {
+    storeq_op sq;
+    server *s;
+    int n, index[CONFIG_MAX_GENERATORS];
+    void (*then)(server *s, int index);
+    int then_index;
+} register_op;
+
+static int register_work(store *db, void *ctx, d2_error *err)
+{
+    register_op *c = ctx;
+    for (int k = 0; k < c->n; k++) {
+        const gen_entry *e = &c->s->gens.e[c->index[k]];
+        if (store_generator_upsert(db, e->name, e->path, e->info, e->loaded_ms, err) != 0)
+            return err->code ? err->code : D2_EIO;
+    }
+    return 0;
+}
+
+static void log_generator(server *s, int i)
 {
     const gen_entry *e = &s->gens.e[i];
-    d2_error err;
-    d2_error_clear(&err);
-    if (store_generator_upsert(s->db, e->name, e->path, e->info, e->loaded_ms, &err) != 0) {
-        server_fatal(s, "registering generators failed", err.msg);
-        return -1;
-    }
     server_log(s, LOG_INFO, "generator loaded",
                json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "name", e->name, "id",
                          e->info->id, "path", e->path, "spec",
@@ -63,7 +79,42 @@ static int register_generator(server *s, int i)
                          e->info->input_dim, "feature_dim", e->info->feature_dim, "max_way",
                          e->info->max_way));
     feed_generator_loaded(s, i); /* the event for dashboards, at start-up or joining later */
-    return 0;
+}
+
+static void register_done(storeq_op *sq)
+{
+    register_op *c = (register_op *)sq;
+    server *s = c->s;
+    if (sq->busy && !s->draining) {
+        server_log(s, LOG_WARN, "registering generators: the store is locked; trying again",
+                   json_pack("{s:s}", "error", sq->err.msg));
+        storeq_submit_after(s->storeq, sq, 1000);
+        return;
+    }
+    if (sq->rc != 0 && sq->rc != D2_ECANCELLED)
+        server_fatal(s, "registering generators failed", sq->err.msg);
+    else if (sq->rc == 0 && !s->draining) {
+        for (int k = 0; k < c->n; k++)
+            log_generator(s, c->index[k]);
+        c->then(s, c->then_index);
+    }
+    free(c);
+}
+
+static void register_generators(server *s, const int *index, int n,
+                                void (*then)(server *s, int index), int then_index)
+{
+    register_op *c = calloc(1, sizeof *c);
+    if (!c) {
+        server_fatal(s, "registering generators failed", "out of memory");
+        return;
+    }
+    c->s = s;
+    c->n = n;
+    memcpy(c->index, index, (size_t)n * sizeof *index);
+    c->then = then;
+    c->then_index = then_index;
+    storeq_submit(s->storeq, &c->sq, STOREQ_WRITE, register_work, register_done, c);
 }
 
 /* Ready once the workers are up and the default generator is loaded. */
@@ -78,6 +129,15 @@ static void update_ready(server *s)
                          "generators_loading", s->gens.n - gens_ready_count(&s->gens),
                          "workers", s->cfg->workers, "device", s->cfg->device, "pending",
                          jobs_pending(s->jobs)));
+}
+
+static void start_workers(server *s, int unused)
+{
+    (void)unused;
+    d2_error err;
+    d2_error_clear(&err);
+    if (jobs_start_workers(s->jobs, &err) != 0)
+        server_fatal(s, "starting workers failed", err.msg);
 }
 
 static void load_done(uv_work_t *req, int status)
@@ -96,13 +156,11 @@ static void load_done(uv_work_t *req, int status)
     memset(s->loaded, 0, sizeof s->loaded);
     if (s->draining)
         return;
+    int index[CONFIG_MAX_GENERATORS], n = 0;
     for (int i = 0; i < s->gens.n; i++)
-        if (s->gens.e[i].state == GEN_READY && register_generator(s, i) != 0)
-            return;
-    d2_error err;
-    d2_error_clear(&err);
-    if (jobs_start_workers(s->jobs, &err) != 0)
-        server_fatal(s, "starting workers failed", err.msg);
+        if (s->gens.e[i].state == GEN_READY)
+            index[n++] = i;
+    register_generators(s, index, n, start_workers, -1);
 }
 
 static void on_workers_ready(void *user)
@@ -112,13 +170,37 @@ static void on_workers_ready(void *user)
         return;
     d2_error err;
     d2_error_clear(&err);
-    if (jobs_restore(s->jobs, -1, &err) != 0) {
+    if (jobs_restore(s->jobs, -1, &err) != 0)
         server_fatal(s, "restoring queued jobs failed", err.msg);
+}
+
+/* jobs_restore finished: at start-up the daemon may now be ready; a joined
+ * generator's jobs are queued. */
+static void on_restored(void *user, int only, int rc, const char *message)
+{
+    server *s = user;
+    if (rc != 0) {
+        server_fatal(s, "restoring queued jobs failed", message);
         return;
     }
-    s->workers_up = 1;
+    if (s->draining)
+        return;
+    if (only < 0) {
+        s->workers_up = 1;
+        gens_watch_start(&s->watch); /* after the workers read the entries at start */
+    }
     update_ready(s);
-    gens_watch_start(&s->watch); /* after the workers read the entries at start */
+}
+
+/* A joined generator is in the store: restore its queued jobs. */
+static void joined(server *s, int i)
+{
+    d2_error err;
+    d2_error_clear(&err);
+    if (!s->workers_up)
+        update_ready(s);
+    else if (jobs_restore(s->jobs, i, &err) != 0)
+        server_fatal(s, "restoring queued jobs failed", err.msg);
 }
 
 /* A --generator-pending generator started loading, joined or failed. A
@@ -139,15 +221,8 @@ static void on_watch_event(void *user, int kind, int i, const char *message)
                              message ? message : ""));
         return;
     }
-    if (s->draining || register_generator(s, i) != 0)
-        return;
-    d2_error err;
-    d2_error_clear(&err);
-    if (s->workers_up && jobs_restore(s->jobs, i, &err) != 0) {
-        server_fatal(s, "restoring queued jobs failed", err.msg);
-        return;
-    }
-    update_ready(s);
+    if (!s->draining)
+        register_generators(s, &i, 1, joined, i);
 }
 
 /* ---- drain and teardown ---- */
@@ -161,6 +236,8 @@ static void close_all(server *s)
 {
     http_stop(s->http);
     s->http = NULL;
+    storeq_stop(s->storeq); /* its last completions may still touch the jobs */
+    s->storeq = NULL;
     feed_destroy(s); /* after http_stop: no stream is open */
     jobs_destroy(s->jobs);
     s->jobs = NULL;
@@ -237,20 +314,70 @@ static void on_signal(uv_signal_t *h, int signum)
     start_drain(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+typedef struct expire_op {
+    storeq_op sq;
+    server *s;
+    int n;
+} expire_op;
+
+static int expire_work(store *db, void *ctx, d2_error *err)
+{
+    expire_op *c = ctx;
+    return store_idem_expire(db, api_now_ms() - IDEMPOTENCY_TTL_MS, &c->n, err);
+}
+
+static void expire_done(storeq_op *sq)
+{
+    expire_op *c = (expire_op *)sq;
+    if (sq->rc != 0 && sq->rc != D2_ECANCELLED) /* a lock: the next hour tries again */
+        server_log(c->s, LOG_WARN, "expiring idempotency keys failed",
+                   json_pack("{s:s}", "error", sq->err.msg));
+    else if (c->n > 0)
+        server_log(c->s, LOG_INFO, "idempotency keys expired", json_pack("{s:i}", "count", c->n));
+    free(c);
+}
+
 static void on_housekeeping(uv_timer_t *t)
 {
     server *s = t->data;
-    d2_error err;
-    d2_error_clear(&err);
-    int n = 0;
-    if (store_idem_expire(s->db, api_now_ms() - IDEMPOTENCY_TTL_MS, &n, &err) != 0)
-        server_log(s, LOG_WARN, "expiring idempotency keys failed",
-                   json_pack("{s:s}", "error", err.msg));
-    else if (n > 0)
-        server_log(s, LOG_INFO, "idempotency keys expired", json_pack("{s:i}", "count", n));
+    expire_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->s = s;
+    storeq_submit(s->storeq, &c->sq, STOREQ_WRITE, expire_work, expire_done, c);
 }
 
 /* ---- start ---- */
+
+/* Before the loop serves: migrate, requeue what a crash left running, sweep
+ * pack files no stored checkpoint names (a crash between a pack and its
+ * rows), on a connection of this thread closed afterwards; then the store
+ * threads, which do all store work from here on. */
+static int open_store(server *s, d2_error *err)
+{
+    const config *cfg = s->cfg;
+    store *db = NULL;
+    int version = 0, requeued = 0, swept = 0;
+    int rc = store_open(&db, s->db_path, cfg->sqlite_sync_full, err);
+    if (rc == 0)
+        rc = store_migrate(db, &version, err);
+    if (rc == 0)
+        rc = store_jobs_requeue_running(db, &requeued, err);
+    if (rc == 0)
+        rc = sweep_orphans(db, s->checkpoint_dir, &swept, err);
+    store_close(db);
+    if (rc == 0)
+        rc = storeq_start(&s->storeq, s->loop, s->db_path, cfg->sqlite_sync_full,
+                          cfg->store_busy_ms, err);
+    if (rc != 0)
+        return rc;
+    s->store_ok = 1;
+    server_log(s, LOG_INFO, "store open",
+               json_pack("{s:s, s:i, s:i, s:i, s:i}", "path", s->db_path, "schema_version",
+                         version, "requeued_running_jobs", requeued, "orphan_files_removed",
+                         swept, "busy_timeout_ms", cfg->store_busy_ms));
+    return 0;
+}
 
 static int start(server *s, d2_error *err)
 {
@@ -259,15 +386,8 @@ static int start(server *s, d2_error *err)
     api_snprintf(s->checkpoint_dir, sizeof s->checkpoint_dir, "%s/checkpoints", cfg->data_dir);
     if (mkdir_p(cfg->data_dir, err) != 0 || mkdir_p(s->checkpoint_dir, err) != 0)
         return err->code;
-    int version = 0, requeued = 0;
-    if (store_open(&s->db, s->db_path, cfg->sqlite_sync_full, err) != 0 ||
-        store_migrate(s->db, &version, err) != 0 ||
-        store_jobs_requeue_running(s->db, &requeued, err) != 0)
+    if (open_store(s, err) != 0)
         return err->code ? err->code : D2_EIO;
-    s->store_ok = 1;
-    server_log(s, LOG_INFO, "store open",
-               json_pack("{s:s, s:i, s:i}", "path", s->db_path, "schema_version", version,
-                         "requeued_running_jobs", requeued));
     auth_init(&s->auth, cfg->rate_limit, cfg->rate_burst);
     if (cfg->tokens_path[0]) {
         if (auth_load(&s->auth, cfg->tokens_path, err) != 0)
@@ -281,7 +401,8 @@ static int start(server *s, d2_error *err)
     metrics_init(&s->metrics, names, nroutes);
     if (feed_start(s, err) != 0)
         return err->code;
-    jobs_owner owner = {on_workers_ready, on_fatal, on_drained, feed_job_changed, s};
+    jobs_owner owner = {on_workers_ready, on_fatal, on_drained, feed_job_changed, on_restored,
+                        s};
     if (jobs_create(&s->jobs, s, &owner, err) != 0)
         return err->code;
     char host[256];
@@ -356,6 +477,8 @@ int server_run(const config *cfg)
             s->http = NULL;
         }
         feed_destroy(s);
+        storeq_stop(s->storeq);
+        s->storeq = NULL;
         if (s->jobs) {
             jobs_destroy(s->jobs);
             s->jobs = NULL;
@@ -370,7 +493,6 @@ int server_run(const config *cfg)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     gens_free(&s->gens);
-    store_close(s->db);
     auth_free(&s->auth);
     int rc = uv_loop_close(&loop);
     if (rc != 0)

@@ -1,5 +1,6 @@
 /* server.h - the daemon's state. One libuv loop thread owns all of it; the
- * worker threads touch only their work items and their own store connection. */
+ * worker threads touch only their work items and their own store connection,
+ * the store threads (storeq.h) only their ops. */
 #ifndef D2_SERVER_SERVER_H
 #define D2_SERVER_SERVER_H
 
@@ -23,7 +24,7 @@ typedef struct server {
     uv_loop_t *loop;
     const config *cfg;
     d2log log;
-    store *db;                 /* the loop thread's connection */
+    struct storeq *storeq;     /* store work, off the loop (storeq.h) */
     char db_path[CONFIG_PATH_LEN + 32];
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     gens gens;                 /* entries from start-up; weights as they load */
@@ -37,7 +38,7 @@ typedef struct server {
     auth auth;
     int ready;                 /* workers up and the default generator loaded */
     int draining;              /* SIGTERM seen */
-    int store_ok;              /* last loop-side store write succeeded */
+    int store_ok;              /* 0 after a store failure other than a lock, until a write succeeds */
     int exit_code;
     int64_t start_ms;
     double start_mono;

@@ -8,8 +8,32 @@
 
 #include "embedded.h"
 
+/* A lock held by another connection (or process): the caller may try again. */
+static void note_busy(store *s)
+{
+    int code = s && s->db ? sqlite3_errcode(s->db) & 0xff : SQLITE_OK;
+    if (s)
+        s->busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
+}
+
+int store_busy(const store *s)
+{
+    return s->busy;
+}
+
+void store_busy_clear(store *s)
+{
+    s->busy = 0;
+}
+
+void store_set_busy_timeout(store *s, int ms)
+{
+    sqlite3_busy_timeout(s->db, ms);
+}
+
 int store_fail(store *s, d2_error *err, const char *what)
 {
+    note_busy(s);
     return d2_fail(err, D2_EIO, "store: %s: %s", what, s && s->db ? sqlite3_errmsg(s->db) : "no database");
 }
 
@@ -107,6 +131,7 @@ static int exec_as(store *s, const char *sql, const char *what, d2_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        note_busy(s);
         d2_fail(err, D2_EIO, "store: %s: %s", what, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return D2_EIO;
@@ -237,6 +262,14 @@ void store_rollback(store *s)
         return;
     }
     rollback_now(s);
+}
+
+int store_probe(store *s, d2_error *err)
+{
+    if (store_begin(s, err) != 0)
+        return D2_EIO;
+    store_rollback(s);
+    return 0;
 }
 
 int store_user_version(store *s, int *version, d2_error *err)

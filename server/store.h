@@ -1,5 +1,6 @@
 /* store.h - d2nwgd's SQLite store: one `store` is one connection, used by
- * one thread only (the loop thread and each worker open their own).
+ * one thread only (each store thread of storeq.h and each worker open their
+ * own; the loop thread opens one only at start-up, before it serves).
  *
  * WAL mode, busy_timeout 5 s, foreign keys on; every write runs inside
  * BEGIN IMMEDIATE (store_begin/store_commit nest); schema from the embedded
@@ -25,6 +26,17 @@ void store_close(store *s);
  * schema as it was); *version gets the schema version reached. */
 int store_migrate(store *s, int *version, d2_error *err);
 int store_user_version(store *s, int *version, d2_error *err);
+
+/* 1 when the last failure on this connection was a lock another connection
+ * or process holds (SQLITE_BUSY / SQLITE_LOCKED after the busy timeout): the
+ * store is unavailable for now, not broken. store_busy_clear forgets it. */
+int store_busy(const store *s);
+void store_busy_clear(store *s);
+/* How long a statement waits for a lock before it fails (default 5000 ms). */
+void store_set_busy_timeout(store *s, int ms);
+/* Take the write lock and let it go (BEGIN IMMEDIATE; ROLLBACK): 0 when a
+ * write could run now. */
+int store_probe(store *s, d2_error *err);
 
 int store_begin(store *s, d2_error *err);  /* BEGIN IMMEDIATE at depth 0 */
 int store_commit(store *s, d2_error *err);

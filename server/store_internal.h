@@ -13,6 +13,7 @@ struct store {
     sqlite3 *db;
     int depth;        /* store_begin nesting */
     int failed;       /* a nested part failed: the outermost commit rolls back */
+    int busy;         /* the last failure was SQLITE_BUSY / SQLITE_LOCKED (see store_busy) */
     sqlite3_stmt *rollback; /* "ROLLBACK", prepared at open (see store.c) */
     struct {
         const char *sql; /* identity: a static string of one of the store files */

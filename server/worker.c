@@ -113,6 +113,32 @@ static void set_error(work_item *it, int outcome, const char *code, const char *
     api_snprintf(it->error_message, sizeof it->error_message, "%s", msg);
 }
 
+static void worker_log(int level, const char *msg, const work_item *it, const char *error)
+{
+    d2log lg;
+    log_init(&lg, LOG_INFO, 2);
+    log_emit(&lg, level, msg, json_pack("{s:s, s:s}", "job_id", it->job_id, "error", error));
+}
+
+/* After a store call that returned rc: 1 when a lock refused it and it should
+ * run again (after a pause, done here); 0 when it is done, failed for
+ * another reason, or the item must stop (shutdown). *tries counts the
+ * retries (the first is logged). */
+static int retry_busy(worker *w, work_item *it, int rc, const d2_error *err, int *tries)
+{
+    if (rc == 0 || !store_busy(w->db) || atomic_load(&it->shutdown))
+        return 0;
+    if (*tries == 0)
+        worker_log(LOG_WARN, "store locked: the job waits for it", it, err->msg);
+    int ms = 20 << (*tries < 5 ? *tries : 5);
+    if (ms > WORKER_STORE_RETRY_MAX_MS)
+        ms = WORKER_STORE_RETRY_MAX_MS;
+    (*tries)++;
+    uv_sleep((unsigned)ms);
+    store_busy_clear(w->db);
+    return 1;
+}
+
 /* A failed checkpoint write: the log gets the whole message (it names the
  * file); the job's error, which clients read, only the cause after the last
  * ": " (strerror's text), never a server path. */
@@ -189,6 +215,24 @@ static int save_checkpoints(worker *w, work_item *it, const gen_entry *ge, const
     return rc;
 }
 
+/* The rows of a written pack were not stored: the pack goes (no row names
+ * it). A lock at shutdown leaves the job running in the store (re-run after
+ * the restart); any other failure fails it with the cause. */
+static void unstored(worker *w, work_item *it, const d2_error *err)
+{
+    char path[sizeof w->pool->cfg.checkpoint_dir + API_ID_LEN + 16];
+    worker_pack_path(w->pool->cfg.checkpoint_dir, it->job_id, path, sizeof path);
+    if (unlink(path) != 0)
+        worker_log(LOG_ERROR, "removing an unstored pack failed", it, path);
+    if (store_busy(w->db)) {
+        set_error(it, WORK_STORE_FAILED, "internal", err->msg);
+        return;
+    }
+    char msg[API_MESSAGE_LEN];
+    api_snprintf(msg, sizeof msg, "storing the checkpoints failed: %s", err->msg);
+    set_error(it, WORK_FAILED, "internal", msg);
+}
+
 /* A generated result: the pack of every ranked checkpoint, then the store
  * (checkpoints with their methods, the gate's decision, the job succeeded). */
 static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen_request *req,
@@ -209,9 +253,14 @@ static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen
         it->run_seconds = d2_now() - t0;
         api_gate gate;
         api_gate_from_result(&gate, &res->gate, it->gate);
-        if (store_job_succeed(w->db, it->job_id, res->way, it->run_seconds, api_now_ms(), ck,
-                              offsets, res->count, it->parent_checkpoint, &gate, &err) != 0)
-            set_error(it, WORK_STORE_FAILED, "internal", err.msg);
+        int rc, tries = 0;
+        do {
+            store_busy_clear(w->db);
+            rc = store_job_succeed(w->db, it->job_id, res->way, it->run_seconds, api_now_ms(),
+                                   ck, offsets, res->count, it->parent_checkpoint, &gate, &err);
+        } while (retry_busy(w, it, rc, &err, &tries));
+        if (rc != 0)
+            unstored(w, it, &err);
     }
     free(ck);
     free(offsets);
@@ -230,6 +279,69 @@ static gen_workspace *workspace_of(worker *w, int gi, d2_error *err)
     return w->ws[gi];
 }
 
+/* Mark the job running in the store and report it; waits out a lock. 0 when
+ * it runs; else the outcome is set (cancelled, back to queued for a
+ * shutdown, or left as stored when the store refused it). */
+static int mark_running(worker *w, work_item *it, d2_error *err)
+{
+    int rc, tries = 0;
+    do {
+        if (atomic_load(&it->cancel) != WORK_CANCEL_NONE) {
+            it->outcome = atomic_load(&it->shutdown) ? WORK_REQUEUED : WORK_CANCELLED;
+            return -1;
+        }
+        store_busy_clear(w->db);
+        rc = store_job_set_running(w->db, it->job_id, api_now_ms(), err);
+    } while (retry_busy(w, it, rc, err, &tries));
+    if (rc != 0) {
+        if (atomic_load(&it->shutdown))
+            it->outcome = WORK_REQUEUED; /* it is still queued in the store */
+        else
+            set_error(it, WORK_STORE_FAILED, "internal", err->msg);
+        return -1;
+    }
+    worker_event *ev = &it->started;
+    memset(ev, 0, sizeof *ev);
+    ev->kind = WORKER_STARTED;
+    ev->worker = w->index;
+    ev->item = it;
+    post(w->pool, ev);
+    return 0;
+}
+
+/* Read the job's data set (waits out a lock). */
+static int load_dataset(worker *w, work_item *it, dataset *d, d2_error *err)
+{
+    int rc, kind, tries = 0;
+    do {
+        store_busy_clear(w->db);
+        rc = store_dataset_load(w->db, it->dataset_id, d, &kind, err);
+    } while (retry_busy(w, it, rc, err, &tries));
+    return rc;
+}
+
+/* Store the outcome that is not a success (waits out a lock). */
+static void store_outcome(worker *w, work_item *it, int was_running, d2_error *err)
+{
+    int rc = 0, tries = 0;
+    if (it->outcome == WORK_STORE_FAILED || (it->outcome == WORK_REQUEUED && !was_running) ||
+        it->outcome == WORK_SUCCEEDED)
+        return;
+    do {
+        store_busy_clear(w->db);
+        if (it->outcome == WORK_REQUEUED)
+            rc = store_job_requeue(w->db, it->job_id, err);
+        else if (it->outcome == WORK_CANCELLED)
+            rc = store_job_finish(w->db, it->job_id, API_JOB_CANCELLED, NULL, NULL, api_now_ms(),
+                                  it->run_seconds, err);
+        else
+            rc = store_job_finish(w->db, it->job_id, API_JOB_FAILED, it->error_code,
+                                  it->error_message, api_now_ms(), it->run_seconds, err);
+    } while (retry_busy(w, it, rc, err, &tries));
+    if (rc != 0) /* left as the store has it: re-run after a restart */
+        set_error(it, WORK_STORE_FAILED, "internal", err->msg);
+}
+
 static void run_job(worker *w, work_item *it)
 {
     const gen_entry *ge = &w->pool->gs->e[it->gen_index];
@@ -237,8 +349,10 @@ static void run_job(worker *w, work_item *it)
     d2_error_clear(&err);
     double t0 = d2_now();
     dataset d;
-    int kind;
-    if (store_dataset_load(w->db, it->dataset_id, &d, &kind, &err) != 0) {
+    int running = mark_running(w, it, &err) == 0;
+    if (!running) {
+        /* outcome set: nothing ran */
+    } else if (load_dataset(w, it, &d, &err) != 0) {
         set_error(it, WORK_FAILED, "internal", err.msg);
     } else {
         gen_request req;
@@ -281,17 +395,7 @@ static void run_job(worker *w, work_item *it)
         dataset_free(&d);
     }
     it->run_seconds = d2_now() - t0;
-    int rc = 0;
-    if (it->outcome == WORK_REQUEUED)
-        rc = store_job_requeue(w->db, it->job_id, &err);
-    else if (it->outcome == WORK_CANCELLED)
-        rc = store_job_finish(w->db, it->job_id, API_JOB_CANCELLED, NULL, NULL, api_now_ms(),
-                              it->run_seconds, &err);
-    else if (it->outcome == WORK_FAILED)
-        rc = store_job_finish(w->db, it->job_id, API_JOB_FAILED, it->error_code,
-                              it->error_message, api_now_ms(), it->run_seconds, &err);
-    if (rc != 0) /* the loop retries the write with its own connection */
-        set_error(it, WORK_STORE_FAILED, "internal", err.msg);
+    store_outcome(w, it, running, &err);
 }
 
 static void run_retrieve(worker *w, work_item *it)
@@ -336,6 +440,7 @@ static int worker_init(worker *w, char *msg, size_t cap)
         api_snprintf(msg, cap, "worker %d: %s", w->index, err.msg);
         return -1;
     }
+    store_set_busy_timeout(w->db, 1000); /* then retry_busy: a shutdown is seen between tries */
     for (int g = 0; g < p->gs->n; g++) /* loaded ones now; pending ones on first use */
         if (p->gs->e[g].g && gen_workspace_create(&w->ws[g], p->gs->e[g].g, w->be, p->cfg.max_candidates, &err) !=
             0) {

@@ -1,9 +1,17 @@
 /* worker.h - generation worker threads. Each worker owns its backend (the
  * device handle), one gen_workspace per generator and its own SQLite
  * connection; it takes work items from a mutex-guarded list the loop fills,
- * writes the outcome (checkpoint files atomically, then the store), and
- * reports back to the loop with uv_async_send (events drained on the loop
- * thread). Not libuv's shared thread pool: that one serves file work. */
+ * marks a job running in the store, writes the outcome (checkpoint files
+ * atomically, then the store), and reports back to the loop with
+ * uv_async_send (events drained on the loop thread). Not libuv's shared
+ * thread pool: that one serves file work.
+ *
+ * A store write refused for a lock (another process holds it) is tried
+ * again, with pauses up to WORKER_STORE_RETRY_MAX_MS, until the store is
+ * back: a finished job is never failed for a transient lock. Only a shutdown
+ * stops the retries; the job is then left as the store has it (queued, or
+ * running: re-run after the restart) and a pack file whose rows were not
+ * written is removed. */
 #ifndef D2_SERVER_WORKER_H
 #define D2_SERVER_WORKER_H
 
@@ -20,10 +28,12 @@ enum {
     WORK_FAILED = 1,
     WORK_CANCELLED = 2,
     WORK_REQUEUED = 3,     /* stopped for shutdown; back to queued in the store */
-    WORK_STORE_FAILED = 4  /* generation ended but the store write failed */
+    WORK_STORE_FAILED = 4  /* its outcome is not in the store (see run_job): the job is
+                            * left as the store has it, re-run after a restart */
 };
 
 #define WORK_MAX_HITS 64
+#define WORKER_STORE_RETRY_MAX_MS 500
 
 /* A job's cancel flag decides a cancel racing the job's end, once: the loop
  * sets it NONE -> REQUESTED (compare-and-swap) when a client cancels; the
@@ -33,14 +43,15 @@ enum {
  * is ending on its own). A shutdown stores REQUESTED unconditionally. */
 enum { WORK_CANCEL_NONE = 0, WORK_CANCEL_REQUESTED = 1, WORK_CANCEL_FINISHING = 2 };
 
-enum { WORKER_READY = 0, WORKER_INIT_FAILED = 1, WORKER_DONE = 2 };
+/* WORKER_STARTED: a job is marked running in the store (it is on a worker). */
+enum { WORKER_READY = 0, WORKER_INIT_FAILED = 1, WORKER_DONE = 2, WORKER_STARTED = 3 };
 
 /* Worker -> loop. Events live inside their work item (DONE) or their worker
  * (READY, INIT_FAILED), so reporting never allocates and cannot fail. */
 typedef struct worker_event {
     int kind;
     int worker;
-    struct work_item *item;              /* WORKER_DONE */
+    struct work_item *item;              /* WORKER_DONE, WORKER_STARTED */
     size_t mem_used, mem_total;          /* backend memory() after the event */
     char message[API_MESSAGE_LEN];       /* WORKER_INIT_FAILED */
     struct worker_event *next;
@@ -81,6 +92,7 @@ typedef struct work_item {
     int nhits;
     gen_retrieval hits[WORK_MAX_HITS];
     char dataset_fp[65];
+    worker_event started;                /* the WORKER_STARTED report */
     worker_event done;                   /* the WORKER_DONE report */
     struct work_item *next;              /* queue link (pool-internal) */
 } work_item;

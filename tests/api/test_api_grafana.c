@@ -29,7 +29,7 @@ static void test_promtool_rules(void **state)
     char out[8192];
     if (run("promtool check rules " RULES " 2>&1", out, sizeof out) != 0)
         fail_msg("promtool check rules %s:\n%s", RULES, out);
-    assert_non_null(strstr(out, "SUCCESS: 10 rules found"));
+    assert_non_null(strstr(out, "SUCCESS: 11 rules found"));
     if (run("cd deploy/grafana && promtool test rules d2nwgd-alerts.test.yaml 2>&1", out,
             sizeof out) != 0)
         fail_msg("promtool test rules %s:\n%s", RULE_TESTS, out);

@@ -13,6 +13,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.listen, "127.0.0.1:8080");
     assert_int_equal(c.workers, 1);
     assert_int_equal(c.max_queue, 1024);
+    assert_int_equal(c.store_busy_ms, 1000);
     assert_true(c.body_limit == (size_t)64 << 20);
     assert_int_equal(c.limits.max_samples, 10000);
     assert_int_equal(c.long_poll_max, 60);
@@ -30,7 +31,8 @@ static void test_args(void **state)
     char *argv[] = {"d2nwgd", "--generator", "a.safetensors", "--generator", "fast=b.safetensors",
                     "--generator", "/x/y/other.v2.safetensors", "--listen=0.0.0.0:9000",
                     "--workers", "3", "--max-queue", "17", "--body-limit", "2M",
-                    "--max_samples", "50", "--rate-limit", "2.5", "--log-level", "warn", NULL};
+                    "--max_samples", "50", "--rate-limit", "2.5", "--log-level", "warn",
+                    "--store-busy-ms", "250", NULL};
     int argc = (int)(sizeof argv / sizeof argv[0]) - 1;
     int help = -1;
     d2_error err;
@@ -47,6 +49,7 @@ static void test_args(void **state)
     assert_string_equal(c.listen, "0.0.0.0:9000");
     assert_int_equal(c.workers, 3);
     assert_int_equal(c.max_queue, 17);
+    assert_int_equal(c.store_busy_ms, 250);
     assert_true(c.body_limit == 2u << 20);
     assert_int_equal(c.limits.max_samples, 50);
     TU_ASSERT_NEAR(c.rate_limit, 2.5, 0);
@@ -78,6 +81,7 @@ static void test_bad_values(void **state)
     expect_bad("--workers", "0", "workers");
     expect_bad("--workers", "two", "workers");
     expect_bad("--max-queue", "-1", "max_queue");
+    expect_bad("--store-busy-ms", "-5", "store_busy_ms");
     expect_bad("--body-limit", "lots", "body_limit");
     expect_bad("--log-level", "loud", "log_level");
     expect_bad("--colour", "red", "colour");

@@ -42,6 +42,7 @@ static void test_render(void **state)
     s.jobs_by_state[API_JOB_QUEUED] = 1;
     s.pending = 1;
     s.ready = 1;
+    s.store_available = 1;
     s.workers = 2;
     s.device = "cpu";
     s.mem_used[1] = 4096;
@@ -81,6 +82,7 @@ static void test_render(void **state)
         "d2nwgd_jobs_finished_total{state=\"succeeded\"} 4\n",
         "d2nwgd_device_memory_used_bytes{worker=\"1\",device=\"cpu\"} 4096\n",
         "d2nwgd_ready 1\n",
+        "d2nwgd_store_available 1\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(text, want[i]))
