@@ -15,11 +15,12 @@
 
 static const char *const SAMPLERS[] = {"ddim", "ddpm", NULL};
 static const char *const RULES[] = {"adaptive", "fixed", NULL};
+static const char *const FALLBACKS[] = {"prototypes", "logreg", NULL};
 
 typedef struct defaults_opts {
     const char *generator, *out;
-    int candidates, steps, sampler, refine_rule;
-    double guidance, refine_c;
+    int candidates, steps, sampler, refine_rule, fallback;
+    double guidance, refine_c, one_shot;
 } defaults_opts;
 
 #define DEF_OFF(f) .off = offsetof(defaults_opts, f)
@@ -43,13 +44,20 @@ static const cli_option DEFAULTS_OPTS[] = {
     {.name = "--refine-c", .type = CLI_FLOAT, DEF_OFF(refine_c), .metavar = "C",
      .help = "refinement's C (1: the logreg baseline's strength)", .unset = "unchanged",
      .flo = 1e-6, .fhi = 1e6},
+    {.name = "--one-shot-agreement", .type = CLI_FLOAT, DEF_OFF(one_shot), .metavar = "A",
+     .help = "the gate at 1 shot keeps the diffusion head when\nits samples classify at least "
+             "this share of their\nsupport set (above 1: never)", .unset = "unchanged",
+     .flo = 0.0, .fhi = 2.0},
+    {.name = "--one-shot-fallback", .type = CLI_CHOICE, DEF_OFF(fallback), .metavar = "M",
+     .help = "what the gate returns at 1 shot otherwise", .unset = "unchanged",
+     .choices = FALLBACKS},
 };
 
 static const cli_command DEFAULTS_CMD = {
     .name = "defaults",
     .synopsis = "--generator GEN --out FILE [options]",
-    .about = "Writes a copy of a generator bundle with other sampler and refinement\n"
-             "defaults, for settings chosen on validation data after training: the\n"
+    .about = "Writes a copy of a generator bundle with other sampler, refinement and\n"
+             "1-shot gate defaults, for settings chosen on validation data after training: the\n"
              "weights, statistics and zoo index stay byte for byte; the provenance\n"
              "records the bundle it came from. --json prints the new bundle's id and\n"
              "defaults.",
@@ -61,7 +69,8 @@ static const cli_command DEFAULTS_CMD = {
 static gen_defaults defaults_from(const gen_info *in, const defaults_opts *o)
 {
     gen_defaults d = {in->default_candidates, in->default_steps, in->default_guidance,
-                      in->default_sampler, in->default_refine_rule, in->default_refine_c};
+                      in->default_sampler, in->default_refine_rule, in->default_refine_c,
+                      in->default_gate_one_shot, in->default_gate_fallback};
     if (o->candidates != CLI_UNSET_INT)
         d.candidates = o->candidates;
     if (o->steps != CLI_UNSET_INT)
@@ -74,6 +83,10 @@ static gen_defaults defaults_from(const gen_info *in, const defaults_opts *o)
         d.refine_rule = (gen_refine_rule)o->refine_rule;
     if (!isnan(o->refine_c))
         d.refine_c = (float)o->refine_c;
+    if (!isnan(o->one_shot))
+        d.gate_one_shot = (float)o->one_shot;
+    if (o->fallback != CLI_UNSET_CHOICE)
+        d.gate_fallback = o->fallback == 0 ? GEN_METHOD_PROTOTYPES : GEN_METHOD_LOGREG;
     return d;
 }
 
@@ -85,20 +98,22 @@ static int report(const char *path, const gen_defaults *d, int as_json, d2_error
     if (!rc && !(rc = generator_load(&g, path, be, err))) {
         const gen_info *in = generator_info(g);
         if (as_json)
-            rc = cli_print_json("defaults",
-                                json_pack("{s:s,s:s,s:i,s:i,s:f,s:s,s:s,s:f}", "generator",
-                                          in->id, "path", path, "candidates", d->candidates,
-                                          "steps", d->steps, "guidance", (double)d->guidance,
-                                          "sampler", d->sampler == GEN_SAMPLER_DDPM ? "ddpm"
-                                                                                   : "ddim",
-                                          "refine_rule", gen_refine_rule_name(d->refine_rule),
-                                          "refine_c", (double)d->refine_c));
+            rc = cli_print_json(
+                "defaults",
+                json_pack("{s:s,s:s,s:i,s:i,s:f,s:s,s:s,s:f,s:f,s:s}", "generator", in->id,
+                          "path", path, "candidates", d->candidates, "steps", d->steps,
+                          "guidance", (double)d->guidance, "sampler",
+                          d->sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim", "refine_rule",
+                          gen_refine_rule_name(d->refine_rule), "refine_c", (double)d->refine_c,
+                          "one_shot_agreement", (double)d->gate_one_shot, "one_shot_fallback",
+                          gen_method_name(d->gate_fallback)));
         else
             printf("wrote %s (generator %.12s): %s, %d steps, %d candidates, guidance %.2f; "
-                   "refine %s, C = %g\n", path, in->id,
+                   "refine %s, C = %g; 1 shot: agreement %g, else %s\n", path, in->id,
                    d->sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim", d->steps, d->candidates,
                    (double)d->guidance, gen_refine_rule_name(d->refine_rule),
-                   (double)d->refine_c);
+                   (double)d->refine_c, (double)d->gate_one_shot,
+                   gen_method_name(d->gate_fallback));
     }
     generator_free(g);
     backend_destroy(be);

@@ -239,6 +239,10 @@ int cmd_info(cli_globals *gl, int argc, char **argv)
                in->default_candidates, (double)in->default_guidance);
         printf("refine     %s, C = %g\n", gen_refine_rule_name(in->default_refine_rule),
                (double)in->default_refine_c);
+        printf("gate       at 1 shot: diffusion kept at agreement >= %g%s, else %s\n",
+               (double)in->default_gate_one_shot,
+               in->default_gate_one_shot > 1.0f ? " (never)" : "",
+               gen_method_name(in->default_gate_fallback));
         char *c = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6))
                       : NULL;
         char *p = prov ? json_dumps(prov, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6))

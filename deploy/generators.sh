@@ -6,7 +6,8 @@
 #                        2..20 classes on the features of a Conv-4 backbone
 #                        (backbone.safetensors, trained on those background
 #                        data only); never a held-out script, never digits.
-#                        Refinement's rule (fixed C = 1) was chosen on the
+#                        Refinement's rule (fixed C = 1) and the gate at 1
+#                        shot (logistic regression) were chosen on the
 #                        glyphs:validation scripts (README "Results").
 # Each step is skipped when its output exists, and training resumes from its
 # checkpoint when interrupted. Usage: generators.sh [BUILD] [all|default]
@@ -54,6 +55,7 @@ if [ ! -f "$VAR/glyphs.safetensors" ]; then
         "4000 heads of 2..20 classes of Fashion-MNIST and 91 glyph background scripts"
     generator glyphs "$VAR/glyphs.trained.safetensors"
     "$B/d2nwg" defaults --generator "$VAR/glyphs.trained.safetensors" \
-        --out "$VAR/glyphs.safetensors" --refine-rule fixed
+        --out "$VAR/glyphs.safetensors" --refine-rule fixed --one-shot-agreement 2 \
+        --one-shot-fallback logreg
     rm -f "$VAR/glyphs.trained.safetensors"
 fi

@@ -9,6 +9,17 @@
 
 #include "baseline.h"
 
+int gen_method_parse_baseline(const char *s, gen_method *out)
+{
+    if (!strcmp(s, "prototypes"))
+        *out = GEN_METHOD_PROTOTYPES;
+    else if (!strcmp(s, "logreg"))
+        *out = GEN_METHOD_LOGREG;
+    else
+        return -1;
+    return 0;
+}
+
 const char *gen_method_name(gen_method m)
 {
     switch (m) {
@@ -219,16 +230,21 @@ float gen_gate_agreement(const gen_result *res)
     return n ? (float)(sum / n) : NAN;
 }
 
-static void choose_one_shot(const gen_result *res, gen_gate *gate)
+static void choose_one_shot(const generator *g, const gen_result *res, gen_gate *gate)
 {
-    float agree = gen_gate_agreement(res);
-    int keep = agree >= GATE_ONE_SHOT_AGREEMENT && !gate->ood;
-    gate->chosen = keep ? GEN_METHOD_DIFFUSION : GEN_METHOD_PROTOTYPES;
+    const float agree = gen_gate_agreement(res), tau = g->cfg.gate_one_shot;
+    int keep = agree >= tau && !gate->ood;
+    gate->chosen = keep ? GEN_METHOD_DIFFUSION : g->cfg.gate_fallback;
+    if (tau > 1.0f) {
+        snprintf(gate->reason, sizeof gate->reason,
+                 "1 shot: no sample can be held out, and this generator returns %s at 1 shot "
+                 "(chosen on its validation data)", gen_method_name(g->cfg.gate_fallback));
+        return;
+    }
     snprintf(gate->reason, sizeof gate->reason,
              "1 shot: no sample can be held out; the diffusion samples classify %.0f%% of "
              "their support set (threshold %.0f%%) and the support set is %s the zoo's "
-             "distribution", 100.0 * agree, 100.0 * GATE_ONE_SHOT_AGREEMENT,
-             gate->ood ? "outside" : "inside");
+             "distribution", 100.0 * agree, 100.0 * tau, gate->ood ? "outside" : "inside");
 }
 
 /* A baseline head as a candidate: theta of the single linear layer of hs. */
@@ -323,7 +339,7 @@ int gen_gate_run(const generator *g, gen_workspace *ws, const gen_request *req,
             return rc;
         choose_cv(gate);
     } else {
-        choose_one_shot(res, gate);
+        choose_one_shot(g, res, gate);
     }
     return append_baselines(g, ws->be, feat, res, err);
 }

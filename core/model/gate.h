@@ -14,7 +14,9 @@
  *     method can be measured: the gate keeps the diffusion candidates when they
  *     agree with their support set (mean support accuracy of the K candidates
  *     >= GATE_ONE_SHOT_AGREEMENT) and the support set is not out of the zoo's
- *     distribution, and returns the prototypes otherwise. The threshold was
+ *     distribution, and returns the prototypes otherwise (a bundle may carry
+ *     another threshold, above 1 for never, and logreg as the fallback:
+ *     gen_config.gate_one_shot / gate_fallback, d2nwg defaults). The threshold was
  *     chosen on background data only: 5-way 1-shot tasks of the zoo's own
  *     (training) class combinations against tasks of glyphs:validation scripts
  *     the generator never saw; tests/unit/test_gate.c checks that it is still

@@ -264,6 +264,8 @@ static void fill_info(generator *g, const st_file *f)
     in->default_sampler = c->sampler;
     in->default_refine_rule = c->refine_rule;
     in->default_refine_c = c->refine_c;
+    in->default_gate_one_shot = c->gate_one_shot;
+    in->default_gate_fallback = c->gate_fallback;
     json_error_t je;
     json_t *pj = json_loads(g->provenance_json, 0, &je);
     json_t *zf = pj ? json_object_get(pj, "zoo_fingerprint") : NULL;

@@ -21,6 +21,11 @@ static int check_defaults(const generator *g, const gen_defaults *d, d2_error *e
         return d2_fail(err, D2_EINVAL, "unknown refinement rule");
     if (!(d->refine_c > 0.0f && d->refine_c <= 1e6f))
         return d2_fail(err, D2_ERANGE, "refine C %g outside (0, 1e6]", (double)d->refine_c);
+    if (!(d->gate_one_shot >= 0.0f && d->gate_one_shot <= 2.0f))
+        return d2_fail(err, D2_ERANGE, "1-shot agreement %g outside 0..2",
+                       (double)d->gate_one_shot);
+    if (d->gate_fallback != GEN_METHOD_PROTOTYPES && d->gate_fallback != GEN_METHOD_LOGREG)
+        return d2_fail(err, D2_EINVAL, "the 1-shot fallback must be prototypes or logreg");
     return 0;
 }
 
@@ -31,11 +36,13 @@ static char *provenance_with(const generator *g, const gen_defaults *d)
     json_t *p = json_loads(g->provenance_json ? g->provenance_json : "{}", 0, &je);
     if (!p)
         p = json_object();
-    json_t *o = json_pack("{s:s,s:i,s:i,s:f,s:s,s:s,s:f}", "from", g->info.id, "candidates",
-                          d->candidates, "steps", d->steps, "guidance", (double)d->guidance,
-                          "sampler", d->sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim",
-                          "refine_rule", gen_refine_rule_name(d->refine_rule), "refine_c",
-                          (double)d->refine_c);
+    json_t *o = json_pack("{s:s,s:i,s:i,s:f,s:s,s:s,s:f,s:f,s:s}", "from", g->info.id,
+                          "candidates", d->candidates, "steps", d->steps, "guidance",
+                          (double)d->guidance, "sampler",
+                          d->sampler == GEN_SAMPLER_DDPM ? "ddpm" : "ddim", "refine_rule",
+                          gen_refine_rule_name(d->refine_rule), "refine_c", (double)d->refine_c,
+                          "gate_one_shot_agreement", (double)d->gate_one_shot,
+                          "gate_one_shot_fallback", gen_method_name(d->gate_fallback));
     char *s = NULL;
     if (p && o && !json_object_set_new(p, "defaults", o))
         s = json_dumps(p, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(9));
@@ -61,6 +68,8 @@ int generator_save_with_defaults(const generator *g, const gen_defaults *d, cons
     copy.cfg.sampler = d->sampler;
     copy.cfg.refine_rule = d->refine_rule;
     copy.cfg.refine_c = d->refine_c;
+    copy.cfg.gate_one_shot = d->gate_one_shot;
+    copy.cfg.gate_fallback = d->gate_fallback;
     copy.provenance_json = prov;
     rc = gen_bundle_save(&copy, path, 0, err); // a loaded bundle's weights are its EMA's
     free(prov);

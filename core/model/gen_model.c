@@ -4,6 +4,8 @@
  * and load are in gen_bundle_io.c. */
 #include "gen_model.h"
 
+#include "gate.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +45,8 @@ gen_config gen_config_defaults(int P, int input_dim, int feat_dim, int way, cons
     c.sampler = GEN_SAMPLER_DDIM;
     c.refine_rule = GEN_REFINE_ADAPTIVE;
     c.refine_c = (float)GEN_REFINE_C;
+    c.gate_one_shot = GATE_ONE_SHOT_AGREEMENT;
+    c.gate_fallback = GEN_METHOD_PROTOTYPES;
     return c;
 }
 
@@ -94,6 +98,10 @@ char *gen_config_to_json(const gen_config *c)
         json_object_set_new(sm, "refine_c", json_real(c->refine_c));
     }
     json_object_set_new(o, "sampler", sm);
+    if (c->gate_one_shot != GATE_ONE_SHOT_AGREEMENT || c->gate_fallback != GEN_METHOD_PROTOTYPES)
+        json_object_set_new(o, "gate", json_pack("{s:f,s:s}", "one_shot_agreement",
+                                                 (double)c->gate_one_shot, "one_shot_fallback",
+                                                 gen_method_name(c->gate_fallback)));
     char *out = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
     return out;
@@ -130,6 +138,24 @@ static json_t *get_obj(json_t *o, const char *key, d2_error *err)
     if (!json_is_object(v))
         d2_fail(err, D2_EFORMAT, "generator config: '%s' missing or not an object", key);
     return json_is_object(v) ? v : NULL;
+}
+
+/* The 1-shot gate settings, when present (else the defaults). */
+static int get_gate(json_t *gt, gen_config *c, d2_error *err)
+{
+    c->gate_one_shot = GATE_ONE_SHOT_AGREEMENT;
+    c->gate_fallback = GEN_METHOD_PROTOTYPES;
+    if (!gt)
+        return 0;
+    json_t *a = json_object_get(gt, "one_shot_agreement");
+    json_t *f = json_object_get(gt, "one_shot_fallback");
+    if (!json_is_object(gt) || !json_is_number(a) || !json_is_string(f) ||
+        !(json_number_value(a) >= 0.0 && json_number_value(a) <= 2.0) ||
+        gen_method_parse_baseline(json_string_value(f), &c->gate_fallback))
+        return d2_fail(err, D2_EFORMAT, "generator config: gate needs one_shot_agreement in "
+                       "0..2 and one_shot_fallback prototypes or logreg");
+    c->gate_one_shot = (float)json_number_value(a);
+    return 0;
 }
 
 /* sampler.refine_rule and refine_c, when present (else the defaults). */
@@ -209,7 +235,7 @@ int gen_config_from_json(gen_config *c, const char *text, d2_error *err)
         rc = d2_fail(err, D2_EFORMAT, "generator config: sampler.sampler must be ddim or ddpm");
         goto out;
     }
-    if ((rc = get_refine(sm, c, err)))
+    if ((rc = get_refine(sm, c, err)) || (rc = get_gate(json_object_get(o, "gate"), c, err)))
         goto out;
     if (c->enc_d % c->enc_heads) {
         rc = d2_fail(err, D2_EFORMAT, "generator config: encoder.d %% heads != 0");

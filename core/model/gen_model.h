@@ -35,6 +35,10 @@ typedef struct gen_config {
     gen_sampler sampler;
     gen_refine_rule refine_rule; /* how refinement sets the prior's width (generator.h) */
     float refine_c;
+    /* the gate at 1 shot (gate.h): keep the diffusion candidates when they agree with
+     * their support set at least this much (above 1: never), else return the fallback */
+    float gate_one_shot;
+    gen_method gate_fallback;
 } gen_config;
 
 struct generator {

@@ -28,6 +28,18 @@ typedef enum gen_refine_rule { GEN_REFINE_ADAPTIVE = 0, GEN_REFINE_FIXED = 1 } g
 const char *gen_refine_rule_name(gen_refine_rule r); /* "adaptive", "fixed" */
 int gen_refine_rule_parse(const char *s, gen_refine_rule *out); /* 0, or -1 unknown */
 
+/* What produced a head: the diffusion generator, or one of the baselines the
+ * gate (gate.h) compares it with. */
+typedef enum gen_method {
+    GEN_METHOD_DIFFUSION = 0,
+    GEN_METHOD_PROTOTYPES = 1, /* nearest class mean as a linear head */
+    GEN_METHOD_LOGREG = 2,     /* support-set logistic regression (L2, C = 1) */
+    GEN_METHODS = 3
+} gen_method;
+const char *gen_method_name(gen_method m); /* "diffusion", "prototypes", "logreg" */
+/* "prototypes" or "logreg" -> the method; -1 for anything else. */
+int gen_method_parse_baseline(const char *s, gen_method *out);
+
 typedef struct gen_info {
     char id[65];             /* sha256 of the bundle file */
     const char *path;
@@ -48,6 +60,8 @@ typedef struct gen_info {
     gen_sampler default_sampler;
     gen_refine_rule default_refine_rule; /* the bundle's refinement (generator_with_defaults) */
     float default_refine_c;
+    float default_gate_one_shot;         /* the gate at 1 shot (gate.h) */
+    gen_method default_gate_fallback;
 } gen_info;
 
 int generator_load(generator **out, const char *path, backend_t *be, d2_error *err);
@@ -58,16 +72,6 @@ const gen_info *generator_info(const generator *g);
 int gen_workspace_create(gen_workspace **out, const generator *g, backend_t *be,
                          int max_candidates, d2_error *err);
 void gen_workspace_free(gen_workspace *ws);
-
-/* What produced a head: the diffusion generator, or one of the baselines the
- * gate (gate.h) compares it with. */
-typedef enum gen_method {
-    GEN_METHOD_DIFFUSION = 0,
-    GEN_METHOD_PROTOTYPES = 1, /* nearest class mean as a linear head */
-    GEN_METHOD_LOGREG = 2,     /* support-set logistic regression (L2, C = 1) */
-    GEN_METHODS = 3
-} gen_method;
-const char *gen_method_name(gen_method m); /* "diffusion", "prototypes", "logreg" */
 
 typedef struct gen_request {
     const dataset *support; /* labels 0..N-1: row i of the head is label i */
@@ -191,6 +195,8 @@ typedef struct gen_defaults {
     gen_sampler sampler;
     gen_refine_rule refine_rule;
     float refine_c;
+    float gate_one_shot;      /* 0..2; above 1: never keep the diffusion head at 1 shot */
+    gen_method gate_fallback; /* GEN_METHOD_PROTOTYPES or GEN_METHOD_LOGREG */
 } gen_defaults;
 /* Write g as a new bundle at path (atomically) with other defaults: the same
  * weights, statistics and zoo index; the provenance records the bundle it came

@@ -548,7 +548,8 @@ static void test_defaults_copy(void **state)
     char *dir = tu_tmpdir("defaults");
     char path[1200];
     snprintf(path, sizeof path, "%s/fixed.safetensors", dir);
-    gen_defaults d = {4, 20, 1.5f, GEN_SAMPLER_DDIM, GEN_REFINE_FIXED, 0.5f};
+    gen_defaults d = {4, 20, 1.5f, GEN_SAMPLER_DDIM, GEN_REFINE_FIXED, 0.5f, 2.0f,
+                      GEN_METHOD_LOGREG};
     d2_error err;
     assert_int_equal(generator_save_with_defaults(f->g, &d, path, &err), 0);
     generator *h = NULL;
@@ -563,6 +564,8 @@ static void test_defaults_copy(void **state)
     TU_ASSERT_NEAR(generator_refine_c(h, 1.0f, 5), 0.5, 1e-7); // fixed: whatever the fit
     TU_ASSERT_NEAR(generator_refine_c(f->g, 1.0f, 5), 0.0, 0);  // adaptive: a perfect fit keeps
     assert_non_null(strstr(hi->provenance_json, in->id));      // where it came from
+    TU_ASSERT_NEAR(hi->default_gate_one_shot, 2.0, 0);
+    assert_int_equal(hi->default_gate_fallback, GEN_METHOD_LOGREG);
     // the same weights: unrefined generations agree bit for bit
     dataset s = support_from_zoo(f, 3, 5, 0);
     gen_request req = {.support = &s, .embeddings = 1, .candidates = 3, .steps = 10,
@@ -574,6 +577,19 @@ static void test_defaults_copy(void **state)
         assert_memory_equal(a.ranked[k].theta, b.ranked[k].theta, a.spec.numel * sizeof(float));
     gen_result_free(&a);
     gen_result_free(&b);
+    // at 1 shot the copy's gate never keeps the diffusion head and returns logreg
+    dataset one = support_from_zoo(f, 1, 6, 0);
+    req.support = &one;
+    req.gate = 1;
+    assert_int_equal(generator_generate(h, ws, &req, &b, &err), 0);
+    assert_int_equal(b.gate.chosen, GEN_METHOD_LOGREG);
+    assert_int_equal(b.ranked[0].method, GEN_METHOD_LOGREG);
+    assert_non_null(strstr(b.gate.reason, "returns logreg at 1 shot"));
+    gen_result_free(&b);
+    dataset_free(&one);
+    d.gate_one_shot = 2.5f;
+    assert_int_equal(generator_save_with_defaults(f->g, &d, path, &err), D2_ERANGE);
+    d.gate_one_shot = 0.7f;
     d.steps = 5000;
     assert_int_equal(generator_save_with_defaults(f->g, &d, path, &err), D2_ERANGE);
     assert_non_null(strstr(err.msg, "steps 5000 outside 1..1000"));
