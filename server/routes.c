@@ -351,6 +351,26 @@ int routes_body_type(const http_req *r, int allow_binary)
     return -1;
 }
 
+void *routes_json_op(http_req *r, size_t size, json_t **root, int *rc)
+{
+    *root = NULL;
+    *rc = 0;
+    if (routes_body_type(r, 0) < 0) {
+        *rc = http_errorf(r, 415, "unsupported_media_type", "header.Content-Type", 0,
+                          "send application/json");
+        return NULL;
+    }
+    if (!(*root = routes_json_body(r)))
+        return NULL;
+    void *op = calloc(1, size);
+    if (!op) {
+        json_decref(*root);
+        *root = NULL;
+        *rc = http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    }
+    return op;
+}
+
 json_t *routes_json_body(http_req *r)
 {
     json_t *root = NULL;

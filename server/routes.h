@@ -96,6 +96,11 @@ int routes_stored_dataset(http_req *r, const gen_entry *ge, int info_rc,
 int routes_body_type(const http_req *r, int allow_binary);
 /* Parse the JSON body (400 invalid_json on failure: answered, returns NULL). */
 json_t *routes_json_body(http_req *r);
+/* The opening of a JSON POST that queues store work: the body (415 unless
+ * JSON, 400 unless it parses) in *root and a zeroed op of `size` bytes for it
+ * (500 without memory). NULL when the request was answered (*root is then
+ * NULL too, *rc what answering returned); else the caller owns both. */
+void *routes_json_op(http_req *r, size_t size, json_t **root, int *rc);
 /* Reply with a store failure (500 internal) and log it. */
 int routes_store_error(server *s, http_req *r, const d2_error *err);
 

@@ -295,17 +295,11 @@ static int submit_admit(server *s, http_req *r, submit_op *c, const json_t *root
 
 int route_jobs_post(server *s, http_req *r)
 {
-    if (routes_body_type(r, 0) < 0)
-        return http_errorf(r, 415, "unsupported_media_type", "header.Content-Type", 0,
-                           "send application/json");
-    json_t *root = routes_json_body(r);
-    if (!root)
-        return 0;
-    submit_op *c = calloc(1, sizeof *c);
-    if (!c) {
-        json_decref(root);
-        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    }
+    json_t *root;
+    int answered;
+    submit_op *c = routes_json_op(r, sizeof *c, &root, &answered);
+    if (!c)
+        return answered;
     api_job_init(&c->job);
     api_snprintf(c->principal, sizeof c->principal, "%s", r->principal);
     api_error e;

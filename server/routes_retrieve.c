@@ -71,17 +71,11 @@ static int retrieve_checked(server *s, http_req *r, route_op *op)
 
 int route_retrieve_post(server *s, http_req *r)
 {
-    if (routes_body_type(r, 0) < 0)
-        return http_errorf(r, 415, "unsupported_media_type", "header.Content-Type", 0,
-                           "send application/json");
-    json_t *root = routes_json_body(r);
-    if (!root)
-        return 0;
-    retrieve_op *c = calloc(1, sizeof *c);
-    if (!c) {
-        json_decref(root);
-        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    }
+    json_t *root;
+    int answered;
+    retrieve_op *c = routes_json_op(r, sizeof *c, &root, &answered);
+    if (!c)
+        return answered;
     api_error e;
     int rc = api_retrieve_request_parse(root, &s->cfg->limits, &c->req, &e);
     json_decref(root);
