@@ -7,6 +7,7 @@
  * d2nwg's within 1e-4. Skipped, by name, where /usr/bin/python3 cannot import torch. */
 #include "fileio.h"
 #include "testutil.h"
+#include "tu_readme.h"
 
 #include <math.h>
 #include <sys/wait.h>
@@ -20,35 +21,11 @@
 #define BT_B 6
 #define BT_CLASSES 5
 
-/* The README's ```python block that rebuilds a network from its "architecture" metadata
- * (malloc'd). */
-static char *readme_block(void)
-{
-    unsigned char *text;
-    size_t len;
-    d2_error e = {0};
-    if (d2_read_file("README.md", &text, &len, 1 << 22, &e))
-        fail_msg("README.md: %s", e.msg);
-    char *s = (char *)text, *found = NULL;
-    for (char *p = strstr(s, "```python\n"); p && !found; p = strstr(p + 1, "```python\n")) {
-        char *body = p + strlen("```python\n"), *end = strstr(body, "\n```");
-        if (!end)
-            break;
-        *end = '\0';
-        if (strstr(body, "meta[\"architecture\"]") && strstr(body, "torch.frombuffer"))
-            found = strdup(body);
-        *end = '\n';
-    }
-    free(text);
-    if (!found)
-        fail_msg("README.md has no ```python block that reads meta[\"architecture\"]");
-    return found;
-}
-
 static void write_script(const char *dir)
 {
     char path[600];
-    char *block = readme_block();
+    static const char *const need[] = {"meta[\"architecture\"]", "torch.frombuffer", NULL};
+    char *block = tu_readme_python_block(need, NULL, "that reads meta[\"architecture\"]");
     snprintf(path, sizeof path, "%s/classify.py", dir);
     tu_write_bytes(path, block, strlen(block));
     free(block);

@@ -5,6 +5,7 @@
  * module 0 and its architecture string; then a different backbone at the same path is
  * refused by the zoo (fingerprint) and by the generator bundle (sha256), by name. */
 #include "testutil.h"
+#include "tu_backbone.h"
 
 #include <sys/stat.h>
 
@@ -21,20 +22,9 @@ typedef struct fx {
 
 static void write_backbone(const char *path, uint64_t seed)
 {
-    d2_error err = {0};
-    backend_t *be = NULL;
-    assert_int_equal(backend_cpu_create(&be, 1, &err), 0);
-    convnet n;
-    paramset ps, bufs;
-    paramset_init(&ps);
-    paramset_init(&bufs);
-    assert_int_equal(convnet_init(&n, &ps, &bufs, 1, 28, 28, 8, 4, 3, &err), 0);
-    assert_int_equal(paramset_alloc(&ps, be, seed, &err), 0);
-    assert_int_equal(paramset_alloc(&bufs, be, seed, &err), 0);
-    assert_int_equal(convnet_save(&n, &ps, &bufs, 1, path, NULL, 0, &err), 0);
-    paramset_free(&ps);
-    paramset_free(&bufs);
-    backend_destroy(be);
+    tu_backbone b = {.size = 28, .channels = 8, .blocks = 4, .classes = 3, .seed = seed,
+                     .batches = 1, .perturb = 0};
+    tu_write_backbone(path, &b);
 }
 
 static int setup(void **state)

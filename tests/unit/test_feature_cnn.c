@@ -3,6 +3,7 @@
  * "cnn:FILE", a written network holds the backbone under module 0 (without its classifier)
  * and the torch.nn architecture string, and reading it back refuses a changed backbone. */
 #include "testutil.h"
+#include "tu_backbone.h"
 
 #include <math.h>
 
@@ -22,22 +23,9 @@ typedef struct fx {
 
 static void write_backbone(const char *path, long long batches)
 {
-    d2_error err = {0};
-    backend_t *be = NULL;
-    assert_int_equal(backend_cpu_create(&be, 1, &err), 0);
-    convnet n;
-    paramset ps, bufs;
-    paramset_init(&ps);
-    paramset_init(&bufs);
-    assert_int_equal(convnet_init(&n, &ps, &bufs, 1, 28, 28, 8, 4, 4, &err), 0);
-    assert_int_equal(paramset_alloc(&ps, be, 9, &err), 0);
-    assert_int_equal(paramset_alloc(&bufs, be, 9, &err), 0);
-    for (size_t i = 0; i < bufs.total; i++)
-        bufs.w[i] += 0.1f * (float)(i % 5);
-    assert_int_equal(convnet_save(&n, &ps, &bufs, batches, path, NULL, 0, &err), 0);
-    paramset_free(&ps);
-    paramset_free(&bufs);
-    backend_destroy(be);
+    tu_backbone b = {.size = 28, .channels = 8, .blocks = 4, .classes = 4, .seed = 9,
+                     .batches = batches, .perturb = 1};
+    tu_write_backbone(path, &b);
 }
 
 static int setup(void **state)

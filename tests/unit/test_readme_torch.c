@@ -6,6 +6,7 @@
  * name, where /usr/bin/python3 cannot import torch. */
 #include "fileio.h"
 #include "testutil.h"
+#include "tu_readme.h"
 
 #include <limits.h>
 #include <math.h>
@@ -61,30 +62,6 @@ static int sh(const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-/* The README's ```python block that uses torch.frombuffer (malloc'd). */
-static char *torch_only_block(void)
-{
-    unsigned char *text;
-    size_t len;
-    d2_error e = {0};
-    if (d2_read_file("README.md", &text, &len, 1 << 22, &e))
-        fail_msg("README.md: %s", e.msg);
-    char *s = (char *)text, *found = NULL;
-    for (char *p = strstr(s, "```python\n"); p && !found; p = strstr(p + 1, "```python\n")) {
-        char *body = p + strlen("```python\n"), *end = strstr(body, "\n```");
-        if (!end)
-            break;
-        *end = '\0';
-        if (strstr(body, "torch.frombuffer") && !strstr(body, "from safetensors"))
-            found = strdup(body);
-        *end = '\n';
-    }
-    free(text);
-    if (!found)
-        fail_msg("README.md has no ```python block with torch.frombuffer");
-    return found;
-}
-
 /* d2nwg's logits for the rows of batch: the checkpoint's feature map, then its head. */
 static float *d2nwg_logits(const char *head, const dataset *batch, int *out_dim)
 {
@@ -124,7 +101,8 @@ static void test_torch_logits_match_d2nwg(void **state)
                         "--split train --seed 6 --out batch.csv 2>/dev/null && %s generate "
                         "--generator %s --support support.csv --out head.safetensors --steps 10 "
                         "--quiet", f->dir, f->bin, f->bin, f->bin, f->gen), 0);
-    char *block = torch_only_block();
+    static const char *const need[] = {"torch.frombuffer", NULL};
+    char *block = tu_readme_python_block(need, "from safetensors", "with torch.frombuffer");
     const char *tail =
         "\n# test_readme_torch.c: the same model on a test batch\n"
         "import numpy as np\n"

@@ -6,6 +6,7 @@
  * described by zoo info; a cnn:FILE zoo merges too. Runs the built d2nwg on iris
  * and digits (seconds). */
 #include "testutil.h"
+#include "tu_backbone.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -277,22 +278,9 @@ static void test_merge_refusals(void **state)
 /* A small Conv backbone for 8x8 images (digits) at path. */
 static void write_backbone(const char *path)
 {
-    d2_error err = {0};
-    backend_t *be = NULL;
-    assert_int_equal(backend_cpu_create(&be, 1, &err), 0);
-    convnet n;
-    paramset ps, bufs;
-    paramset_init(&ps);
-    paramset_init(&bufs);
-    assert_int_equal(convnet_init(&n, &ps, &bufs, 1, 8, 8, 4, 2, 3, &err), 0);
-    assert_int_equal(paramset_alloc(&ps, be, 9, &err), 0);
-    assert_int_equal(paramset_alloc(&bufs, be, 9, &err), 0);
-    for (size_t i = 0; i < bufs.total; i++)
-        bufs.w[i] += 0.1f * (float)(i % 5);
-    assert_int_equal(convnet_save(&n, &ps, &bufs, 3, path, NULL, 0, &err), 0);
-    paramset_free(&ps);
-    paramset_free(&bufs);
-    backend_destroy(be);
+    tu_backbone b = {.size = 8, .channels = 4, .blocks = 2, .classes = 3, .seed = 9,
+                     .batches = 3, .perturb = 1};
+    tu_write_backbone(path, &b);
 }
 
 /* cnn:FILE zoos (a backbone as the feature map): the shards merge into the
