@@ -130,18 +130,6 @@ static void test_refused_sources(void **state)
     assert_non_null(strstr(err.msg, held[0]));
 }
 
-static int run(char *out, size_t n, const char *cmd)
-{
-    char full[1500];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static void test_cli_usage(void **state)
 {
     fx *f = *state;
@@ -149,18 +137,18 @@ static void test_cli_usage(void **state)
     tu_build_path(bin, sizeof bin, "d2nwg");
     snprintf(cmd, sizeof cmd, "%s backbone train --out %s/x.safetensors --data digits-28", bin,
              f->dir);
-    assert_int_equal(run(out, sizeof out, cmd), 2);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 2);
     assert_non_null(strstr(out, "d2nwg backbone: train: --data: "));
     assert_non_null(strstr(out, "digits-28"));
     snprintf(cmd, sizeof cmd, "%s backbone frob", bin);
-    assert_int_equal(run(out, sizeof out, cmd), 2);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 2);
     assert_non_null(strstr(out, "unknown subcommand 'frob'"));
     snprintf(cmd, sizeof cmd, "%s backbone train --help", bin);
-    assert_int_equal(run(out, sizeof out, cmd), 0);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 0);
     assert_non_null(strstr(out, "--resume"));
     snprintf(cmd, sizeof cmd, "%s backbone train --out %s/x.safetensors --channels 0", bin,
              f->dir);
-    assert_int_equal(run(out, sizeof out, cmd), 2);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 2);
 }
 
 int main(void)

@@ -393,18 +393,12 @@ static void test_globals_before_and_after(void **state)
 static int run_cmd(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int run_cmd(char *out, size_t n, const char *fmt, ...)
 {
-    char cmd[1024], full[1100];
+    char cmd[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return tu_capture(out, n, cmd);
 }
 
 /* Each command's --help exits 0 and lists every option it had before the

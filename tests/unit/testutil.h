@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -75,6 +76,20 @@ static inline int tu_quick_fixture(char *build, size_t nb, char *gen, size_t ng,
                                    size_t nz)
 {
     return tu_fixture("quick", build, nb, gen, ng, zoo, nz);
+}
+
+/* Run a shell command with stderr joined to stdout; the output (at most n - 1
+ * bytes, NUL-terminated) in out; its exit status (128 when it did not exit). */
+static inline int tu_capture(char *out, size_t n, const char *cmd)
+{
+    char full[8400];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 #define TU_ASSERT_NEAR(a, b, tol)                                                          \
