@@ -141,6 +141,9 @@ void gen_scorer_free(gen_scorer *sc);
  * has no zoo index. */
 int gen_nearest_zoo(const generator *g, backend_t *be, const target_spec *hs, const float *theta,
                     int K, int *index, float *dist, d2_error *err);
+/* Classes of zoo entry `index`: the way, or in an any-way zoo those before
+ * the first -1 of its zoo_classes row. */
+int gen_zoo_entry_way(const generator *g, int index);
 /* The spec of a head of `way` rows: the generator's own, or narrowed. */
 int gen_head_spec(const generator *g, int way, target_spec *hs, d2_error *err);
 

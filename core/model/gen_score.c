@@ -153,6 +153,14 @@ int gen_scorer_run(gen_scorer *sc, const float *theta, float *acc, float *loss, 
  * [K, P] (host): |t - z|^2 = |t|^2 + |z|^2 - 2 t.z, the dot products as one
  * GEMM on the device; the winner's exact distance is recomputed on the host in
  * double (P values). */
+int gen_zoo_entry_way(const generator *g, int index)
+{
+    int w = 0;
+    while (w < g->cfg.way && g->zoo_classes[(size_t)index * g->cfg.way + w] >= 0)
+        w++;
+    return w;
+}
+
 int gen_head_spec(const generator *g, int way, target_spec *hs, d2_error *err)
 {
     if (way == g->cfg.way) {

@@ -13,15 +13,6 @@ int generator_zoo_size(const generator *g)
     return g->zoo_n;
 }
 
-/* Classes of entry `index` (an any-way zoo's entry: those before the first -1). */
-static int entry_way(const generator *g, int index)
-{
-    int w = 0;
-    while (w < g->cfg.way && g->zoo_classes[(size_t)index * g->cfg.way + w] >= 0)
-        w++;
-    return w;
-}
-
 /* "[3,7,1]": the entry's classes (way values); malloc'd, NULL without memory. */
 static char *classes_json(const generator *g, int index, int way)
 {
@@ -46,7 +37,7 @@ int generator_zoo_checkpoint_bytes(const generator *g, int index, unsigned char 
     if (index < 0 || index >= g->zoo_n)
         return d2_fail(err, D2_ERANGE, "zoo index %d outside 0..%d", index, g->zoo_n - 1);
     const float *wide = g->zoo_theta + (size_t)index * g->cfg.P;
-    const int way = entry_way(g, index);
+    const int way = gen_zoo_entry_way(g, index);
     target_spec hs;
     int rc = gen_head_spec(g, way, &hs, err);
     if (rc)

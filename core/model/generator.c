@@ -741,12 +741,9 @@ static int retrieve_nearest(const generator *g, backend_t *be, const float *cond
         memset(h, 0, sizeof *h);
         h->zoo_index = order[a];
         h->distance = dist[order[a]];
-        for (int c = 0; c < N && c < D2_MAX_WAY; c++) { // an any-way zoo's entry: -1 after its way
-            const int32_t cls = g->zoo_classes[(size_t)order[a] * N + c];
-            if (cls < 0)
-                break;
-            h->classes[h->way++] = cls;
-        }
+        h->way = gen_zoo_entry_way(g, order[a]);
+        for (int c = 0; c < h->way; c++)
+            h->classes[c] = g->zoo_classes[(size_t)order[a] * N + c];
         float loss;
         rc = gen_scorer_run(&sc, g->zoo_theta + (size_t)order[a] * g->cfg.P, &h->support_acc,
                             &loss, err);
