@@ -9,14 +9,31 @@
 #include "storeq.h"
 
 /* The job as stored, read on the store thread, published on the loop (in
- * the order the changes came: one read lane). */
+ * the order the changes came: one read lane). A worker writes its own rows,
+ * so the read may already see a later state than the change being told: the
+ * state published is the one the queue had at the change. */
 typedef struct feed_op {
     storeq_op sq;
     server *s;
     char id[API_ID_LEN];
     api_job job;
     int loaded;
+    int active;          /* the queue held the job at the change */
+    api_job_state state; /* its state then */
 } feed_op;
+
+/* The event of a change to `state` when the stored row has moved on. */
+static void as_at_change(api_job *job, api_job_state state)
+{
+    if (job->state == state)
+        return;
+    job->state = state;
+    job->finished_ms = 0;
+    if (state == API_JOB_QUEUED) {
+        job->started_ms = 0;
+        job->progress = 0.0;
+    }
+}
 
 static int feed_work(store *db, void *ctx, d2_error *err)
 {
@@ -34,6 +51,8 @@ static void feed_done(storeq_op *sq)
         server_log(s, LOG_WARN, "job event not sent: store read failed",
                    json_pack("{s:s, s:s}", "job_id", c->id, "error", sq->err.msg));
     if (c->loaded && s->events) {
+        if (c->active)
+            as_at_change(&c->job, c->state);
         if (s->jobs)
             jobs_overlay(s->jobs, &c->job);
         events_publish(s->events, "job", api_job_to_json(&c->job));
@@ -53,6 +72,7 @@ void feed_job_changed(void *user, const char *job_id)
         return;
     c->s = s;
     api_snprintf(c->id, sizeof c->id, "%s", job_id);
+    c->active = s->jobs && jobs_state_of(s->jobs, job_id, &c->state);
     storeq_submit(s->storeq, &c->sq, STOREQ_READ, feed_work, feed_done, c);
 }
 

@@ -638,6 +638,14 @@ void jobs_overlay(const jobs *j, api_job *job)
         job->progress = (double)atomic_load(&((job_rec *)r)->w.progress_ppm) / 1e6;
 }
 
+int jobs_state_of(const jobs *j, const char *id, api_job_state *state)
+{
+    const job_rec *r = find(j, id);
+    if (r)
+        *state = r->state;
+    return r != NULL;
+}
+
 void jobs_progress_scan(jobs *j, double step,
                         void (*fn)(void *ctx, const char *job_id, double progress), void *ctx)
 {

@@ -65,6 +65,9 @@ void jobs_progress_scan(jobs *j, double step,
 
 /* Add live progress to a job loaded from the store. */
 void jobs_overlay(const jobs *j, api_job *job);
+/* The state of a job the queue holds (queued, running, or finishing at this
+ * very change) as the queue has it now: 1 and *state, or 0 when it holds none. */
+int jobs_state_of(const jobs *j, const char *id, api_job_state *state);
 
 /* Cancel: 0 = it was queued: it is off the queue now, and the caller stores
  * the cancel, then calls jobs_cancel_done; 1 = requested (it is running; it
