@@ -20,8 +20,8 @@
 typedef struct train_opts {
     const char *zoo, *out, *device;
     uint64_t seed;
-    int resume, quick, align, vae_steps, steps, threads;
-    double every, stop_after;
+    int resume, quick, align, vae_steps, steps, threads, query_shots;
+    double every, stop_after, query_loss;
 } train_opts;
 
 static const cli_option TRAIN_OPTS[] = {
@@ -46,6 +46,13 @@ static const cli_option TRAIN_OPTS[] = {
     {.name = "--steps", .type = CLI_INT, .off = offsetof(train_opts, steps), .metavar = "N",
      .help = "stage-2 (diffusion) steps", .unset = "the configuration's", .lo = 1,
      .hi = 10000000},
+    {.name = "--query-loss", .type = CLI_FLOAT, .off = offsetof(train_opts, query_loss),
+     .metavar = "W", .help = "weight of stage 2's query term: the denoiser's\n"
+     "x0 decoded into a head, scored by cross-entropy\non other samples of the task's classes "
+     "(heads of\none linear layer)", .def = "0", .flo = 0.0, .fhi = 1000.0},
+    {.name = "--query-shots", .type = CLI_INT, .off = offsetof(train_opts, query_shots),
+     .metavar = "Q", .help = "query samples per class for --query-loss", .def = "5", .lo = 1,
+     .hi = 100},
     {.name = "--device", .type = CLI_STRING, .off = offsetof(train_opts, device),
      .metavar = "DEV", .help = "cpu or cuda:N", .def = "cpu"},
     {.name = "--threads", .type = CLI_INT, .off = offsetof(train_opts, threads), .metavar = "N",
@@ -82,6 +89,8 @@ static gen_train_cfg train_cfg(const train_opts *o, int quiet)
         cfg.vae_steps = o->vae_steps;
     if (o->steps != CLI_UNSET_INT)
         cfg.steps = o->steps;
+    cfg.query_loss = (float)o->query_loss;
+    cfg.query_shots = o->query_shots;
     return cfg;
 }
 

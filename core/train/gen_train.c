@@ -51,6 +51,8 @@ gen_train_cfg gen_train_defaults(int quick)
     c.kmin = 1;
     c.kmax = 10;
     c.zoo_emb_shots = 10;
+    c.query_loss = 0.0f;
+    c.query_shots = 5;
     c.checkpoint_every = 120.0;
     if (quick) {
         c.vae_hidden = 64;
@@ -260,6 +262,10 @@ static char *provenance_json(const trainer *t, const gen_train_report *rep)
     json_object_set_new(h, "p_uncond", json_real(c->p_uncond));
     json_object_set_new(h, "ema_decay", json_real(c->ema_decay));
     json_object_set_new(h, "shots", json_pack("[ii]", c->kmin, c->kmax));
+    if (c->query_loss > 0) /* only then: bundles trained without it keep their bytes */
+        json_object_set_new(h, "query_loss",
+                            json_pack("{s:f,s:i}", "weight", (double)c->query_loss, "shots",
+                                      c->query_shots));
     json_object_set_new(o, "training", h);
     json_object_set_new(o, "version", json_string(D2_VERSION));
     char *s = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(9));
@@ -380,6 +386,10 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
         return rc;
     t->L = t->g.cfg.latent;
     t->C = gc.cond_dim;
+    if (!(cfg->query_loss >= 0.0f) || !isfinite(cfg->query_loss))
+        return d2_fail(err, D2_EINVAL, "query_loss: %g; a weight >= 0", (double)cfg->query_loss);
+    if (cfg->query_loss > 0.0f && (rc = gtrain_query_check(t, err)))
+        return rc;
     if ((rc = feature_map_copy(&t->g.fmap, &z->fmap, err)) ||
         (rc = gen_model_alloc_index(&t->g, z->n, err)) ||
         (rc = paramset_alloc_optim(&t->g.vae_ps, err)) ||

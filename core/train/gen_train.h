@@ -50,6 +50,10 @@ typedef struct gen_train_cfg {
     float lr, p_uncond, ema_decay;
     int kmin, kmax;
     int zoo_emb_shots;       /* support size for the zoo index embeddings */
+    /* the query-loss term (gen_train_query.c): weight (0: off) and query
+     * samples per class drawn beside each support set */
+    float query_loss;
+    int query_shots;
     /* checkpoints */
     const char *checkpoint_path; /* NULL: OUT.ckpt */
     double checkpoint_every;     /* seconds */

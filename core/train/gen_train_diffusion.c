@@ -209,6 +209,7 @@ typedef struct diff_bufs {
      * with several processes their rows of zt, eps, temb gathered (m bn + b) */
     int b0, bn;
     float *zl, *el, *tl;
+    gtrain_queries q; /* query samples of each task (cfg->query_loss > 0) */
 } diff_bufs;
 
 static void diff_bufs_free(diff_bufs *d)
@@ -224,6 +225,7 @@ static void diff_bufs_free(diff_bufs *d)
     free(d->zl);
     free(d->el);
     free(d->tl);
+    gtrain_queries_free(&d->q);
     memset(d, 0, sizeof *d);
 }
 
@@ -251,7 +253,10 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
         diff_bufs_free(d);
         return d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
     }
-    return 0;
+    int rc = cfg->query_loss > 0.0f ? gtrain_queries_alloc(&d->q, t, B, err) : 0;
+    if (rc)
+        diff_bufs_free(d);
+    return rc;
 }
 
 /* The step's batch from r: B zoo entries with K-shot support sets and the
@@ -265,7 +270,10 @@ static int diff_draw_batch(trainer *t, rng *r, int K, diff_bufs *d, d2_error *er
         d->ent[b] = (int)rng_below(r, (uint32_t)t->n);
         d->drop[b] = rng_uniform(r) < cfg->p_uncond;
         d->ways[b] = gtrain_entry_way(t, d->ent[b]);
-        if ((rc = gtrain_fill_support(t, d->ent[b], K, r, d->X + (size_t)b * N * K * F, err)))
+        float *X = d->X + (size_t)b * N * K * F;
+        rc = d->q.x ? gtrain_fill_task(t, d->ent[b], K, r, X, &d->q, b, err)
+                    : gtrain_fill_support(t, d->ent[b], K, r, X, err);
+        if (rc)
             return rc;
     }
     for (int m = 0; m < M; m++)
@@ -320,7 +328,7 @@ static void diff_drop_cond(trainer *t, const diff_bufs *d, float *cond, float *d
  * MSE, backward, gradient all-reduce, AdamW, EMA. Device buffers come from
  * t->ar; the caller resets it. *loss is the whole batch's. */
 static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc, float *loss,
-                     d2_error *err)
+                     float *qloss, d2_error *err)
 {
     generator *g = &t->g;
     backend_t *be = t->be;
@@ -356,6 +364,12 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
         return rc;
     be->ops->mse(be, t->dev_scalar, deps, dc.eps, epsd, (size_t)R * L, 1.0f);
     *loss = gtrain_read_scalar(t);
+    if (d->q.x) {
+        const gtrain_qrows rows = {.b0 = d->b0, .bn = B, .B = t->cfg->tasks_per_step, .M = M,
+                                   .ts = d->ts, .drop = d->drop, .ways = d->ways, .zt = zt};
+        if ((rc = gtrain_query_grad(t, &d->q, &rows, dc.eps, deps, qloss, err)))
+            return rc;
+    }
     paramset_zero_grad(&g->net_ps);
     if ((rc = denoiser_backward(be, &g->den, &g->net_ps, &t->ar, &dc, deps, dcondr, err)))
         return rc;
@@ -383,6 +397,7 @@ int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
     if (rc)
         return rc;
     progress pb;
+    float qema = -1.0f;
     progress_begin(&pb, "stage 2 diffusion", "steps", cfg->steps, cfg->progress);
     for (; t->step < cfg->steps; t->step++) {
         if (gtrain_should_stop(t)) {
@@ -392,11 +407,11 @@ int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
         rng r;
         rng_init(&r, rng_derive(cfg->seed, "diffusion-step", (uint64_t)t->step), 0);
         const int K = cfg->kmin + (int)rng_below(&r, (uint32_t)(cfg->kmax - cfg->kmin + 1));
-        float loss = NAN;
+        float loss = NAN, qloss = 0.0f;
         if ((rc = diff_draw_batch(t, &r, K, &d, err)))
             goto out;
         size_t mark = arena_mark(&t->ar);
-        rc = diff_step(t, &d, K, &oc, &loss, err);
+        rc = diff_step(t, &d, K, &oc, &loss, &qloss, err);
         arena_reset(&t->ar, mark);
         if (rc)
             goto out;
@@ -405,8 +420,13 @@ int gtrain_stage_diffusion(trainer *t, gen_train_report *rep, d2_error *err)
             goto out;
         }
         t->diff_loss_ema = t->step == 0 ? loss : 0.99f * t->diff_loss_ema + 0.01f * loss;
+        qema = qema < 0 ? qloss : 0.99f * qema + 0.01f * qloss;
         char status[64];
-        snprintf(status, sizeof status, "loss %.4f", (double)t->diff_loss_ema);
+        if (d.q.x) /* the query cross-entropy since this run started */
+            snprintf(status, sizeof status, "loss %.4f query ce %.3f", (double)t->diff_loss_ema,
+                     (double)qema);
+        else
+            snprintf(status, sizeof status, "loss %.4f", (double)t->diff_loss_ema);
         progress_update(&pb, t->step + 1, status);
         if ((rc = gtrain_maybe_checkpoint(t, err)))
             goto out;

@@ -57,6 +57,50 @@ int gtrain_writes(const trainer *t);
 int gtrain_reduce_grads(trainer *t, paramset *ps, int bn, int B, float *stats, int nstats,
                         d2_error *err);
 
+/* stage 2's query-loss term (gen_train_query.c; cfg->query_loss > 0) */
+typedef struct gtrain_queries {
+    int Q;        /* queries per class (cfg->query_shots) */
+    int per_task; /* N * Q slots per task */
+    float *x;     /* [B, per_task, F] raw features (the head's input) */
+    int *y;       /* [B, per_task] class of each */
+    int *n;       /* [B] queries each task has */
+} gtrain_queries;
+/* The rows of one step: this process's tasks b0 .. b0 + bn - 1 of B, M noise
+ * draws each, row m bn + b; ts [M B] and drop, ways [B] over the whole batch;
+ * zt [M bn, L] (host) this process's noised latents. */
+typedef struct gtrain_qrows {
+    int b0, bn, B, M;
+    const int *ts;
+    const unsigned char *drop;
+    const int *ways;
+    const float *zt;
+} gtrain_qrows;
+/* 0 when the target allows the term (a head of one linear layer) */
+int gtrain_query_check(const trainer *t, d2_error *err);
+int gtrain_queries_alloc(gtrain_queries *q, const trainer *t, int B, d2_error *err);
+void gtrain_queries_free(gtrain_queries *q);
+/* gtrain_fill_support's support set of entry e into X, drawn with Q more rows
+ * per class, which become task b's queries in q (classes with one row: none) */
+int gtrain_fill_task(trainer *t, int e, int K, rng *r, float *X, gtrain_queries *q, int b,
+                     d2_error *err);
+/* Adds the term's gradient to deps (device [M bn, L]) from the denoiser's
+ * eps_hat (device, same shape); *qloss: mean query cross-entropy of the rows
+ * that count. Leaves the VAE's gradients zero. */
+int gtrain_query_grad(trainer *t, const gtrain_queries *q, const gtrain_qrows *rows,
+                      const float *eps_hat, float *deps, float *qloss, d2_error *err);
+/* The same on any generator (tests): lambda the weight; deps NULL: the value
+ * alone; *objective (may be NULL): lambda / R sum_r w_r CE_r, what deps is
+ * the gradient of. The scratch comes from ar (the caller resets it). */
+typedef struct gtrain_qctx {
+    generator *g;
+    backend_t *be;
+    arena *ar;
+    float lambda;
+} gtrain_qctx;
+int gtrain_query_term(const gtrain_qctx *cx, const gtrain_queries *q, const gtrain_qrows *rows,
+                      const float *eps_hat, float *deps, float *qloss, double *objective,
+                      d2_error *err);
+
 /* checkpoints: the whole training state, so a resumed run gives the same bytes */
 int gtrain_checkpoint_save(trainer *t, d2_error *err);
 int gtrain_checkpoint_load(trainer *t, d2_error *err);
