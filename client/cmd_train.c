@@ -20,7 +20,7 @@
 typedef struct train_opts {
     const char *zoo, *out, *device;
     uint64_t seed;
-    int resume, quick, align, vae_steps, steps, threads, query_shots;
+    int resume, quick, align, vae_steps, steps, threads, query_shots, token_latent;
     double every, stop_after, query_loss;
 } train_opts;
 
@@ -46,6 +46,9 @@ static const cli_option TRAIN_OPTS[] = {
     {.name = "--steps", .type = CLI_INT, .off = offsetof(train_opts, steps), .metavar = "N",
      .help = "stage-2 (diffusion) steps", .unset = "the configuration's", .lo = 1,
      .hi = 10000000},
+    {.name = "--token-latent", .type = CLI_INT, .off = offsetof(train_opts, token_latent),
+     .metavar = "N", .help = "latent values per neuron token of the weight VAE",
+     .unset = "the configuration's", .lo = 1, .hi = 4096},
     {.name = "--query-loss", .type = CLI_FLOAT, .off = offsetof(train_opts, query_loss),
      .metavar = "W", .help = "weight of stage 2's query term: the denoiser's\n"
      "x0 decoded into a head, scored by cross-entropy\non other samples of the task's classes "
@@ -89,6 +92,8 @@ static gen_train_cfg train_cfg(const train_opts *o, int quiet)
         cfg.vae_steps = o->vae_steps;
     if (o->steps != CLI_UNSET_INT)
         cfg.steps = o->steps;
+    if (o->token_latent != CLI_UNSET_INT)
+        cfg.tok_latent = o->token_latent;
     cfg.query_loss = (float)o->query_loss;
     cfg.query_shots = o->query_shots;
     return cfg;
