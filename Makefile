@@ -38,6 +38,7 @@ CFLAGS := -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -pthread -fno-strict-aliasing
 #   base < backend < nn (+ safetensors: backbone files);  base < safetensors < data < target
 #   < zoo; target also uses nn (the cnn:FILE feature map runs a backbone);
 #   model: nn + target;  train: model + zoo;  proto: core;  server, client: proto
+#   lm (the byte-level language model, its LoRA adapters and trainer): nn + data
 LAYER_DEPS_base :=
 LAYER_DEPS_backend := base
 LAYER_DEPS_safetensors := base
@@ -47,7 +48,8 @@ LAYER_DEPS_target := base backend safetensors nn data
 LAYER_DEPS_zoo := base backend safetensors data target
 LAYER_DEPS_model := base backend nn safetensors data target
 LAYER_DEPS_train := base backend nn safetensors data target zoo model
-CORE_LAYERS := base backend safetensors nn data target zoo model train
+LAYER_DEPS_lm := base backend safetensors nn data
+CORE_LAYERS := base backend safetensors nn data target zoo model train lm
 layer_inc = $(foreach d,$(1) $(LAYER_DEPS_$(1)),-Icore/$(d))
 CORE_INC := $(foreach d,$(CORE_LAYERS),-Icore/$(d))
 CPPFLAGS := -I$(BUILD)/gen
