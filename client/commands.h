@@ -35,6 +35,8 @@ int cmd_zoo_merge(cli_globals *g, int argc, char **argv);
 int cmd_train(cli_globals *g, int argc, char **argv);
 /* backbone train: a convolutional backbone for the cnn:FILE feature map */
 int cmd_backbone(cli_globals *g, int argc, char **argv);
+/* lm train | eval: the byte-level language model on word lists */
+int cmd_lm(cli_globals *g, int argc, char **argv);
 /* describe a generator bundle */
 int cmd_info(cli_globals *g, int argc, char **argv);
 int cmd_defaults(cli_globals *g, int argc, char **argv);
