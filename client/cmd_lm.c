@@ -149,7 +149,7 @@ static int cmd_lm_train(cli_globals *g, int argc, char **argv)
 }
 
 typedef struct lm_eval_opts {
-    const char *model, *source, *device;
+    const char *model, *adapter, *source, *device;
     int split, max_words, batch, threads;
 } lm_eval_opts;
 
@@ -158,6 +158,9 @@ static const char *const LM_SPLITS[] = {"train", "validation", "test", NULL};
 static const cli_option LM_EVAL_OPTS[] = {
     {.name = "--model", .type = CLI_PATH, .off = offsetof(lm_eval_opts, model),
      .metavar = "FILE", .help = "a model of `d2nwg lm train`", .required = 1},
+    {.name = "--adapter", .type = CLI_PATH, .off = offsetof(lm_eval_opts, adapter),
+     .metavar = "FILE", .help = "a LoRA adapter of `d2nwg lm lora` for this model",
+     .unset = "none"},
     {.name = "--source", .type = CLI_STRING, .off = offsetof(lm_eval_opts, source),
      .metavar = "SRC", .help = "words:LANG[,LANG...], words:heldout or words:background",
      .required = 1},
@@ -230,7 +233,7 @@ static int cmd_lm_eval(cli_globals *g, int argc, char **argv)
     char names[WORDS_MAX_LANGS][32];
     int rc = backend_create(&be, o.device, o.threads != CLI_UNSET_INT ? o.threads : 0, &err);
     if (!rc)
-        rc = lm_eval_file(o.model, o.source, o.split, o.max_words, o.batch, be, &all, per,
+        rc = lm_eval_file(o.model, o.adapter, o.source, o.split, o.max_words, o.batch, be, &all, per,
                           names, &n, &err);
     backend_destroy(be);
     if (rc) {
@@ -264,7 +267,9 @@ int cmd_lm(cli_globals *g, int argc, char **argv)
         return cmd_lm_train(g, argc - 1, argv + 1);
     if (!strcmp(sub, "eval"))
         return cmd_lm_eval(g, argc - 1, argv + 1);
-    cli_error(CMD, "unknown subcommand '%s' (train, eval)", sub);
+    if (!strcmp(sub, "lora"))
+        return cmd_lm_lora(g, argc - 1, argv + 1);
+    cli_error(CMD, "unknown subcommand '%s' (train, eval, lora)", sub);
     lm_usage(stderr);
     return EXIT_USAGE;
 }

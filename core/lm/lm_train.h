@@ -45,9 +45,10 @@ typedef struct lm_train_report {
 int lm_train(const lm_train_cfg *cfg, const char *out, backend_t *be, lm_train_report *rep,
              d2_error *err);
 
-/* Bits per byte of a model file on one split of a words source, per language and in all
- * (per[] holds WORDS_MAX_LANGS; may be NULL). */
-int lm_eval_file(const char *model, const char *source, int split, long max_words, int batch,
+/* Bits per byte of a model file (with an adapter file of `d2nwg lm lora` when adapter is
+ * not NULL) on one split of a words source, per language and in all (per[] holds
+ * WORDS_MAX_LANGS; may be NULL). */
+int lm_eval_file(const char *model, const char *adapter, const char *source, int split, long max_words, int batch,
                  backend_t *be, lm_eval_result *all, lm_eval_result *per, char names[][32],
                  int *nlang, d2_error *err);
 

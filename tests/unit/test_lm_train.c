@@ -118,7 +118,7 @@ static void test_file_layout_and_eval(void **state)
     lm_eval_result all, per[WORDS_MAX_LANGS];
     char names[WORDS_MAX_LANGS][32];
     int n;
-    assert_int_equal(lm_eval_file(a, "words:irish,gaelic", WORDS_VALIDATION, 100, 64, be, &all,
+    assert_int_equal(lm_eval_file(a, NULL, "words:irish,gaelic", WORDS_VALIDATION, 100, 64, be, &all,
                                   per, names, &n, &e), 0);
     assert_int_equal(n, 2);
     assert_string_equal(names[1], "gaelic");
