@@ -163,12 +163,48 @@ static void test_refusals(void **state)
     free(dir);
 }
 
+/* the command line: usage errors exit 2 naming the problem; a short run prints its figures */
+static void test_cli(void **state)
+{
+    (void)state;
+    char bin[512], cmd[2048], out[8192];
+    tu_build_path(bin, sizeof bin, "d2nwg");
+    char *dir = tu_tmpdir("lmcli");
+    snprintf(cmd, sizeof cmd, "%s lm train --out %s/m.safetensors --source words:danish", bin,
+             dir);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 2);
+    assert_non_null(strstr(out, "'danish' is held out"));
+    snprintf(cmd, sizeof cmd, "%s lm train --out %s/m.safetensors --width 30 --heads 4", bin,
+             dir);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 2);
+    assert_non_null(strstr(out, "heads (4) must divide width (30)"));
+    snprintf(cmd, sizeof cmd, "%s lm eval --model %s/m.safetensors --source words:klingon", bin,
+             dir);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 2);
+    assert_non_null(strstr(out, "'klingon'"));
+    snprintf(cmd, sizeof cmd, "%s --quiet lm train --out %s/m.safetensors --source words:irish "
+             "--steps 5 --layers 1 --width 16 --heads 2 --context 16 --eval-words 20 "
+             "--threads 1", bin, dir);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 0);
+    assert_non_null(strstr(out, "1 languages, 5 steps"));
+    snprintf(cmd, sizeof cmd, "%s --json lm eval --model %s/m.safetensors --source words:manx "
+             "--max-words 30 --threads 1", bin, dir);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 0);
+    assert_non_null(strstr(out, "\"language\":\"manx\""));
+    snprintf(cmd, sizeof cmd, "%s lm eval --model %s/missing.safetensors --source words:manx",
+             bin, dir);
+    assert_int_equal(tu_capture(out, sizeof out, cmd), 1);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_same_bytes),
         cmocka_unit_test(test_file_layout_and_eval),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
