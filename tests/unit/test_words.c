@@ -5,6 +5,7 @@
  * come from `make deps` (wmanx, wgaelic, wamerican ...). */
 #include "testutil.h"
 
+#include "data.h"
 #include "words.h"
 
 static void load_ok(words_source *s, const char *spec)
@@ -138,6 +139,17 @@ static void test_bad_utf8_refused(void **state)
     assert_non_null(strstr(e.msg, "no words"));
 }
 
+/* the labelled-data loader names a words source as text, not as unknown */
+static void test_not_a_labelled_source(void **state)
+{
+    (void)state;
+    data_source ds;
+    d2_error e = {0};
+    memset(&ds, 0, sizeof ds);
+    assert_int_equal(data_source_load(&ds, "words:french", &e), D2_EINVAL);
+    assert_non_null(strstr(e.msg, "is a text source"));
+}
+
 static void test_missing_dir(void **state)
 {
     (void)state;
@@ -154,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_table_heldout),        cmocka_unit_test(test_heldout_refused_by_name),
         cmocka_unit_test(test_manx_counts),          cmocka_unit_test(test_two_languages),
         cmocka_unit_test(test_bad_utf8_refused),     cmocka_unit_test(test_missing_dir),
+        cmocka_unit_test(test_not_a_labelled_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
