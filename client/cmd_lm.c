@@ -97,14 +97,21 @@ static lm_train_cfg lm_cfg(const lm_opts *o, int quiet)
     return c;
 }
 
+/* a JSON number, or null for NaN (no step run in this process, no word evaluated) */
+static json_t *lm_json_num(double x)
+{
+    return isnan(x) ? json_null() : json_real(x);
+}
+
 static int lm_train_report_print(const cli_globals *g, const char *out,
                                  const lm_train_report *r)
 {
     if (g->json) {
-        json_t *j = json_pack("{s:s,s:b,s:i,s:i,s:I,s:f,s:f,s:I,s:f,s:f}", "out", out,
+        json_t *j = json_pack("{s:s,s:b,s:i,s:i,s:I,s:o,s:o,s:I,s:f,s:f}", "out", out,
                               "stopped", r->stopped, "steps", r->steps_done, "languages",
                               r->languages, "params", (json_int_t)r->params, "train_bits_per_byte",
-                              r->train_bits, "validation_bits_per_byte", r->val_bits,
+                              lm_json_num(r->train_bits), "validation_bits_per_byte",
+                              lm_json_num(r->val_bits),
                               "validation_words", (json_int_t)r->val_words, "seconds",
                               r->seconds, "tokens_per_s", r->tokens_per_s);
         return cli_print_json(CMD, j) ? EXIT_FAILED : EXIT_OK;

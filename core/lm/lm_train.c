@@ -138,6 +138,7 @@ int lm_train(const lm_train_cfg *cfg, const char *out, backend_t *be, lm_train_r
              d2_error *err)
 {
     memset(rep, 0, sizeof *rep);
+    rep->val_bits = NAN; /* until the validation runs (not for a stopped run) */
     lt_state st;
     int rc = lt_open(&st, cfg, out, be, err);
     if (rc)
