@@ -38,6 +38,7 @@ CFLAGS := -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -pthread -fno-strict-aliasing
 #   base < backend < nn (+ safetensors: backbone files);  base < safetensors < data < target
 #   < zoo; target also uses nn (the cnn:FILE feature map runs a backbone);
 #   model: nn + target;  train: model + zoo;  proto: core;  server, client: proto
+#   lm (the byte-level language model, its LoRA adapters and trainer): nn + data
 LAYER_DEPS_base :=
 LAYER_DEPS_backend := base
 LAYER_DEPS_safetensors := base
@@ -47,7 +48,8 @@ LAYER_DEPS_target := base backend safetensors nn data
 LAYER_DEPS_zoo := base backend safetensors data target
 LAYER_DEPS_model := base backend nn safetensors data target
 LAYER_DEPS_train := base backend nn safetensors data target zoo model
-CORE_LAYERS := base backend safetensors nn data target zoo model train
+LAYER_DEPS_lm := base backend safetensors nn data
+CORE_LAYERS := base backend safetensors nn data target zoo model train lm
 layer_inc = $(foreach d,$(1) $(LAYER_DEPS_$(1)),-Icore/$(d))
 CORE_INC := $(foreach d,$(CORE_LAYERS),-Icore/$(d))
 CPPFLAGS := -I$(BUILD)/gen
@@ -125,7 +127,10 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
   prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium \
-  openmpi-bin libopenmpi-dev
+  openmpi-bin libopenmpi-dev \
+  wamerican wbritish wcanadian wfrench witalian wspanish wswedish wcatalan wngerman wogerman \
+  wswiss wdutch wdanish wnorwegian wpolish wukrainian wbulgarian wportuguese wbrazilian \
+  wesperanto wirish wgaelic wmanx wfaroese wgalician-minimos
 
 .PHONY: all deps test check asan bench run generators clean cuda print-layers print-build \
   unit-bins api-bins bench-bins fuzz-bins

@@ -35,6 +35,10 @@ int cmd_zoo_merge(cli_globals *g, int argc, char **argv);
 int cmd_train(cli_globals *g, int argc, char **argv);
 /* backbone train: a convolutional backbone for the cnn:FILE feature map */
 int cmd_backbone(cli_globals *g, int argc, char **argv);
+/* lm train | eval | lora: the byte-level language model on word lists */
+int cmd_lm(cli_globals *g, int argc, char **argv);
+/* lm lora: one LoRA adapter with the base frozen (cmd_lm_lora.c; called by cmd_lm) */
+int cmd_lm_lora(cli_globals *g, int argc, char **argv);
 /* describe a generator bundle */
 int cmd_info(cli_globals *g, int argc, char **argv);
 int cmd_defaults(cli_globals *g, int argc, char **argv);

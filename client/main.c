@@ -10,6 +10,7 @@ static const client_command COMMANDS[] = {
     {"zoo", cmd_zoo, "build, import, describe or merge a model zoo"},
     {"train", cmd_train, "train a generator from a zoo"},
     {"backbone", cmd_backbone, "train a convolutional backbone (feature map cnn:FILE)"},
+    {"lm", cmd_lm, "train, evaluate or adapt (LoRA) the byte-level language model (word lists)"},
     {"info", cmd_info, "describe a generator bundle"},
     {"defaults", cmd_defaults, "copy a generator bundle with other sampler defaults"},
     {"generate", cmd_generate, "generate weights for a support set (offline)"},

@@ -8,6 +8,7 @@
  *   idx:PREFIX      PREFIX-train-images-idx3-ubyte[.gz], ...; a directory
  *                   PREFIX holds the names without the prefix
  *   glyphs:SEL      letters of many scripts drawn from fonts (glyph_source.c)
+ *   (words:SEL is a text source, words.h, refused here by name)
  * Sources without a split are split per class, 80% train, deterministically.
  * Feature values are the files' own, except IDX pixels (scaled to [0, 1]). */
 #include "data.h"
@@ -240,6 +241,9 @@ int data_source_load(data_source *s, const char *spec, d2_error *err)
         rc = source_load_split(s, spec + 4, DATA_CSV_LABEL_FIRST, err);
     } else if (strncmp(spec, "idx:", 4) == 0 && spec[4]) {
         rc = source_load_idx(s, spec + 4, err);
+    } else if (strncmp(spec, "words:", 6) == 0) {
+        return d2_fail(err, D2_EINVAL, "\"%.100s\" is a text source (words.h): the language "
+                       "model's (`d2nwg lm`), not a labelled data set", spec);
     } else {
         return d2_fail(err, D2_EINVAL,
                        "unknown data source \"%.100s\" (expected fashion-mnist, digits, "
