@@ -3,7 +3,6 @@
  * large ones run on the backend's thread pool (cpu_pool.c). */
 #include "backend_cpu_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -99,42 +98,6 @@ static void cpu_memory(backend_t *be, size_t *used, size_t *total)
         long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         *total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
     }
-}
-
-/* ------------------------------------------------------------------------- */
-/* BLAS                                                                      */
-
-// C: [M, N] = alpha op(A): [M, K] @ op(B): [K, N] + beta C
-static void cpu_gemm(backend_t *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                     int ldc)
-{
-    if (M <= 0 || N <= 0)
-        return;
-    if (K <= 0) { /* no product: C = beta C (BLAS would reject lda = 0) */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
-        return;
-    }
-    if ((double)M * N * K >= 1e6)
-        cpu_pool_park(cpu_pool_of(be)); /* OpenBLAS brings its own threads */
-    /* OpenBLAS's thread count is process-wide: set this backend's (a few ns) */
-    openblas_set_num_threads(be->threads);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                ldc);
-}
-
-// C_i: [M, N] = alpha op(A_i) @ op(B_i) + beta C_i for i in [0, batch)
-static void cpu_gemm_batched(backend_t *be, int trans_a, int trans_b, int M, int N, int K,
-                             float alpha, const float *A, int lda, long long stride_a,
-                             const float *B, int ldb, long long stride_b, float beta, float *C,
-                             int ldc, long long stride_c, int batch)
-{
-    for (int i = 0; i < batch; i++)
-        cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A + (ptrdiff_t)i * stride_a, lda,
-                 B + (ptrdiff_t)i * stride_b, ldb, beta, C + (ptrdiff_t)i * stride_c, ldc);
 }
 
 /* ------------------------------------------------------------------------- */
