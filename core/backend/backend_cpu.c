@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rng.h"
@@ -14,18 +15,37 @@
 /* ------------------------------------------------------------------------- */
 /* memory                                                                    */
 
+/* Blocks of at least CPU_MAP_BYTES are fresh pages from mmap: zero already, and a page is
+ * touched only when first used (the 512 MiB training arena no longer costs a pass over
+ * every page at start). Smaller blocks come from posix_memalign and are zeroed. The header
+ * holds the padded size and how the block was made. */
+#define CPU_MAP_BYTES ((size_t)1 << 20)
+
+typedef struct cpu_block_header {
+    size_t padded;
+    int mapped;
+} cpu_block_header;
+
 static void *cpu_alloc(backend_t *be, size_t bytes)
 {
     cpu_impl *im = be->impl;
     if (bytes > SIZE_MAX - 2 * CPU_ALIGN)
         return NULL;
-    size_t padded = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    cpu_block_header h = {(bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN, 0};
     void *raw = NULL;
-    if (posix_memalign(&raw, CPU_ALIGN, CPU_ALIGN + padded) != 0)
-        return NULL;
-    memset(raw, 0, CPU_ALIGN + padded);
-    memcpy(raw, &padded, sizeof padded);
-    atomic_fetch_add(&im->used, padded);
+    if (h.padded >= CPU_MAP_BYTES) {
+        raw = mmap(NULL, CPU_ALIGN + h.padded, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED)
+            return NULL;
+        h.mapped = 1;
+    } else {
+        if (posix_memalign(&raw, CPU_ALIGN, CPU_ALIGN + h.padded) != 0)
+            return NULL;
+        memset(raw, 0, CPU_ALIGN + h.padded);
+    }
+    memcpy(raw, &h, sizeof h);
+    atomic_fetch_add(&im->used, h.padded);
     return (char *)raw + CPU_ALIGN;
 }
 
@@ -35,10 +55,13 @@ static void cpu_free(backend_t *be, void *p)
         return;
     cpu_impl *im = be->impl;
     char *raw = (char *)p - CPU_ALIGN;
-    size_t padded;
-    memcpy(&padded, raw, sizeof padded);
-    atomic_fetch_sub(&im->used, padded);
-    free(raw);
+    cpu_block_header h;
+    memcpy(&h, raw, sizeof h);
+    atomic_fetch_sub(&im->used, h.padded);
+    if (h.mapped)
+        munmap(raw, CPU_ALIGN + h.padded);
+    else
+        free(raw);
 }
 
 static int cpu_to_device(backend_t *be, void *dst, const void *src, size_t bytes)
