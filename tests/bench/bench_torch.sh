@@ -16,6 +16,8 @@
 # more than they gain), and the ratio against its better setting.
 # Usage: bench_torch.sh [BUILD]   (D2NWG_VAR: where default.safetensors and zoo/ are;
 # default var). Skips, saying why, without the generator, its zoo or python3-torch.
+# D2NWG_BASE_BUILD=DIR (optional): another build of d2nwg (with tests/bench/bench_speed)
+# also runs in each round, alternating, and its figures are printed as "before".
 B=${1:-build}
 VAR=${D2NWG_VAR:-var}
 GEN="$VAR/default.safetensors"
@@ -41,10 +43,10 @@ torch_run() { # MODE THREADS REPS -> value
         awk '/^RESULT/ {print $3}'
 }
 
-# c_train THREADS -> "stage1_rate stage2_rate" (steady rates from the progress lines)
+# c_train THREADS [BUILD] -> "stage1_rate stage2_rate" (steady rates from the progress lines)
 c_train() {
     rm -f "$TMP/g.safetensors" "$TMP/g.safetensors.ckpt"
-    "$B/d2nwg" train --zoo "$ZOO" --out "$TMP/g.safetensors" --seed 1 --threads "$1" \
+    "${2:-$B}/d2nwg" train --zoo "$ZOO" --out "$TMP/g.safetensors" --seed 1 --threads "$1" \
         --vae-steps "$S1" --steps "$S2" --checkpoint-every 100000 2>&1 | tr '\r' '\n' |
         awk -v n1="$S1" -v n2="$S2" '
         function rate(line,   m, a) { # "k/n  r steps/s" -> k and r
@@ -61,8 +63,8 @@ c_train() {
               print "" }'
 }
 
-c_gen() { # THREADS -> ms
-    "$B/tests/bench/bench_speed" gen "$GEN" "$1" 10 | awk '/^RESULT/ {print $3}'
+c_gen() { # THREADS [BUILD] -> ms
+    "${2:-$B}/tests/bench/bench_speed" gen "$GEN" "$1" 10 | awk '/^RESULT/ {print $3}'
 }
 
 med3() { printf '%s\n%s\n%s\n' "$1" "$2" "$3" | sort -g | sed -n 2p; }
@@ -82,6 +84,13 @@ for r in 1 2 3; do
     eval "tg_$r=$(torch_run gen 2 10)"
     eval "cgt1_$r=$(c_gen 1)"
     eval "tgt1_$r=$(torch_run gen 1 10)"
+    if [ -n "$D2NWG_BASE_BUILD" ]; then
+        set -- $(c_train 2 "$D2NWG_BASE_BUILD")
+        eval "bs1_$r=$1 bs2_$r=$2"
+        set -- $(c_train 1 "$D2NWG_BASE_BUILD")
+        eval "bs2t1_$r=$2"
+        eval "bg_$r=$(c_gen 2 "$D2NWG_BASE_BUILD") bgt1_$r=$(c_gen 1 "$D2NWG_BASE_BUILD")"
+    fi
     echo "round $r done"
 done
 m() { eval "med3 \$${1}_1 \$${1}_2 \$${1}_3"; }
@@ -100,3 +109,18 @@ awk -v cs1="$cs1" -v ts1="$ts1" -v cs2="$cs2" -v ts2="$ts2" -v cs2t1="$cs2t1" \
     printf "\nd2nwg second core: stage 2 %.2fx (%.1f -> %.1f steps/s), generation job %.2fx (%.1f -> %.1f ms)\n",
            cs2 / cs2t1, cs2t1, cs2, cgt1 / cg, cgt1, cg
     printf "goals (issue 19): >= 3x PyTorch on each row, >= 1.7x from the second core\n" }'
+if [ -n "$D2NWG_BASE_BUILD" ]; then
+    bs1=$(m bs1) bs2=$(m bs2) bs2t1=$(m bs2t1) bg=$(m bg) bgt1=$(m bgt1)
+    awk -v bs1="$bs1" -v bs2="$bs2" -v bs2t1="$bs2t1" -v bg="$bg" -v bgt1="$bgt1" \
+        -v cs1="$cs1" -v cs2="$cs2" -v cs2t1="$cs2t1" -v cg="$cg" -v cgt1="$cgt1" \
+        -v ts1="$ts1" -v ts2="$ts2" -v tg="$tg" 'BEGIN {
+    printf "\nbefore (%s) and after, same rounds:\n", ENVIRON["D2NWG_BASE_BUILD"]
+    printf "| | before | after | after/before | before vs PyTorch |\n|--|--:|--:|--:|--:|\n"
+    printf "| stage 1 steps/s (2 thr) | %.1f | %.1f | %.2fx | %.2fx |\n", bs1, cs1, cs1 / bs1, bs1 / ts1
+    printf "| stage 2 steps/s (2 thr) | %.1f | %.1f | %.2fx | %.2fx |\n", bs2, cs2, cs2 / bs2, bs2 / ts2
+    printf "| stage 2 steps/s (1 thr) | %.1f | %.1f | %.2fx | |\n", bs2t1, cs2t1, cs2t1 / bs2t1
+    printf "| job ms (2 thr) | %.1f | %.1f | %.2fx | %.2fx |\n", bg, cg, bg / cg, tg / bg
+    printf "| job ms (1 thr) | %.1f | %.1f | %.2fx | |\n", bgt1, cgt1, bgt1 / cgt1
+    printf "| second core, stage 2 | %.2fx | %.2fx | | |\n", bs2 / bs2t1, cs2 / cs2t1
+    printf "| second core, job | %.2fx | %.2fx | | |\n", bgt1 / bg, cgt1 / cg }'
+fi
