@@ -11,8 +11,10 @@
  *    per-head products: thousands of calls per training step, no longer each resetting
  *    OpenBLAS's thread count);
  *  - from CPU_BLAS_THREADED_MNK on (the feature map over a whole data set), OpenBLAS runs
- *    one call on the backend's thread count, as before (those results are what zoos'
- *    data fingerprints were made of).
+ *    one call on the backend's thread count, as before.
+ * A backend made by backend_cpu_create_blas_threaded runs every GEMM the old way (one
+ * OpenBLAS call on its threads): feature_map_apply uses one, so the features behind the
+ * data fingerprints of existing zoos keep their bits.
  * Results: a problem of a batched GEMM, and a GEMM below CPU_GEMM_SPLIT_FLOPS, are one
  * OpenBLAS call whatever the thread count, so their bits do not depend on it (the
  * generation pin's small model has only such GEMMs). A split GEMM's do: OpenBLAS sums the
@@ -119,7 +121,8 @@ void cpu_gemm(backend_t *be, int trans_a, int trans_b, int M, int N, int K, floa
     }
     gemm_args a = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha,
                    .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
-    if ((double)M * N * K >= CPU_BLAS_THREADED_MNK) {
+    if ((double)M * N * K >= CPU_BLAS_THREADED_MNK ||
+        ((cpu_impl *)be->impl)->blas_threaded) {
         /* large (the feature map over a data set): OpenBLAS's threads, as before */
         if (be->threads > 1)
             cpu_pool_park(cpu_pool_of(be));
@@ -147,8 +150,10 @@ void cpu_gemm_batched(backend_t *be, int trans_a, int trans_b, int M, int N, int
     gemm_args a = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha,
                    .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc,
                    .sa = stride_a, .sb = stride_b, .sc = stride_c};
-    if (batch == 1) {
-        cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (batch == 1 || ((cpu_impl *)be->impl)->blas_threaded) {
+        for (int i = 0; i < batch; i++)
+            cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A + (ptrdiff_t)i * stride_a, lda,
+                     B + (ptrdiff_t)i * stride_b, ldb, beta, C + (ptrdiff_t)i * stride_c, ldc);
         return;
     }
     blas_threads(1);
