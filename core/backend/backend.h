@@ -208,10 +208,6 @@ struct backend {
 
 /* Create the CPU backend (OpenBLAS). threads <= 0: use all cores. */
 int backend_cpu_create(backend_t **out, int threads, d2_error *err);
-/* The same, but every GEMM is one OpenBLAS call on OpenBLAS's own `threads` threads (its
- * split, its rounding), as the CPU backend did before issue 19: for results that must
- * match ones made that way, the features behind the data fingerprints zoos record. */
-int backend_cpu_create_blas_threaded(backend_t **out, int threads, d2_error *err);
 
 /* Create a backend from a device string: "cpu", "cuda", "cuda:N". When the
  * binary was built without CUDA or no GPU is found, "cuda" fails with a message. */

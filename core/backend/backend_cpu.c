@@ -214,7 +214,7 @@ static const backend_ops cpu_ops = {
     .destroy = cpu_destroy,
 };
 
-static int cpu_create(backend_t **out, int threads, int blas_threaded, d2_error *err)
+int backend_cpu_create(backend_t **out, int threads, d2_error *err)
 {
     if (!out)
         return d2_fail(err, D2_EINVAL, "backend_cpu_create: out is NULL");
@@ -231,7 +231,6 @@ static int cpu_create(backend_t **out, int threads, int blas_threaded, d2_error 
         return d2_fail(err, D2_ENOMEM, "backend_cpu_create: out of memory");
     }
     atomic_init(&im->used, 0);
-    im->blas_threaded = blas_threaded;
     int rc = cpu_pool_create(&im->pool, threads, err);
     if (rc) {
         free(be);
@@ -243,14 +242,4 @@ static int cpu_create(backend_t **out, int threads, int blas_threaded, d2_error 
     be->threads = threads;
     *out = be;
     return 0;
-}
-
-int backend_cpu_create(backend_t **out, int threads, d2_error *err)
-{
-    return cpu_create(out, threads, 0, err);
-}
-
-int backend_cpu_create_blas_threaded(backend_t **out, int threads, d2_error *err)
-{
-    return cpu_create(out, threads, 1, err);
 }

@@ -1,33 +1,30 @@
-/* backend_cpu_gemm.c - the CPU backend's GEMMs (issue 19: a threading model for small
- * matrices).
+/* backend_cpu_gemm.c - the CPU backend's GEMMs (issue 19).
  *
- * OpenBLAS at its default runs every GEMM above 2^18 M N K on its own threads, which yield
- * in a loop between calls while our pool's threads wait for the next op: on a 2-core machine
- * the two sets fight for the cores, and a 128-row GEMM gains little. So, by size:
- *  - up to CPU_BLAS_THREADED_MNK, OpenBLAS runs single-threaded; a GEMM of at least
- *    CPU_GEMM_SPLIT_FLOPS is cut into one block of rows (or columns) per thread, which the
- *    backend's pool runs side by side. A batched GEMM runs its problems on the pool, a range
- *    of problems per part, one single-threaded OpenBLAS call each (the attention's
- *    per-head products: thousands of calls per training step, no longer each resetting
- *    OpenBLAS's thread count);
- *  - from CPU_BLAS_THREADED_MNK on (the feature map over a whole data set), OpenBLAS runs
- *    one call on the backend's thread count, as before.
- * A backend made by backend_cpu_create_blas_threaded runs every GEMM the old way (one
- * OpenBLAS call on its threads): feature_map_apply uses one, so the features behind the
- * data fingerprints of existing zoos keep their bits.
- * Results: a problem of a batched GEMM, and a GEMM below CPU_GEMM_SPLIT_FLOPS, are one
- * OpenBLAS call whatever the thread count, so their bits do not depend on it (the
- * generation pin's small model has only such GEMMs). A split GEMM's do: OpenBLAS sums the
- * K products of an element in an order that depends on the block's shape (as it did before
- * with its own threads). Same thread count, same bytes.
- * OpenBLAS's thread setting is process-wide; it is read before each call and set only
- * when it differs. */
+ * A GEMM is one OpenBLAS call on the backend's thread count, the same call as before, so
+ * every result keeps its bits (the pinned generations, the fixtures' trained generators,
+ * the features behind zoos' data fingerprints). What changed:
+ *  - a batched GEMM of small problems (the attention's per-head products: thousands of
+ *    calls per training step) runs its problems on the backend's pool, a range of problems
+ *    per part, instead of one after the other on the calling thread. OpenBLAS runs a
+ *    problem under CPU_BLAS_OWN_MNK on the calling thread whatever its thread setting, so
+ *    each problem is the same call, with the same bits, on any part;
+ *  - OpenBLAS's process-wide thread setting is read before a call that could use it and
+ *    set only when it differs (it was set on every call, 23,000 times a step), and not
+ *    touched at all for GEMMs too small for its threads.
+ * Splitting mid-sized GEMMs over the pool with OpenBLAS single-threaded was tried (the
+ * second core then bought 1.86x on stage 2 instead of 1.18x, at load average 11): it
+ * changes the bits of 2-thread training (OpenBLAS's sum order depends on the block's
+ * shape), and the test fixtures trained that way fall on the wrong side of quality
+ * thresholds (the gate's out-of-distribution percentile); left for a change that
+ * re-derives those thresholds. */
 #include "backend_cpu_internal.h"
 
 #include <cblas.h>
 
-#define CPU_GEMM_SPLIT_FLOPS 4e5 /* 2 M N K below which a GEMM stays in one call */
-#define CPU_BLAS_THREADED_MNK ((double)(1 << 25)) /* M N K from which OpenBLAS threads run */
+/* M N K below which OpenBLAS 0.3 runs a GEMM on the calling thread (SMP_THRESHOLD_MIN x
+ * GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c) */
+#define CPU_BLAS_OWN_MNK ((double)(1 << 18))
+#define CPU_BATCH_PART_FLOPS 2e5 /* work per part of a batched GEMM on the pool */
 
 typedef struct gemm_args {
     int ta, tb, M, N, K;
@@ -36,8 +33,6 @@ typedef struct gemm_args {
     float *C;
     int lda, ldb, ldc;
     long long sa, sb, sc;
-    int by_rows; /* split: 1 over rows of C, 0 over its columns */
-    int blk;     /* rows (columns) per block; a multiple of 16 */
 } gemm_args;
 
 static void blas(const gemm_args *a, int M, int N, const float *A, const float *B, float *C)
@@ -45,43 +40,6 @@ static void blas(const gemm_args *a, int M, int N, const float *A, const float *
     cblas_sgemm(CblasRowMajor, a->ta ? CblasTrans : CblasNoTrans,
                 a->tb ? CblasTrans : CblasNoTrans, M, N, a->K, a->alpha, A, a->lda, B, a->ldb,
                 a->beta, C, a->ldc);
-}
-
-/* blocks [lo, hi): block b is rows (by_rows) or columns [b blk, min((b + 1) blk, M or N)) */
-static void k_gemm_blocks(void *p, size_t lo, size_t hi, int part)
-{
-    const gemm_args *a = p;
-    const size_t n = (size_t)(a->by_rows ? a->M : a->N);
-    (void)part;
-    for (size_t b = lo; b < hi; b++) {
-        const size_t r0 = b * (size_t)a->blk;
-        const int len = (int)((n - r0) < (size_t)a->blk ? n - r0 : (size_t)a->blk);
-        if (a->by_rows) /* rows r0.. of op(A): A + r0 rows (columns when transposed) */
-            blas(a, len, a->N, a->A + (a->ta ? r0 : r0 * (size_t)a->lda), a->B,
-                 a->C + r0 * (size_t)a->ldc);
-        else /* columns r0.. of op(B): B + r0 columns (rows when transposed) */
-            blas(a, a->M, len, a->A, a->B + (a->tb ? r0 * (size_t)a->ldb : r0), a->C + r0);
-    }
-}
-
-/* C = alpha op(A) op(B) + beta C, K >= 1, OpenBLAS single-threaded: one call, or one block
- * per thread when it is worth it, cut along the longer side of C (so that the operand each
- * block packs again is the smaller one) */
-static void gemm_blocks(backend_t *be, gemm_args *a)
-{
-    const double flops = 2.0 * a->M * a->N * a->K;
-    a->by_rows = a->M >= a->N;
-    const size_t n = (size_t)(a->by_rows ? a->M : a->N);
-    size_t nblk = (size_t)be->threads;
-    if (nblk > n / 16)
-        nblk = n / 16;
-    if (nblk <= 1 || flops < CPU_GEMM_SPLIT_FLOPS) {
-        blas(a, a->M, a->N, a->A, a->B, a->C);
-        return;
-    }
-    a->blk = (int)(((n + nblk - 1) / nblk + 15) / 16 * 16);
-    nblk = (n + (size_t)a->blk - 1) / (size_t)a->blk;
-    cpu_pool_run(cpu_pool_of(be), k_gemm_blocks, a, nblk, 1, 1);
 }
 
 /* problems [lo, hi) of a batch */
@@ -121,17 +79,12 @@ void cpu_gemm(backend_t *be, int trans_a, int trans_b, int M, int N, int K, floa
     }
     gemm_args a = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha,
                    .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
-    if ((double)M * N * K >= CPU_BLAS_THREADED_MNK ||
-        ((cpu_impl *)be->impl)->blas_threaded) {
-        /* large (the feature map over a data set): OpenBLAS's threads, as before */
-        if (be->threads > 1)
-            cpu_pool_park(cpu_pool_of(be));
+    if ((double)M * N * K >= CPU_BLAS_OWN_MNK) { /* OpenBLAS may use its threads */
+        if ((double)M * N * K >= 1e6 && be->threads > 1)
+            cpu_pool_park(cpu_pool_of(be)); /* so that spinning workers leave them the cores */
         blas_threads(be->threads);
-        blas(&a, M, N, A, B, C);
-        return;
     }
-    blas_threads(1);
-    gemm_blocks(be, &a);
+    blas(&a, M, N, A, B, C);
 }
 
 // C_i: [M, N] = alpha op(A_i) @ op(B_i) + beta C_i for i in [0, batch)
@@ -147,17 +100,16 @@ void cpu_gemm_batched(backend_t *be, int trans_a, int trans_b, int M, int N, int
             scale_only(M, N, beta, C + (ptrdiff_t)i * stride_c, ldc);
         return;
     }
-    gemm_args a = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha,
-                   .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc,
-                   .sa = stride_a, .sb = stride_b, .sc = stride_c};
-    if (batch == 1 || ((cpu_impl *)be->impl)->blas_threaded) {
+    if (batch == 1 || (double)M * N * K >= CPU_BLAS_OWN_MNK) {
         for (int i = 0; i < batch; i++)
             cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A + (ptrdiff_t)i * stride_a, lda,
                      B + (ptrdiff_t)i * stride_b, ldb, beta, C + (ptrdiff_t)i * stride_c, ldc);
         return;
     }
-    blas_threads(1);
+    gemm_args a = {.ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K, .alpha = alpha,
+                   .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc,
+                   .sa = stride_a, .sb = stride_b, .sc = stride_c};
     const double per = 2.0 * M * N * K + 1000.0; /* a call's own cost ~ 1000 flops */
-    size_t min_items = (size_t)(CPU_GEMM_SPLIT_FLOPS / 2 / per) + 1;
+    size_t min_items = (size_t)(CPU_BATCH_PART_FLOPS / per) + 1;
     cpu_pool_run(cpu_pool_of(be), k_gemm_batch, &a, (size_t)batch, min_items, 1);
 }

@@ -41,7 +41,6 @@
 typedef struct cpu_impl {
     atomic_size_t used; /* bytes handed out by alloc and not yet freed */
     cpu_pool *pool;
-    int blas_threaded;  /* backend_cpu_create_blas_threaded: GEMMs on OpenBLAS's threads */
 } cpu_impl;
 
 static inline cpu_pool *cpu_pool_of(backend_t *be)

@@ -70,9 +70,7 @@ int feature_map_load_cnn(feature_map *f, const char *path, d2_error *err)
     }
     int rc = fm_cnn_hash(c, path, err);
     if (!rc)
-        /* GEMMs on OpenBLAS's own threads: the features keep the bits existing zoos'
-         * data fingerprints were made with (backend.h) */
-        rc = backend_cpu_create_blas_threaded(&c->be, 0, err);
+        rc = backend_cpu_create(&c->be, 0, err);
     if (!rc)
         rc = convnet_load(&c->net, &c->ps, &c->bufs, c->be, path, NULL, err);
     if (!rc)
