@@ -3,9 +3,9 @@
  * large ones run on the backend's thread pool (cpu_pool.c). */
 #include "backend_cpu_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rng.h"
@@ -15,18 +15,37 @@
 /* ------------------------------------------------------------------------- */
 /* memory                                                                    */
 
+/* Blocks of at least CPU_MAP_BYTES are fresh pages from mmap: zero already, and a page is
+ * touched only when first used (the 512 MiB training arena no longer costs a pass over
+ * every page at start). Smaller blocks come from posix_memalign and are zeroed. The header
+ * holds the padded size and how the block was made. */
+#define CPU_MAP_BYTES ((size_t)1 << 20)
+
+typedef struct cpu_block_header {
+    size_t padded;
+    int mapped;
+} cpu_block_header;
+
 static void *cpu_alloc(backend_t *be, size_t bytes)
 {
     cpu_impl *im = be->impl;
     if (bytes > SIZE_MAX - 2 * CPU_ALIGN)
         return NULL;
-    size_t padded = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    cpu_block_header h = {(bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN, 0};
     void *raw = NULL;
-    if (posix_memalign(&raw, CPU_ALIGN, CPU_ALIGN + padded) != 0)
-        return NULL;
-    memset(raw, 0, CPU_ALIGN + padded);
-    memcpy(raw, &padded, sizeof padded);
-    atomic_fetch_add(&im->used, padded);
+    if (h.padded >= CPU_MAP_BYTES) {
+        raw = mmap(NULL, CPU_ALIGN + h.padded, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED)
+            return NULL;
+        h.mapped = 1;
+    } else {
+        if (posix_memalign(&raw, CPU_ALIGN, CPU_ALIGN + h.padded) != 0)
+            return NULL;
+        memset(raw, 0, CPU_ALIGN + h.padded);
+    }
+    memcpy(raw, &h, sizeof h);
+    atomic_fetch_add(&im->used, h.padded);
     return (char *)raw + CPU_ALIGN;
 }
 
@@ -36,10 +55,13 @@ static void cpu_free(backend_t *be, void *p)
         return;
     cpu_impl *im = be->impl;
     char *raw = (char *)p - CPU_ALIGN;
-    size_t padded;
-    memcpy(&padded, raw, sizeof padded);
-    atomic_fetch_sub(&im->used, padded);
-    free(raw);
+    cpu_block_header h;
+    memcpy(&h, raw, sizeof h);
+    atomic_fetch_sub(&im->used, h.padded);
+    if (h.mapped)
+        munmap(raw, CPU_ALIGN + h.padded);
+    else
+        free(raw);
 }
 
 static int cpu_to_device(backend_t *be, void *dst, const void *src, size_t bytes)
@@ -99,42 +121,6 @@ static void cpu_memory(backend_t *be, size_t *used, size_t *total)
         long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         *total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
     }
-}
-
-/* ------------------------------------------------------------------------- */
-/* BLAS                                                                      */
-
-// C: [M, N] = alpha op(A): [M, K] @ op(B): [K, N] + beta C
-static void cpu_gemm(backend_t *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                     int ldc)
-{
-    if (M <= 0 || N <= 0)
-        return;
-    if (K <= 0) { /* no product: C = beta C (BLAS would reject lda = 0) */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
-        return;
-    }
-    if ((double)M * N * K >= 1e6)
-        cpu_pool_park(cpu_pool_of(be)); /* OpenBLAS brings its own threads */
-    /* OpenBLAS's thread count is process-wide: set this backend's (a few ns) */
-    openblas_set_num_threads(be->threads);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                ldc);
-}
-
-// C_i: [M, N] = alpha op(A_i) @ op(B_i) + beta C_i for i in [0, batch)
-static void cpu_gemm_batched(backend_t *be, int trans_a, int trans_b, int M, int N, int K,
-                             float alpha, const float *A, int lda, long long stride_a,
-                             const float *B, int ldb, long long stride_b, float beta, float *C,
-                             int ldc, long long stride_c, int batch)
-{
-    for (int i = 0; i < batch; i++)
-        cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A + (ptrdiff_t)i * stride_a, lda,
-                 B + (ptrdiff_t)i * stride_b, ldb, beta, C + (ptrdiff_t)i * stride_c, ldc);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -151,6 +151,14 @@ CPU_INLINE void cpu_sqrt_chunk(float *y, const float *x)
     }
 }
 
+/* backend_cpu_gemm.c */
+void cpu_gemm(backend_t *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void cpu_gemm_batched(backend_t *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, long long stride_a, const float *B, int ldb,
+                      long long stride_b, float beta, float *C, int ldc, long long stride_c,
+                      int batch);
+
 /* backend_cpu_ops.c */
 void cpu_axpby(backend_t *be, float *y, float a, const float *x, float b, size_t n);
 void cpu_add_bias(backend_t *be, float *y, const float *bias, int rows, int cols);

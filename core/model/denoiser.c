@@ -104,11 +104,11 @@ int denoiser_forward(backend_t *be, const denoiser *d, const paramset *ps, arena
     c->temb = temb;
     c->cond = cond;
     const size_t SH = (size_t)S * H, RH = (size_t)R * H;
-    c->te1 = arena_floats(ar, SH);
-    c->te1a = arena_floats(ar, SH);
-    c->e = arena_floats(ar, SH);
-    c->s = arena_floats(ar, SH);
-    c->x[0] = arena_floats(ar, RH);
+    c->te1 = arena_floats_uninit(ar, SH);
+    c->te1a = arena_floats_uninit(ar, SH);
+    c->e = arena_floats_uninit(ar, SH);
+    c->s = arena_floats_uninit(ar, SH);
+    c->x[0] = arena_floats_uninit(ar, RH);
     if (!c->te1 || !c->te1a || !c->e || !c->s || !c->x[0])
         return oom(err, ar, "forward");
     linear_forward(be, &d->t1, ps, c->te1, temb, S);
@@ -120,15 +120,15 @@ int denoiser_forward(backend_t *be, const denoiser *d, const paramset *ps, arena
     be->ops->act_forward(be, ACT_SILU, c->s, c->e, SH);
     linear_forward(be, &d->fin, ps, c->x[0], z, R);
     for (int i = 0; i < cfg->blocks; i++) {
-        c->mod[i] = arena_floats(ar, (size_t)S * 3 * H);
-        c->ln[i] = arena_floats(ar, RH);
-        c->mean[i] = arena_floats(ar, (size_t)R);
-        c->rstd[i] = arena_floats(ar, (size_t)R);
-        c->m[i] = arena_floats(ar, RH);
-        c->a1[i] = arena_floats(ar, (size_t)R * rH);
-        c->s1[i] = arena_floats(ar, (size_t)R * rH);
-        c->a2[i] = arena_floats(ar, RH);
-        c->x[i + 1] = arena_floats(ar, RH);
+        c->mod[i] = arena_floats_uninit(ar, (size_t)S * 3 * H);
+        c->ln[i] = arena_floats_uninit(ar, RH);
+        c->mean[i] = arena_floats_uninit(ar, (size_t)R);
+        c->rstd[i] = arena_floats_uninit(ar, (size_t)R);
+        c->m[i] = arena_floats_uninit(ar, RH);
+        c->a1[i] = arena_floats_uninit(ar, (size_t)R * rH);
+        c->s1[i] = arena_floats_uninit(ar, (size_t)R * rH);
+        c->a2[i] = arena_floats_uninit(ar, RH);
+        c->x[i + 1] = arena_floats_uninit(ar, RH);
         if (!c->mod[i] || !c->ln[i] || !c->mean[i] || !c->rstd[i] || !c->m[i] || !c->a1[i] ||
             !c->s1[i] || !c->a2[i] || !c->x[i + 1])
             return oom(err, ar, "forward");
@@ -142,12 +142,12 @@ int denoiser_forward(backend_t *be, const denoiser *d, const paramset *ps, arena
         gated_add_grouped(be, c->x[i + 1], c->x[i], c->mod[i] + 2 * H, c->a2[i], 3 * H, S, G,
                           H);
     }
-    c->fm = arena_floats(ar, (size_t)S * 2 * H);
-    c->lnf = arena_floats(ar, RH);
-    c->meanf = arena_floats(ar, (size_t)R);
-    c->rstdf = arena_floats(ar, (size_t)R);
-    c->mf = arena_floats(ar, RH);
-    c->eps = arena_floats(ar, (size_t)R * L);
+    c->fm = arena_floats_uninit(ar, (size_t)S * 2 * H);
+    c->lnf = arena_floats_uninit(ar, RH);
+    c->meanf = arena_floats_uninit(ar, (size_t)R);
+    c->rstdf = arena_floats_uninit(ar, (size_t)R);
+    c->mf = arena_floats_uninit(ar, RH);
+    c->eps = arena_floats_uninit(ar, (size_t)R * L);
     if (!c->fm || !c->lnf || !c->meanf || !c->rstdf || !c->mf || !c->eps)
         return oom(err, ar, "forward");
     linear_forward(be, &d->fmod, ps, c->fm, c->s, S);
@@ -171,12 +171,12 @@ int denoiser_backward(backend_t *be, const denoiser *d, paramset *ps, arena *ar,
     float *ds = arena_floats(ar, SH);
     float *dfm = arena_floats(ar, (size_t)S * 2 * H);
     float *dmod = arena_floats(ar, (size_t)S * 3 * H);
-    float *dm = arena_floats(ar, RH);
+    float *dm = arena_floats_uninit(ar, RH); /* overwritten by linear_backward_set */
     float *dln = arena_floats(ar, RH);
     float *g = arena_floats(ar, RH);
     float *gin = arena_floats(ar, RH);
     float *da2 = arena_floats(ar, RH);
-    float *ds1 = arena_floats(ar, (size_t)R * rH);
+    float *ds1 = arena_floats_uninit(ar, (size_t)R * rH); /* likewise */
     float *da1 = arena_floats(ar, (size_t)R * rH);
     float *de = arena_floats(ar, SH);
     float *dte1a = arena_floats(ar, SH);
@@ -187,7 +187,7 @@ int denoiser_backward(backend_t *be, const denoiser *d, paramset *ps, arena *ar,
     const struct backend_ops *op = be->ops;
 
     // final: eps = fout(mf); mf = modulate(lnf, fm); lnf = LN(x_n)
-    linear_backward(be, &d->fout, ps, dm, deps, c->mf, R);
+    linear_backward_set(be, &d->fout, ps, dm, deps, c->mf, R);
     op->modulate_backward(be, dln, dfm, dfm + H, dm, c->lnf, c->fm + H, 2 * H, S, 1, H);
     op->layernorm_backward(be, g, NULL, NULL, dln, c->x[cfg->blocks], NULL, c->meanf, c->rstdf,
                            R, H);
@@ -200,12 +200,10 @@ int denoiser_backward(backend_t *be, const denoiser *d, paramset *ps, arena *ar,
         op->fill(be, dmod, 0.0f, (size_t)S * 3 * H);
         op->gated_add_backward(be, gin, dmod + 2 * H, da2, g, c->mod[i] + 2 * H, c->a2[i],
                                3 * H, S, 1, H);
-        op->fill(be, ds1, 0.0f, (size_t)R * rH);
-        linear_backward(be, &d->fc2[i], ps, ds1, da2, c->s1[i], R);
+        linear_backward_set(be, &d->fc2[i], ps, ds1, da2, c->s1[i], R);
         op->fill(be, da1, 0.0f, (size_t)R * rH);
         op->act_backward(be, ACT_SILU, da1, ds1, c->a1[i], (size_t)R * rH);
-        op->fill(be, dm, 0.0f, RH);
-        linear_backward(be, &d->fc1[i], ps, dm, da1, c->m[i], R);
+        linear_backward_set(be, &d->fc1[i], ps, dm, da1, c->m[i], R);
         op->fill(be, dln, 0.0f, RH);
         op->modulate_backward(be, dln, dmod, dmod + H, dm, c->ln[i], c->mod[i] + H, 3 * H, S, 1,
                               H);

@@ -111,8 +111,8 @@ static int encode_once(const generator *g, backend_t *be, arena *ar, const float
 {
     const int F = g->cfg.feat_dim;
     size_t mark = arena_mark(ar);
-    float *X = arena_floats(ar, n * F);
-    float *cd = arena_floats(ar, (size_t)g->cfg.cond_dim);
+    float *X = arena_floats_uninit(ar, n * F);
+    float *cd = arena_floats_uninit(ar, (size_t)g->cfg.cond_dim);
     int rc;
     if (!X || !cd) {
         rc = d2_fail(err, D2_ENOMEM, "support set of %zu rows does not fit the scratch memory", n);
@@ -203,7 +203,7 @@ int gen_decode_latents(const generator *g, backend_t *be, arena *ar, const float
         for (int j = 0; j < L; j++)
             zh[(size_t)i * L + j] = z[(size_t)i * L + j] * g->z_std[j] + g->z_mean[j];
     wtok_latent_rows(tk, zh, n, l, zr);
-    float *zd = arena_floats(ar, (size_t)rows * in);
+    float *zd = arena_floats_uninit(ar, (size_t)rows * in);
     resmlp_cache c;
     if (!zd) {
         rc = d2_fail(err, D2_ENOMEM, "decoding %d latents does not fit the scratch memory", n);
@@ -301,11 +301,11 @@ static int sample_latents(const generator *g, gen_workspace *ws, const gen_reque
     }
     if ((rc = diffusion_timesteps(&g->sched, steps, tau, err)))
         goto out;
-    float *condS = arena_floats(ar, (size_t)S * C);
-    float *z = arena_floats(ar, (size_t)K * L);
-    float *zin = arena_floats(ar, (size_t)S * K * L);
-    float *tembd = arena_floats(ar, (size_t)S * c->temb_dim);
-    float *noise = eta > 0 ? arena_floats(ar, (size_t)K * L) : NULL;
+    float *condS = arena_floats_uninit(ar, (size_t)S * C);
+    float *z = arena_floats_uninit(ar, (size_t)K * L);
+    float *zin = arena_floats_uninit(ar, (size_t)S * K * L);
+    float *tembd = arena_floats_uninit(ar, (size_t)S * c->temb_dim);
+    float *noise = eta > 0 ? arena_floats_uninit(ar, (size_t)K * L) : NULL;
     if (!condS || !z || !zin || !tembd || (eta > 0 && !noise)) {
         rc = d2_fail(err, D2_ENOMEM, "%d candidates do not fit the scratch memory", K);
         goto out;

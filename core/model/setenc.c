@@ -101,7 +101,7 @@ int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar
     c->K = K;
     c->X = X;
     c->ways = ways;
-    if (!(c->h0 = arena_floats(ar, (size_t)BN * K * d)))
+    if (!(c->h0 = arena_floats_uninit(ar, (size_t)BN * K * d)))
         return oom(err, ar, "forward");
     linear_forward(be, &e->fin, ps, c->h0, X, BN * K);
     if ((rc = isab_forward(be, &e->i1, ps, ar, &c->c1, c->h0, K, BN, err)))
@@ -111,10 +111,10 @@ int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar
     if ((rc = pma_forward(be, &e->p, ps, ar, &c->cp, c->c2.out, K, BN, err)))
         return rc;
     // class means: xm[s] = (1/K) * ones[1,K] @ X_s[K,F]
-    c->ones = arena_floats(ar, (size_t)K);
-    c->xm = arena_floats(ar, (size_t)BN * F);
-    c->tok = arena_floats(ar, (size_t)BN * d);
-    float *posrep = arena_floats(ar, (size_t)BN * d);
+    c->ones = arena_floats_uninit(ar, (size_t)K);
+    c->xm = arena_floats_uninit(ar, (size_t)BN * F);
+    c->tok = arena_floats_uninit(ar, (size_t)BN * d);
+    float *posrep = arena_floats_uninit(ar, (size_t)BN * d);
     if (!c->ones || !c->xm || !c->tok || !posrep)
         return oom(err, ar, "forward");
     be->ops->fill(be, c->ones, 1.0f / (float)K, (size_t)K);
@@ -127,7 +127,7 @@ int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar
     be->ops->axpby(be, c->tok, 1.0f, posrep, 1.0f, (size_t)BN * d);
     if ((rc = sab_forward(be, &e->s, ps, ar, &c->cs, c->tok, N, B, err)))
         return rc;
-    if (!(c->cond = arena_floats(ar, (size_t)B * cfg->cond_dim)))
+    if (!(c->cond = arena_floats_uninit(ar, (size_t)B * cfg->cond_dim)))
         return oom(err, ar, "forward");
     linear_forward(be, &e->fout, ps, c->cond, c->cs.out, B);
     return 0;
@@ -139,7 +139,7 @@ int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
     const setenc_cfg *cfg = &e->cfg;
     const int d = cfg->d, B = c->B, N = c->N, K = c->K, BN = B * N;
     size_t mark = arena_mark(ar);
-    float *dflat = arena_floats(ar, (size_t)BN * d);
+    float *dflat = arena_floats_uninit(ar, (size_t)BN * d); /* linear_backward_set writes it */
     float *dtok = arena_floats(ar, (size_t)BN * d);
     float *dh2 = arena_floats(ar, (size_t)BN * K * d);
     float *dh1 = arena_floats(ar, (size_t)BN * K * d);
@@ -147,7 +147,7 @@ int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
     if (!dflat || !dtok || !dh2 || !dh1 || !dh0)
         return d2_fail(err, D2_ENOMEM, "dataset encoder backward: scratch arena is full");
     int rc;
-    linear_backward(be, &e->fout, ps, dflat, dcond, c->cs.out, B);
+    linear_backward_set(be, &e->fout, ps, dflat, dcond, c->cs.out, B);
     if ((rc = sab_backward(be, &e->s, ps, ar, &c->cs, dtok, dflat, c->tok, err)))
         return rc;
     be->ops->repeat_rows_backward(be, ps->g + e->pos, dtok, B, N, d);
@@ -178,8 +178,8 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
             return d2_fail(err, D2_EINVAL, "dataset encoder: class %d has no sample%s", c,
                            cfg->absent ? " (absent classes must be the last ones)" : "");
     size_t mark = arena_mark(ar);
-    float *tok = arena_floats(ar, (size_t)N * d);
-    float *xm = arena_floats(ar, (size_t)F);
+    float *tok = arena_floats_uninit(ar, (size_t)N * d);
+    float *xm = arena_floats_uninit(ar, (size_t)F);
     if (!tok || !xm)
         return oom(err, ar, "forward");
     int rc;
@@ -194,8 +194,8 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
         }
         size_t inner = arena_mark(ar);
         const float *Xc = X + row * F;
-        float *h0 = arena_floats(ar, (size_t)K * d);
-        float *ones = arena_floats(ar, (size_t)K);
+        float *h0 = arena_floats_uninit(ar, (size_t)K * d);
+        float *ones = arena_floats_uninit(ar, (size_t)K);
         if (!h0 || !ones)
             return oom(err, ar, "forward");
         isab_cache c1, c2;

@@ -47,18 +47,32 @@ void linear_forward(backend_t *be, const linear *l, const paramset *ps, float *y
                   l->has_bias ? 1.0f : 0.0f, y, l->out);
 }
 
-// dy: [B, out], x: [B, in]; dx: [B, in] += dy @ W; dW: [out, in] += dy^T @ x; db += sum_rows(dy)
-void linear_backward(backend_t *be, const linear *l, paramset *ps, float *dx, const float *dy,
-                     const float *x, int B)
+// dy: [B, out], x: [B, in]; dx: [B, in] = dx_beta dx + dy @ W; dW: [out, in] += dy^T @ x;
+// db += sum_rows(dy)
+static void linear_bwd(backend_t *be, const linear *l, paramset *ps, float *dx, float dx_beta,
+                       const float *dy, const float *x, int B)
 {
     const float *W = ps->w + l->w;
     /* the bias first: on the CPU it runs on worker threads that the GEMMs would put to sleep */
     if (l->has_bias)
         be->ops->sum_rows(be, ps->g + l->b, dy, B, l->out);
     if (dx)
-        be->ops->gemm(be, 0, 0, B, l->in, l->out, 1.0f, dy, l->out, W, l->in, 1.0f, dx, l->in);
+        be->ops->gemm(be, 0, 0, B, l->in, l->out, 1.0f, dy, l->out, W, l->in, dx_beta, dx,
+                      l->in);
     be->ops->gemm(be, 1, 0, l->out, l->in, B, 1.0f, dy, l->out, x, l->in, 1.0f, ps->g + l->w,
                   l->in);
+}
+
+void linear_backward(backend_t *be, const linear *l, paramset *ps, float *dx, const float *dy,
+                     const float *x, int B)
+{
+    linear_bwd(be, l, ps, dx, 1.0f, dy, x, B);
+}
+
+void linear_backward_set(backend_t *be, const linear *l, paramset *ps, float *dx,
+                         const float *dy, const float *x, int B)
+{
+    linear_bwd(be, l, ps, dx, 0.0f, dy, x, B);
 }
 
 int layernorm_init(layernorm *ln, paramset *ps, const char *name, int C, int affine,

@@ -27,6 +27,11 @@ void linear_forward(backend_t *be, const linear *l, const paramset *ps, float *y
  * dW += dy^T @ x; db += sum_rows(dy) */
 void linear_backward(backend_t *be, const linear *l, paramset *ps, float *dx, const float *dy,
                      const float *x, int B);
+/* The same with dx overwritten (dx = dy @ W, a GEMM with beta = 0): for a dx that nothing
+ * else accumulates into, so it needs no zero fill first; dx must not be NULL. The bytes are
+ * those of linear_backward into a zeroed dx. */
+void linear_backward_set(backend_t *be, const linear *l, paramset *ps, float *dx,
+                         const float *dy, const float *x, int B);
 
 typedef struct layernorm {
     int C;

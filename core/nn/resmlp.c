@@ -49,16 +49,16 @@ int resmlp_forward(backend_t *be, const resmlp *m, const paramset *ps, arena *ar
     const size_t BH = (size_t)B * H;
     c->B = B;
     c->x = x;
-    if (!(c->h[0] = arena_floats(ar, BH)))
+    if (!(c->h[0] = arena_floats_uninit(ar, BH)))
         return oom(err, ar, "forward");
     linear_forward(be, &m->fin, ps, c->h[0], x, B);
     for (int i = 0; i < m->blocks; i++) {
-        c->ln[i] = arena_floats(ar, BH);
-        c->mean[i] = arena_floats(ar, (size_t)B);
-        c->rstd[i] = arena_floats(ar, (size_t)B);
-        c->a1[i] = arena_floats(ar, BH);
-        c->s1[i] = arena_floats(ar, BH);
-        c->h[i + 1] = arena_floats(ar, BH);
+        c->ln[i] = arena_floats_uninit(ar, BH);
+        c->mean[i] = arena_floats_uninit(ar, (size_t)B);
+        c->rstd[i] = arena_floats_uninit(ar, (size_t)B);
+        c->a1[i] = arena_floats_uninit(ar, BH);
+        c->s1[i] = arena_floats_uninit(ar, BH);
+        c->h[i + 1] = arena_floats_uninit(ar, BH);
         if (!c->ln[i] || !c->mean[i] || !c->rstd[i] || !c->a1[i] || !c->s1[i] || !c->h[i + 1])
             return oom(err, ar, "forward");
         layernorm_fwd(be, &m->ln[i], ps, c->ln[i], c->mean[i], c->rstd[i], c->h[i], B);
@@ -68,10 +68,10 @@ int resmlp_forward(backend_t *be, const resmlp *m, const paramset *ps, arena *ar
         linear_forward(be, &m->fc2[i], ps, c->h[i + 1], c->s1[i], B);
         be->ops->axpby(be, c->h[i + 1], 1.0f, c->h[i], 1.0f, BH);
     }
-    c->lnf = arena_floats(ar, BH);
-    c->meanf = arena_floats(ar, (size_t)B);
-    c->rstdf = arena_floats(ar, (size_t)B);
-    c->y = arena_floats(ar, (size_t)B * m->out);
+    c->lnf = arena_floats_uninit(ar, BH);
+    c->meanf = arena_floats_uninit(ar, (size_t)B);
+    c->rstdf = arena_floats_uninit(ar, (size_t)B);
+    c->y = arena_floats_uninit(ar, (size_t)B * m->out);
     if (!c->lnf || !c->meanf || !c->rstdf || !c->y)
         return oom(err, ar, "forward");
     layernorm_fwd(be, &m->lnf, ps, c->lnf, c->meanf, c->rstdf, c->h[m->blocks], B);
@@ -85,22 +85,20 @@ int resmlp_backward(backend_t *be, const resmlp *m, paramset *ps, arena *ar,
     const int B = c->B, H = m->hidden;
     const size_t BH = (size_t)B * H;
     size_t mark = arena_mark(ar);
-    float *dlnf = arena_floats(ar, BH);
-    float *g = arena_floats(ar, BH);   // dL/dh at the current depth
-    float *dtmp = arena_floats(ar, BH);
-    float *dact = arena_floats(ar, BH);
+    float *dlnf = arena_floats_uninit(ar, BH); // overwritten by linear_backward_set
+    float *g = arena_floats(ar, BH);           // dL/dh at the current depth (accumulated)
+    float *dtmp = arena_floats_uninit(ar, BH);
+    float *dact = arena_floats_uninit(ar, BH);
     if (!dlnf || !g || !dtmp || !dact)
         return oom(err, ar, "backward");
-    linear_backward(be, &m->fout, ps, dlnf, dy, c->lnf, B);
+    linear_backward_set(be, &m->fout, ps, dlnf, dy, c->lnf, B);
     layernorm_bwd(be, &m->lnf, ps, g, dlnf, c->h[m->blocks], c->meanf, c->rstdf, B);
     for (int i = m->blocks - 1; i >= 0; i--) {
         // branch: g -> fc2 -> silu -> fc1 -> ln ; the residual keeps g as is
-        be->ops->fill(be, dtmp, 0.0f, BH);
-        linear_backward(be, &m->fc2[i], ps, dtmp, g, c->s1[i], B);
-        be->ops->fill(be, dact, 0.0f, BH);
+        linear_backward_set(be, &m->fc2[i], ps, dtmp, g, c->s1[i], B);
+        be->ops->fill(be, dact, 0.0f, BH); /* act_backward accumulates */
         be->ops->act_backward(be, ACT_SILU, dact, dtmp, c->a1[i], BH);
-        be->ops->fill(be, dtmp, 0.0f, BH);
-        linear_backward(be, &m->fc1[i], ps, dtmp, dact, c->ln[i], B);
+        linear_backward_set(be, &m->fc1[i], ps, dtmp, dact, c->ln[i], B);
         layernorm_bwd(be, &m->ln[i], ps, g, dtmp, c->h[i], c->mean[i], c->rstd[i], B);
     }
     linear_backward(be, &m->fin, ps, dx, g, c->x, B);

@@ -172,7 +172,9 @@ int feature_map_apply(const feature_map *f, const dataset *in, dataset *out, d2_
     if (!f)
         return d2_fail(err, D2_EINVAL, "feature map: none given");
     backend_t *be = NULL;
-    int rc = backend_cpu_create(&be, openblas_get_num_threads(), err);
+    /* all cores, whatever OpenBLAS's process-wide setting is now: the features (and so the
+     * data fingerprints zoos record) must not depend on which backend ran last */
+    int rc = backend_cpu_create(&be, 0, err);
     if (rc)
         return rc;
     feature_map_dev d;

@@ -139,7 +139,7 @@ int gtrain_stage_align(trainer *t, gen_train_report *rep, d2_error *err)
                 goto out;
         }
         size_t mark = arena_mark(&t->ar);
-        float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
+        float *Xd = arena_floats_uninit(&t->ar, (size_t)B * N * K * F);
         float *zd = arena_floats(&t->ar, (size_t)B * L);
         float *vd = arena_floats(&t->ar, (size_t)B * C);
         float *dud = arena_floats(&t->ar, (size_t)B * C);
@@ -336,14 +336,14 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
     const int N = t->N, F = t->F, L = t->L, C = t->C, TD = g->cfg.temb_dim;
     const float *zt = d->zl ? d->zl : d->zt, *eps = d->el ? d->el : d->eps;
     const float *temb = d->tl ? d->tl : d->temb;
-    float *Xd = arena_floats(&t->ar, (size_t)B * N * K * F);
-    float *ztd = arena_floats(&t->ar, (size_t)R * L);
-    float *epsd = arena_floats(&t->ar, (size_t)R * L);
-    float *tembd = arena_floats(&t->ar, (size_t)R * TD);
-    float *condr = arena_floats(&t->ar, (size_t)R * C);
+    float *Xd = arena_floats_uninit(&t->ar, (size_t)B * N * K * F);
+    float *ztd = arena_floats_uninit(&t->ar, (size_t)R * L);
+    float *epsd = arena_floats_uninit(&t->ar, (size_t)R * L);
+    float *tembd = arena_floats_uninit(&t->ar, (size_t)R * TD);
+    float *condr = arena_floats_uninit(&t->ar, (size_t)R * C);
     float *dcondr = arena_floats(&t->ar, (size_t)R * C);
     float *dcond = arena_floats(&t->ar, (size_t)B * C);
-    float *deps = arena_floats(&t->ar, (size_t)R * L);
+    float *deps = arena_floats_uninit(&t->ar, (size_t)R * L);
     if (!Xd || !ztd || !epsd || !tembd || !condr || !dcondr || !dcond || !deps)
         return d2_fail(err, D2_ENOMEM, "stage 2: scratch arena is full");
     setenc_cache sc;

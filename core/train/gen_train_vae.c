@@ -146,15 +146,15 @@ static int vae_step(trainer *t, rng *r, vae_bufs *b, float *loss, float *mse, d2
     vae_draw_batch(t, r, B, b);
     wtok_split(tk, b->xin + (size_t)b0 * t->P, bn, b->tok_in);
     wtok_targets(tk, b->xt + (size_t)b0 * t->P, bn, b->tok_t);
-    float *din = arena_floats(&t->ar, (size_t)R * tin);
-    float *dtg = arena_floats(&t->ar, (size_t)R * tk->len);
+    float *din = arena_floats_uninit(&t->ar, (size_t)R * tin);
+    float *dtg = arena_floats_uninit(&t->ar, (size_t)R * tk->len);
     float *dz_dev = arena_floats(&t->ar, (size_t)R * zin);
-    float *zdev = arena_floats(&t->ar, (size_t)R * zin);
-    float *dxhat = arena_floats(&t->ar, (size_t)R * tk->len);
-    float *dout_dev = arena_floats(&t->ar, (size_t)R * 2 * l);
-    float *mulv = arena_floats(&t->ar, (size_t)R * 2 * l);
-    float *dkl = arena_floats(&t->ar, (size_t)R * 2 * l);
-    float *dtmp = arena_floats(&t->ar, (size_t)R * 2 * l);
+    float *zdev = arena_floats_uninit(&t->ar, (size_t)R * zin);
+    float *dxhat = arena_floats_uninit(&t->ar, (size_t)R * tk->len);
+    float *dout_dev = arena_floats_uninit(&t->ar, (size_t)R * 2 * l);
+    float *mulv = arena_floats_uninit(&t->ar, (size_t)R * 2 * l);
+    float *dkl = arena_floats_uninit(&t->ar, (size_t)R * 2 * l);
+    float *dtmp = arena_floats_uninit(&t->ar, (size_t)R * 2 * l);
     if (!din || !dtg || !dz_dev || !zdev || !dxhat || !dout_dev || !mulv || !dkl || !dtmp)
         return d2_fail(err, D2_ENOMEM, "stage 1: scratch arena is full");
     resmlp_cache ce, cd;

@@ -236,6 +236,68 @@ static void test_gemm_batched(void **state)
     }
 }
 
+/* GEMMs large enough for OpenBLAS's threads, wide and tall, every transposition, on 3
+ * threads: against the reference, with the padding columns of C untouched; and a batched
+ * GEMM of many small problems (run over the pool, backend_cpu_gemm.c) gives the same bytes
+ * on 3 threads as on 1 (each problem is one call either way) */
+static void gemm_split_cases(tctx *t, backend_t *b3)
+{
+    const int shapes[2][3] = {{203, 150, 70}, {40, 301, 50}};
+    for (int rep = 0; rep < 8; rep++) {
+        int ta = rep & 1, tb = (rep >> 1) & 1;
+        int M = shapes[rep >> 2][0], N = shapes[rep >> 2][1], K = shapes[rep >> 2][2];
+        int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+        size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+        size_t nc = (size_t)M * ldc;
+        float *hA, *hB, *hC;
+        float *A = dev_rand(t, na, -1, 1, &hA), *B = dev_rand(t, nb, -1, 1, &hB);
+        float *C = dev_rand(t, nc, -1, 1, &hC);
+        double *ref = malloc(nc * sizeof(double));
+        assert_non_null(ref);
+        for (size_t i = 0; i < nc; i++)
+            ref[i] = hC[i];
+        gemm_ref(ta, tb, M, N, K, 0.75, hA, lda, hB, ldb, rep & 4 ? -0.5 : 0.0, hC, ldc, ref);
+        b3->ops->gemm(b3, ta, tb, M, N, K, 0.75f, A, lda, B, ldb, rep & 4 ? -0.5f : 0.0f, C,
+                      ldc);
+        float *got = host_copy(t, C, nc);
+        check_close("gemm split", got, ref, nc, 1e-4, 1e-5);
+        free(got);
+        free(ref);
+        free(hA);
+        free(hB);
+        free(hC);
+        dfree(t, A);
+        dfree(t, B);
+        dfree(t, C);
+    }
+}
+
+static void test_gemm_split(void **state)
+{
+    tctx *t = *state;
+    backend_t *b3 = NULL;
+    d2_error err;
+    assert_int_equal(backend_cpu_create(&b3, 3, &err), 0);
+    gemm_split_cases(t, b3);
+    const int M = 8, N = 10, K = 16, batch = 333;
+    float *A = dev_rand(t, (size_t)batch * M * K, -1, 1, NULL);
+    float *B = dev_rand(t, (size_t)batch * N * K, -1, 1, NULL);
+    float *C1 = dev_rand(t, (size_t)batch * M * N, -1, 1, NULL);
+    float *C3 = backend_alloc_floats(t->be, (size_t)batch * M * N);
+    assert_non_null(C3);
+    t->be->ops->copy(t->be, C3, C1, (size_t)batch * M * N * sizeof(float));
+    t->be->ops->gemm_batched(t->be, 0, 1, M, N, K, 1.0f, A, K, M * K, B, K, N * K, 1.0f, C1, N,
+                             M * N, batch);
+    b3->ops->gemm_batched(b3, 0, 1, M, N, K, 1.0f, A, K, M * K, B, K, N * K, 1.0f, C3, N,
+                          M * N, batch);
+    assert_memory_equal(C1, C3, (size_t)batch * M * N * sizeof(float));
+    dfree(t, A);
+    dfree(t, B);
+    dfree(t, C1);
+    dfree(t, C3);
+    backend_destroy(b3);
+}
+
 /* ---- elementwise ---- */
 
 static void test_elementwise(void **state)
@@ -1145,6 +1207,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),         cmocka_unit_test(test_create),
         cmocka_unit_test(test_gemm),           cmocka_unit_test(test_gemm_batched),
+        cmocka_unit_test(test_gemm_split),
         cmocka_unit_test(test_elementwise),    cmocka_unit_test(test_bias_sum_rows),
         cmocka_unit_test(test_activations),    cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_softmax),        cmocka_unit_test(test_permute_repeat),

@@ -250,6 +250,45 @@ static void test_linear(void **state)
     }
 }
 
+/* linear_backward_set overwrites dx (a GEMM with beta = 0): into a dx full of NaN it gives
+ * the bytes linear_backward gives into a zeroed dx, and the same parameter gradients */
+static void test_linear_backward_set(void **state)
+{
+    lctx *c = *state;
+    d2_error err;
+    const int B = 37, in = 70, out = 45; /* large enough for the split GEMM on 2+ threads */
+    paramset_init(&c->ps);
+    assert_int_equal(linear_init(&c->lin, &c->ps, "fc", in, out, 1, 1.0f, &err), 0);
+    assert_int_equal(paramset_alloc(&c->ps, c->be, 3, &err), 0);
+    float *x = rand_buf(c, (size_t)B * in, -1, 1), *dy = rand_buf(c, (size_t)B * out, -1, 1);
+    float *dx0 = zero_buf(c, (size_t)B * in), *dx1 = zero_buf(c, (size_t)B * in);
+    float *g0 = malloc(c->ps.total * sizeof(float)), *g1 = malloc(c->ps.total * sizeof(float));
+    float *h0 = malloc((size_t)B * in * sizeof(float)), *h1 = malloc((size_t)B * in * sizeof(float));
+    assert_true(g0 && g1 && h0 && h1);
+    c->be->ops->fill(c->be, dx1, NAN, (size_t)B * in);
+    paramset_zero_grad(&c->ps);
+    linear_backward(c->be, &c->lin, &c->ps, dx0, dy, x, B);
+    assert_int_equal(c->be->ops->to_host(c->be, g0, c->ps.g, c->ps.total * sizeof(float)), 0);
+    paramset_zero_grad(&c->ps);
+    linear_backward_set(c->be, &c->lin, &c->ps, dx1, dy, x, B);
+    assert_int_equal(c->be->ops->to_host(c->be, g1, c->ps.g, c->ps.total * sizeof(float)), 0);
+    assert_int_equal(c->be->ops->to_host(c->be, h0, dx0, (size_t)B * in * sizeof(float)), 0);
+    assert_int_equal(c->be->ops->to_host(c->be, h1, dx1, (size_t)B * in * sizeof(float)), 0);
+    assert_memory_equal(h0, h1, (size_t)B * in * sizeof(float));
+    assert_memory_equal(g0, g1, c->ps.total * sizeof(float));
+    for (int i = 0; i < B * in; i++)
+        assert_true(isfinite(h1[i]));
+    free(g0);
+    free(g1);
+    free(h0);
+    free(h1);
+    c->be->ops->free(c->be, x);
+    c->be->ops->free(c->be, dy);
+    c->be->ops->free(c->be, dx0);
+    c->be->ops->free(c->be, dx1);
+    paramset_free(&c->ps);
+}
+
 static void test_layernorm(void **state)
 {
     lctx *c = *state;
@@ -469,7 +508,8 @@ static void test_gradcheck_detects_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear),         cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_backward_set),         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_activations),    cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_modulate),       cmocka_unit_test(test_gated_add),
         cmocka_unit_test(test_permute_repeat), cmocka_unit_test(test_losses),
