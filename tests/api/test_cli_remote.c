@@ -807,7 +807,11 @@ static void test_jobs_follow(void **state)
     suite *s = *state;
     const char *args[] = {"jobs", "--server", s->server, "--follow", "--for", "20", NULL};
     cli_proc p = cli_spawn(s, args);
-    at_sleep(0.5);
+    /* submit once the stream is open: a fixed pause lost the 'queued' event
+     * on a loaded machine, where the command took longer to connect */
+    for (double t0 = at_now(); at_metric(&s->d, "d2nwgd_events_clients") < 1; at_sleep(0.02))
+        if (at_now() - t0 > 20)
+            fail_msg("jobs --follow did not connect to /v1/events in 20 s");
     cli_out sub = cli_expect(s, 0, "submit", "--server", s->server, "--support", s->csv, "--seed",
                              "12", "--candidates", "8", "--steps", "400", "--quiet", NULL);
     char job[64];
