@@ -125,7 +125,7 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
   prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium \
-  openmpi-bin libopenmpi-dev
+  openmpi-bin libopenmpi-dev docker-compose
 
 .PHONY: all deps test check asan bench run generators clean cuda print-layers print-build \
   unit-bins api-bins bench-bins fuzz-bins
