@@ -127,7 +127,7 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
   prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium \
-  openmpi-bin libopenmpi-dev \
+  openmpi-bin libopenmpi-dev docker-compose \
   wamerican wbritish wcanadian wfrench witalian wspanish wswedish wcatalan wngerman wogerman \
   wswiss wdutch wdanish wnorwegian wpolish wukrainian wbulgarian wportuguese wbrazilian \
   wesperanto wirish wgaelic wmanx wfaroese wgalician-minimos

@@ -1,5 +1,6 @@
 #!/bin/sh
 # tools/install.sh - the npm-only build tools (the OpenAPI linter, @redocly/cli;
+# the Kubernetes manifest schema checker, kubernetes-models;
 # the browser test's driver, puppeteer-core, which downloads no browser: the
 # test drives Debian's chromium) into tools/node_modules, pinned by
 # tools/package-lock.json; `make deps` runs it.
@@ -22,7 +23,7 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number);
     || dir=node18
 # the installed versions of each pinned package, against package.json's
 versions() {
-    for pkg in @redocly/cli puppeteer-core; do
+    for pkg in @redocly/cli puppeteer-core kubernetes-models; do
         if [ "$1" = want ]; then
             sed -n "s|.*\"$pkg\": \"\([^\"]*\)\".*|\1|p" "$dir/package.json"
         else
@@ -33,7 +34,7 @@ versions() {
 want=$(versions want)
 have=$(versions have)
 if [ "$have" != "$want" ]; then
-    echo "tools: npm ci in tools/$dir (@redocly/cli, puppeteer-core: $want)" >&2
+    echo "tools: npm ci in tools/$dir (@redocly/cli, puppeteer-core, kubernetes-models: $want)" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
 fi
 if [ "$dir" = . ]; then echo tools; else echo "tools/$dir"; fi
