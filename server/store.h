@@ -1,12 +1,18 @@
-/* store.h - d2nwgd's SQLite store: one `store` is one connection, used by
- * one thread only (each store thread of storeq.h and each worker open their
- * own; the loop thread opens one only at start-up, before it serves).
+/* store.h - d2nwgd's store: one `store` is one connection, used by one
+ * thread only (each store thread of storeq.h and each worker open their own;
+ * the loop thread opens one only at start-up, before it serves).
  *
- * WAL mode, busy_timeout 5 s, foreign keys on; every write runs inside
- * BEGIN IMMEDIATE (store_begin/store_commit nest); schema from the embedded
- * migrations/NNNN_*.sql, applied in order and tracked by PRAGMA user_version.
- * Functions return 0 or a negative D2_E* code (D2_ENOTFOUND for a missing
- * row) and fill err. */
+ * Two dialects behind one table of operations (store_internal.h):
+ *  - SQLite (store.c, store_jobs.c, store_objects.c), the embedded default:
+ *    WAL mode, busy_timeout 5 s, foreign keys on; every write runs inside
+ *    BEGIN IMMEDIATE; schema from migrations/sqlite/NNNN_*.sql, tracked by
+ *    PRAGMA user_version.
+ *  - PostgreSQL through libpq (store_pg*.c): parameterised statements only,
+ *    writes in BEGIN ... COMMIT, lock_timeout as the busy timeout; schema
+ *    from migrations/postgres/NNNN_*.sql, tracked by the schema_version table
+ *    (migrations of several replicas serialised by an advisory lock).
+ * store_begin/store_commit nest in both. Functions return 0 or a negative
+ * D2_E* code (D2_ENOTFOUND for a missing row) and fill err. */
 #ifndef D2_SERVER_STORE_H
 #define D2_SERVER_STORE_H
 
@@ -19,23 +25,36 @@
 
 typedef struct store store;
 
-/* path: a file name, or an SQLite URI ("file:/data/d2nwgd.sqlite?vfs=NAME"). */
+/* path: a file name, or an SQLite URI ("file:/data/d2nwgd.sqlite?vfs=NAME");
+ * or for PostgreSQL a postgres:// / postgresql:// URL or a libpq
+ * "key=value ..." string (store_is_postgres). sync_full: SQLite only. */
 int store_open(store **out, const char *path, int sync_full, d2_error *err);
+/* store_open with a password for PostgreSQL (NULL: libpq's own PGPASSWORD,
+ * PGPASSFILE or ~/.pgpass); ignored by SQLite. */
+int store_open_auth(store **out, const char *target, int sync_full, const char *password,
+                    d2_error *err);
+/* 1 when target names a PostgreSQL database rather than an SQLite file. */
+int store_is_postgres(const char *target);
 void store_close(store *s);
+/* "sqlite" or "postgres" */
+const char *store_dialect(const store *s);
 /* Apply pending migrations, all in one transaction (a failure leaves the
  * schema as it was); *version gets the schema version reached. */
 int store_migrate(store *s, int *version, d2_error *err);
 int store_user_version(store *s, int *version, d2_error *err);
 
 /* 1 when the last failure on this connection was a lock another connection
- * or process holds (SQLITE_BUSY / SQLITE_LOCKED after the busy timeout): the
- * store is unavailable for now, not broken. store_busy_clear forgets it. */
+ * or process holds (SQLITE_BUSY / SQLITE_LOCKED after the busy timeout; for
+ * PostgreSQL a lock timeout, a serialization failure or a lost connection,
+ * which the next call tries to re-open): the store is unavailable for now,
+ * not broken. store_busy_clear forgets it. */
 int store_busy(const store *s);
 void store_busy_clear(store *s);
-/* How long a statement waits for a lock before it fails (default 5000 ms). */
+/* How long a statement waits for a lock before it fails (default 5000 ms;
+ * PostgreSQL: lock_timeout). */
 void store_set_busy_timeout(store *s, int ms);
 /* Take the write lock and let it go (BEGIN IMMEDIATE; ROLLBACK): 0 when a
- * write could run now. */
+ * write could run now (PostgreSQL: the server answers a query). */
 int store_probe(store *s, d2_error *err);
 
 int store_begin(store *s, d2_error *err);  /* BEGIN IMMEDIATE at depth 0 */
