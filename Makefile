@@ -191,7 +191,7 @@ $(BUILD)/d2nwg: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPROTO) $(LIBCORE) $(FLA
 $(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h tests/unit/tu_pg.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
-$(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h $(FLAGS_STAMP)
+$(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h tests/unit/tu_pg.h tests/api/apitest.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit -Itests/api $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
 $(BUILD)/tests/bench/%: tests/bench/%.c $(ALL_LIBS) $(FLAGS_STAMP)

@@ -23,6 +23,9 @@ typedef struct config_generator {
 typedef struct config {
     char listen[256];                /* HOST:PORT, [V6]:PORT, :PORT or PORT */
     char data_dir[CONFIG_PATH_LEN];  /* SQLite file + checkpoints/ */
+    char store[CONFIG_PATH_LEN];     /* --store: "" = DATA/d2nwgd.sqlite; a file or a
+                                        PostgreSQL URL / key=value string */
+    char store_password_file[CONFIG_PATH_LEN]; /* PostgreSQL password, first line */
     char tokens_path[CONFIG_PATH_LEN]; /* "" = no authentication */
     char port_file[CONFIG_PATH_LEN];   /* "" = none; else the bound port is written here */
     char device[64];                 /* "cpu", "cuda", "cuda:N" */
@@ -57,6 +60,13 @@ int config_parse_args(config *c, int argc, char **argv, int *help, d2_error *err
 /* Final checks (at least one generator, names unique, ranges). */
 int config_validate(const config *c, d2_error *err);
 void config_usage(FILE *out);
+/* --store / --store-password-file (config_store.c): a PostgreSQL target may
+ * not carry a password, the password file only goes with PostgreSQL. */
+int config_check_store(const config *c, d2_error *err);
+/* The store to open (--store, else DATA/d2nwgd.sqlite) and its password
+ * (the password file's first line; "" without one). */
+int config_store_target(const config *c, char *target, size_t tcap, char *password,
+                        size_t pcap, d2_error *err);
 /* Backend threads for each worker: --threads, else cores / workers (>= 1). */
 int config_backend_threads(const config *c);
 

@@ -430,6 +430,7 @@ int jobs_start_workers(jobs *j, d2_error *err)
     wc.threads = config_backend_threads(s->cfg);
     api_snprintf(wc.device, sizeof wc.device, "%s", s->cfg->device);
     api_snprintf(wc.db_path, sizeof wc.db_path, "%s", s->db_path);
+    api_snprintf(wc.store_password, sizeof wc.store_password, "%s", s->store_password);
     api_snprintf(wc.checkpoint_dir, sizeof wc.checkpoint_dir, "%s", s->checkpoint_dir);
     wc.max_candidates = s->cfg->limits.max_candidates;
     wc.sync_full = s->cfg->sqlite_sync_full;

@@ -358,7 +358,8 @@ static int open_store(server *s, d2_error *err)
     const config *cfg = s->cfg;
     store *db = NULL;
     int version = 0, requeued = 0, swept = 0;
-    int rc = store_open(&db, s->db_path, cfg->sqlite_sync_full, err);
+    const char *pw = s->store_password[0] ? s->store_password : NULL;
+    int rc = store_open_auth(&db, s->db_path, cfg->sqlite_sync_full, pw, err);
     if (rc == 0)
         rc = store_migrate(db, &version, err);
     if (rc == 0)
@@ -367,7 +368,7 @@ static int open_store(server *s, d2_error *err)
         rc = sweep_orphans(db, s->checkpoint_dir, &swept, err);
     store_close(db);
     if (rc == 0)
-        rc = storeq_start(&s->storeq, s->loop, s->db_path, cfg->sqlite_sync_full,
+        rc = storeq_start(&s->storeq, s->loop, s->db_path, pw, cfg->sqlite_sync_full,
                           cfg->store_busy_ms, err);
     if (rc != 0)
         return rc;
@@ -382,7 +383,9 @@ static int open_store(server *s, d2_error *err)
 static int start(server *s, d2_error *err)
 {
     const config *cfg = s->cfg;
-    api_snprintf(s->db_path, sizeof s->db_path, "%s/d2nwgd.sqlite", cfg->data_dir);
+    if (config_store_target(cfg, s->db_path, sizeof s->db_path, s->store_password,
+                            sizeof s->store_password, err) != 0)
+        return err->code;
     api_snprintf(s->checkpoint_dir, sizeof s->checkpoint_dir, "%s/checkpoints", cfg->data_dir);
     if (mkdir_p(cfg->data_dir, err) != 0 || mkdir_p(s->checkpoint_dir, err) != 0)
         return err->code;

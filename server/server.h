@@ -25,7 +25,8 @@ typedef struct server {
     const config *cfg;
     d2log log;
     struct storeq *storeq;     /* store work, off the loop (storeq.h) */
-    char db_path[CONFIG_PATH_LEN + 32];
+    char db_path[CONFIG_PATH_LEN + 32];   /* --store, else DATA/d2nwgd.sqlite */
+    char store_password[512];             /* --store-password-file's, or "" */
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     gens gens;                 /* entries from start-up; weights as they load */
     int workers_up;            /* workers started and queued jobs restored */

@@ -436,7 +436,8 @@ static int worker_init(worker *w, char *msg, size_t cap)
     d2_error_clear(&err);
     int threads = p->cfg.threads;
     if (backend_create(&w->be, p->cfg.device, threads, &err) != 0 ||
-        store_open(&w->db, p->cfg.db_path, p->cfg.sync_full, &err) != 0) {
+        store_open_auth(&w->db, p->cfg.db_path, p->cfg.sync_full,
+                        p->cfg.store_password[0] ? p->cfg.store_password : NULL, &err) != 0) {
         api_snprintf(msg, cap, "worker %d: %s", w->index, err.msg);
         return -1;
     }

@@ -103,6 +103,7 @@ typedef struct worker_config {
     int threads;                         /* backend threads per worker */
     char device[64];
     char db_path[CONFIG_PATH_LEN + 32];
+    char store_password[512];            /* "" = none (libpq's environment) */
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     int max_candidates;
     int sync_full;

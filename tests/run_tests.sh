@@ -93,6 +93,17 @@ for bin in "$BUILD"/tests/api/test_*; do
     case "$bin" in *.d|*.o) continue ;; esac
     run_one "$bin"
 done
+# the API suite again with every daemon on PostgreSQL (D2NWG_TEST_STORE,
+# tests/api/apitest.h: a database of the cluster per --data directory), logs
+# as pg-NAME.log. Not test_api_store_lock (SQLite's file lock; PostgreSQL's
+# lock timeout is tests/unit/test_store's pg_test_pg_lock_timeout) nor
+# test_api_anyway (the generation gate's quality runs, store-independent and
+# the slowest program).
+for bin in "$BUILD"/tests/api/test_*; do
+    [ -x "$bin" ] || continue
+    case "$bin" in *.d|*.o|*/test_api_store_lock|*/test_api_anyway) continue ;; esac
+    D2NWG_TEST_STORE=postgres run_one "$bin" pg-
+done
 # the dashboard in headless chromium (skipped by name where it is not installed)
 run_one tests/browser/dashboard.sh
 run_one tests/contract/check_responses.sh

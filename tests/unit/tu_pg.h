@@ -6,6 +6,7 @@
 #define D2_TU_PG_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -49,6 +50,36 @@ static inline void tu_pg_newdb(char *out, size_t cap, const char *tag)
              (long)ts.tv_nsec);
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", name); /* name: [a-z0-9_] made here */
     tu_pg_admin(sql);
+    snprintf(out, cap, "%s dbname=%s", tu_pg_base(), name);
+}
+
+/* The database for key (the same key, the same database: a daemon started
+ * again on the same --data finds its store), created when absent; its
+ * connection string goes to out. */
+static inline void tu_pg_db_for(char *out, size_t cap, const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    char name[64], dsn[1024];
+    snprintf(name, sizeof name, "d2t_%016llx", (unsigned long long)h);
+    snprintf(dsn, sizeof dsn, "%s dbname=postgres", tu_pg_base());
+    PGconn *c = PQconnectdb(dsn);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("PostgreSQL at '%s': %s", dsn, PQerrorMessage(c));
+    const char *v[1] = {name};
+    PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, v,
+                               NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("pg_database: %s", PQerrorMessage(c));
+    int exists = PQntuples(r) > 0;
+    PQclear(r);
+    PQfinish(c);
+    if (!exists) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name); /* name: [0-9a-z_] made here */
+        tu_pg_admin(sql);
+    }
     snprintf(out, cap, "%s dbname=%s", tu_pg_base(), name);
 }
 
