@@ -317,6 +317,33 @@ int sq_migrate(store *s, int *version, d2_error *err)
     return 0;
 }
 
+/* One node: no leases to renew or to expire, and checkpoint bytes live in
+ * pack files (routes_checkpoints.c, worker.c). */
+static int sq_jobs_renew(store *s, int *n, d2_error *err)
+{
+    (void)s;
+    (void)err;
+    *n = 0;
+    return 0;
+}
+
+static int sq_pack_put(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err)
+{
+    (void)s;
+    (void)bytes;
+    (void)n;
+    return d2_fail(err, D2_EUNSUPPORTED, "store: SQLite keeps job %s's pack in a file", job_id);
+}
+
+static int sq_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size_t *n,
+                               d2_error *err)
+{
+    (void)s;
+    *bytes = NULL;
+    *n = 0;
+    return d2_fail(err, D2_EUNSUPPORTED, "store: SQLite keeps %s's bytes in a pack file", id);
+}
+
 const store_ops store_sqlite_ops = {
     .dialect = "sqlite",
     .close = sq_close,
@@ -351,4 +378,9 @@ const store_ops store_sqlite_ops = {
     .idem_get = sq_idem_get,
     .idem_put = sq_idem_put,
     .idem_expire = sq_idem_expire,
+    .jobs_renew = sq_jobs_renew,
+    .jobs_requeue_expired = sq_jobs_renew, /* nothing expires on one node */
+    .pack_put = sq_pack_put,
+    .checkpoint_bytes = sq_checkpoint_bytes,
+    .keeps_weights = 0,
 };

@@ -33,6 +33,16 @@ int store_open(store **out, const char *path, int sync_full, d2_error *err);
  * PGPASSFILE or ~/.pgpass); ignored by SQLite. */
 int store_open_auth(store **out, const char *target, int sync_full, const char *password,
                     d2_error *err);
+/* Everything a connection is opened with (store_open_conf). */
+typedef struct store_conf {
+    const char *target;   /* as store_open's path */
+    const char *password; /* PostgreSQL; NULL: libpq's environment */
+    int sync_full;        /* SQLite */
+    const char *owner;    /* PostgreSQL: this replica's name in jobs.owner (NULL: "d2nwgd") */
+    int lease_ms;         /* PostgreSQL: a claimed job's lease (0: STORE_LEASE_MS) */
+} store_conf;
+#define STORE_LEASE_MS 10000
+int store_open_conf(store **out, const store_conf *conf, d2_error *err);
 /* 1 when target names a PostgreSQL database rather than an SQLite file. */
 int store_is_postgres(const char *target);
 void store_close(store *s);
@@ -112,9 +122,31 @@ int store_job_finish(store *s, const char *id, api_job_state state, const char *
 int store_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
                       const api_checkpoint *c, const int64_t *offsets, int n,
                       const char *parent_checkpoint, const api_gate *gate, d2_error *err);
+/* ---- several replicas on one database (PostgreSQL; SQLite: single node,
+ * these are no-ops) ----
+ * store_job_set_running claims a queued job for this connection's owner
+ * (SELECT ... FOR UPDATE SKIP LOCKED: two replicas never wait on each other)
+ * under a lease of lease_ms; it fails with D2_EINVAL when the job is not
+ * queued any more (another replica took it, or it ended). The outcome
+ * writes (succeed, requeue, finish of a running job) apply only while this
+ * owner holds the job; store_job_succeed fails with D2_EINVAL otherwise. */
+/* Extend the lease of every job this owner runs; *n = how many. */
+int store_jobs_renew(store *s, int *n, d2_error *err);
+/* Jobs whose lease ran out (their replica died) back to queued; *n. */
+int store_jobs_requeue_expired(store *s, int *n, d2_error *err);
+/* 1 when checkpoint bytes live in the store (PostgreSQL: store_pack_put,
+ * store_checkpoint_bytes) rather than in DATA/checkpoints pack files. */
+int store_keeps_weights(const store *s);
+/* A job's pack (its checkpoints back to back, offsets as store_job_succeed's). */
+int store_pack_put(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err);
+/* One checkpoint's bytes (malloc'd). */
+int store_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size_t *n,
+                           d2_error *err);
+
 /* Back to queued (shutdown before it finished). */
 int store_job_requeue(store *s, const char *id, d2_error *err);
-/* Every running job back to queued (start-up after a crash); *n = how many. */
+/* Every running job back to queued (start-up after a crash; PostgreSQL: only
+ * those whose lease ran out, the others run on live replicas); *n = how many. */
 int store_jobs_requeue_running(store *s, int *n, d2_error *err);
 int store_job_counts(store *s, int64_t counts[API_JOB_STATE_COUNT], d2_error *err);
 

@@ -4,6 +4,7 @@
  * generator row, migration lookup, little-endian blobs). */
 #include "store_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,17 +29,32 @@ int store_is_postgres(const char *target)
     return p > k && *p == '=';
 }
 
+int store_open_conf(store **out, const store_conf *c, d2_error *err)
+{
+    int rc = store_is_postgres(c->target) ? store_pg_open(out, c->target, c->password, err)
+                                          : store_sqlite_open(out, c->target, c->sync_full, err);
+    if (rc != 0)
+        return rc;
+    snprintf((*out)->owner, sizeof (*out)->owner, "%s", c->owner ? c->owner : "d2nwgd");
+    (*out)->lease_ms = c->lease_ms > 0 ? c->lease_ms : STORE_LEASE_MS;
+    return 0;
+}
+
 int store_open_auth(store **out, const char *target, int sync_full, const char *password,
                     d2_error *err)
 {
-    if (store_is_postgres(target))
-        return store_pg_open(out, target, password, err);
-    return store_sqlite_open(out, target, sync_full, err);
+    store_conf c = {target, password, sync_full, NULL, 0};
+    return store_open_conf(out, &c, err);
 }
 
 int store_open(store **out, const char *path, int sync_full, d2_error *err)
 {
     return store_open_auth(out, path, sync_full, NULL, err);
+}
+
+int store_keeps_weights(const store *s)
+{
+    return s->ops->keeps_weights;
 }
 
 void store_close(store *s)
@@ -308,4 +324,25 @@ int store_idem_put(store *s, const char *principal, const char *key, const char 
 int store_idem_expire(store *s, int64_t before_ms, int *n, d2_error *err)
 {
     return s->ops->idem_expire(s, before_ms, n, err);
+}
+
+int store_jobs_renew(store *s, int *n, d2_error *err)
+{
+    return s->ops->jobs_renew(s, n, err);
+}
+
+int store_jobs_requeue_expired(store *s, int *n, d2_error *err)
+{
+    return s->ops->jobs_requeue_expired(s, n, err);
+}
+
+int store_pack_put(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err)
+{
+    return s->ops->pack_put(s, job_id, bytes, n, err);
+}
+
+int store_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size_t *n,
+                           d2_error *err)
+{
+    return s->ops->checkpoint_bytes(s, id, bytes, n, err);
 }

@@ -59,6 +59,12 @@ typedef struct store_ops {
     int (*idem_put)(store *s, const char *principal, const char *key, const char *sha,
                     const char *job_id, int64_t now_ms, d2_error *err);
     int (*idem_expire)(store *s, int64_t before_ms, int *n, d2_error *err);
+    int (*jobs_renew)(store *s, int *n, d2_error *err);
+    int (*jobs_requeue_expired)(store *s, int *n, d2_error *err);
+    int (*pack_put)(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err);
+    int (*checkpoint_bytes)(store *s, const char *id, unsigned char **bytes, size_t *n,
+                            d2_error *err);
+    int keeps_weights;
 } store_ops;
 
 struct store {
@@ -66,6 +72,8 @@ struct store {
     int depth;        /* store_begin nesting */
     int failed;       /* a nested part failed: the outermost commit rolls back */
     int busy;         /* the last failure means "unavailable for now" (see store_busy) */
+    char owner[128];  /* jobs.owner of the jobs this connection claims (PostgreSQL) */
+    int lease_ms;
     /* SQLite (store.c, store_jobs.c, store_objects.c); db NULL for PostgreSQL */
     sqlite3 *db;
     sqlite3_stmt *rollback; /* "ROLLBACK", prepared at open (see store.c) */

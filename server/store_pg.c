@@ -132,4 +132,9 @@ const store_ops store_pg_ops = {
     .idem_get = pg_idem_get,
     .idem_put = pg_idem_put,
     .idem_expire = pg_idem_expire,
+    .jobs_renew = pg_jobs_renew,
+    .jobs_requeue_expired = pg_jobs_requeue_expired,
+    .pack_put = pg_pack_put,
+    .checkpoint_bytes = pg_checkpoint_bytes,
+    .keeps_weights = 1,
 };

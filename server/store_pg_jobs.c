@@ -27,17 +27,29 @@ static const char SQL_LIST_STATE[] = "SELECT " JOB_COLS " FROM jobs WHERE state 
                                      "seq < $1 ORDER BY seq DESC LIMIT $2";
 static const char SQL_QUEUED[] = "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' "
                                  "ORDER BY priority DESC, seq ASC";
+/* now on the database's clock: leases compare times of one clock only */
+#define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+/* the claim: a row another replica is claiming at this instant is skipped,
+ * not waited for (it is not queued any more once that one commits) */
 static const char SQL_RUNNING[] =
     "UPDATE jobs SET state = 'running', started_ms = $2, attempts = attempts + 1, "
-    "progress = 0 WHERE id = $1 AND state = 'queued'";
+    "progress = 0, owner = $3, lease_until = " NOW_MS " + $4 WHERE id = "
+    "(SELECT id FROM jobs WHERE id = $1 AND state = 'queued' FOR UPDATE SKIP LOCKED)";
+static const char SQL_RENEW[] =
+    "UPDATE jobs SET lease_until = " NOW_MS " + $2 WHERE owner = $1 AND state = 'running'";
+static const char SQL_EXPIRED[] =
+    "UPDATE jobs SET state = 'queued', progress = 0, owner = NULL, lease_until = NULL "
+    "WHERE state = 'running' AND (lease_until IS NULL OR lease_until < " NOW_MS ")";
 static const char SQL_CANCEL_REQ[] = "UPDATE jobs SET cancel_requested = 1 WHERE id = $1";
+/* a running job ends only by the replica that holds it */
 static const char SQL_FINISH[] =
     "UPDATE jobs SET state = $2, error_code = $3, error_message = $4, finished_ms = $5, "
-    "run_seconds = $6 WHERE id = $1";
+    "run_seconds = $6, owner = NULL, lease_until = NULL "
+    "WHERE id = $1 AND (state <> 'running' OR owner = $7)";
 static const char SQL_SUCCEED[] =
     "UPDATE jobs SET state = 'succeeded', progress = 1, way = $2, run_seconds = $3, "
-    "finished_ms = $4, error_code = NULL, error_message = NULL, gate_decision = $5 "
-    "WHERE id = $1";
+    "finished_ms = $4, error_code = NULL, error_message = NULL, gate_decision = $5, "
+    "owner = NULL, lease_until = NULL WHERE id = $1 AND state = 'running' AND owner = $6";
 static const char SQL_CKPT_INSERT[] =
     "INSERT INTO checkpoints (id, job_id, rank, candidate_index, support_acc, support_loss, "
     "norm, zoo_distance, zoo_nearest, sha256, size_bytes, file_offset, created_ms, method) "
@@ -50,9 +62,8 @@ static const char SQL_CKPT_INSERT[] =
     "file_offset = excluded.file_offset, created_ms = excluded.created_ms, "
     "method = excluded.method";
 static const char SQL_REQUEUE[] =
-    "UPDATE jobs SET state = 'queued', progress = 0 WHERE id = $1 AND state = 'running'";
-static const char SQL_REQUEUE_ALL[] =
-    "UPDATE jobs SET state = 'queued', progress = 0 WHERE state = 'running'";
+    "UPDATE jobs SET state = 'queued', progress = 0, owner = NULL, lease_until = NULL "
+    "WHERE id = $1 AND state = 'running' AND owner = $2";
 static const char SQL_COUNTS[] = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
 
 static int edge(store *s, const char *sk, const char *sid, const char *dk, const char *did,
@@ -234,6 +245,8 @@ int pg_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *e
     pgp_init(&p);
     pgp_text(&p, id);
     pgp_i64(&p, started_ms);
+    pgp_text(&p, s->owner);
+    pgp_i64(&p, s->lease_ms);
     int64_t changed = 0;
     if (pg_write(s, SQL_RUNNING, &p, &changed, "mark job running", err) != 0)
         return D2_EIO;
@@ -260,7 +273,11 @@ int pg_job_finish(store *s, const char *id, api_job_state state, const char *err
         pgp_f64(&p, run_seconds);
     else
         pgp_text(&p, NULL);
-    return pg_write(s, SQL_FINISH, &p, NULL, "finish job", err);
+    pgp_text(&p, s->owner);
+    int64_t changed = 0;
+    if (pg_write(s, SQL_FINISH, &p, &changed, "finish job", err) != 0)
+        return D2_EIO;
+    return changed == 1 ? 0 : d2_fail(err, D2_EINVAL, "store: job %s runs on another replica", id);
 }
 
 static int ckpt_insert(store *s, const char *job_id, const api_checkpoint *c, int64_t offset,
@@ -304,7 +321,15 @@ static int succeed_rows(store *s, const char *id, int way, double run_seconds, i
     pgp_f64(&p, run_seconds);
     pgp_i64(&p, now);
     pgp_text(&p, decision);
-    return pg_cmd(s, SQL_SUCCEED, &p, NULL, "mark job succeeded", err);
+    pgp_text(&p, s->owner);
+    int64_t changed = 0;
+    if (pg_cmd(s, SQL_SUCCEED, &p, &changed, "mark job succeeded", err) != 0)
+        return D2_EIO;
+    if (changed != 1) {
+        s->failed = 1; /* the checkpoint rows go with it */
+        return d2_fail(err, D2_EINVAL, "store: job %s: lease lost to another replica", id);
+    }
+    return 0;
 }
 
 int pg_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
@@ -320,12 +345,13 @@ int pg_job_succeed(store *s, const char *id, int way, double run_seconds, int64_
             return d2_fail(err, D2_ENOMEM, "store: out of memory for the gate decision");
     }
     int rc = pg_begin(s, err);
-    if (rc == 0 && succeed_rows(s, id, way, run_seconds, finished_ms, c, offsets, n,
-                                parent_checkpoint, decision, err) != 0) {
-        pg_rollback(s);
-        rc = D2_EIO;
-    } else if (rc == 0) {
-        rc = pg_commit(s, err);
+    if (rc == 0) {
+        rc = succeed_rows(s, id, way, run_seconds, finished_ms, c, offsets, n, parent_checkpoint,
+                          decision, err);
+        if (rc != 0)
+            pg_rollback(s);
+        else
+            rc = pg_commit(s, err);
     }
     free(decision);
     return rc;
@@ -333,13 +359,35 @@ int pg_job_succeed(store *s, const char *id, int way, double run_seconds, int64_
 
 int pg_job_requeue(store *s, const char *id, d2_error *err)
 {
-    return write_id(s, SQL_REQUEUE, id, NULL, "requeue job", err);
+    pg_params p;
+    pgp_init(&p);
+    pgp_text(&p, id);
+    pgp_text(&p, s->owner);
+    return pg_write(s, SQL_REQUEUE, &p, NULL, "requeue job", err);
 }
 
+/* At start-up: only the jobs no live replica holds (their lease ran out). */
 int pg_jobs_requeue_running(store *s, int *n, d2_error *err)
 {
+    return pg_jobs_requeue_expired(s, n, err);
+}
+
+int pg_jobs_requeue_expired(store *s, int *n, d2_error *err)
+{
     int64_t changed = 0;
-    int rc = pg_write(s, SQL_REQUEUE_ALL, NULL, &changed, "requeue running jobs", err);
+    int rc = pg_write(s, SQL_EXPIRED, NULL, &changed, "requeue expired jobs", err);
+    *n = (int)changed;
+    return rc;
+}
+
+int pg_jobs_renew(store *s, int *n, d2_error *err)
+{
+    pg_params p;
+    pgp_init(&p);
+    pgp_text(&p, s->owner);
+    pgp_i64(&p, s->lease_ms);
+    int64_t changed = 0;
+    int rc = pg_write(s, SQL_RENEW, &p, &changed, "renew leases", err);
     *n = (int)changed;
     return rc;
 }

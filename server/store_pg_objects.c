@@ -361,3 +361,48 @@ int pg_idem_expire(store *s, int64_t before_ms, int *n, d2_error *err)
         *n = (int)changed;
     return rc;
 }
+
+/* ---- checkpoint bytes (replicas share nothing but the database) ---- */
+
+static const char SQL_PACK_PUT[] =
+    "INSERT INTO checkpoint_packs (job_id, bytes) VALUES ($1, $2) "
+    "ON CONFLICT (job_id) DO UPDATE SET bytes = excluded.bytes";
+static const char SQL_CKPT_BYTES[] =
+    "SELECT substring(p.bytes FROM (c.file_offset + 1)::int FOR c.size_bytes::int) "
+    "FROM checkpoints c "
+    "JOIN checkpoint_packs p ON p.job_id = c.job_id WHERE c.id = $1";
+
+int pg_pack_put(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err)
+{
+    pg_params p;
+    pgp_init(&p);
+    pgp_text(&p, job_id);
+    pgp_bytes(&p, bytes, n);
+    return pg_write(s, SQL_PACK_PUT, &p, NULL, "store checkpoint pack", err);
+}
+
+int pg_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size_t *n,
+                        d2_error *err)
+{
+    *bytes = NULL;
+    *n = 0;
+    pg_params p;
+    pgp_init(&p);
+    pgp_text(&p, id);
+    PGresult *r;
+    int rc = pg_row(s, SQL_CKPT_BYTES, &p, &r, "checkpoint bytes", "checkpoint", id, err);
+    if (rc != 0)
+        return rc;
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &len);
+    PQclear(r);
+    unsigned char *copy = raw ? malloc(len ? len : 1) : NULL;
+    if (copy)
+        memcpy(copy, raw, len);
+    PQfreemem(raw);
+    if (!copy)
+        return d2_fail(err, D2_ENOMEM, "store: out of memory for %s", id);
+    *bytes = copy;
+    *n = len;
+    return 0;
+}

@@ -37,5 +37,9 @@ int pg_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN], i
 int pg_idem_get(store *s, const char *principal, const char *key, char sha[65], char job_id[API_ID_LEN], d2_error *err);
 int pg_idem_put(store *s, const char *principal, const char *key, const char *sha, const char *job_id, int64_t now_ms, d2_error *err);
 int pg_idem_expire(store *s, int64_t before_ms, int *n, d2_error *err);
+int pg_jobs_renew(store *s, int *n, d2_error *err);
+int pg_jobs_requeue_expired(store *s, int *n, d2_error *err);
+int pg_pack_put(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err);
+int pg_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size_t *n, d2_error *err);
 
 #endif

@@ -26,14 +26,17 @@ typedef struct fixture {
 /* the schema version each dialect's migrations reach */
 static int latest_version(const store *s)
 {
-    return strcmp(store_dialect(s), "postgres") ? 4 : 1;
+    return strcmp(store_dialect(s), "postgres") ? 4 : 2;
 }
 
+/* PostgreSQL's leases last 1 ms here: a "crash" (requeue_running) finds the
+ * job's lease run out, as a restart after a real one would. */
 static int open_fixture(fixture *f)
 {
     d2_error err;
     int version = -1;
-    assert_int_equal(store_open(&f->s, f->path, 0, &err), 0);
+    store_conf conf = {f->path, NULL, 0, NULL, 1};
+    assert_int_equal(store_open_conf(&f->s, &conf, &err), 0);
     assert_int_equal(store_migrate(f->s, &version, &err), 0);
     assert_int_equal(version, latest_version(f->s));
     return 0;
@@ -228,6 +231,7 @@ static void test_jobs_lifecycle(void **state)
     assert_int_equal(got.attempts, 1);
     assert_true(got.started_ms == 10500);
     /* a crash: running -> queued on restart, attempts kept */
+    usleep(3000); /* PostgreSQL: past the fixture's 1 ms lease */
     int n = 0;
     assert_int_equal(store_jobs_requeue_running(f->s, &n, &err), 0);
     assert_int_equal(n, 1);
@@ -552,13 +556,13 @@ static void test_pg_migrate(void **state)
     int v = -1;
     assert_string_equal(store_dialect(f->s), "postgres");
     assert_int_equal(store_migrate(f->s, &v, &err), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, 2);
     assert_int_equal(store_user_version(f->s, &v, &err), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, 2);
     PGconn *c = pg_side(f);
     PGresult *r = PQexec(c, "SELECT count(*) FROM schema_version");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    assert_string_equal(PQgetvalue(r, 0, 0), "2");
     PQclear(r);
     pg_exec_ok(c, "INSERT INTO schema_version VALUES (99)");
     PQfinish(c);
@@ -583,11 +587,14 @@ static void test_pg_lock_timeout(void **state)
     pg_exec_ok(c, "BEGIN");
     pg_exec_ok(c, "SELECT * FROM jobs FOR UPDATE");
     store_set_busy_timeout(f->s, 100);
-    assert_int_not_equal(store_job_set_running(f->s, j.id, 1100, &err), 0);
+    assert_int_not_equal(store_job_set_cancel_requested(f->s, j.id, &err), 0);
     assert_int_equal(store_busy(f->s), 1);
     assert_non_null(strstr(err.msg, "lock timeout"));
+    /* a claim does not wait: a row locked elsewhere is being claimed there */
+    assert_int_equal(store_job_set_running(f->s, j.id, 1100, &err), D2_EINVAL);
     pg_exec_ok(c, "ROLLBACK");
     store_busy_clear(f->s);
+    assert_int_equal(store_job_set_cancel_requested(f->s, j.id, &err), 0);
     assert_int_equal(store_job_set_running(f->s, j.id, 1100, &err), 0);
     assert_int_equal(store_busy(f->s), 0);
     PQfinish(c);
@@ -635,11 +642,82 @@ static void test_pg_url(void **state)
     int v = -1;
     assert_int_equal(store_open(&s, url, 0, &err), 0);
     assert_int_equal(store_user_version(s, &v, &err), 0);
-    assert_int_equal(v, 1);
+    assert_int_equal(v, 2);
     store_close(s);
     assert_int_not_equal(store_open(&s, "postgresql://postgres@/x?host=/nonexistent", 0, &err), 0);
     assert_null(s);
     assert_non_null(strstr(err.msg, "PostgreSQL"));
+}
+
+/* Two replicas on one database: a claim is one replica's; a running job's
+ * lease keeps it while renewed; once it runs out another replica requeues
+ * and claims it, and the first one's outcome is refused; the pack's bytes
+ * come back from the store, slice by slice. */
+static void test_pg_fleet(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    add_generator(f->s, GEN);
+    char fp[65];
+    put_dataset(f->s, fp, 5.0f);
+    api_job j;
+    make_job(&j, "j_dddddddddddddddddddd", GEN, fp, 1000);
+    assert_int_equal(store_job_insert(f->s, &j, "p", &err), 0);
+    store *a, *b;
+    store_conf ca = {f->path, NULL, 0, "replica-a", 60000};
+    store_conf cb = {f->path, NULL, 0, "replica-b", 60000};
+    assert_int_equal(store_open_conf(&a, &ca, &err), 0);
+    assert_int_equal(store_open_conf(&b, &cb, &err), 0);
+    assert_true(store_keeps_weights(a));
+    assert_int_equal(store_job_set_running(a, j.id, 1100, &err), 0);
+    assert_int_equal(store_job_set_running(b, j.id, 1100, &err), D2_EINVAL); /* a holds it */
+    int n = -1;
+    assert_int_equal(store_jobs_renew(a, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_jobs_requeue_expired(b, &n, &err), 0);
+    assert_int_equal(n, 0); /* a's lease runs */
+    /* a dies: its lease runs out */
+    PGconn *c = pg_side(f);
+    pg_exec_ok(c, "UPDATE jobs SET lease_until = 0");
+    PQfinish(c);
+    assert_int_equal(store_jobs_requeue_expired(b, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_job_set_running(b, j.id, 1200, &err), 0);
+    api_checkpoint ck[2];
+    memset(ck, 0, sizeof ck);
+    const char pack[] = "0123456789abcdefXYZ";
+    int64_t offsets[2] = {0, 10};
+    for (int i = 0; i < 2; i++) {
+        snprintf(ck[i].id, sizeof ck[i].id, "ck_dddddddddddddddddddd_%d", i);
+        ck[i].rank = i;
+        ck[i].size_bytes = i ? 9 : 10;
+    }
+    /* a comes back and would store its outcome: refused, nothing written */
+    assert_int_equal(store_begin(a, &err), 0);
+    assert_int_equal(store_pack_put(a, j.id, "stale", 5, &err), 0);
+    assert_int_equal(store_job_succeed(a, j.id, 2, 0.1, 1300, ck, offsets, 2, NULL, NULL, &err),
+                     D2_EINVAL);
+    store_rollback(a);
+    assert_int_equal(store_begin(b, &err), 0);
+    assert_int_equal(store_pack_put(b, j.id, pack, sizeof pack - 1, &err), 0);
+    assert_int_equal(store_job_succeed(b, j.id, 2, 0.1, 1300, ck, offsets, 2, NULL, NULL, &err),
+                     0);
+    assert_int_equal(store_commit(b, &err), 0);
+    unsigned char *bytes;
+    size_t len;
+    if (store_checkpoint_bytes(a, ck[1].id, &bytes, &len, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(len, 9);
+    assert_memory_equal(bytes, "abcdefXYZ", 9);
+    free(bytes);
+    api_job got;
+    assert_int_equal(store_job_get(a, j.id, &got, 1, &err), 0);
+    assert_int_equal(got.state, API_JOB_SUCCEEDED);
+    assert_int_equal(got.attempts, 2);
+    assert_int_equal(got.ncheckpoints, 2);
+    api_job_free(&got);
+    store_close(a);
+    store_close(b);
 }
 
 #define PG_TEST(fn) {"pg_" #fn, fn, setup_pg, teardown, NULL}
@@ -663,6 +741,7 @@ int main(void)
         PG_TEST(test_pg_lock_timeout),
         PG_TEST(test_pg_connection_lost),
         PG_TEST(test_pg_url),
+        PG_TEST(test_pg_fleet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
