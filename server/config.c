@@ -33,6 +33,7 @@ void config_defaults(config *c)
     c->log_level = LOG_INFO;
     c->sqlite_sync_full = 0;
     c->store_busy_ms = 1000;
+    c->store_lease_ms = 10000;
 }
 
 static int parse_long(const char *key, const char *v, long lo, long hi, long *out, d2_error *err)
@@ -205,6 +206,7 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         {"threads", 0, 1024, offsetof(config, threads)},
         {"max_queue", 1, 10000000, offsetof(config, max_queue)},
         {"store_busy_ms", 0, 600000, offsetof(config, store_busy_ms)},
+        {"store_lease_ms", 1000, 3600000, offsetof(config, store_lease_ms)},
         {"long_poll_max", 1, 3600, offsetof(config, long_poll_max)},
         {"shutdown_grace", 0, 3600, offsetof(config, shutdown_grace)},
         {"max_connections", 8, 1000000, offsetof(config, max_connections)},
@@ -451,6 +453,10 @@ void config_usage(FILE *out)
             "  --store-busy-ms MS       how long a request's store write waits for a lock held\n"
             "                           elsewhere before it is answered 503 store_unavailable\n"
             "                           (default 1000)\n"
+            "  --store-lease-ms MS      PostgreSQL: a replica holds a running job this long\n"
+            "                           past its last renewal (every MS/4); a replica that\n"
+            "                           dies loses its jobs to the others after it\n"
+            "                           (default 10000)\n"
             "  --help, --version\n");
 }
 

@@ -45,6 +45,7 @@ typedef struct config {
     int log_level;                   /* LOG_* */
     int sqlite_sync_full;            /* 1: synchronous=FULL (power-loss durable commits) */
     int store_busy_ms;               /* a request's store write waits this long for a lock, then 503 */
+    int store_lease_ms;              /* PostgreSQL: a running job's lease (renewed while it runs) */
     int ngenerators;
     config_generator generators[CONFIG_MAX_GENERATORS];
 } config;

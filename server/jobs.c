@@ -325,10 +325,25 @@ static void retrieve_done(jobs *j, rtask *t)
     rtask_free(t);
 }
 
+/* Another replica claimed it (or holds it since this one's lease ran out):
+ * not ours; the store has its state, which the feed reads. */
+static void job_taken(jobs *j, job_rec *r)
+{
+    j->nrunning--;
+    server_log(j->s, LOG_DEBUG, "job taken by another replica",
+               json_pack("{s:s, s:s}", "job_id", r->w.job_id, "reason", r->w.error_message));
+    changed(j, r->w.job_id);
+    rec_free(j, r);
+}
+
 static void job_done(jobs *j, job_rec *r)
 {
     server *s = j->s;
     work_item *w = &r->w;
+    if (w->outcome == WORK_TAKEN) {
+        job_taken(j, r);
+        return;
+    }
     j->nrunning--;
     switch (w->outcome) {
     case WORK_SUCCEEDED: r->state = API_JOB_SUCCEEDED; break;
@@ -431,6 +446,8 @@ int jobs_start_workers(jobs *j, d2_error *err)
     api_snprintf(wc.device, sizeof wc.device, "%s", s->cfg->device);
     api_snprintf(wc.db_path, sizeof wc.db_path, "%s", s->db_path);
     api_snprintf(wc.store_password, sizeof wc.store_password, "%s", s->store_password);
+    api_snprintf(wc.replica, sizeof wc.replica, "%s", s->replica);
+    wc.lease_ms = s->cfg->store_lease_ms;
     api_snprintf(wc.checkpoint_dir, sizeof wc.checkpoint_dir, "%s", s->checkpoint_dir);
     wc.max_candidates = s->cfg->limits.max_candidates;
     wc.sync_full = s->cfg->sqlite_sync_full;
@@ -532,6 +549,11 @@ static int restore_action(const jobs *j, const api_job *job, int only, int *g)
     int same = by_name >= 0 && gs->e[by_name].state == GEN_READY &&
                !strcmp(gs->e[by_name].info->id, job->generator_id);
     *g = same ? by_name : gens_find_id(gs, job->generator_id);
+    if (only == JOBS_ADOPT) {
+        if (find(j, job->id) || (by_name >= 0 && gs->e[by_name].state != GEN_READY))
+            return 0;
+        return *g >= 0 ? 1 : 0;
+    }
     if (only >= 0) {
         if (find(j, job->id))
             return 0; /* queued already */
@@ -572,8 +594,10 @@ static void restore_jobs(jobs *j, const api_job *list, int n, int only)
         restored += act == 1;
         if (act == 2)
             fail_unloaded(j, &list[i]);
-        waiting += act == 0 && only < 0;
+        waiting += act == 0 && only == -1;
     }
+    if (only == JOBS_ADOPT)
+        return; /* every tick: quiet */
     if (restored > 0 || waiting > 0)
         server_log(j->s, LOG_INFO, "queued jobs restored",
                    json_pack("{s:i, s:i}", "count", restored, "waiting_for_generator", waiting));
@@ -583,7 +607,7 @@ static void restore_done(storeq_op *sq)
 {
     restore_op *c = (restore_op *)sq;
     jobs *j = c->j;
-    if (sq->busy) {
+    if (sq->busy && c->only != JOBS_ADOPT) { /* adoption: the next tick */
         storeq_submit_after(j->s->storeq, sq, JOBS_STORE_RETRY_MS);
         return;
     }
@@ -592,7 +616,7 @@ static void restore_done(storeq_op *sq)
     for (int i = 0; i < c->n; i++)
         api_job_free(&c->list[i]);
     free(c->list);
-    if (sq->rc != D2_ECANCELLED && j->owner.restored)
+    if (sq->rc != D2_ECANCELLED && c->only != JOBS_ADOPT && j->owner.restored)
         j->owner.restored(j->owner.user, c->only, sq->rc, sq->err.msg);
     free(c);
 }

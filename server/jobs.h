@@ -47,6 +47,10 @@ int jobs_start_workers(jobs *j, d2_error *err);
  * but another file's id fail). The read runs on a store thread (tried again
  * while the store is locked); the owner's `restored` says when it is done. */
 int jobs_restore(jobs *j, int only, d2_error *err);
+/* only = JOBS_ADOPT (fleet.c): the queued jobs other replicas accepted are
+ * queued here too, quietly: none is failed (another replica may have its
+ * generator), and the owner's `restored` is not called. */
+#define JOBS_ADOPT (-2)
 /* Queue a job the store has just accepted (state queued). */
 int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err);
 
