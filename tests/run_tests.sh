@@ -98,10 +98,11 @@ done
 # as pg-NAME.log. Not test_api_store_lock (SQLite's file lock; PostgreSQL's
 # lock timeout is tests/unit/test_store's pg_test_pg_lock_timeout) nor
 # test_api_anyway (the generation gate's quality runs, store-independent and
-# the slowest program).
+# the slowest program), nor test_api_fleet (PostgreSQL already: three
+# replicas on one database, one killed mid-job).
 for bin in "$BUILD"/tests/api/test_*; do
     [ -x "$bin" ] || continue
-    case "$bin" in *.d|*.o|*/test_api_store_lock|*/test_api_anyway) continue ;; esac
+    case "$bin" in *.d|*.o|*/test_api_store_lock|*/test_api_anyway|*/test_api_fleet) continue ;; esac
     D2NWG_TEST_STORE=postgres run_one "$bin" pg-
 done
 # the dashboard in headless chromium (skipped by name where it is not installed)

@@ -125,7 +125,7 @@ static inline void at_start(at_daemon *d, const char *dir, const char *name,
     const char *dialect = getenv("D2NWG_TEST_STORE");
     int has_store = 0;
     for (int i = 0; extra && extra[i]; i++)
-        has_store |= !strncmp(extra[i], "--store", 7) && strncmp(extra[i], "--store-busy", 12);
+        has_store |= !strcmp(extra[i], "--store") || !strncmp(extra[i], "--store=", 8);
     if (dialect && !strcmp(dialect, "postgres") && !has_store) {
         tu_pg_db_for(d->store, sizeof d->store, d->data);
         argv[n++] = "--store";
@@ -506,9 +506,9 @@ static inline json_t *at_job(const at_daemon *d, const char *id, double wait)
 {
     char path[256];
     if (wait > 0)
-        snprintf(path, sizeof path, "/v1/jobs/%s?wait=%g", id, wait);
+        snprintf(path, sizeof path, "/v1/jobs/%.200s?wait=%g", id, wait);
     else
-        snprintf(path, sizeof path, "/v1/jobs/%s", id);
+        snprintf(path, sizeof path, "/v1/jobs/%.200s", id);
     at_resp r = at_get(d, path);
     if (r.status != 200)
         fail_msg("GET %s: %ld %.400s", path, r.status, r.body);
