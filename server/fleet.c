@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "jobs.h"
+#include "store_listen.h"
 #include "storeq.h"
 
 typedef struct tick_op {
@@ -37,7 +38,7 @@ static void tick_done(storeq_op *sq)
         return;
     d2_error err;
     d2_error_clear(&err);
-    if (jobs_restore(s->jobs, JOBS_ADOPT, &err) != 0)
+    if (jobs_adopt(s->jobs, &err) != 0)
         server_log(s, LOG_WARN, "adopting queued jobs failed", json_pack("{s:s}", "error", err.msg));
 }
 
@@ -54,10 +55,25 @@ static void on_tick(uv_timer_t *timer)
     storeq_submit(s->storeq, &t->sq, STOREQ_WRITE, tick_work, tick_done, t);
 }
 
+static void on_heard(void *ctx, const char *job_id, const char *state)
+{
+    server *s = ctx;
+    if (s->jobs && !s->draining)
+        jobs_heard(s->jobs, job_id, state);
+}
+
 void fleet_start(server *s)
 {
     if (!store_is_postgres(s->db_path) || uv_is_active((uv_handle_t *)&s->fleet))
         return;
+    store_conf conf = {s->db_path, s->store_password[0] ? s->store_password : NULL, 0,
+                       s->replica, s->cfg->store_lease_ms};
+    d2_error err;
+    d2_error_clear(&err);
+    if (store_listen_start(&s->listener, s->loop, &conf, on_heard, s, &err) != 0)
+        server_log(s, LOG_WARN, "not listening to the other replicas (their changes reach "
+                                "this one at the next tick)",
+                   json_pack("{s:s}", "error", err.msg));
     uint64_t ms = (uint64_t)s->cfg->store_lease_ms / 4;
     if (ms > FLEET_TICK_MAX_MS)
         ms = FLEET_TICK_MAX_MS;
@@ -68,4 +84,12 @@ void fleet_start(server *s)
 void fleet_stop(server *s)
 {
     uv_timer_stop(&s->fleet);
+}
+
+void fleet_close(server *s, uv_close_cb cb)
+{
+    uv_timer_stop(&s->fleet);
+    store_listen_stop(s->listener);
+    s->listener = NULL;
+    uv_close((uv_handle_t *)&s->fleet, cb);
 }

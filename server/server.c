@@ -248,7 +248,7 @@ static void close_all(server *s)
     uv_close((uv_handle_t *)&s->sig_int, handle_closed);
     uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
     uv_close((uv_handle_t *)&s->closer, handle_closed);
-    uv_close((uv_handle_t *)&s->fleet, handle_closed);
+    fleet_close(s, handle_closed);
     gens_watch_close(&s->watch, handle_closed);
 }
 
@@ -509,7 +509,7 @@ int server_run(const config *cfg)
         }
         uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
         uv_close((uv_handle_t *)&s->closer, handle_closed);
-        uv_close((uv_handle_t *)&s->fleet, handle_closed);
+        fleet_close(s, handle_closed);
         gens_watch_close(&s->watch, handle_closed);
     }
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -49,6 +49,7 @@ typedef struct server {
     uv_timer_t closer;         /* waits for in-flight requests after the drain */
     uv_timer_t fleet;          /* fleet.c: leases and adoption (PostgreSQL) */
     int fleet_busy;            /* its store write is in flight */
+    struct store_listener *listener; /* fleet.c: other replicas' job changes */
     double close_started;
     uv_work_t load_req;        /* loads the initial generators off the loop */
     d2_error load_err;

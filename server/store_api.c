@@ -31,13 +31,9 @@ int store_is_postgres(const char *target)
 
 int store_open_conf(store **out, const store_conf *c, d2_error *err)
 {
-    int rc = store_is_postgres(c->target) ? store_pg_open(out, c->target, c->password, err)
-                                          : store_sqlite_open(out, c->target, c->sync_full, err);
-    if (rc != 0)
-        return rc;
-    snprintf((*out)->owner, sizeof (*out)->owner, "%s", c->owner ? c->owner : "d2nwgd");
-    (*out)->lease_ms = c->lease_ms > 0 ? c->lease_ms : STORE_LEASE_MS;
-    return 0;
+    if (store_is_postgres(c->target))
+        return store_pg_open(out, c, err);
+    return store_sqlite_open(out, c->target, c->sync_full, err);
 }
 
 int store_open_auth(store **out, const char *target, int sync_full, const char *password,

@@ -91,7 +91,8 @@ struct store {
 extern const store_ops store_sqlite_ops;
 extern const store_ops store_pg_ops;
 int store_sqlite_open(store **out, const char *path, int sync_full, d2_error *err);
-int store_pg_open(store **out, const char *conninfo, const char *password, d2_error *err);
+/* also sets owner, lease_ms and the session's d2nwg.replica (migration 0003) */
+int store_pg_open(store **out, const store_conf *conf, d2_error *err);
 
 /* ---- SQLite helpers (store.c) ---- */
 

@@ -65,13 +65,17 @@ static int sqlstate_unavailable(const char *st)
     return 0;
 }
 
+/* The session settings: lock_timeout, and d2nwg.replica (the jobs_notify
+ * trigger names the replica that made a change with it). */
 static int apply_lock_timeout(store *s, d2_error *err)
 {
     char ms[32];
     snprintf(ms, sizeof ms, "%d", s->lock_timeout_ms);
-    const char *v[1] = {ms};
-    PGresult *r = PQexecParams(s->pg, "SELECT set_config('lock_timeout', $1, false)", 1, NULL,
-                               v, NULL, NULL, 0);
+    const char *v[2] = {ms, s->owner};
+    PGresult *r = PQexecParams(s->pg,
+                               "SELECT set_config('lock_timeout', $1, false), "
+                               "set_config('d2nwg.replica', $2, false)",
+                               2, NULL, v, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
         d2_fail(err, D2_EIO, "store: set lock_timeout: %s", PQerrorMessage(s->pg));
@@ -278,7 +282,17 @@ static void quiet_notices(void *arg, const char *message)
     (void)message; /* "relation already exists, skipping" and the like */
 }
 
-int store_pg_open(store **out, const char *conninfo, const char *password, d2_error *err)
+PGconn *pg_connect(const char *conninfo, const char *password)
+{
+    /* later keywords override the expanded dbname's: the URL may set its own
+     * connect_timeout; a password given here wins */
+    const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname",
+                          password ? "password" : NULL, NULL};
+    const char *vals[] = {"10", "d2nwgd", conninfo, password, NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+int store_pg_open(store **out, const store_conf *conf, d2_error *err)
 {
     *out = NULL;
     store *s = calloc(1, sizeof *s);
@@ -286,12 +300,9 @@ int store_pg_open(store **out, const char *conninfo, const char *password, d2_er
         return d2_fail(err, D2_ENOMEM, "store: out of memory");
     s->ops = &store_pg_ops;
     s->lock_timeout_ms = 5000;
-    /* later keywords override the expanded dbname's: the URL may set its own
-     * connect_timeout; a password given here wins */
-    const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname",
-                          password ? "password" : NULL, NULL};
-    const char *vals[] = {"10", "d2nwgd", conninfo, password, NULL};
-    s->pg = PQconnectdbParams(keys, vals, 1);
+    snprintf(s->owner, sizeof s->owner, "%s", conf->owner ? conf->owner : "d2nwgd");
+    s->lease_ms = conf->lease_ms > 0 ? conf->lease_ms : STORE_LEASE_MS;
+    s->pg = pg_connect(conf->target, conf->password);
     if (!s->pg || PQstatus(s->pg) != CONNECTION_OK) {
         const char *msg = s->pg ? PQerrorMessage(s->pg) : "out of memory";
         d2_fail(err, D2_EIO, "store: connect to PostgreSQL: %.*s", (int)strcspn(msg, "\n"), msg);

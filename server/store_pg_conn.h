@@ -25,6 +25,9 @@ typedef struct pg_params {
     char num[PG_MAX_PARAMS][40];
 } pg_params;
 
+/* A libpq connection to conninfo (URL or key=value), password may be NULL. */
+PGconn *pg_connect(const char *conninfo, const char *password);
+
 void pgp_init(pg_params *p);
 void pgp_text(pg_params *p, const char *v); /* NULL: SQL NULL */
 void pgp_i64(pg_params *p, int64_t v);

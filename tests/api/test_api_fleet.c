@@ -8,7 +8,9 @@
  *     rank, no job left queued or running), and each checkpoint's bytes,
  *     fetched from a replica that did not run it, equal those of the same
  *     request on a single SQLite daemon (the seed is recorded);
- *   - an Idempotency-Key replayed at another replica returns the first job.
+ *   - an Idempotency-Key replayed at another replica returns the first job;
+ *   - a long-poll at one replica wakes when another changes the job (LISTEN/
+ *     NOTIFY), well before its wait (capped at 5 s for remote jobs) ends.
  * Fails (never skips) without a PostgreSQL cluster. */
 #include "apitest.h"
 
@@ -229,6 +231,26 @@ static void test_fleet_idempotency(void **state)
     json_t *done = at_wait_done(&c->r[2], first, 120.0);
     assert_string_equal(at_state(done), "succeeded");
     json_decref(done);
+    /* submitted at r0: r1's long-polls wake at each change made elsewhere */
+    char id[64];
+    job = at_job_json(2, 150, 78, 78);
+    at_submit(&c->r[0], job, id);
+    json_decref(job);
+    double t0 = at_now();
+    int polls = 0;
+    for (;;) {
+        double tp = at_now();
+        json_t *j = at_job(&c->r[1], id, 30);
+        polls++;
+        int end = at_terminal(at_state(j));
+        if (!end)
+            assert_true(at_now() - tp < 4.5); /* woken by a change, not the wait's end */
+        json_decref(j);
+        if (end)
+            break;
+        assert_true(at_now() - t0 < 60.0);
+    }
+    assert_true(polls <= 6);
 }
 
 int main(void)

@@ -26,7 +26,7 @@ typedef struct fixture {
 /* the schema version each dialect's migrations reach */
 static int latest_version(const store *s)
 {
-    return strcmp(store_dialect(s), "postgres") ? 4 : 2;
+    return strcmp(store_dialect(s), "postgres") ? 4 : 3;
 }
 
 /* PostgreSQL's leases last 1 ms here: a "crash" (requeue_running) finds the
@@ -556,13 +556,13 @@ static void test_pg_migrate(void **state)
     int v = -1;
     assert_string_equal(store_dialect(f->s), "postgres");
     assert_int_equal(store_migrate(f->s, &v, &err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, 3);
     assert_int_equal(store_user_version(f->s, &v, &err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, 3);
     PGconn *c = pg_side(f);
     PGresult *r = PQexec(c, "SELECT count(*) FROM schema_version");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(r, 0, 0), "2");
+    assert_string_equal(PQgetvalue(r, 0, 0), "3");
     PQclear(r);
     pg_exec_ok(c, "INSERT INTO schema_version VALUES (99)");
     PQfinish(c);
@@ -642,7 +642,7 @@ static void test_pg_url(void **state)
     int v = -1;
     assert_int_equal(store_open(&s, url, 0, &err), 0);
     assert_int_equal(store_user_version(s, &v, &err), 0);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, 3);
     store_close(s);
     assert_int_not_equal(store_open(&s, "postgresql://postgres@/x?host=/nonexistent", 0, &err), 0);
     assert_null(s);
