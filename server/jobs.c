@@ -12,6 +12,8 @@
 #define JOBS_STORE_RETRY_MS 1000
 /* Longest long-poll of a job another replica holds (see jobs_wait). */
 #define JOBS_REMOTE_WAIT_MAX_S 5.0
+/* An adoption reads this many queued jobs per worker from the shared queue. */
+#define JOBS_ADOPT_HEAD 8
 
 struct job_rec {
     work_item w; /* first: a worker event's item is the record */
@@ -629,6 +631,9 @@ typedef struct restore_op {
 static int restore_work(store *db, void *ctx, d2_error *err)
 {
     restore_op *c = ctx;
+    if (c->only == JOBS_ADOPT) /* the head of the shared queue is enough to dispatch */
+        return store_jobs_queued_first(db, JOBS_ADOPT_HEAD * c->j->nworkers, &c->list, &c->n,
+                                       err);
     return store_jobs_queued(db, &c->list, &c->n, err);
 }
 

@@ -109,6 +109,8 @@ int store_job_list(store *s, int state, int64_t before_seq, int limit, api_job *
                    d2_error *err);
 /* Queued jobs in dispatch order (priority desc, submission asc). */
 int store_jobs_queued(store *s, api_job **out, int *n, d2_error *err);
+/* The first `limit` of them (the head a replica adopts, fleet.h). */
+int store_jobs_queued_first(store *s, int limit, api_job **out, int *n, d2_error *err);
 int store_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err);
 int store_job_set_cancel_requested(store *s, const char *id, d2_error *err);
 /* failed or cancelled, with an optional error. */

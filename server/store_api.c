@@ -249,7 +249,12 @@ int store_job_list(store *s, int state, int64_t before_seq, int limit, api_job *
 
 int store_jobs_queued(store *s, api_job **out, int *n, d2_error *err)
 {
-    return s->ops->jobs_queued(s, out, n, err);
+    return s->ops->jobs_queued(s, -1, out, n, err);
+}
+
+int store_jobs_queued_first(store *s, int limit, api_job **out, int *n, d2_error *err)
+{
+    return s->ops->jobs_queued(s, limit, out, n, err);
 }
 
 int store_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err)

@@ -36,7 +36,7 @@ typedef struct store_ops {
     int (*job_seq)(store *s, const char *id, int64_t *seq, d2_error *err);
     int (*job_list)(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n,
                     d2_error *err);
-    int (*jobs_queued)(store *s, api_job **out, int *n, d2_error *err);
+    int (*jobs_queued)(store *s, int limit, api_job **out, int *n, d2_error *err);
     int (*job_set_running)(store *s, const char *id, int64_t started_ms, d2_error *err);
     int (*job_set_cancel_requested)(store *s, const char *id, d2_error *err);
     int (*job_finish)(store *s, const char *id, api_job_state state, const char *error_code,

@@ -26,7 +26,7 @@ static const char SQL_LIST[] = "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 "
 static const char SQL_LIST_STATE[] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND seq < ?1 "
                                      "ORDER BY seq DESC LIMIT ?2";
 static const char SQL_QUEUED[] = "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' "
-                                 "ORDER BY priority DESC, seq ASC";
+                                 "ORDER BY priority DESC, seq ASC LIMIT ?1";
 static const char SQL_RUNNING[] =
     "UPDATE jobs SET state = 'running', started_ms = ?2, attempts = attempts + 1, "
     "progress = 0 WHERE id = ?1 AND state = 'queued'";
@@ -225,13 +225,14 @@ int sq_job_list(store *s, int state, int64_t before_seq, int limit, api_job **ou
     return collect(s, st, out, n, 1, err);
 }
 
-int sq_jobs_queued(store *s, api_job **out, int *n, d2_error *err)
+int sq_jobs_queued(store *s, int limit, api_job **out, int *n, d2_error *err)
 {
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = store_stmt(s, SQL_QUEUED, err);
     if (!st)
         return D2_EIO;
+    sqlite3_bind_int(st, 1, limit); /* negative: no limit */
     return collect(s, st, out, n, 0, err);
 }
 

@@ -26,7 +26,7 @@ static const char SQL_LIST[] = "SELECT " JOB_COLS " FROM jobs WHERE seq < $1 "
 static const char SQL_LIST_STATE[] = "SELECT " JOB_COLS " FROM jobs WHERE state = $3 AND "
                                      "seq < $1 ORDER BY seq DESC LIMIT $2";
 static const char SQL_QUEUED[] = "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' "
-                                 "ORDER BY priority DESC, seq ASC";
+                                 "ORDER BY priority DESC, seq ASC LIMIT $1";
 /* now on the database's clock: leases compare times of one clock only */
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 /* the claim: a row another replica is claiming at this instant is skipped,
@@ -225,9 +225,15 @@ int pg_job_list(store *s, int state, int64_t before_seq, int limit, api_job **ou
     return collect(s, state >= 0 ? SQL_LIST_STATE : SQL_LIST, &p, out, n, 1, err);
 }
 
-int pg_jobs_queued(store *s, api_job **out, int *n, d2_error *err)
+int pg_jobs_queued(store *s, int limit, api_job **out, int *n, d2_error *err)
 {
-    return collect(s, SQL_QUEUED, NULL, out, n, 0, err);
+    pg_params p;
+    pgp_init(&p);
+    if (limit >= 0)
+        pgp_i64(&p, limit);
+    else
+        pgp_text(&p, NULL); /* LIMIT NULL: all */
+    return collect(s, SQL_QUEUED, &p, out, n, 0, err);
 }
 
 static int write_id(store *s, const char *sql, const char *id, int64_t *changed,

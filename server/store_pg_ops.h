@@ -22,7 +22,7 @@ int pg_job_insert(store *s, const api_job *j, const char *principal, d2_error *e
 int pg_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err);
 int pg_job_seq(store *s, const char *id, int64_t *seq, d2_error *err);
 int pg_job_list(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n, d2_error *err);
-int pg_jobs_queued(store *s, api_job **out, int *n, d2_error *err);
+int pg_jobs_queued(store *s, int limit, api_job **out, int *n, d2_error *err);
 int pg_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err);
 int pg_job_set_cancel_requested(store *s, const char *id, d2_error *err);
 int pg_job_finish(store *s, const char *id, api_job_state state, const char *error_code, const char *error_message, int64_t finished_ms, double run_seconds, d2_error *err);

@@ -25,7 +25,7 @@ int sq_job_insert(store *s, const api_job *j, const char *principal, d2_error *e
 int sq_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err);
 int sq_job_seq(store *s, const char *id, int64_t *seq, d2_error *err);
 int sq_job_list(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n, d2_error *err);
-int sq_jobs_queued(store *s, api_job **out, int *n, d2_error *err);
+int sq_jobs_queued(store *s, int limit, api_job **out, int *n, d2_error *err);
 int sq_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err);
 int sq_job_set_cancel_requested(store *s, const char *id, d2_error *err);
 int sq_job_finish(store *s, const char *id, api_job_state state, const char *error_code, const char *error_message, int64_t finished_ms, double run_seconds, d2_error *err);

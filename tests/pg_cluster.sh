@@ -6,7 +6,8 @@
 # string of its maintenance database's server ("host=DIR port=P user=postgres");
 # the tests add "dbname=NAME" for the databases they create. Exits non-zero
 # with the reason on stderr when the cluster cannot start: the suite then
-# fails, it does not skip.
+# fails, it does not skip. As root, DIR's parent must be one the postgres
+# user may enter (mktemp -d under /tmp, not inside another mktemp -d).
 set -u
 cmd=${1:-}
 dir=${2:-}
