@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,14 +386,23 @@ static int open_store(server *s, d2_error *err)
     return 0;
 }
 
-/* HOST/PID/START_MS: this process among the replicas of one database. */
-static void replica_name(char *out, size_t cap)
+/* HOST:DATA/PID/START_MS: this process among the replicas of one database.
+ * HOST:DATA (DATA: a hash of the --data folder) stays the same across
+ * restarts, so a restarted replica takes back at once the jobs its previous
+ * process was running (store_jobs_requeue_running). */
+static void replica_name(const char *data_dir, char *out, size_t cap)
 {
     char host[64] = "d2nwgd";
     if (gethostname(host, sizeof host) != 0)
         api_snprintf(host, sizeof host, "d2nwgd");
     host[sizeof host - 1] = '\0';
-    api_snprintf(out, cap, "%s/%ld/%lld", host, (long)getpid(), (long long)api_now_ms());
+    char abs[PATH_MAX];
+    const char *p = realpath(data_dir, abs) ? abs : data_dir;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    api_snprintf(out, cap, "%s:%016llx/%ld/%lld", host, (unsigned long long)h, (long)getpid(),
+                 (long long)api_now_ms());
 }
 
 static int start(server *s, d2_error *err)
@@ -401,10 +411,10 @@ static int start(server *s, d2_error *err)
     if (config_store_target(cfg, s->db_path, sizeof s->db_path, s->store_password,
                             sizeof s->store_password, err) != 0)
         return err->code;
-    replica_name(s->replica, sizeof s->replica);
     api_snprintf(s->checkpoint_dir, sizeof s->checkpoint_dir, "%s/checkpoints", cfg->data_dir);
     if (mkdir_p(cfg->data_dir, err) != 0 || mkdir_p(s->checkpoint_dir, err) != 0)
         return err->code;
+    replica_name(cfg->data_dir, s->replica, sizeof s->replica);
     if (open_store(s, err) != 0)
         return err->code ? err->code : D2_EIO;
     auth_init(&s->auth, cfg->rate_limit, cfg->rate_burst);

@@ -147,8 +147,10 @@ int store_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size
 
 /* Back to queued (shutdown before it finished). */
 int store_job_requeue(store *s, const char *id, d2_error *err);
-/* Every running job back to queued (start-up after a crash; PostgreSQL: only
- * those whose lease ran out, the others run on live replicas); *n = how many. */
+/* Every running job back to queued (start-up after a crash; PostgreSQL: those
+ * whose lease ran out and those its owner's previous process ran - same
+ * HOST:DATA before the first '/' of owner -, the others run on live
+ * replicas); *n = how many. */
 int store_jobs_requeue_running(store *s, int *n, d2_error *err);
 int store_job_counts(store *s, int64_t counts[API_JOB_STATE_COUNT], d2_error *err);
 

@@ -48,7 +48,7 @@ static void on_async(uv_async_t *a)
 static int take(store_listener *l, const char *payload)
 {
     char id[API_ID_LEN] = "", state[16] = "", origin[128] = "";
-    if (sscanf(payload, "%63s %15s %127s", id, state, origin) < 2 || !strcmp(origin, l->self))
+    if (sscanf(payload, "%79s %15s %127s", id, state, origin) < 2 || !strcmp(origin, l->self))
         return 0;
     heard *h = calloc(1, sizeof *h);
     if (!h)

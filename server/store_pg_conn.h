@@ -5,7 +5,13 @@
 #ifndef D2_SERVER_STORE_PG_CONN_H
 #define D2_SERVER_STORE_PG_CONN_H
 
+/* libpq's header: found through pkg-config's -I (the Makefile), else where
+ * Debian puts it (tests/layers.sh preprocesses headers without that -I) */
+#if __has_include(<libpq-fe.h>)
 #include <libpq-fe.h>
+#else
+#include <postgresql/libpq-fe.h>
+#endif
 
 #include "store_internal.h"
 #include "store_pg_ops.h"

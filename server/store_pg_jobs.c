@@ -37,6 +37,11 @@ static const char SQL_RUNNING[] =
     "(SELECT id FROM jobs WHERE id = $1 AND state = 'queued' FOR UPDATE SKIP LOCKED)";
 static const char SQL_RENEW[] =
     "UPDATE jobs SET lease_until = " NOW_MS " + $2 WHERE owner = $1 AND state = 'running'";
+/* start-up: also what this replica's previous process ran (same HOST:DATA) */
+static const char SQL_RESTART[] =
+    "UPDATE jobs SET state = 'queued', progress = 0, owner = NULL, lease_until = NULL "
+    "WHERE state = 'running' AND (lease_until IS NULL OR lease_until < " NOW_MS " OR "
+    "split_part(owner, '/', 1) = split_part($1, '/', 1))";
 static const char SQL_EXPIRED[] =
     "UPDATE jobs SET state = 'queued', progress = 0, owner = NULL, lease_until = NULL "
     "WHERE state = 'running' AND (lease_until IS NULL OR lease_until < " NOW_MS ")";
@@ -372,10 +377,17 @@ int pg_job_requeue(store *s, const char *id, d2_error *err)
     return pg_write(s, SQL_REQUEUE, &p, NULL, "requeue job", err);
 }
 
-/* At start-up: only the jobs no live replica holds (their lease ran out). */
+/* At start-up: the jobs no live replica holds (their lease ran out) and
+ * those of this replica's previous process. */
 int pg_jobs_requeue_running(store *s, int *n, d2_error *err)
 {
-    return pg_jobs_requeue_expired(s, n, err);
+    pg_params p;
+    pgp_init(&p);
+    pgp_text(&p, s->owner);
+    int64_t changed = 0;
+    int rc = pg_write(s, SQL_RESTART, &p, &changed, "requeue running jobs", err);
+    *n = (int)changed;
+    return rc;
 }
 
 int pg_jobs_requeue_expired(store *s, int *n, d2_error *err)
