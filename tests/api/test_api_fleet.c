@@ -8,10 +8,13 @@
  *     rank, no job left queued or running), and each checkpoint's bytes,
  *     fetched from a replica that did not run it, equal those of the same
  *     request on a single SQLite daemon (the seed is recorded);
- *   - an Idempotency-Key replayed at another replica returns the first job;
+ *   - an Idempotency-Key replayed at another replica returns the first job,
+ *     and one sent to two replicas at the same instant makes one job;
  *   - a long-poll at one replica wakes when another changes the job (LISTEN/
  *     NOTIFY), well before its wait (capped at 5 s for remote jobs) ends.
  * Fails (never skips) without a PostgreSQL cluster. */
+#include <pthread.h>
+
 #include "apitest.h"
 
 #define REPLICAS 3
@@ -203,6 +206,47 @@ static void test_fleet_kill(void **state)
     }
 }
 
+typedef struct racer {
+    const at_daemon *d;
+    const json_t *job;
+    const char *key; /* the Idempotency-Key header */
+    long status;
+    char id[64];
+} racer;
+
+static void *race(void *arg)
+{
+    racer *x = arg;
+    const char *key[] = {x->key, NULL};
+    at_resp r = at_post_json(x->d, "/v1/jobs", x->job, key);
+    x->status = r.status;
+    json_t *v = at_json(&r);
+    snprintf(x->id, sizeof x->id, "%s", json_string_value(json_object_get(v, "id")));
+    json_decref(v);
+    at_resp_free(&r);
+    return NULL;
+}
+
+/* One key at two replicas at once: one job, the other request its replay. */
+static void same_key_at_once(ctx *c, int try)
+{
+    json_t *job = at_job_json(1, 5, 79, 79);
+    char key[64];
+    snprintf(key, sizeof key, "Idempotency-Key: fleet-race-%d", try);
+    racer x[2] = {{&c->r[1], job, key, 0, ""}, {&c->r[2], job, key, 0, ""}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race, &x[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    json_decref(job);
+    if (!((x[0].status == 202 && x[1].status == 200) ||
+          (x[0].status == 200 && x[1].status == 202)))
+        fail_msg("try %d: the same key at two replicas answered %ld and %ld", try, x[0].status,
+                 x[1].status);
+    assert_string_equal(x[0].id, x[1].id);
+}
+
 /* A key first used at one replica, replayed at another: the first job. */
 static void test_fleet_idempotency(void **state)
 {
@@ -231,6 +275,8 @@ static void test_fleet_idempotency(void **state)
     json_t *done = at_wait_done(&c->r[2], first, 120.0);
     assert_string_equal(at_state(done), "succeeded");
     json_decref(done);
+    for (int i = 0; i < 5; i++) /* a few tries: the two must meet in the store */
+        same_key_at_once(c, i);
     /* submitted at r0: r1's long-polls wake at each change made elsewhere */
     char id[64];
     job = at_job_json(2, 150, 78, 78);
