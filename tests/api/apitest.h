@@ -126,12 +126,12 @@ static inline void at_start(at_daemon *d, const char *dir, const char *name,
     int has_store = 0;
     for (int i = 0; extra && extra[i]; i++)
         has_store |= !strcmp(extra[i], "--store") || !strncmp(extra[i], "--store=", 8);
+    if (dialect && *dialect && strcmp(dialect, "sqlite") != 0 && strcmp(dialect, "postgres") != 0)
+        fail_msg("D2NWG_TEST_STORE: expected sqlite or postgres, got '%s'", dialect);
     if (dialect && !strcmp(dialect, "postgres") && !has_store) {
         tu_pg_db_for(d->store, sizeof d->store, d->data);
         argv[n++] = "--store";
         argv[n++] = d->store;
-    } else if (dialect && *dialect && strcmp(dialect, "sqlite") != 0) {
-        fail_msg("D2NWG_TEST_STORE: expected sqlite or postgres, got '%s'", dialect);
     }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
