@@ -58,11 +58,14 @@ $(foreach l,$(CORE_LAYERS),$(eval $$(BUILD)/core/$(l)/%.o: LAYER_INC := $$(call 
 FREETYPE_INC := $(shell pkg-config --cflags freetype2 2>/dev/null || echo -I/usr/include/freetype2)
 $(BUILD)/core/data/%.o: LAYER_INC += $(FREETYPE_INC)
 $(BUILD)/proto/%.o: LAYER_INC := $(CORE_INC) -Iproto
-$(BUILD)/server/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iserver
+# PostgreSQL's client library (server/store_pg*.c; Debian libpq-dev)
+PQ_INC := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+PQ_LIBS := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+$(BUILD)/server/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iserver $(PQ_INC)
 $(BUILD)/gen/%.o: LAYER_INC := -Iserver
 $(BUILD)/client/%.o: LAYER_INC := $(CORE_INC) -Iproto -Iclient
-TEST_INC := $(CORE_INC) -Iproto -Iserver -Iclient
-LDLIBS := -lopenblas -ljansson -lmicrohttpd -luv -lsqlite3 -lcurl -lfreetype -lz -lm -lpthread
+TEST_INC := $(CORE_INC) -Iproto -Iserver -Iclient $(PQ_INC)
+LDLIBS := -lopenblas -ljansson -lmicrohttpd -luv -lsqlite3 $(PQ_LIBS) -lcurl -lfreetype -lz -lm -lpthread
 LDFLAGS := -pthread
 
 ifeq ($(SAN),1)
@@ -127,7 +130,7 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libmicrohttpd-dev libjansson
   libuv1-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev \
   dataset-fashion-mnist python3-sklearn python3-numpy curl wrk libfreetype-dev fonts-noto-core \
   prometheus python3-jsonschema python3-yaml systemd binutils python3-torch chromium \
-  openmpi-bin libopenmpi-dev docker-compose \
+  openmpi-bin libopenmpi-dev docker-compose libpq-dev postgresql \
   wamerican wbritish wcanadian wfrench witalian wspanish wswedish wcatalan wngerman wogerman \
   wswiss wdutch wdanish wnorwegian wpolish wukrainian wbulgarian wportuguese wbrazilian \
   wesperanto wirish wgaelic wmanx wfaroese wgalician-minimos
@@ -176,7 +179,7 @@ $(LIBCLIENT): $(CLIENT_OBJ)
 # (ui/: HTML, CSS and JavaScript, served at /) at build time:
 # server/embed.sh (od + awk) writes $(BUILD)/gen/embedded_data.c, which goes
 # into libd2server next to server/*.o.
-EMBED_FILES := proto/openapi.yaml $(sort $(wildcard migrations/*.sql)) $(sort $(wildcard ui/*.*))
+EMBED_FILES := proto/openapi.yaml $(sort $(wildcard migrations/sqlite/*.sql)) $(sort $(wildcard migrations/postgres/*.sql)) $(sort $(wildcard ui/*.*))
 EMBED_OBJ := $(BUILD)/gen/embedded_data.o
 $(BUILD)/gen/embedded_data.c: $(EMBED_FILES) server/embed.sh
 	@mkdir -p $(dir $@)
@@ -190,10 +193,10 @@ $(BUILD)/d2nwgd: $(BUILD)/server/main.o $(LIBSERVER) $(LIBPROTO) $(LIBCORE) $(FL
 $(BUILD)/d2nwg: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPROTO) $(LIBCORE) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(filter-out $(FLAGS_STAMP),$^) $(LDLIBS)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h $(FLAGS_STAMP)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h tests/unit/tu_pg.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
-$(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h $(FLAGS_STAMP)
+$(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h tests/unit/tu_pg.h tests/api/apitest.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit -Itests/api $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
 $(BUILD)/tests/bench/%: tests/bench/%.c $(ALL_LIBS) $(FLAGS_STAMP)

@@ -33,6 +33,7 @@ void config_defaults(config *c)
     c->log_level = LOG_INFO;
     c->sqlite_sync_full = 0;
     c->store_busy_ms = 1000;
+    c->store_lease_ms = 10000;
 }
 
 static int parse_long(const char *key, const char *v, long lo, long hi, long *out, d2_error *err)
@@ -156,6 +157,10 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         return copy_value(key, v, c->listen, sizeof c->listen, err);
     if (!strcmp(key, "data"))
         return copy_value(key, v, c->data_dir, sizeof c->data_dir, err);
+    if (!strcmp(key, "store"))
+        return copy_value(key, v, c->store, sizeof c->store, err);
+    if (!strcmp(key, "store_password_file"))
+        return copy_value(key, v, c->store_password_file, sizeof c->store_password_file, err);
     if (!strcmp(key, "tokens"))
         return copy_value(key, v, c->tokens_path, sizeof c->tokens_path, err);
     if (!strcmp(key, "port_file"))
@@ -201,6 +206,7 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
         {"threads", 0, 1024, offsetof(config, threads)},
         {"max_queue", 1, 10000000, offsetof(config, max_queue)},
         {"store_busy_ms", 0, 600000, offsetof(config, store_busy_ms)},
+        {"store_lease_ms", 1000, 3600000, offsetof(config, store_lease_ms)},
         {"long_poll_max", 1, 3600, offsetof(config, long_poll_max)},
         {"shutdown_grace", 0, 3600, offsetof(config, shutdown_grace)},
         {"max_connections", 8, 1000000, offsetof(config, max_connections)},
@@ -353,6 +359,8 @@ int config_validate(const config *c, d2_error *err)
         return err->code;
     if (!c->data_dir[0])
         return d2_fail(err, D2_EINVAL, "data: empty directory");
+    if (config_check_store(c, err) != 0)
+        return err->code;
     if (c->limits.max_classes > D2_MAX_WAY)
         return d2_fail(err, D2_ERANGE, "max classes above %d", D2_MAX_WAY);
     return 0;
@@ -410,6 +418,13 @@ void config_usage(FILE *out)
             "                           /readyz waits only for 'default' (else the first one)\n"
             "  --listen ADDR:PORT       default 127.0.0.1:8080 (port 0: any free port)\n"
             "  --data DIR               store and checkpoints (default var/d2nwgd)\n"
+            "  --store TARGET           the store: an SQLite file (default DATA/d2nwgd.sqlite)\n"
+            "                           or PostgreSQL, as postgres://USER@HOST:PORT/DB[?...]\n"
+            "                           or 'host=H dbname=D user=U ...' (libpq).\n"
+            "                           Never with a password in it: see the next flag\n"
+            "  --store-password-file FILE\n"
+            "                           PostgreSQL password: the file's first line (else\n"
+            "                           libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass)\n"
             "  --config FILE            settings file (flags override it)\n"
             "  --tokens FILE            bearer tokens: lines 'TOKEN metrics|read|write [NAME]'\n"
             "  --workers N              generation threads (default 1)\n"
@@ -438,6 +453,10 @@ void config_usage(FILE *out)
             "  --store-busy-ms MS       how long a request's store write waits for a lock held\n"
             "                           elsewhere before it is answered 503 store_unavailable\n"
             "                           (default 1000)\n"
+            "  --store-lease-ms MS      PostgreSQL: a replica holds a running job this long\n"
+            "                           past its last renewal (every MS/4); a replica that\n"
+            "                           dies loses its jobs to the others after it\n"
+            "                           (default 10000)\n"
             "  --help, --version\n");
 }
 

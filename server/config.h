@@ -23,6 +23,9 @@ typedef struct config_generator {
 typedef struct config {
     char listen[256];                /* HOST:PORT, [V6]:PORT, :PORT or PORT */
     char data_dir[CONFIG_PATH_LEN];  /* SQLite file + checkpoints/ */
+    char store[CONFIG_PATH_LEN];     /* --store: "" = DATA/d2nwgd.sqlite; a file or a
+                                        PostgreSQL URL / key=value string */
+    char store_password_file[CONFIG_PATH_LEN]; /* PostgreSQL password, first line */
     char tokens_path[CONFIG_PATH_LEN]; /* "" = no authentication */
     char port_file[CONFIG_PATH_LEN];   /* "" = none; else the bound port is written here */
     char device[64];                 /* "cpu", "cuda", "cuda:N" */
@@ -42,6 +45,7 @@ typedef struct config {
     int log_level;                   /* LOG_* */
     int sqlite_sync_full;            /* 1: synchronous=FULL (power-loss durable commits) */
     int store_busy_ms;               /* a request's store write waits this long for a lock, then 503 */
+    int store_lease_ms;              /* PostgreSQL: a running job's lease (renewed while it runs) */
     int ngenerators;
     config_generator generators[CONFIG_MAX_GENERATORS];
 } config;
@@ -57,6 +61,13 @@ int config_parse_args(config *c, int argc, char **argv, int *help, d2_error *err
 /* Final checks (at least one generator, names unique, ranges). */
 int config_validate(const config *c, d2_error *err);
 void config_usage(FILE *out);
+/* --store / --store-password-file (config_store.c): a PostgreSQL target may
+ * not carry a password, the password file only goes with PostgreSQL. */
+int config_check_store(const config *c, d2_error *err);
+/* The store to open (--store, else DATA/d2nwgd.sqlite) and its password
+ * (the password file's first line; "" without one). */
+int config_store_target(const config *c, char *target, size_t tcap, char *password,
+                        size_t pcap, d2_error *err);
 /* Backend threads for each worker: --threads, else cores / workers (>= 1). */
 int config_backend_threads(const config *c);
 

@@ -10,6 +10,10 @@
 #define JOB_BUCKETS 4096
 /* A store write refused for a lock is tried again after this long. */
 #define JOBS_STORE_RETRY_MS 1000
+/* Longest long-poll of a job another replica holds (see jobs_wait). */
+#define JOBS_REMOTE_WAIT_MAX_S 5.0
+/* An adoption reads this many queued jobs per worker from the shared queue. */
+#define JOBS_ADOPT_HEAD 8
 
 struct job_rec {
     work_item w; /* first: a worker event's item is the record */
@@ -17,6 +21,8 @@ struct job_rec {
     int priority;
     int sent_ppm; /* progress last reported by jobs_progress_scan */
     int cancelling; /* queued, taken off the queue: its cancel is being stored */
+    int remote;     /* only long-polls of a job another replica holds (PostgreSQL):
+                     * not queued or run here; freed when they are answered */
     int64_t created_ms;
     struct waiter *waiters;
     job_rec *qprev, *qnext; /* pending list of its priority */
@@ -47,6 +53,8 @@ struct jobs {
     int grace_active;
     size_t mem_used[METRICS_MAX_WORKERS], mem_total[METRICS_MAX_WORKERS];
     double avg_run; /* moving average of job seconds, for Retry-After */
+    int fleet;      /* PostgreSQL: replicas share the queue (jobs_heard) */
+    int adopting;   /* a JOBS_ADOPT read is in flight */
 };
 
 /* ---- table of active jobs ---- */
@@ -59,12 +67,19 @@ static unsigned bucket_of(const char *id)
     return h % JOB_BUCKETS;
 }
 
-static job_rec *find(const jobs *j, const char *id)
+/* The record of job id, remote ones included (find_local: not those). */
+static job_rec *find_any(const jobs *j, const char *id)
 {
     for (job_rec *r = j->table[bucket_of(id)]; r; r = r->hnext)
         if (!strcmp(r->w.job_id, id))
             return r;
     return NULL;
+}
+
+static job_rec *find(const jobs *j, const char *id)
+{
+    job_rec *r = find_any(j, id);
+    return r && !r->remote ? r : NULL;
 }
 
 static void table_remove(jobs *j, job_rec *r)
@@ -136,10 +151,14 @@ static void waiter_closed(uv_handle_t *h)
     free(h->data);
 }
 
-/* Unlink and close the waiter; resume its request when `resume`. */
+static void table_remove(jobs *j, job_rec *r);
+
+/* Unlink and close the waiter; resume its request when `resume`. The
+ * record of a remote job goes with its last waiter. */
 static void waiter_finish(waiter *w, int resume)
 {
     jobs *j = w->owner;
+    job_rec *rec = w->job;
     if (w->prev)
         w->prev->next = w->next;
     else if (w->job)
@@ -153,6 +172,10 @@ static void waiter_finish(waiter *w, int resume)
         http_resume(w->req);
     else
         w->req->release = NULL; /* nothing holds the request any more */
+    if (rec && rec->remote && !rec->waiters) {
+        table_remove(j, rec);
+        free(rec);
+    }
 }
 
 /* http_release_fn of a long-poll */
@@ -167,17 +190,44 @@ static void on_wait_timeout(uv_timer_t *t)
     waiter_finish(t->data, 1);
 }
 
+/* Resume every long-poll of r (a remote r is freed with the last one). */
 static void wake_waiters(job_rec *r)
 {
-    while (r->waiters)
+    int n = 0;
+    for (waiter *w = r->waiters; w; w = w->next)
+        n++;
+    while (n-- > 0)
         waiter_finish(r->waiters, 1);
+}
+
+/* A record that holds only long-polls of a job another replica runs or
+ * queued (PostgreSQL): woken by what jobs_heard hears. */
+static job_rec *remote_rec(jobs *j, const char *id)
+{
+    job_rec *r = find_any(j, id);
+    if (r || !j->fleet)
+        return r;
+    r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->remote = 1;
+    r->state = API_JOB_RUNNING;
+    api_snprintf(r->w.job_id, sizeof r->w.job_id, "%s", id);
+    unsigned b = bucket_of(id);
+    r->hnext = j->table[b];
+    j->table[b] = r;
+    return r;
 }
 
 int jobs_wait(jobs *j, const char *id, http_req *r, double seconds)
 {
-    job_rec *rec = find(j, id);
-    if (!rec || j->draining || seconds <= 0)
+    job_rec *rec = j->draining || seconds <= 0 ? NULL : remote_rec(j, id);
+    if (!rec)
         return 0;
+    /* a change made elsewhere between the read and now is not heard again:
+     * a remote wait is kept short */
+    if (rec->remote && seconds > JOBS_REMOTE_WAIT_MAX_S)
+        seconds = JOBS_REMOTE_WAIT_MAX_S;
     waiter *w = calloc(1, sizeof *w);
     if (!w || uv_timer_init(j->s->loop, &w->timer) != 0) {
         free(w);
@@ -325,10 +375,25 @@ static void retrieve_done(jobs *j, rtask *t)
     rtask_free(t);
 }
 
+/* Another replica claimed it (or holds it since this one's lease ran out):
+ * not ours; the store has its state, which the feed reads. */
+static void job_taken(jobs *j, job_rec *r)
+{
+    j->nrunning--;
+    server_log(j->s, LOG_DEBUG, "job taken by another replica",
+               json_pack("{s:s, s:s}", "job_id", r->w.job_id, "reason", r->w.error_message));
+    changed(j, r->w.job_id);
+    rec_free(j, r);
+}
+
 static void job_done(jobs *j, job_rec *r)
 {
     server *s = j->s;
     work_item *w = &r->w;
+    if (w->outcome == WORK_TAKEN) {
+        job_taken(j, r);
+        return;
+    }
     j->nrunning--;
     switch (w->outcome) {
     case WORK_SUCCEEDED: r->state = API_JOB_SUCCEEDED; break;
@@ -412,6 +477,7 @@ int jobs_create(jobs **out, server *s, const jobs_owner *owner, d2_error *err)
     j->owner = *owner;
     j->nworkers = s->cfg->workers;
     j->avg_run = 1.0;
+    j->fleet = store_is_postgres(s->db_path);
     if (uv_timer_init(s->loop, &j->grace) != 0) {
         free(j);
         return d2_fail(err, D2_EIO, "jobs: timer");
@@ -430,6 +496,9 @@ int jobs_start_workers(jobs *j, d2_error *err)
     wc.threads = config_backend_threads(s->cfg);
     api_snprintf(wc.device, sizeof wc.device, "%s", s->cfg->device);
     api_snprintf(wc.db_path, sizeof wc.db_path, "%s", s->db_path);
+    api_snprintf(wc.store_password, sizeof wc.store_password, "%s", s->store_password);
+    api_snprintf(wc.replica, sizeof wc.replica, "%s", s->replica);
+    wc.lease_ms = s->cfg->store_lease_ms;
     api_snprintf(wc.checkpoint_dir, sizeof wc.checkpoint_dir, "%s", s->checkpoint_dir);
     wc.max_candidates = s->cfg->limits.max_candidates;
     wc.sync_full = s->cfg->sqlite_sync_full;
@@ -440,6 +509,9 @@ int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err)
 {
     if (find(j, job->id))
         return 0; /* queued already (a restore and its submission both saw it) */
+    job_rec *remote = find_any(j, job->id);
+    if (remote)
+        wake_waiters(remote); /* and freed: it is queued here now */
     job_rec *r = calloc(1, sizeof *r);
     if (!r)
         return d2_fail(err, D2_ENOMEM, "jobs: out of memory");
@@ -531,6 +603,11 @@ static int restore_action(const jobs *j, const api_job *job, int only, int *g)
     int same = by_name >= 0 && gs->e[by_name].state == GEN_READY &&
                !strcmp(gs->e[by_name].info->id, job->generator_id);
     *g = same ? by_name : gens_find_id(gs, job->generator_id);
+    if (only == JOBS_ADOPT) {
+        if (find(j, job->id) || (by_name >= 0 && gs->e[by_name].state != GEN_READY))
+            return 0;
+        return *g >= 0 ? 1 : 0;
+    }
     if (only >= 0) {
         if (find(j, job->id))
             return 0; /* queued already */
@@ -554,6 +631,9 @@ typedef struct restore_op {
 static int restore_work(store *db, void *ctx, d2_error *err)
 {
     restore_op *c = ctx;
+    if (c->only == JOBS_ADOPT) /* the head of the shared queue is enough to dispatch */
+        return store_jobs_queued_first(db, JOBS_ADOPT_HEAD * c->j->nworkers, &c->list, &c->n,
+                                       err);
     return store_jobs_queued(db, &c->list, &c->n, err);
 }
 
@@ -571,8 +651,10 @@ static void restore_jobs(jobs *j, const api_job *list, int n, int only)
         restored += act == 1;
         if (act == 2)
             fail_unloaded(j, &list[i]);
-        waiting += act == 0 && only < 0;
+        waiting += act == 0 && only == -1;
     }
+    if (only == JOBS_ADOPT)
+        return; /* every tick: quiet */
     if (restored > 0 || waiting > 0)
         server_log(j->s, LOG_INFO, "queued jobs restored",
                    json_pack("{s:i, s:i}", "count", restored, "waiting_for_generator", waiting));
@@ -582,7 +664,7 @@ static void restore_done(storeq_op *sq)
 {
     restore_op *c = (restore_op *)sq;
     jobs *j = c->j;
-    if (sq->busy) {
+    if (sq->busy && c->only != JOBS_ADOPT) { /* adoption: the next tick */
         storeq_submit_after(j->s->storeq, sq, JOBS_STORE_RETRY_MS);
         return;
     }
@@ -591,7 +673,9 @@ static void restore_done(storeq_op *sq)
     for (int i = 0; i < c->n; i++)
         api_job_free(&c->list[i]);
     free(c->list);
-    if (sq->rc != D2_ECANCELLED && j->owner.restored)
+    if (c->only == JOBS_ADOPT)
+        j->adopting = 0;
+    if (sq->rc != D2_ECANCELLED && c->only != JOBS_ADOPT && j->owner.restored)
         j->owner.restored(j->owner.user, c->only, sq->rc, sq->err.msg);
     free(c);
 }
@@ -605,6 +689,36 @@ int jobs_restore(jobs *j, int only, d2_error *err)
     c->only = only;
     storeq_submit(j->s->storeq, &c->sq, STOREQ_READ, restore_work, restore_done, c);
     return 0;
+}
+
+int jobs_adopt(jobs *j, d2_error *err)
+{
+    if (j->adopting || j->draining)
+        return 0;
+    int rc = jobs_restore(j, JOBS_ADOPT, err);
+    j->adopting = rc == 0;
+    return rc;
+}
+
+void jobs_heard(jobs *j, const char *id, const char *state)
+{
+    api_job_state st;
+    if (j->draining || api_job_state_parse(state, &st) != 0)
+        return;
+    job_rec *r = find_any(j, id);
+    if (r && r->remote) {
+        wake_waiters(r); /* and freed */
+    } else if (r && r->state == API_JOB_QUEUED && st != API_JOB_QUEUED && !r->cancelling) {
+        /* queued here too, but another replica has it now */
+        pending_remove(j, r);
+        rec_free(j, r);
+    }
+    changed(j, id); /* the feed reads the stored state */
+    d2_error err;
+    d2_error_clear(&err);
+    if (st == API_JOB_QUEUED && jobs_adopt(j, &err) != 0)
+        server_log(j->s, LOG_WARN, "adopting queued jobs failed",
+                   json_pack("{s:s}", "error", err.msg));
 }
 
 int jobs_pending(const jobs *j) { return j->npending; }
@@ -652,7 +766,7 @@ void jobs_progress_scan(jobs *j, double step,
     int need = (int)(step * 1e6), left = j->nrunning;
     for (int b = 0; b < JOB_BUCKETS && left > 0; b++)
         for (job_rec *r = j->table[b]; r; r = r->hnext) {
-            if (r->state != API_JOB_RUNNING)
+            if (r->state != API_JOB_RUNNING || r->remote)
                 continue;
             left--;
             int ppm = (int)atomic_load(&r->w.progress_ppm);
@@ -741,8 +855,10 @@ void jobs_drain(jobs *j, int grace)
     }
     j->draining = 1;
     for (int b = 0; b < JOB_BUCKETS; b++)
-        for (job_rec *r = j->table[b]; r; r = r->hnext)
+        for (job_rec *r = j->table[b], *next; r; r = next) {
+            next = r->hnext; /* a remote r goes with its waiters */
             wake_waiters(r);
+        }
     while (j->rhead) {
         rtask *t = j->rhead;
         j->rhead = t->next;
@@ -793,6 +909,7 @@ void jobs_destroy(jobs *j)
         job_rec *r = j->table[b];
         while (r) {
             job_rec *n = r->hnext;
+            r->remote = 0; /* freed here, not by its last waiter */
             while (r->waiters)
                 waiter_finish(r->waiters, 0);
             free(r);

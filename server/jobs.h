@@ -47,6 +47,16 @@ int jobs_start_workers(jobs *j, d2_error *err);
  * but another file's id fail). The read runs on a store thread (tried again
  * while the store is locked); the owner's `restored` says when it is done. */
 int jobs_restore(jobs *j, int only, d2_error *err);
+/* only = JOBS_ADOPT (fleet.c): the queued jobs other replicas accepted are
+ * queued here too, quietly: none is failed (another replica may have its
+ * generator), and the owner's `restored` is not called. */
+#define JOBS_ADOPT (-2)
+/* jobs_restore(JOBS_ADOPT) unless one is in flight. */
+int jobs_adopt(jobs *j, d2_error *err);
+/* Another replica changed job id to state (store_listen.h): its long-polls
+ * here wake, a copy queued here that another replica took leaves the queue,
+ * the feed hears of it, and a newly queued job is adopted. */
+void jobs_heard(jobs *j, const char *id, const char *state);
 /* Queue a job the store has just accepted (state queued). */
 int jobs_enqueue(jobs *j, const api_job *job, int gen_index, d2_error *err);
 

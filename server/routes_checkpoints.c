@@ -18,6 +18,8 @@ typedef struct ck_op {
     char id[API_ID_LEN];
     api_checkpoint c;
     int64_t offset;          /* CK_WEIGHTS */
+    unsigned char *bytes;    /* CK_WEIGHTS from a store that keeps them (PostgreSQL) */
+    size_t nbytes;
     api_lineage l;           /* CK_LINEAGE */
 } ck_op;
 
@@ -25,6 +27,7 @@ static void ck_free(route_op *op)
 {
     ck_op *c = (ck_op *)op;
     api_lineage_free(&c->l);
+    free(c->bytes);
     free(c);
 }
 
@@ -59,6 +62,10 @@ static int ck_work(store *db, void *ctx, d2_error *err)
     int rc = store_checkpoint_get(db, c->id, &c->c, err);
     if (rc != 0)
         return rc;
+    if (c->what == CK_WEIGHTS && store_keeps_weights(db)) {
+        rc = store_checkpoint_bytes(db, c->id, &c->bytes, &c->nbytes, err);
+        return rc == D2_ENOTFOUND ? D2_EIO : rc;
+    }
     if (c->what == CK_WEIGHTS) {
         rc = store_checkpoint_offset(db, c->id, &c->offset, err);
         return rc == D2_ENOTFOUND ? D2_EIO : rc;
@@ -66,7 +73,8 @@ static int ck_work(store *db, void *ctx, d2_error *err)
     return c->what == CK_LINEAGE ? load_lineage(db, &c->c, &c->l, err) : 0;
 }
 
-static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int64_t offset);
+static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int64_t offset,
+                          ck_op *c);
 
 static int ck_answer(server *s, http_req *r, route_op *op)
 {
@@ -76,7 +84,7 @@ static int ck_answer(server *s, http_req *r, route_op *op)
     if (op->sq.rc != 0)
         return routes_op_error(s, r, op);
     if (c->what == CK_WEIGHTS)
-        return weights_answer(s, r, &c->c, c->offset);
+        return weights_answer(s, r, &c->c, c->offset, c);
     json_t *out = c->what == CK_META ? api_checkpoint_to_json(&c->c) : api_lineage_to_json(&c->l);
     if (!out)
         return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
@@ -111,8 +119,14 @@ int route_checkpoint_lineage(server *s, http_req *r)
     return ck_start(s, r, CK_LINEAGE);
 }
 
-/* The weights: a slice of the job's pack file. */
-static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int64_t offset)
+/* The response of the weights: a slice of the job's pack file, or the bytes
+ * the store keeps (op->bytes, moved into the response); NULL with the
+ * request answered on a failure. */
+static struct MHD_Response *weights_body(server *s, http_req *r, const api_checkpoint *ck,
+                                         int64_t offset, ck_op *op, int *answered);
+
+static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int64_t offset,
+                          ck_op *op)
 {
     api_checkpoint c = *ck;
     char etag[72];
@@ -125,31 +139,10 @@ static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int6
             MHD_add_response_header(resp, "ETag", etag);
         return http_send(r, 304, resp);
     }
-    char path[sizeof s->checkpoint_dir + API_ID_LEN + 16];
-    worker_pack_path(s->checkpoint_dir, c.job_id, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        server_log(s, LOG_ERROR, "checkpoint pack missing",
-                   json_pack("{s:s, s:s}", "path", path, "error", strerror(e)));
-        return http_errorf(r, 500, "internal", NULL, 0, "weights of %s are missing: %s", c.id,
-                           strerror(e));
-    }
-    if ((int64_t)st.st_size < offset + c.size_bytes) {
-        close(fd);
-        return http_errorf(r, 500, "internal", NULL, 0,
-                           "the pack of %s has %lld bytes; the store puts it at %lld+%lld", c.id,
-                           (long long)st.st_size, (long long)offset, (long long)c.size_bytes);
-    }
-    struct MHD_Response *resp =
-        MHD_create_response_from_fd_at_offset64((uint64_t)c.size_bytes, fd, (uint64_t)offset);
-    if (!resp) {
-        close(fd);
-        return http_errorf(r, 500, "internal", NULL, 0, "out of memory");
-    }
+    int answered = 0;
+    struct MHD_Response *resp = weights_body(s, r, &c, offset, op, &answered);
+    if (!resp)
+        return answered;
     char disp[128];
     snprintf(disp, sizeof disp, "attachment; filename=\"%s.safetensors\"", c.id);
     MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
@@ -159,3 +152,45 @@ static int weights_answer(server *s, http_req *r, const api_checkpoint *ck, int6
     return http_send(r, 200, resp);
 }
 
+
+static struct MHD_Response *weights_body(server *s, http_req *r, const api_checkpoint *ck,
+                                         int64_t offset, ck_op *op, int *answered)
+{
+    struct MHD_Response *resp;
+    if (op->bytes) {
+        resp = MHD_create_response_from_buffer(op->nbytes, op->bytes, MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            op->bytes = NULL; /* the response frees it */
+        else
+            *answered = http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+        return resp;
+    }
+    char path[sizeof s->checkpoint_dir + API_ID_LEN + 16];
+    worker_pack_path(s->checkpoint_dir, ck->job_id, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        server_log(s, LOG_ERROR, "checkpoint pack missing",
+                   json_pack("{s:s, s:s}", "path", path, "error", strerror(e)));
+        *answered = http_errorf(r, 500, "internal", NULL, 0, "weights of %s are missing: %s",
+                                ck->id, strerror(e));
+        return NULL;
+    }
+    if ((int64_t)st.st_size < offset + ck->size_bytes) {
+        close(fd);
+        *answered = http_errorf(r, 500, "internal", NULL, 0,
+                                "the pack of %s has %lld bytes; the store puts it at %lld+%lld",
+                                ck->id, (long long)st.st_size, (long long)offset,
+                                (long long)ck->size_bytes);
+        return NULL;
+    }
+    resp = MHD_create_response_from_fd_at_offset64((uint64_t)ck->size_bytes, fd, (uint64_t)offset);
+    if (!resp) {
+        close(fd);
+        *answered = http_errorf(r, 500, "internal", NULL, 0, "out of memory");
+    }
+    return resp;
+}

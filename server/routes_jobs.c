@@ -165,6 +165,21 @@ static int answer_replay(server *s, http_req *r, submit_op *c)
     return routes_reply_job(s, r, c->old_job, 200, 1, 0, 1);
 }
 
+/* The same key stored meanwhile by a request to another replica (PostgreSQL:
+ * its row blocked ours until it committed, then ours broke the key's
+ * uniqueness): 1 with the first job in c (answered as a replay). */
+static int key_taken(store *db, submit_op *c, d2_error *err)
+{
+    d2_error again;
+    d2_error_clear(&again);
+    if (!c->has_key || store_idem_get(db, c->principal, c->key, c->old_sha, c->old_job,
+                                      &again) != 0)
+        return 0;
+    c->idem_rc = 0;
+    d2_error_clear(err);
+    return 1;
+}
+
 static int submit_write(store *db, void *ctx, d2_error *err)
 {
     submit_op *c = ctx;
@@ -186,7 +201,7 @@ static int submit_write(store *db, void *ctx, d2_error *err)
         (c->has_key &&
          store_idem_put(db, c->principal, c->key, c->sha, job->id, job->created_ms, err) != 0)) {
         store_rollback(db);
-        return err->code ? err->code : D2_EIO;
+        return key_taken(db, c, err) ? 0 : err->code ? err->code : D2_EIO;
     }
     if (store_commit(db, err) != 0)
         return D2_EIO;

@@ -3,12 +3,15 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "feed.h"
+#include "fleet.h"
 #include "jobs.h"
 #include "routes.h"
 #include "safetensors.h"
@@ -185,9 +188,10 @@ static void on_restored(void *user, int only, int rc, const char *message)
     }
     if (s->draining)
         return;
-    if (only < 0) {
+    if (only == -1) {
         s->workers_up = 1;
         gens_watch_start(&s->watch); /* after the workers read the entries at start */
+        fleet_start(s);
     }
     update_ready(s);
 }
@@ -245,6 +249,7 @@ static void close_all(server *s)
     uv_close((uv_handle_t *)&s->sig_int, handle_closed);
     uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
     uv_close((uv_handle_t *)&s->closer, handle_closed);
+    fleet_close(s, handle_closed);
     gens_watch_close(&s->watch, handle_closed);
 }
 
@@ -282,6 +287,7 @@ static void start_drain(server *s, const char *why)
         return;
     }
     s->draining = 1;
+    fleet_stop(s);
     gens_watch_close(&s->watch, handle_closed); /* no new generator while draining */
     server_log(s, LOG_INFO, "draining",
                json_pack("{s:s, s:i, s:i, s:i}", "reason", why, "running",
@@ -358,7 +364,9 @@ static int open_store(server *s, d2_error *err)
     const config *cfg = s->cfg;
     store *db = NULL;
     int version = 0, requeued = 0, swept = 0;
-    int rc = store_open(&db, s->db_path, cfg->sqlite_sync_full, err);
+    store_conf conf = {s->db_path, s->store_password[0] ? s->store_password : NULL,
+                       cfg->sqlite_sync_full, s->replica, cfg->store_lease_ms};
+    int rc = store_open_conf(&db, &conf, err);
     if (rc == 0)
         rc = store_migrate(db, &version, err);
     if (rc == 0)
@@ -367,8 +375,7 @@ static int open_store(server *s, d2_error *err)
         rc = sweep_orphans(db, s->checkpoint_dir, &swept, err);
     store_close(db);
     if (rc == 0)
-        rc = storeq_start(&s->storeq, s->loop, s->db_path, cfg->sqlite_sync_full,
-                          cfg->store_busy_ms, err);
+        rc = storeq_start(&s->storeq, s->loop, &conf, cfg->store_busy_ms, err);
     if (rc != 0)
         return rc;
     s->store_ok = 1;
@@ -379,13 +386,35 @@ static int open_store(server *s, d2_error *err)
     return 0;
 }
 
+/* HOST:DATA/PID/START_MS: this process among the replicas of one database.
+ * HOST:DATA (DATA: a hash of the --data folder) stays the same across
+ * restarts, so a restarted replica takes back at once the jobs its previous
+ * process was running (store_jobs_requeue_running). */
+static void replica_name(const char *data_dir, char *out, size_t cap)
+{
+    char host[64] = "d2nwgd";
+    if (gethostname(host, sizeof host) != 0)
+        api_snprintf(host, sizeof host, "d2nwgd");
+    host[sizeof host - 1] = '\0';
+    char abs[PATH_MAX];
+    const char *p = realpath(data_dir, abs) ? abs : data_dir;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    api_snprintf(out, cap, "%s:%016llx/%ld/%lld", host, (unsigned long long)h, (long)getpid(),
+                 (long long)api_now_ms());
+}
+
 static int start(server *s, d2_error *err)
 {
     const config *cfg = s->cfg;
-    api_snprintf(s->db_path, sizeof s->db_path, "%s/d2nwgd.sqlite", cfg->data_dir);
+    if (config_store_target(cfg, s->db_path, sizeof s->db_path, s->store_password,
+                            sizeof s->store_password, err) != 0)
+        return err->code;
     api_snprintf(s->checkpoint_dir, sizeof s->checkpoint_dir, "%s/checkpoints", cfg->data_dir);
     if (mkdir_p(cfg->data_dir, err) != 0 || mkdir_p(s->checkpoint_dir, err) != 0)
         return err->code;
+    replica_name(cfg->data_dir, s->replica, sizeof s->replica);
     if (open_store(s, err) != 0)
         return err->code ? err->code : D2_EIO;
     auth_init(&s->auth, cfg->rate_limit, cfg->rate_burst);
@@ -461,6 +490,7 @@ int server_run(const config *cfg)
     s->start_mono = d2_now();
     uv_timer_init(&loop, &s->housekeeping);
     uv_timer_init(&loop, &s->closer);
+    uv_timer_init(&loop, &s->fleet);
     uv_timer_init(&loop, &s->progress);
     s->closer.data = s;
     gens_watch_owner wo = {on_watch_event, s};
@@ -489,6 +519,7 @@ int server_run(const config *cfg)
         }
         uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
         uv_close((uv_handle_t *)&s->closer, handle_closed);
+        fleet_close(s, handle_closed);
         gens_watch_close(&s->watch, handle_closed);
     }
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -25,7 +25,9 @@ typedef struct server {
     const config *cfg;
     d2log log;
     struct storeq *storeq;     /* store work, off the loop (storeq.h) */
-    char db_path[CONFIG_PATH_LEN + 32];
+    char db_path[CONFIG_PATH_LEN + 32];   /* --store, else DATA/d2nwgd.sqlite */
+    char store_password[512];             /* --store-password-file's, or "" */
+    char replica[128];                    /* HOST/PID/START_MS: jobs.owner on PostgreSQL */
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     gens gens;                 /* entries from start-up; weights as they load */
     int workers_up;            /* workers started and queued jobs restored */
@@ -45,6 +47,9 @@ typedef struct server {
     uv_signal_t sig_term, sig_int;
     uv_timer_t housekeeping;   /* expires idempotency keys */
     uv_timer_t closer;         /* waits for in-flight requests after the drain */
+    uv_timer_t fleet;          /* fleet.c: leases and adoption (PostgreSQL) */
+    int fleet_busy;            /* its store write is in flight */
+    struct store_listener *listener; /* fleet.c: other replicas' job changes */
     double close_started;
     uv_work_t load_req;        /* loads the initial generators off the loop */
     d2_error load_err;

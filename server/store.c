@@ -1,6 +1,8 @@
-/* store.c - the SQLite connection: pragmas, migrations, transactions and the
- * statement cache (jobs in store_jobs.c, everything else in store_objects.c). */
+/* store.c - the SQLite dialect: connection, pragmas, migrations,
+ * transactions and the statement cache (jobs in store_jobs.c, everything
+ * else in store_objects.c; the PostgreSQL dialect is store_pg*.c). */
 #include "store_internal.h"
+#include "store_sqlite.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,17 +18,7 @@ static void note_busy(store *s)
         s->busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
 }
 
-int store_busy(const store *s)
-{
-    return s->busy;
-}
-
-void store_busy_clear(store *s)
-{
-    s->busy = 0;
-}
-
-void store_set_busy_timeout(store *s, int ms)
+void sq_set_busy_timeout(store *s, int ms)
 {
     sqlite3_busy_timeout(s->db, ms);
 }
@@ -160,12 +152,13 @@ static void rollback_now(store *s)
         exec(s, "ROLLBACK", NULL);
 }
 
-int store_open(store **out, const char *path, int sync_full, d2_error *err)
+int store_sqlite_open(store **out, const char *path, int sync_full, d2_error *err)
 {
     *out = NULL;
     store *s = calloc(1, sizeof *s);
     if (!s)
         return d2_fail(err, D2_ENOMEM, "store: out of memory");
+    s->ops = &store_sqlite_ops;
     /* URI filenames ("file:PATH?vfs=NAME") let the fault-injection tests
      * choose a VFS; a plain path is opened as before */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
@@ -212,7 +205,7 @@ int store_open(store **out, const char *path, int sync_full, d2_error *err)
     return 0;
 }
 
-void store_close(store *s)
+void sq_close(store *s)
 {
     if (!s)
         return;
@@ -224,7 +217,7 @@ void store_close(store *s)
     free(s);
 }
 
-int store_begin(store *s, d2_error *err)
+int sq_begin(store *s, d2_error *err)
 {
     if (s->depth == 0) {
         rollback_now(s); /* left open by a rollback that failed */
@@ -236,7 +229,7 @@ int store_begin(store *s, d2_error *err)
     return 0;
 }
 
-int store_commit(store *s, d2_error *err)
+int sq_commit(store *s, d2_error *err)
 {
     if (s->depth <= 0)
         return d2_fail(err, D2_EINVAL, "store: commit without begin");
@@ -253,7 +246,7 @@ int store_commit(store *s, d2_error *err)
     return 0;
 }
 
-void store_rollback(store *s)
+void sq_rollback(store *s)
 {
     if (s->depth <= 0)
         return;
@@ -264,7 +257,7 @@ void store_rollback(store *s)
     rollback_now(s);
 }
 
-int store_probe(store *s, d2_error *err)
+int sq_probe(store *s, d2_error *err)
 {
     if (store_begin(s, err) != 0)
         return D2_EIO;
@@ -272,7 +265,7 @@ int store_probe(store *s, d2_error *err)
     return 0;
 }
 
-int store_user_version(store *s, int *version, d2_error *err)
+int sq_user_version(store *s, int *version, d2_error *err)
 {
     if (s->depth == 0)
         rollback_now(s);
@@ -287,36 +280,12 @@ int store_user_version(store *s, int *version, d2_error *err)
     return 0;
 }
 
-/* "migrations/0007_x.sql" -> 7; -1 when the name is not a migration. */
-static int migration_version(const char *name)
-{
-    static const char prefix[] = "migrations/";
-    if (strncmp(name, prefix, sizeof prefix - 1) != 0)
-        return -1;
-    const char *p = name + sizeof prefix - 1;
-    int v = 0, digits = 0;
-    while (*p >= '0' && *p <= '9' && digits < 6) {
-        v = v * 10 + (*p - '0');
-        p++;
-        digits++;
-    }
-    size_t n = strlen(name);
-    if (digits == 0 || *p != '_' || n < 4 || strcmp(name + n - 4, ".sql") != 0)
-        return -1;
-    return v;
-}
-
-int store_migrate(store *s, int *version, d2_error *err)
+int sq_migrate(store *s, int *version, d2_error *err)
 {
     int cur;
     if (store_user_version(s, &cur, err) != 0)
         return D2_EIO;
-    int max = 0;
-    for (int i = 0; i < d2_embedded_count; i++) {
-        int v = migration_version(d2_embedded_files[i].name);
-        if (v > max)
-            max = v;
-    }
+    int max = store_migrations_max(SQLITE_MIGRATIONS);
     if (cur > max)
         return d2_fail(err, D2_EUNSUPPORTED,
                        "store: schema version %d is newer than this d2nwgd knows (%d)", cur, max);
@@ -325,17 +294,10 @@ int store_migrate(store *s, int *version, d2_error *err)
     if (cur < max && store_begin(s, err) != 0)
         return D2_EIO;
     for (int want = cur + 1; want <= max; want++) {
-        const embedded_file *f = NULL;
-        int dup = 0;
-        for (int i = 0; i < d2_embedded_count; i++)
-            if (migration_version(d2_embedded_files[i].name) == want) {
-                dup |= f != NULL;
-                f = &d2_embedded_files[i];
-            }
-        if (!f || dup) {
+        const embedded_file *f = store_migration_find(SQLITE_MIGRATIONS, want, err);
+        if (!f) {
             store_rollback(s);
-            return d2_fail(err, D2_EFORMAT, dup ? "store: two migrations numbered %d"
-                                                : "store: migration %04d is missing", want);
+            return D2_EFORMAT;
         }
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", want);
@@ -354,3 +316,71 @@ int store_migrate(store *s, int *version, d2_error *err)
         *version = cur;
     return 0;
 }
+
+/* One node: no leases to renew or to expire, and checkpoint bytes live in
+ * pack files (routes_checkpoints.c, worker.c). */
+static int sq_jobs_renew(store *s, int *n, d2_error *err)
+{
+    (void)s;
+    (void)err;
+    *n = 0;
+    return 0;
+}
+
+static int sq_pack_put(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err)
+{
+    (void)s;
+    (void)bytes;
+    (void)n;
+    return d2_fail(err, D2_EUNSUPPORTED, "store: SQLite keeps job %s's pack in a file", job_id);
+}
+
+static int sq_checkpoint_bytes(store *s, const char *id, unsigned char **bytes, size_t *n,
+                               d2_error *err)
+{
+    (void)s;
+    *bytes = NULL;
+    *n = 0;
+    return d2_fail(err, D2_EUNSUPPORTED, "store: SQLite keeps %s's bytes in a pack file", id);
+}
+
+const store_ops store_sqlite_ops = {
+    .dialect = "sqlite",
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .user_version = sq_user_version,
+    .set_busy_timeout = sq_set_busy_timeout,
+    .probe = sq_probe,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .generator_upsert = sq_generator_upsert,
+    .generator_get = sq_generator_get,
+    .dataset_put = sq_dataset_put,
+    .dataset_info = sq_dataset_info,
+    .dataset_load = sq_dataset_load,
+    .job_insert = sq_job_insert,
+    .job_get = sq_job_get,
+    .job_seq = sq_job_seq,
+    .job_list = sq_job_list,
+    .jobs_queued = sq_jobs_queued,
+    .job_set_running = sq_job_set_running,
+    .job_set_cancel_requested = sq_job_set_cancel_requested,
+    .job_finish = sq_job_finish,
+    .job_succeed = sq_job_succeed,
+    .job_requeue = sq_job_requeue,
+    .jobs_requeue_running = sq_jobs_requeue_running,
+    .job_counts = sq_job_counts,
+    .checkpoint_get = sq_checkpoint_get,
+    .checkpoint_offset = sq_checkpoint_offset,
+    .checkpoints_of_job = sq_checkpoints_of_job,
+    .checkpoints_derived = sq_checkpoints_derived,
+    .idem_get = sq_idem_get,
+    .idem_put = sq_idem_put,
+    .idem_expire = sq_idem_expire,
+    .jobs_renew = sq_jobs_renew,
+    .jobs_requeue_expired = sq_jobs_renew, /* nothing expires on one node */
+    .pack_put = sq_pack_put,
+    .checkpoint_bytes = sq_checkpoint_bytes,
+    .keeps_weights = 0,
+};

@@ -1,26 +1,100 @@
-/* store_internal.h - shared by store*.c only: the connection struct and the
- * prepared-statement cache. */
+/* store_internal.h - shared by store*.c only: the connection struct, the
+ * table of one dialect's operations (store_api.c dispatches every public
+ * store_* call through it) and the SQLite statement cache. */
 #ifndef D2_SERVER_STORE_INTERNAL_H
 #define D2_SERVER_STORE_INTERNAL_H
 
 #include <sqlite3.h>
 
+#include "embedded.h"
 #include "store.h"
 
 #define STORE_MAX_STMTS 64
 
+struct pg_conn; /* libpq's PGconn (store_pg*.c include libpq-fe.h) */
+
+/* One dialect: the store.h functions, same arguments and meaning. */
+typedef struct store_ops {
+    const char *dialect; /* "sqlite", "postgres" */
+    void (*close)(store *s);
+    int (*migrate)(store *s, int *version, d2_error *err);
+    int (*user_version)(store *s, int *version, d2_error *err);
+    void (*set_busy_timeout)(store *s, int ms);
+    int (*probe)(store *s, d2_error *err);
+    int (*begin)(store *s, d2_error *err);
+    int (*commit)(store *s, d2_error *err);
+    void (*rollback)(store *s);
+    int (*generator_upsert)(store *s, const char *name, const char *path, const gen_info *gi,
+                            int64_t now_ms, d2_error *err);
+    int (*generator_get)(store *s, const char *id, store_generator *g, d2_error *err);
+    int (*dataset_put)(store *s, const char *id, int kind, const dataset *d, int64_t now_ms,
+                       int *created, d2_error *err);
+    int (*dataset_info)(store *s, const char *id, api_dataset_info *info, d2_error *err);
+    int (*dataset_load)(store *s, const char *id, dataset *d, int *kind, d2_error *err);
+    int (*job_insert)(store *s, const api_job *j, const char *principal, d2_error *err);
+    int (*job_get)(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err);
+    int (*job_seq)(store *s, const char *id, int64_t *seq, d2_error *err);
+    int (*job_list)(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n,
+                    d2_error *err);
+    int (*jobs_queued)(store *s, int limit, api_job **out, int *n, d2_error *err);
+    int (*job_set_running)(store *s, const char *id, int64_t started_ms, d2_error *err);
+    int (*job_set_cancel_requested)(store *s, const char *id, d2_error *err);
+    int (*job_finish)(store *s, const char *id, api_job_state state, const char *error_code,
+                      const char *error_message, int64_t finished_ms, double run_seconds,
+                      d2_error *err);
+    int (*job_succeed)(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
+                       const api_checkpoint *c, const int64_t *offsets, int n,
+                       const char *parent_checkpoint, const api_gate *gate, d2_error *err);
+    int (*job_requeue)(store *s, const char *id, d2_error *err);
+    int (*jobs_requeue_running)(store *s, int *n, d2_error *err);
+    int (*job_counts)(store *s, int64_t counts[API_JOB_STATE_COUNT], d2_error *err);
+    int (*checkpoint_get)(store *s, const char *id, api_checkpoint *c, d2_error *err);
+    int (*checkpoint_offset)(store *s, const char *id, int64_t *offset, d2_error *err);
+    int (*checkpoints_of_job)(store *s, const char *job_id, api_checkpoint **out, int *n,
+                              d2_error *err);
+    int (*checkpoints_derived)(store *s, const char *id, char (**ids)[API_ID_LEN], int *n,
+                               d2_error *err);
+    int (*idem_get)(store *s, const char *principal, const char *key, char sha[65],
+                    char job_id[API_ID_LEN], d2_error *err);
+    int (*idem_put)(store *s, const char *principal, const char *key, const char *sha,
+                    const char *job_id, int64_t now_ms, d2_error *err);
+    int (*idem_expire)(store *s, int64_t before_ms, int *n, d2_error *err);
+    int (*jobs_renew)(store *s, int *n, d2_error *err);
+    int (*jobs_requeue_expired)(store *s, int *n, d2_error *err);
+    int (*pack_put)(store *s, const char *job_id, const void *bytes, size_t n, d2_error *err);
+    int (*checkpoint_bytes)(store *s, const char *id, unsigned char **bytes, size_t *n,
+                            d2_error *err);
+    int keeps_weights;
+} store_ops;
+
 struct store {
-    sqlite3 *db;
+    const store_ops *ops;
     int depth;        /* store_begin nesting */
     int failed;       /* a nested part failed: the outermost commit rolls back */
-    int busy;         /* the last failure was SQLITE_BUSY / SQLITE_LOCKED (see store_busy) */
+    int busy;         /* the last failure means "unavailable for now" (see store_busy) */
+    char owner[128];  /* jobs.owner of the jobs this connection claims (PostgreSQL) */
+    int lease_ms;
+    /* SQLite (store.c, store_jobs.c, store_objects.c); db NULL for PostgreSQL */
+    sqlite3 *db;
     sqlite3_stmt *rollback; /* "ROLLBACK", prepared at open (see store.c) */
     struct {
         const char *sql; /* identity: a static string of one of the store files */
         sqlite3_stmt *st;
     } cache[STORE_MAX_STMTS];
     int ncache;
+    /* PostgreSQL (store_pg*.c); NULL for SQLite */
+    struct pg_conn *pg;
+    int lock_timeout_ms;
 };
+
+/* The dialects (store_sqlite_ops in store.c, store_pg_ops in store_pg.c). */
+extern const store_ops store_sqlite_ops;
+extern const store_ops store_pg_ops;
+int store_sqlite_open(store **out, const char *path, int sync_full, d2_error *err);
+/* also sets owner, lease_ms and the session's d2nwg.replica (migration 0003) */
+int store_pg_open(store **out, const store_conf *conf, d2_error *err);
+
+/* ---- SQLite helpers (store.c) ---- */
 
 /* The cached statement for sql (prepared on first use), reset and unbound. */
 sqlite3_stmt *store_stmt(store *s, const char *sql, d2_error *err);
@@ -41,5 +115,20 @@ int store_collect_rows(store *s, sqlite3_stmt *st, size_t elem_size, store_row_f
                        void **out, int *n, const char *what, d2_error *err);
 /* Run a write statement to completion (SQLITE_DONE). */
 int store_step_done(store *s, sqlite3_stmt *st, d2_error *err, const char *what);
+
+/* ---- migrations (store_api.c): embedded PREFIX/NNNN_name.sql ---- */
+
+/* "PREFIX0007_x.sql" -> 7; -1 when name is not a migration under prefix. */
+int store_migration_version(const char *name, const char *prefix);
+/* The highest number under prefix (0: none). */
+int store_migrations_max(const char *prefix);
+/* The migration numbered want under prefix (NULL, err filled, when it is
+ * missing or numbered twice). */
+const embedded_file *store_migration_find(const char *prefix, int want, d2_error *err);
+
+/* Little-endian float32 / int32 blobs (datasets): to_le32 returns src itself
+ * on little-endian hosts (*owned 0), else a malloc'd swapped copy. */
+void *store_to_le32(const void *src, size_t n, int *owned);
+void store_from_le32(void *dst, const void *src, size_t n);
 
 #endif

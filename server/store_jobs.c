@@ -1,5 +1,6 @@
 /* store_jobs.c - job rows: insert, load, list, state transitions, counts. */
 #include "store_internal.h"
+#include "store_sqlite.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ static const char SQL_LIST[] = "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 "
 static const char SQL_LIST_STATE[] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND seq < ?1 "
                                      "ORDER BY seq DESC LIMIT ?2";
 static const char SQL_QUEUED[] = "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' "
-                                 "ORDER BY priority DESC, seq ASC";
+                                 "ORDER BY priority DESC, seq ASC LIMIT ?1";
 static const char SQL_RUNNING[] =
     "UPDATE jobs SET state = 'running', started_ms = ?2, attempts = attempts + 1, "
     "progress = 0 WHERE id = ?1 AND state = 'queued'";
@@ -62,7 +63,7 @@ static int edge(store *s, const char *sk, const char *sid, const char *dk, const
     return store_step_done(s, st, err, "insert lineage edge");
 }
 
-int store_job_insert(store *s, const api_job *j, const char *principal, d2_error *err)
+int sq_job_insert(store *s, const api_job *j, const char *principal, d2_error *err)
 {
     if (store_begin(s, err) != 0)
         return D2_EIO;
@@ -143,7 +144,7 @@ static void row_to_job(sqlite3_stmt *st, api_job *j)
     j->refine_requested = sqlite3_column_int(st, 25);
 }
 
-int store_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err)
+int sq_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2_error *err)
 {
     api_job_init(j);
     sqlite3_stmt *st = store_stmt(s, SQL_GET, err);
@@ -166,7 +167,7 @@ int store_job_get(store *s, const char *id, api_job *j, int with_checkpoints, d2
     return 0;
 }
 
-int store_job_seq(store *s, const char *id, int64_t *seq, d2_error *err)
+int sq_job_seq(store *s, const char *id, int64_t *seq, d2_error *err)
 {
     sqlite3_stmt *st = store_stmt(s, SQL_SEQ, err);
     if (!st)
@@ -209,7 +210,7 @@ static int collect(store *s, sqlite3_stmt *st, api_job **out, int *n, int with_c
     return 0;
 }
 
-int store_job_list(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n,
+int sq_job_list(store *s, int state, int64_t before_seq, int limit, api_job **out, int *n,
                    d2_error *err)
 {
     *out = NULL;
@@ -224,13 +225,14 @@ int store_job_list(store *s, int state, int64_t before_seq, int limit, api_job *
     return collect(s, st, out, n, 1, err);
 }
 
-int store_jobs_queued(store *s, api_job **out, int *n, d2_error *err)
+int sq_jobs_queued(store *s, int limit, api_job **out, int *n, d2_error *err)
 {
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = store_stmt(s, SQL_QUEUED, err);
     if (!st)
         return D2_EIO;
+    sqlite3_bind_int(st, 1, limit); /* negative: no limit */
     return collect(s, st, out, n, 0, err);
 }
 
@@ -246,7 +248,7 @@ static int write1(store *s, const char *sql, const char *id, d2_error *err, cons
     return store_commit(s, err);
 }
 
-int store_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err)
+int sq_job_set_running(store *s, const char *id, int64_t started_ms, d2_error *err)
 {
     if (store_begin(s, err) != 0)
         return D2_EIO;
@@ -267,12 +269,12 @@ fail:
     return err && err->code ? err->code : D2_EIO;
 }
 
-int store_job_set_cancel_requested(store *s, const char *id, d2_error *err)
+int sq_job_set_cancel_requested(store *s, const char *id, d2_error *err)
 {
     return write1(s, SQL_CANCEL_REQ, id, err, "request cancel");
 }
 
-int store_job_finish(store *s, const char *id, api_job_state state, const char *error_code,
+int sq_job_finish(store *s, const char *id, api_job_state state, const char *error_code,
                      const char *error_message, int64_t finished_ms, double run_seconds,
                      d2_error *err)
 {
@@ -311,7 +313,7 @@ static char *gate_text(const api_gate *gate, d2_error *err)
     return text;
 }
 
-int store_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
+int sq_job_succeed(store *s, const char *id, int way, double run_seconds, int64_t finished_ms,
                       const api_checkpoint *c, const int64_t *offsets, int n,
                       const char *parent_checkpoint, const api_gate *gate, d2_error *err)
 {
@@ -365,12 +367,12 @@ fail:
     return D2_EIO;
 }
 
-int store_job_requeue(store *s, const char *id, d2_error *err)
+int sq_job_requeue(store *s, const char *id, d2_error *err)
 {
     return write1(s, SQL_REQUEUE, id, err, "requeue job");
 }
 
-int store_jobs_requeue_running(store *s, int *n, d2_error *err)
+int sq_jobs_requeue_running(store *s, int *n, d2_error *err)
 {
     if (store_begin(s, err) != 0)
         return D2_EIO;
@@ -383,7 +385,7 @@ int store_jobs_requeue_running(store *s, int *n, d2_error *err)
     return store_commit(s, err);
 }
 
-int store_job_counts(store *s, int64_t counts[API_JOB_STATE_COUNT], d2_error *err)
+int sq_job_counts(store *s, int64_t counts[API_JOB_STATE_COUNT], d2_error *err)
 {
     memset(counts, 0, sizeof(int64_t) * API_JOB_STATE_COUNT);
     sqlite3_stmt *st = store_stmt(s, SQL_COUNTS, err);

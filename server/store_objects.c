@@ -1,6 +1,7 @@
 /* store_objects.c - generators, datasets, checkpoints, lineage queries and
  * idempotency keys. */
 #include "store_internal.h"
+#include "store_sqlite.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static const char SQL_IDEM_PUT[] =
     "VALUES (?1, ?2, ?3, ?4, ?5)";
 static const char SQL_IDEM_EXPIRE[] = "DELETE FROM idempotency_keys WHERE created_ms < ?1";
 
-int store_generator_upsert(store *s, const char *name, const char *path, const gen_info *gi,
+int sq_generator_upsert(store *s, const char *name, const char *path, const gen_info *gi,
                            int64_t now_ms, d2_error *err)
 {
     if (store_begin(s, err) != 0)
@@ -80,7 +81,7 @@ static char *col_dup(sqlite3_stmt *st, int i)
     return strdup(t ? (const char *)t : "");
 }
 
-int store_generator_get(store *s, const char *id, store_generator *g, d2_error *err)
+int sq_generator_get(store *s, const char *id, store_generator *g, d2_error *err)
 {
     memset(g, 0, sizeof *g);
     sqlite3_stmt *st = store_stmt(s, SQL_GEN_GET, err);
@@ -108,52 +109,7 @@ int store_generator_get(store *s, const char *id, store_generator *g, d2_error *
     return 0;
 }
 
-void store_generator_free(store_generator *g)
-{
-    free(g->config_json);
-    free(g->provenance_json);
-    g->config_json = g->provenance_json = NULL;
-}
-
-/* Little-endian blobs, as the schema says (x86 and ARM hosts already are). */
-static int host_is_le(void)
-{
-    const uint16_t one = 1;
-    return *(const unsigned char *)&one == 1;
-}
-
-static void *to_le32(const void *src, size_t n, int *owned)
-{
-    *owned = 0;
-    if (host_is_le())
-        return (void *)src;
-    unsigned char *b = malloc(n * 4);
-    if (!b)
-        return NULL;
-    const unsigned char *p = src;
-    for (size_t i = 0; i < n; i++)
-        for (int k = 0; k < 4; k++)
-            b[i * 4 + (size_t)k] = p[i * 4 + 3 - (size_t)k];
-    *owned = 1;
-    return b;
-}
-
-static void from_le32(void *dst, const void *src, size_t n)
-{
-    memcpy(dst, src, n * 4);
-    if (host_is_le())
-        return;
-    unsigned char *b = dst;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char t0 = b[i * 4], t1 = b[i * 4 + 1];
-        b[i * 4] = b[i * 4 + 3];
-        b[i * 4 + 1] = b[i * 4 + 2];
-        b[i * 4 + 2] = t1;
-        b[i * 4 + 3] = t0;
-    }
-}
-
-int store_dataset_put(store *s, const char *id, int kind, const dataset *d, int64_t now_ms,
+int sq_dataset_put(store *s, const char *id, int kind, const dataset *d, int64_t now_ms,
                       int *created, d2_error *err)
 {
     *created = 0;
@@ -166,8 +122,8 @@ int store_dataset_put(store *s, const char *id, int kind, const dataset *d, int6
     json_decref(counts);
     size_t nx = (size_t)d->n * (size_t)d->dim;
     int own_x = 0, own_y = 0;
-    void *x = to_le32(d->x, nx, &own_x);
-    void *y = to_le32(d->y, (size_t)d->n, &own_y);
+    void *x = store_to_le32(d->x, nx, &own_x);
+    void *y = store_to_le32(d->y, (size_t)d->n, &own_y);
     int rc = D2_EIO;
     if (!counts_s || !x || !y) {
         rc = d2_fail(err, D2_ENOMEM, "store: out of memory");
@@ -217,7 +173,7 @@ out:
     return rc;
 }
 
-int store_dataset_info(store *s, const char *id, api_dataset_info *info, d2_error *err)
+int sq_dataset_info(store *s, const char *id, api_dataset_info *info, d2_error *err)
 {
     memset(info, 0, sizeof *info);
     sqlite3_stmt *st = store_stmt(s, SQL_DS_INFO, err);
@@ -247,7 +203,7 @@ int store_dataset_info(store *s, const char *id, api_dataset_info *info, d2_erro
     return 0;
 }
 
-int store_dataset_load(store *s, const char *id, dataset *d, int *kind, d2_error *err)
+int sq_dataset_load(store *s, const char *id, dataset *d, int *kind, d2_error *err)
 {
     memset(d, 0, sizeof *d);
     sqlite3_stmt *st = store_stmt(s, SQL_DS_LOAD, err);
@@ -275,8 +231,8 @@ int store_dataset_load(store *s, const char *id, dataset *d, int *kind, d2_error
         store_done(st);
         return err->code;
     }
-    from_le32(d->x, x, (size_t)n * (size_t)dim);
-    from_le32(d->y, y, (size_t)n);
+    store_from_le32(d->x, x, (size_t)n * (size_t)dim);
+    store_from_le32(d->y, y, (size_t)n);
     store_done(st);
     rc = dataset_validate(d, err);
     if (rc != 0) {
@@ -309,7 +265,7 @@ static void row_to_ckpt(sqlite3_stmt *st, api_checkpoint *c)
         c->method = GEN_METHOD_DIFFUSION; /* the schema allows no other value */
 }
 
-int store_checkpoint_get(store *s, const char *id, api_checkpoint *c, d2_error *err)
+int sq_checkpoint_get(store *s, const char *id, api_checkpoint *c, d2_error *err)
 {
     sqlite3_stmt *st = store_stmt(s, SQL_CKPT_GET, err);
     if (!st)
@@ -324,7 +280,7 @@ int store_checkpoint_get(store *s, const char *id, api_checkpoint *c, d2_error *
     return rc == SQLITE_ROW ? 0 : store_fail(s, err, "get checkpoint");
 }
 
-int store_checkpoint_offset(store *s, const char *id, int64_t *offset, d2_error *err)
+int sq_checkpoint_offset(store *s, const char *id, int64_t *offset, d2_error *err)
 {
     sqlite3_stmt *st = store_stmt(s, SQL_CKPT_OFFSET, err);
     if (!st)
@@ -349,7 +305,7 @@ static void id_row(sqlite3_stmt *st, void *element)
     store_col_text(st, 0, element, API_ID_LEN);
 }
 
-int store_checkpoints_of_job(store *s, const char *job_id, api_checkpoint **out, int *n,
+int sq_checkpoints_of_job(store *s, const char *job_id, api_checkpoint **out, int *n,
                              d2_error *err)
 {
     *out = NULL;
@@ -365,7 +321,7 @@ int store_checkpoints_of_job(store *s, const char *job_id, api_checkpoint **out,
     return rc;
 }
 
-int store_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN], int *n,
+int sq_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN], int *n,
                               d2_error *err)
 {
     *ids = NULL;
@@ -380,7 +336,7 @@ int store_checkpoints_derived(store *s, const char *id, char (**ids)[API_ID_LEN]
     return rc;
 }
 
-int store_idem_get(store *s, const char *principal, const char *key, char sha[65],
+int sq_idem_get(store *s, const char *principal, const char *key, char sha[65],
                    char job_id[API_ID_LEN], d2_error *err)
 {
     sqlite3_stmt *st = store_stmt(s, SQL_IDEM_GET, err);
@@ -399,7 +355,7 @@ int store_idem_get(store *s, const char *principal, const char *key, char sha[65
     return rc == SQLITE_ROW ? 0 : store_fail(s, err, "get idempotency key");
 }
 
-int store_idem_put(store *s, const char *principal, const char *key, const char *sha,
+int sq_idem_put(store *s, const char *principal, const char *key, const char *sha,
                    const char *job_id, int64_t now_ms, d2_error *err)
 {
     if (store_begin(s, err) != 0)
@@ -421,7 +377,7 @@ int store_idem_put(store *s, const char *principal, const char *key, const char 
     return store_commit(s, err);
 }
 
-int store_idem_expire(store *s, int64_t before_ms, int *n, d2_error *err)
+int sq_idem_expire(store *s, int64_t before_ms, int *n, d2_error *err)
 {
     if (store_begin(s, err) != 0)
         return D2_EIO;

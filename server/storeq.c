@@ -300,13 +300,13 @@ static int init_locks(storeq *q)
     return rc;
 }
 
-static int open_lanes(storeq *q, const char *path, int sync_full, int busy_ms, d2_error *err)
+static int open_lanes(storeq *q, const store_conf *conf, int busy_ms, d2_error *err)
 {
     for (int i = 0; i < STOREQ_LANES; i++) {
         lane *l = &q->lanes[i];
         l->q = q;
         l->index = i;
-        if (store_open(&l->db, path, sync_full, err) != 0)
+        if (store_open_conf(&l->db, conf, err) != 0)
             return D2_EIO;
         store_set_busy_timeout(l->db, busy_ms);
         int rc = uv_thread_create(&l->thread, lane_main, l);
@@ -317,7 +317,7 @@ static int open_lanes(storeq *q, const char *path, int sync_full, int busy_ms, d
     return 0;
 }
 
-int storeq_start(storeq **out, uv_loop_t *loop, const char *path, int sync_full, int busy_ms,
+int storeq_start(storeq **out, uv_loop_t *loop, const store_conf *conf, int busy_ms,
                  d2_error *err)
 {
     *out = NULL;
@@ -335,7 +335,7 @@ int storeq_start(storeq **out, uv_loop_t *loop, const char *path, int sync_full,
     q->handles_open = 3;
     q->busy_ms = busy_ms;
     atomic_init(&q->fast_fail, 0);
-    if (open_lanes(q, path, sync_full, busy_ms, err) != 0) {
+    if (open_lanes(q, conf, busy_ms, err) != 0) {
         storeq_stop(q);
         return err->code ? err->code : D2_EIO;
     }

@@ -47,9 +47,10 @@ typedef struct storeq_op {
 
 typedef struct storeq storeq;
 
-/* Open one connection per lane on `path` (at start-up, on the calling
- * thread), with busy_ms as each one's lock wait, and start the threads. */
-int storeq_start(storeq **out, uv_loop_t *loop, const char *path, int sync_full, int busy_ms,
+/* Open one connection per lane with conf (store_open_conf: an SQLite file or
+ * a PostgreSQL connection string) at start-up, on the calling thread, with
+ * busy_ms as each one's lock wait, and start the threads. */
+int storeq_start(storeq **out, uv_loop_t *loop, const store_conf *conf, int busy_ms,
                  d2_error *err);
 /* Queue op on its lane (op->lane = lane). Never fails. */
 void storeq_submit(storeq *q, storeq_op *op, int lane, storeq_work_fn work, storeq_done_fn done,

@@ -161,7 +161,7 @@ static void save_failed(work_item *it, const d2_error *err)
  * together or not at all, for two fsyncs instead of two per checkpoint. */
 static int save_checkpoints(worker *w, work_item *it, const gen_entry *ge, const gen_request *req,
                             const gen_result *res, api_checkpoint *ck, int64_t *offsets,
-                            d2_error *err)
+                            unsigned char **kept, size_t *kept_len, d2_error *err)
 {
     unsigned char *pack = NULL;
     size_t len = 0, cap = 0;
@@ -206,6 +206,11 @@ static int save_checkpoints(worker *w, work_item *it, const gen_entry *ge, const
         offsets[r] = (int64_t)len;
         len += n;
     }
+    if (rc == 0 && store_keeps_weights(w->db)) {
+        *kept = pack; /* stored with the rows (store_success) */
+        *kept_len = len;
+        return 0;
+    }
     if (rc == 0) {
         char path[sizeof w->pool->cfg.checkpoint_dir + API_ID_LEN + 16];
         worker_pack_path(w->pool->cfg.checkpoint_dir, it->job_id, path, sizeof path);
@@ -215,15 +220,41 @@ static int save_checkpoints(worker *w, work_item *it, const gen_entry *ge, const
     return rc;
 }
 
+/* The success's rows and, when the store keeps them (pack not NULL), its
+ * checkpoint bytes: one transaction. */
+static int store_success(worker *w, work_item *it, const gen_result *res, const api_checkpoint *ck,
+                         const int64_t *offsets, const api_gate *gate, const unsigned char *pack,
+                         size_t len, d2_error *err)
+{
+    if (!pack)
+        return store_job_succeed(w->db, it->job_id, res->way, it->run_seconds, api_now_ms(), ck,
+                                 offsets, res->count, it->parent_checkpoint, gate, err);
+    if (store_begin(w->db, err) != 0)
+        return err->code ? err->code : D2_EIO;
+    int rc = store_pack_put(w->db, it->job_id, pack, len, err);
+    if (rc == 0)
+        rc = store_job_succeed(w->db, it->job_id, res->way, it->run_seconds, api_now_ms(), ck,
+                               offsets, res->count, it->parent_checkpoint, gate, err);
+    if (rc != 0) {
+        store_rollback(w->db);
+        return rc;
+    }
+    return store_commit(w->db, err);
+}
+
 /* The rows of a written pack were not stored: the pack goes (no row names
  * it). A lock at shutdown leaves the job running in the store (re-run after
  * the restart); any other failure fails it with the cause. */
-static void unstored(worker *w, work_item *it, const d2_error *err)
+static void unstored(worker *w, work_item *it, int rc, const d2_error *err)
 {
     char path[sizeof w->pool->cfg.checkpoint_dir + API_ID_LEN + 16];
     worker_pack_path(w->pool->cfg.checkpoint_dir, it->job_id, path, sizeof path);
-    if (unlink(path) != 0)
+    if (!store_keeps_weights(w->db) && unlink(path) != 0)
         worker_log(LOG_ERROR, "removing an unstored pack failed", it, path);
+    if (rc == D2_EINVAL) { /* its lease went to another replica, which runs it */
+        set_error(it, WORK_TAKEN, "internal", err->msg);
+        return;
+    }
     if (store_busy(w->db)) {
         set_error(it, WORK_STORE_FAILED, "internal", err->msg);
         return;
@@ -243,9 +274,11 @@ static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen
     size_t nc = (size_t)(res->count > 0 ? res->count : 1);
     api_checkpoint *ck = calloc(nc, sizeof *ck);
     int64_t *offsets = calloc(nc, sizeof *offsets);
+    unsigned char *pack = NULL;
+    size_t len = 0;
     if (!ck || !offsets)
         set_error(it, WORK_FAILED, "internal", "out of memory");
-    else if (save_checkpoints(w, it, ge, req, res, ck, offsets, &err) != 0)
+    else if (save_checkpoints(w, it, ge, req, res, ck, offsets, &pack, &len, &err) != 0)
         save_failed(it, &err);
     else {
         it->outcome = WORK_SUCCEEDED;
@@ -256,12 +289,12 @@ static void save_result(worker *w, work_item *it, const gen_entry *ge, const gen
         int rc, tries = 0;
         do {
             store_busy_clear(w->db);
-            rc = store_job_succeed(w->db, it->job_id, res->way, it->run_seconds, api_now_ms(),
-                                   ck, offsets, res->count, it->parent_checkpoint, &gate, &err);
+            rc = store_success(w, it, res, ck, offsets, &gate, pack, len, &err);
         } while (retry_busy(w, it, rc, &err, &tries));
         if (rc != 0)
-            unstored(w, it, &err);
+            unstored(w, it, rc, &err);
     }
+    free(pack);
     free(ck);
     free(offsets);
 }
@@ -293,6 +326,10 @@ static int mark_running(worker *w, work_item *it, d2_error *err)
         store_busy_clear(w->db);
         rc = store_job_set_running(w->db, it->job_id, api_now_ms(), err);
     } while (retry_busy(w, it, rc, err, &tries));
+    if (rc == D2_EINVAL) { /* not queued any more: another replica has it */
+        it->outcome = WORK_TAKEN;
+        return -1;
+    }
     if (rc != 0) {
         if (atomic_load(&it->shutdown))
             it->outcome = WORK_REQUEUED; /* it is still queued in the store */
@@ -325,7 +362,7 @@ static void store_outcome(worker *w, work_item *it, int was_running, d2_error *e
 {
     int rc = 0, tries = 0;
     if (it->outcome == WORK_STORE_FAILED || (it->outcome == WORK_REQUEUED && !was_running) ||
-        it->outcome == WORK_SUCCEEDED)
+        it->outcome == WORK_SUCCEEDED || it->outcome == WORK_TAKEN)
         return;
     do {
         store_busy_clear(w->db);
@@ -436,7 +473,11 @@ static int worker_init(worker *w, char *msg, size_t cap)
     d2_error_clear(&err);
     int threads = p->cfg.threads;
     if (backend_create(&w->be, p->cfg.device, threads, &err) != 0 ||
-        store_open(&w->db, p->cfg.db_path, p->cfg.sync_full, &err) != 0) {
+        store_open_conf(&w->db, &(store_conf){p->cfg.db_path,
+                                               p->cfg.store_password[0] ? p->cfg.store_password
+                                                                        : NULL,
+                                               p->cfg.sync_full, p->cfg.replica, p->cfg.lease_ms},
+                        &err) != 0) {
         api_snprintf(msg, cap, "worker %d: %s", w->index, err.msg);
         return -1;
     }

@@ -28,8 +28,11 @@ enum {
     WORK_FAILED = 1,
     WORK_CANCELLED = 2,
     WORK_REQUEUED = 3,     /* stopped for shutdown; back to queued in the store */
-    WORK_STORE_FAILED = 4  /* its outcome is not in the store (see run_job): the job is
+    WORK_STORE_FAILED = 4, /* its outcome is not in the store (see run_job): the job is
                             * left as the store has it, re-run after a restart */
+    WORK_TAKEN = 5         /* not this daemon's (any more): another replica on the same
+                            * PostgreSQL claimed it, or took it when this one's lease ran
+                            * out, or it ended; nothing stored here */
 };
 
 #define WORK_MAX_HITS 64
@@ -103,6 +106,9 @@ typedef struct worker_config {
     int threads;                         /* backend threads per worker */
     char device[64];
     char db_path[CONFIG_PATH_LEN + 32];
+    char store_password[512];            /* "" = none (libpq's environment) */
+    char replica[128];                   /* the owner of the jobs its workers claim */
+    int lease_ms;
     char checkpoint_dir[CONFIG_PATH_LEN + 32];
     int max_candidates;
     int sync_full;

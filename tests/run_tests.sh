@@ -23,6 +23,21 @@ mkdir -p "$log_dir"
 export D2NWG_CONTRACT_LOG="$log_dir/api-responses.jsonl"
 : >"$D2NWG_CONTRACT_LOG"
 
+# A throw-away PostgreSQL cluster for the tests of that dialect
+# (tests/pg_cluster.sh; $D2NWG_TEST_PG names it). One that cannot start is a
+# failure, never a skip; it is stopped and removed on exit.
+pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/d2nwg-pg.XXXXXX")
+trap 'sh tests/pg_cluster.sh stop "$pg_dir"' EXIT
+if D2NWG_TEST_PG=$(sh tests/pg_cluster.sh start "$pg_dir" 2>"$log_dir/pg_cluster.log"); then
+    export D2NWG_TEST_PG
+    echo "ok   PostgreSQL cluster: $D2NWG_TEST_PG"
+else
+    failed=$((failed + 1))
+    failed_names="$failed_names pg_cluster"
+    echo "FAIL PostgreSQL cluster (tests/pg_cluster.sh) did not start; every PostgreSQL test fails:"
+    sed 's/^/    /' "$log_dir/pg_cluster.log" | tail -n 30
+fi
+
 # run_one PROGRAM [LOG_PREFIX]
 run_one() {
     bin=$1
@@ -77,6 +92,18 @@ for bin in "$BUILD"/tests/api/test_*; do
     [ -x "$bin" ] || continue
     case "$bin" in *.d|*.o) continue ;; esac
     run_one "$bin"
+done
+# the API suite again with every daemon on PostgreSQL (D2NWG_TEST_STORE,
+# tests/api/apitest.h: a database of the cluster per --data directory), logs
+# as pg-NAME.log. Not test_api_store_lock (SQLite's file lock; PostgreSQL's
+# lock timeout is tests/unit/test_store's pg_test_pg_lock_timeout) nor
+# test_api_anyway (the generation gate's quality runs, store-independent and
+# the slowest program), nor test_api_fleet (PostgreSQL already: three
+# replicas on one database, one killed mid-job).
+for bin in "$BUILD"/tests/api/test_*; do
+    [ -x "$bin" ] || continue
+    case "$bin" in *.d|*.o|*/test_api_store_lock|*/test_api_anyway|*/test_api_fleet) continue ;; esac
+    D2NWG_TEST_STORE=postgres run_one "$bin" pg-
 done
 # the dashboard in headless chromium (skipped by name where it is not installed)
 run_one tests/browser/dashboard.sh

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "tu_pg.h"
 
 #include "common.h"
 
@@ -32,6 +33,7 @@ typedef struct at_daemon {
     char data[600];     /* --data */
     char log[600];      /* the daemon's stderr */
     char portfile[600];
+    char store[1200];   /* --store with D2NWG_TEST_STORE=postgres, else "" */
 } at_daemon;
 
 typedef struct at_resp {
@@ -88,7 +90,10 @@ static inline void at_print_log(const at_daemon *d)
 
 /* Start d2nwgd with --data DIR/<name>, --listen 127.0.0.1:0 and the extra
  * arguments (NULL-terminated; the default generator unless one is given).
- * Waits until it has written its port. */
+ * With D2NWG_TEST_STORE=postgres (tests/run_tests.sh runs part of the suite
+ * so) the store is a PostgreSQL database of the test cluster, one per --data
+ * directory, unless the arguments give a --store. Waits until it has written
+ * its port. */
 static inline void at_start(at_daemon *d, const char *dir, const char *name,
                             const char *const *extra)
 {
@@ -117,6 +122,17 @@ static inline void at_start(at_daemon *d, const char *dir, const char *name,
     argv[n++] = d->portfile;
     argv[n++] = "--data";
     argv[n++] = d->data;
+    const char *dialect = getenv("D2NWG_TEST_STORE");
+    int has_store = 0;
+    for (int i = 0; extra && extra[i]; i++)
+        has_store |= !strcmp(extra[i], "--store") || !strncmp(extra[i], "--store=", 8);
+    if (dialect && *dialect && strcmp(dialect, "sqlite") != 0 && strcmp(dialect, "postgres") != 0)
+        fail_msg("D2NWG_TEST_STORE: expected sqlite or postgres, got '%s'", dialect);
+    if (dialect && !strcmp(dialect, "postgres") && !has_store) {
+        tu_pg_db_for(d->store, sizeof d->store, d->data);
+        argv[n++] = "--store";
+        argv[n++] = d->store;
+    }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -490,9 +506,9 @@ static inline json_t *at_job(const at_daemon *d, const char *id, double wait)
 {
     char path[256];
     if (wait > 0)
-        snprintf(path, sizeof path, "/v1/jobs/%s?wait=%g", id, wait);
+        snprintf(path, sizeof path, "/v1/jobs/%.200s?wait=%g", id, wait);
     else
-        snprintf(path, sizeof path, "/v1/jobs/%s", id);
+        snprintf(path, sizeof path, "/v1/jobs/%.200s", id);
     at_resp r = at_get(d, path);
     if (r.status != 200)
         fail_msg("GET %s: %ld %.400s", path, r.status, r.body);

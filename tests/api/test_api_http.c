@@ -337,6 +337,13 @@ static void test_save_error_hides_paths(void **state)
     json_t *end = at_wait_done(&c->d, id, 120);
     snprintf(cmd, sizeof cmd, "rm -f '%s' && mkdir '%s'", ckdir, ckdir);
     assert_int_equal(system(cmd), 0);
+    const char *dialect = getenv("D2NWG_TEST_STORE");
+    if (dialect && !strcmp(dialect, "postgres")) {
+        /* PostgreSQL keeps the bytes in the database: no file to fail */
+        assert_string_equal(at_state(end), "succeeded");
+        json_decref(end);
+        return;
+    }
     assert_string_equal(at_state(end), "failed");
     const char *msg =
         json_string_value(json_object_get(json_object_get(end, "error"), "message"));

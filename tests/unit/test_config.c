@@ -195,6 +195,49 @@ static void test_example_file(void **state)
     assert_int_equal(config_validate(&c, &err), 0);
 }
 
+/* --store: SQLite by default under --data; a PostgreSQL URL or DSN that
+ * carries a password is refused naming the flag to use; the password file's
+ * first line is the password, and only goes with PostgreSQL. */
+static void test_store(void **state)
+{
+    (void)state;
+    config c;
+    config_defaults(&c);
+    d2_error err;
+    char target[CONFIG_PATH_LEN + 32], pw[256];
+    assert_int_equal(config_set(&c, "generator", "/g.safetensors", &err), 0);
+    assert_int_equal(config_set(&c, "data", "/srv/d", &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_int_equal(config_store_target(&c, target, sizeof target, pw, sizeof pw, &err), 0);
+    assert_string_equal(target, "/srv/d/d2nwgd.sqlite");
+    assert_string_equal(pw, "");
+    const char *refused[] = {"postgres://app:s3cret@db:5432/d2nwg",
+                             "host=db dbname=d2nwg password=s3cret"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(config_set(&c, "store", refused[i], &err), 0);
+        assert_int_not_equal(config_validate(&c, &err), 0);
+        assert_non_null(strstr(err.msg, "--store-password-file"));
+        assert_null(strstr(err.msg, "s3cret"));
+    }
+    assert_int_equal(config_set(&c, "store", "postgresql://app@db/d2nwg?sslmode=disable", &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+    char *dir = tu_tmpdir("config-store");
+    char file[512];
+    snprintf(file, sizeof file, "%s/pw", dir);
+    tu_write_bytes(file, "s3cret\n", 7);
+    assert_int_equal(config_set(&c, "store-password-file", file, &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_int_equal(config_store_target(&c, target, sizeof target, pw, sizeof pw, &err), 0);
+    assert_string_equal(target, "postgresql://app@db/d2nwg?sslmode=disable");
+    assert_string_equal(pw, "s3cret");
+    /* a password file with an SQLite store is a mistake worth saying */
+    assert_int_equal(config_set(&c, "store", "/srv/d/other.sqlite", &err), 0);
+    assert_int_not_equal(config_validate(&c, &err), 0);
+    assert_non_null(strstr(err.msg, "store_password_file"));
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_listen(void **state)
 {
     (void)state;
@@ -226,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_file_and_override),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

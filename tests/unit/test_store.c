@@ -1,9 +1,13 @@
 /* test_store.c - server/store: migrations, WAL, datasets, jobs and their
- * state transitions, pagination, checkpoints, lineage, idempotency keys. */
+ * state transitions, pagination, checkpoints, lineage, idempotency keys;
+ * the dialect-neutral tests run on SQLite and again (pg_*) on a fresh
+ * PostgreSQL database each (tu_pg.h), plus PostgreSQL's own: lock timeout
+ * and a lost connection count as unavailable. */
 #include <math.h>
 #include <sqlite3.h>
 
 #include "testutil.h"
+#include "tu_pg.h"
 
 #include "api.h"
 #include "embedded.h"
@@ -15,22 +19,45 @@
 
 typedef struct fixture {
     char *dir;
-    char path[512];
+    char path[1024]; /* SQLite file, or PostgreSQL connection string */
     store *s;
 } fixture;
+
+/* the schema version each dialect's migrations reach */
+static int latest_version(const store *s)
+{
+    return strcmp(store_dialect(s), "postgres") ? 4 : 3;
+}
+
+/* PostgreSQL's leases last 1 ms here: a "crash" (requeue_running) finds the
+ * job's lease run out, as a restart after a real one would. */
+static int open_fixture(fixture *f)
+{
+    d2_error err;
+    int version = -1;
+    store_conf conf = {f->path, NULL, 0, NULL, 1};
+    assert_int_equal(store_open_conf(&f->s, &conf, &err), 0);
+    assert_int_equal(store_migrate(f->s, &version, &err), 0);
+    assert_int_equal(version, latest_version(f->s));
+    return 0;
+}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     f->dir = tu_tmpdir("store");
     snprintf(f->path, sizeof f->path, "%s/test.sqlite", f->dir);
-    d2_error err;
-    int version = -1;
-    assert_int_equal(store_open(&f->s, f->path, 0, &err), 0);
-    assert_int_equal(store_migrate(f->s, &version, &err), 0);
-    assert_int_equal(version, 4);
     *state = f;
-    return 0;
+    return open_fixture(f);
+}
+
+static int setup_pg(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tmpdir("store-pg");
+    tu_pg_newdb(f->path, sizeof f->path, "store");
+    *state = f;
+    return open_fixture(f);
 }
 
 static int teardown(void **state)
@@ -107,7 +134,7 @@ static void test_migrate_wal(void **state)
     int v = -1;
     /* applying again is a no-op */
     assert_int_equal(store_migrate(f->s, &v, &err), 0);
-    assert_int_equal(v, 4);
+    assert_int_equal(v, latest_version(f->s));
     assert_int_equal(store_user_version(f->s, &v, &err), 0);
     assert_int_equal(v, 4);
     /* a second connection sees WAL mode and the schema */
@@ -204,6 +231,7 @@ static void test_jobs_lifecycle(void **state)
     assert_int_equal(got.attempts, 1);
     assert_true(got.started_ms == 10500);
     /* a crash: running -> queued on restart, attempts kept */
+    usleep(3000); /* PostgreSQL: past the fixture's 1 ms lease */
     int n = 0;
     assert_int_equal(store_jobs_requeue_running(f->s, &n, &err), 0);
     assert_int_equal(n, 1);
@@ -443,7 +471,7 @@ static void test_migrate_kinds_backfill(void **state)
     char *dir = tu_tmpdir("store-v1");
     char path[512];
     snprintf(path, sizeof path, "%s/v1.sqlite", dir);
-    const embedded_file *v1 = embedded_find("migrations/0001_init.sql");
+    const embedded_file *v1 = embedded_find("migrations/sqlite/0001_init.sql");
     assert_non_null(v1);
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -500,6 +528,200 @@ static void test_migrate_kinds_backfill(void **state)
     free(dir);
 }
 
+/* ---- PostgreSQL only ---- */
+
+/* A libpq connection of the test's own to the fixture's database. */
+static PGconn *pg_side(const fixture *f)
+{
+    PGconn *c = PQconnectdb(f->path);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("%s", PQerrorMessage(c));
+    return c;
+}
+
+static void pg_exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Migrations are recorded in schema_version; applying again is a no-op; a
+ * newer schema than this build knows is refused. */
+static void test_pg_migrate(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    int v = -1;
+    assert_string_equal(store_dialect(f->s), "postgres");
+    assert_int_equal(store_migrate(f->s, &v, &err), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(store_user_version(f->s, &v, &err), 0);
+    assert_int_equal(v, 3);
+    PGconn *c = pg_side(f);
+    PGresult *r = PQexec(c, "SELECT count(*) FROM schema_version");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "3");
+    PQclear(r);
+    pg_exec_ok(c, "INSERT INTO schema_version VALUES (99)");
+    PQfinish(c);
+    assert_int_equal(store_migrate(f->s, &v, &err), D2_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "99"));
+}
+
+/* A row lock held elsewhere past the lock timeout: the write fails and the
+ * store says it is unavailable (503), not broken; once the lock is gone the
+ * same call succeeds. */
+static void test_pg_lock_timeout(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    add_generator(f->s, GEN);
+    char fp[65];
+    put_dataset(f->s, fp, 4.0f);
+    api_job j;
+    make_job(&j, "j_cccccccccccccccccccc", GEN, fp, 1000);
+    assert_int_equal(store_job_insert(f->s, &j, "p", &err), 0);
+    PGconn *c = pg_side(f);
+    pg_exec_ok(c, "BEGIN");
+    pg_exec_ok(c, "SELECT * FROM jobs FOR UPDATE");
+    store_set_busy_timeout(f->s, 100);
+    assert_int_not_equal(store_job_set_cancel_requested(f->s, j.id, &err), 0);
+    assert_int_equal(store_busy(f->s), 1);
+    assert_non_null(strstr(err.msg, "lock timeout"));
+    /* a claim does not wait: a row locked elsewhere is being claimed there */
+    assert_int_equal(store_job_set_running(f->s, j.id, 1100, &err), D2_EINVAL);
+    pg_exec_ok(c, "ROLLBACK");
+    store_busy_clear(f->s);
+    assert_int_equal(store_job_set_cancel_requested(f->s, j.id, &err), 0);
+    assert_int_equal(store_job_set_running(f->s, j.id, 1100, &err), 0);
+    assert_int_equal(store_busy(f->s), 0);
+    PQfinish(c);
+}
+
+/* The server ends the store's connection: the next call fails as
+ * unavailable, the one after re-opens the connection and works. */
+static void test_pg_connection_lost(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    int64_t counts[API_JOB_STATE_COUNT];
+    assert_int_equal(store_job_counts(f->s, counts, &err), 0);
+    PGconn *c = pg_side(f);
+    pg_exec_ok(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    PQfinish(c);
+    int rc = store_job_counts(f->s, counts, &err);
+    if (rc != 0)
+        assert_int_equal(store_busy(f->s), 1);
+    assert_int_equal(store_job_counts(f->s, counts, &err), 0);
+    assert_int_equal(store_probe(f->s, &err), 0);
+}
+
+/* The URL form opens the same database; a URL naming no server fails with
+ * libpq's reason. */
+static void test_pg_url(void **state)
+{
+    fixture *f = *state;
+    assert_true(store_is_postgres("postgres://u@h/db"));
+    assert_true(store_is_postgres("postgresql:///db?host=/tmp"));
+    assert_true(store_is_postgres("host=/tmp dbname=x"));
+    assert_false(store_is_postgres("/var/lib/d2nwgd/d2nwgd.sqlite"));
+    assert_false(store_is_postgres("file:/x.sqlite?vfs=unix"));
+    char host[512] = "", db[256] = "";
+    const char *h = strstr(f->path, "host="), *d = strstr(f->path, "dbname=");
+    assert_non_null(h);
+    assert_non_null(d);
+    sscanf(h + 5, "%511s", host);
+    sscanf(d + 7, "%255s", db);
+    char url[1024];
+    snprintf(url, sizeof url, "postgresql://postgres@/%s?host=%s", db, host);
+    store *s = NULL;
+    d2_error err;
+    int v = -1;
+    assert_int_equal(store_open(&s, url, 0, &err), 0);
+    assert_int_equal(store_user_version(s, &v, &err), 0);
+    assert_int_equal(v, 3);
+    store_close(s);
+    assert_int_not_equal(store_open(&s, "postgresql://postgres@/x?host=/nonexistent", 0, &err), 0);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "PostgreSQL"));
+}
+
+/* Two replicas on one database: a claim is one replica's; a running job's
+ * lease keeps it while renewed; once it runs out another replica requeues
+ * and claims it, and the first one's outcome is refused; the pack's bytes
+ * come back from the store, slice by slice. */
+static void test_pg_fleet(void **state)
+{
+    fixture *f = *state;
+    d2_error err;
+    add_generator(f->s, GEN);
+    char fp[65];
+    put_dataset(f->s, fp, 5.0f);
+    api_job j;
+    make_job(&j, "j_dddddddddddddddddddd", GEN, fp, 1000);
+    assert_int_equal(store_job_insert(f->s, &j, "p", &err), 0);
+    store *a, *b;
+    store_conf ca = {f->path, NULL, 0, "replica-a", 60000};
+    store_conf cb = {f->path, NULL, 0, "replica-b", 60000};
+    assert_int_equal(store_open_conf(&a, &ca, &err), 0);
+    assert_int_equal(store_open_conf(&b, &cb, &err), 0);
+    assert_true(store_keeps_weights(a));
+    assert_int_equal(store_job_set_running(a, j.id, 1100, &err), 0);
+    assert_int_equal(store_job_set_running(b, j.id, 1100, &err), D2_EINVAL); /* a holds it */
+    int n = -1;
+    assert_int_equal(store_jobs_renew(a, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_jobs_requeue_expired(b, &n, &err), 0);
+    assert_int_equal(n, 0); /* a's lease runs */
+    /* a dies: its lease runs out */
+    PGconn *c = pg_side(f);
+    pg_exec_ok(c, "UPDATE jobs SET lease_until = 0");
+    PQfinish(c);
+    assert_int_equal(store_jobs_requeue_expired(b, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_job_set_running(b, j.id, 1200, &err), 0);
+    api_checkpoint ck[2];
+    memset(ck, 0, sizeof ck);
+    const char pack[] = "0123456789abcdefXYZ";
+    int64_t offsets[2] = {0, 10};
+    for (int i = 0; i < 2; i++) {
+        snprintf(ck[i].id, sizeof ck[i].id, "ck_dddddddddddddddddddd_%d", i);
+        ck[i].rank = i;
+        ck[i].size_bytes = i ? 9 : 10;
+    }
+    /* a comes back and would store its outcome: refused, nothing written */
+    assert_int_equal(store_begin(a, &err), 0);
+    assert_int_equal(store_pack_put(a, j.id, "stale", 5, &err), 0);
+    assert_int_equal(store_job_succeed(a, j.id, 2, 0.1, 1300, ck, offsets, 2, NULL, NULL, &err),
+                     D2_EINVAL);
+    store_rollback(a);
+    assert_int_equal(store_begin(b, &err), 0);
+    assert_int_equal(store_pack_put(b, j.id, pack, sizeof pack - 1, &err), 0);
+    assert_int_equal(store_job_succeed(b, j.id, 2, 0.1, 1300, ck, offsets, 2, NULL, NULL, &err),
+                     0);
+    assert_int_equal(store_commit(b, &err), 0);
+    unsigned char *bytes;
+    size_t len;
+    if (store_checkpoint_bytes(a, ck[1].id, &bytes, &len, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(len, 9);
+    assert_memory_equal(bytes, "abcdefXYZ", 9);
+    free(bytes);
+    api_job got;
+    assert_int_equal(store_job_get(a, j.id, &got, 1, &err), 0);
+    assert_int_equal(got.state, API_JOB_SUCCEEDED);
+    assert_int_equal(got.attempts, 2);
+    assert_int_equal(got.ncheckpoints, 2);
+    api_job_free(&got);
+    store_close(a);
+    store_close(b);
+}
+
+#define PG_TEST(fn) {"pg_" #fn, fn, setup_pg, teardown, NULL}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,6 +732,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotency_and_tx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
         cmocka_unit_test(test_migrate_kinds_backfill),
+        PG_TEST(test_datasets),
+        PG_TEST(test_jobs_lifecycle),
+        PG_TEST(test_list_pagination),
+        PG_TEST(test_idempotency_and_tx),
+        PG_TEST(test_two_connections),
+        PG_TEST(test_pg_migrate),
+        PG_TEST(test_pg_lock_timeout),
+        PG_TEST(test_pg_connection_lost),
+        PG_TEST(test_pg_url),
+        PG_TEST(test_pg_fleet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,7 +31,7 @@ static int setup(void **state)
     assert_int_equal(store_migrate(s, NULL, &err), 0);
     store_close(s);
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(storeq_start(&f->q, &f->loop, f->path, 0, 50, &err), 0);
+    assert_int_equal(storeq_start(&f->q, &f->loop, &(store_conf){.target = f->path}, 50, &err), 0);
     *state = f;
     return 0;
 }
@@ -157,7 +157,7 @@ static void test_refusals_do_not_queue_up(void **state)
     fixture *f = *state;
     storeq *q = NULL;
     d2_error err;
-    assert_int_equal(storeq_start(&q, &f->loop, f->path, 0, 1000, &err), 0);
+    assert_int_equal(storeq_start(&q, &f->loop, &(store_conf){.target = f->path}, 1000, &err), 0);
     sqlite3 *other = NULL;
     assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
     assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
