@@ -217,44 +217,16 @@ void sq_close(store *s)
     free(s);
 }
 
-int sq_begin(store *s, d2_error *err)
+/* The outermost transaction's statements (store_api.c keeps the nesting). */
+static int sq_tx_begin(store *s, d2_error *err)
 {
-    if (s->depth == 0) {
-        rollback_now(s); /* left open by a rollback that failed */
-        if (exec(s, "BEGIN IMMEDIATE", err) != 0)
-            return D2_EIO;
-        s->failed = 0;
-    }
-    s->depth++;
-    return 0;
+    rollback_now(s); /* left open by a rollback that failed */
+    return exec(s, "BEGIN IMMEDIATE", err);
 }
 
-int sq_commit(store *s, d2_error *err)
+static int sq_tx_commit(store *s, d2_error *err)
 {
-    if (s->depth <= 0)
-        return d2_fail(err, D2_EINVAL, "store: commit without begin");
-    if (--s->depth > 0)
-        return 0;
-    if (s->failed) {
-        rollback_now(s);
-        return d2_fail(err, D2_EIO, "store: transaction rolled back after an earlier failure");
-    }
-    if (exec(s, "COMMIT", err) != 0) {
-        rollback_now(s);
-        return D2_EIO;
-    }
-    return 0;
-}
-
-void sq_rollback(store *s)
-{
-    if (s->depth <= 0)
-        return;
-    if (--s->depth > 0) {
-        s->failed = 1;
-        return;
-    }
-    rollback_now(s);
+    return exec(s, "COMMIT", err);
 }
 
 int sq_probe(store *s, d2_error *err)
@@ -351,9 +323,9 @@ const store_ops store_sqlite_ops = {
     .user_version = sq_user_version,
     .set_busy_timeout = sq_set_busy_timeout,
     .probe = sq_probe,
-    .begin = sq_begin,
-    .commit = sq_commit,
-    .rollback = sq_rollback,
+    .tx_begin = sq_tx_begin,
+    .tx_commit = sq_tx_commit,
+    .tx_rollback = rollback_now,
     .generator_upsert = sq_generator_upsert,
     .generator_get = sq_generator_get,
     .dataset_put = sq_dataset_put,

@@ -189,17 +189,42 @@ int store_probe(store *s, d2_error *err)
 
 int store_begin(store *s, d2_error *err)
 {
-    return s->ops->begin(s, err);
+    if (s->depth == 0) {
+        if (s->ops->tx_begin(s, err) != 0)
+            return D2_EIO;
+        s->failed = 0;
+    }
+    s->depth++;
+    return 0;
 }
 
 int store_commit(store *s, d2_error *err)
 {
-    return s->ops->commit(s, err);
+    if (s->depth <= 0)
+        return d2_fail(err, D2_EINVAL, "store: commit without begin");
+    if (--s->depth > 0)
+        return 0;
+    if (s->failed) {
+        s->ops->tx_rollback(s);
+        return d2_fail(err, D2_EIO, "store: transaction rolled back after an earlier failure");
+    }
+    if (s->ops->tx_commit(s, err) != 0) {
+        s->ops->tx_rollback(s);
+        return D2_EIO;
+    }
+    return 0;
 }
 
+/* A nested rollback marks the transaction failed; the outermost one ends it. */
 void store_rollback(store *s)
 {
-    s->ops->rollback(s);
+    if (s->depth <= 0)
+        return;
+    if (--s->depth > 0) {
+        s->failed = 1;
+        return;
+    }
+    s->ops->tx_rollback(s);
 }
 
 int store_generator_upsert(store *s, const char *name, const char *path, const gen_info *gi, int64_t now_ms, d2_error *err)

@@ -21,9 +21,11 @@ typedef struct store_ops {
     int (*user_version)(store *s, int *version, d2_error *err);
     void (*set_busy_timeout)(store *s, int ms);
     int (*probe)(store *s, d2_error *err);
-    int (*begin)(store *s, d2_error *err);
-    int (*commit)(store *s, d2_error *err);
-    void (*rollback)(store *s);
+    /* the outermost transaction's statements; the nesting (depth, failed) is
+     * store_begin / store_commit / store_rollback's, in store_api.c */
+    int (*tx_begin)(store *s, d2_error *err);
+    int (*tx_commit)(store *s, d2_error *err);
+    void (*tx_rollback)(store *s);
     int (*generator_upsert)(store *s, const char *name, const char *path, const gen_info *gi,
                             int64_t now_ms, d2_error *err);
     int (*generator_get)(store *s, const char *id, store_generator *g, d2_error *err);

@@ -85,13 +85,13 @@ static int migrate_locked(store *s, int *cur, int max, d2_error *err)
 int pg_migrate(store *s, int *version, d2_error *err)
 {
     int max = store_migrations_max(PG_MIGRATIONS), cur = 0;
-    if (pg_begin(s, err) != 0)
+    if (store_begin(s, err) != 0)
         return D2_EIO;
     if (migrate_locked(s, &cur, max, err) != 0) {
-        pg_rollback(s);
+        store_rollback(s);
         return err->code ? err->code : D2_EIO;
     }
-    if (pg_commit(s, err) != 0)
+    if (store_commit(s, err) != 0)
         return D2_EIO;
     if (version)
         *version = cur;
@@ -105,9 +105,9 @@ const store_ops store_pg_ops = {
     .user_version = pg_user_version,
     .set_busy_timeout = pg_set_busy_timeout,
     .probe = pg_probe,
-    .begin = pg_begin,
-    .commit = pg_commit,
-    .rollback = pg_rollback,
+    .tx_begin = pg_tx_begin,
+    .tx_commit = pg_tx_commit,
+    .tx_rollback = pg_tx_rollback,
     .generator_upsert = pg_generator_upsert,
     .generator_get = pg_generator_get,
     .dataset_put = pg_dataset_put,

@@ -134,13 +134,13 @@ int pg_cmd(store *s, const char *sql, const pg_params *p, int64_t *changed, cons
 int pg_write(store *s, const char *sql, const pg_params *p, int64_t *changed, const char *what,
              d2_error *err)
 {
-    if (pg_begin(s, err) != 0)
+    if (store_begin(s, err) != 0)
         return D2_EIO;
     if (pg_cmd(s, sql, p, changed, what, err) != 0) {
-        pg_rollback(s);
+        store_rollback(s);
         return D2_EIO;
     }
-    return pg_commit(s, err);
+    return store_commit(s, err);
 }
 
 int pg_row(store *s, const char *sql, const pg_params *p, PGresult **res, const char *what,
@@ -212,18 +212,13 @@ int pg_collect(PGresult *r, size_t elem_size, pg_row_fn row, void **out, int *n,
 
 /* ---- transactions ---- */
 
-int pg_begin(store *s, d2_error *err)
+/* The outermost transaction's statements (store_api.c keeps the nesting). */
+int pg_tx_begin(store *s, d2_error *err)
 {
-    if (s->depth == 0) {
-        if (pg_cmd(s, "BEGIN", NULL, NULL, "BEGIN", err) != 0)
-            return D2_EIO;
-        s->failed = 0;
-    }
-    s->depth++;
-    return 0;
+    return pg_cmd(s, "BEGIN", NULL, NULL, "BEGIN", err);
 }
 
-static void rollback_now(store *s)
+void pg_tx_rollback(store *s)
 {
     if (PQtransactionStatus(s->pg) == PQTRANS_IDLE)
         return;
@@ -231,32 +226,9 @@ static void rollback_now(store *s)
     PQclear(r); /* a lost connection has nothing left to roll back */
 }
 
-int pg_commit(store *s, d2_error *err)
+int pg_tx_commit(store *s, d2_error *err)
 {
-    if (s->depth <= 0)
-        return d2_fail(err, D2_EINVAL, "store: commit without begin");
-    if (--s->depth > 0)
-        return 0;
-    if (s->failed) {
-        rollback_now(s);
-        return d2_fail(err, D2_EIO, "store: transaction rolled back after an earlier failure");
-    }
-    if (pg_cmd(s, "COMMIT", NULL, NULL, "COMMIT", err) != 0) {
-        rollback_now(s);
-        return D2_EIO;
-    }
-    return 0;
-}
-
-void pg_rollback(store *s)
-{
-    if (s->depth <= 0)
-        return;
-    if (--s->depth > 0) {
-        s->failed = 1;
-        return;
-    }
-    rollback_now(s);
+    return pg_cmd(s, "COMMIT", NULL, NULL, "COMMIT", err);
 }
 
 int pg_probe(store *s, d2_error *err)

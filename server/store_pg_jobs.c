@@ -105,15 +105,15 @@ int pg_job_insert(store *s, const api_job *j, const char *principal, d2_error *e
     pgp_i64(&p, j->created_ms);
     pgp_i64(&p, j->gate_requested != 0);
     pgp_i64(&p, j->refine_requested != 0);
-    if (pg_begin(s, err) != 0)
+    if (store_begin(s, err) != 0)
         return D2_EIO;
     if (pg_cmd(s, SQL_INSERT, &p, NULL, "insert job", err) != 0 ||
         edge(s, "generator", j->generator_id, "job", j->id, "input", j->created_ms, err) != 0 ||
         edge(s, "dataset", j->dataset_id, "job", j->id, "input", j->created_ms, err) != 0) {
-        pg_rollback(s);
+        store_rollback(s);
         return D2_EIO;
     }
-    return pg_commit(s, err);
+    return store_commit(s, err);
 }
 
 /* The gate decision (JSON text, NULL before the job succeeded): a text that
@@ -355,14 +355,14 @@ int pg_job_succeed(store *s, const char *id, int way, double run_seconds, int64_
         if (!decision)
             return d2_fail(err, D2_ENOMEM, "store: out of memory for the gate decision");
     }
-    int rc = pg_begin(s, err);
+    int rc = store_begin(s, err);
     if (rc == 0) {
         rc = succeed_rows(s, id, way, run_seconds, finished_ms, c, offsets, n, parent_checkpoint,
                           decision, err);
         if (rc != 0)
-            pg_rollback(s);
+            store_rollback(s);
         else
-            rc = pg_commit(s, err);
+            rc = store_commit(s, err);
     }
     free(decision);
     return rc;

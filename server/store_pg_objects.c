@@ -139,12 +139,12 @@ int pg_dataset_put(store *s, const char *id, int kind, const dataset *d, int64_t
     int rc = D2_EIO;
     if (!counts || !x || !y)
         rc = d2_fail(err, D2_ENOMEM, "store: out of memory");
-    else if (pg_begin(s, err) == 0) {
+    else if (store_begin(s, err) == 0) {
         rc = dataset_rows(s, id, kind, d, counts, x, y, now_ms, created, err);
         if (rc != 0)
-            pg_rollback(s);
+            store_rollback(s);
         else
-            rc = pg_commit(s, err);
+            rc = store_commit(s, err);
     }
     free(counts);
     if (own_x)
