@@ -21,6 +21,7 @@ typedef struct train_opts {
     const char *zoo, *out, *device;
     uint64_t seed;
     int resume, quick, align, vae_steps, steps, threads, query_shots, token_latent;
+    int per_class, den_hidden;
     double every, stop_after, query_loss;
 } train_opts;
 
@@ -49,6 +50,13 @@ static const cli_option TRAIN_OPTS[] = {
     {.name = "--token-latent", .type = CLI_INT, .off = offsetof(train_opts, token_latent),
      .metavar = "N", .help = "latent values per neuron token of the weight VAE",
      .unset = "the configuration's", .lo = 1, .hi = 4096},
+    {.name = "--per-class", .type = CLI_FLAG, .off = offsetof(train_opts, per_class),
+     .help = "one condition per class: the encoder keeps each\nclass's token and the denoiser "
+     "generates each\nrow of the head from its own class's (heads of\none linear layer, "
+     "one row per class)"},
+    {.name = "--den-hidden", .type = CLI_INT, .off = offsetof(train_opts, den_hidden),
+     .metavar = "H", .help = "the denoiser's width", .unset = "the configuration's", .lo = 8,
+     .hi = 16384},
     {.name = "--query-loss", .type = CLI_FLOAT, .off = offsetof(train_opts, query_loss),
      .metavar = "W", .help = "weight of stage 2's query term: the denoiser's\n"
      "x0 decoded into a head, scored by cross-entropy\non other samples of the task's classes "
@@ -94,6 +102,9 @@ static gen_train_cfg train_cfg(const train_opts *o, int quiet)
         cfg.steps = o->steps;
     if (o->token_latent != CLI_UNSET_INT)
         cfg.tok_latent = o->token_latent;
+    if (o->den_hidden != CLI_UNSET_INT)
+        cfg.den_hidden = o->den_hidden;
+    cfg.per_class = o->per_class;
     cfg.query_loss = (float)o->query_loss;
     cfg.query_shots = o->query_shots;
     return cfg;

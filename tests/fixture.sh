@@ -3,7 +3,8 @@
 # directory (a few tens of seconds each) and reused:
 #   sh tests/fixture.sh BUILD [NAME]  ->  prints BUILD/fixtures/NAME/gen.safetensors
 # NAME: quick (default; 5-way Fashion-MNIST heads) or anyway (an any-way
-# generator: Fashion-MNIST tasks of 2..6 classes, zoo build --min-way 2 --way 6).
+# generator: Fashion-MNIST tasks of 2..6 classes, zoo build --min-way 2 --way 6)
+# or perclass (the same zoo, a generator trained with --per-class).
 # The zoo is beside it: BUILD/fixtures/NAME/zoo; the build's log is
 # BUILD/fixtures/NAME/build.log. A cached bundle that this build cannot load
 # (an older format) is rebuilt. With FIXTURE_SOURCE=OTHER_BUILD, a valid
@@ -13,9 +14,10 @@ set -e
 B=${1:-build}
 NAME=${2:-quick}
 case "$NAME" in
-quick) WAYS="--way 5" TASKS=2000 ;;
-anyway) WAYS="--way 6 --min-way 2" TASKS=1500 ;;
-*) echo "fixture: unknown fixture '$NAME' (quick or anyway)" >&2; exit 2 ;;
+quick) WAYS="--way 5" TASKS=2000 TRAIN= ;;
+anyway) WAYS="--way 6 --min-way 2" TASKS=1500 TRAIN= ;;
+perclass) WAYS="--way 6 --min-way 2" TASKS=1500 TRAIN=--per-class ;;
+*) echo "fixture: unknown fixture '$NAME' (quick, anyway or perclass)" >&2; exit 2 ;;
 esac
 D="$B/fixtures/$NAME"
 mkdir -p "$D"
@@ -35,7 +37,7 @@ if ! valid "$D"; then
         {
             "$B/d2nwg" zoo build --source fashion-mnist $WAYS --tasks $TASKS --feature pca:128 \
                 --seed 1 --out "$D/zoo" --quiet &&
-            "$B/d2nwg" train --zoo "$D/zoo" --out "$D/gen.safetensors.tmp" --quick --seed 1 --quiet
+            "$B/d2nwg" train --zoo "$D/zoo" --out "$D/gen.safetensors.tmp" --quick --seed 1 --quiet $TRAIN
         } >"$D/build.log" 2>&1 || {
             echo "fixture: building the $NAME generator failed; see $D/build.log" >&2
             tail -n 20 "$D/build.log" >&2

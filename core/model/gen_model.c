@@ -72,6 +72,8 @@ char *gen_config_to_json(const gen_config *c)
     json_object_set_new(e, "heads", json_integer(c->enc_heads));
     json_object_set_new(e, "inducing", json_integer(c->enc_inducing));
     json_object_set_new(e, "cond_dim", json_integer(c->cond_dim));
+    if (c->per_class) // only when set: pooled bundles stay as they were
+        json_object_set_new(e, "per_class", json_true());
     json_object_set_new(o, "encoder", e);
     json_t *d = json_object();
     json_object_set_new(d, "hidden", json_integer(c->den_hidden));
@@ -226,6 +228,12 @@ int gen_config_from_json(gen_config *c, const char *text, d2_error *err)
         (rc = get_int(sm, "steps", 1, DIFFUSION_MAX_T, &c->steps, err)) ||
         (rc = get_real(sm, "guidance", &c->guidance, err)))
         goto out;
+    json_t *pc = json_object_get(e, "per_class");
+    if (pc && !json_is_boolean(pc)) {
+        rc = d2_fail(err, D2_EFORMAT, "generator config: encoder.per_class must be a boolean");
+        goto out;
+    }
+    c->per_class = json_is_true(pc);
     json_t *smp = json_object_get(sm, "sampler");
     if (json_is_string(smp) && !strcmp(json_string_value(smp), "ddpm"))
         c->sampler = GEN_SAMPLER_DDPM;
@@ -268,6 +276,10 @@ int gen_model_init(generator *g, const gen_config *cfg, backend_t *be, uint64_t 
                        cfg->latent, g->tok.n_tok, cfg->tok_latent);
     g->cfg.latent = latent;
     cfg = &g->cfg;
+    if (cfg->per_class && (g->tok.n_layers != 1 || g->tok.n_tok != cfg->way))
+        return d2_fail(err, D2_EINVAL, "generator: per-class conditions need a head of one "
+                       "linear layer of %d rows; spec '%s' has %d tokens in %d layers",
+                       cfg->way, cfg->spec, g->tok.n_tok, g->tok.n_layers);
     paramset_init(&g->vae_ps);
     paramset_init(&g->net_ps);
     const int tin = g->tok.len + g->tok.n_layers;
@@ -282,8 +294,10 @@ int gen_model_init(generator *g, const gen_config *cfg, backend_t *be, uint64_t 
                      .inducing = cfg->enc_inducing,
                      .way = cfg->way,
                      .cond_dim = cfg->cond_dim,
-                     .absent = cfg->min_way < cfg->way};
-    denoiser_cfg dc = {.latent = cfg->latent,
+                     .absent = cfg->min_way < cfg->way,
+                     .per_class = cfg->per_class};
+    // per class, the denoiser's rows are the head's rows: one token latent each
+    denoiser_cfg dc = {.latent = cfg->per_class ? cfg->tok_latent : cfg->latent,
                        .hidden = cfg->den_hidden,
                        .mlp_ratio = cfg->den_ratio,
                        .blocks = cfg->den_blocks,

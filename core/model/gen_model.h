@@ -22,8 +22,10 @@ typedef struct gen_config {
      * latent = tokens * tok_latent is the diffusion's vector */
     int vae_hidden, vae_blocks, tok_latent, latent;
     float vae_beta;
-    /* dataset encoder */
-    int enc_d, enc_heads, enc_inducing, cond_dim;
+    /* dataset encoder; per_class: one condition per class and a denoiser that
+     * generates each row of the head (one neuron token) from its class's
+     * condition (needs a head of one linear layer of `way` rows) */
+    int enc_d, enc_heads, enc_inducing, cond_dim, per_class;
     /* denoiser */
     int den_hidden, den_blocks, den_ratio, temb_dim;
     /* diffusion */
@@ -40,6 +42,17 @@ typedef struct gen_config {
     float gate_one_shot;
     gen_method gate_fallback;
 } gen_config;
+
+/* Floats of the condition gen_encode_* writes: the task's embedding
+ * [cond_dim] (what the zoo index and the gate compare), then with per_class
+ * the per-class conditions [way, cond_dim] the denoiser reads. */
+static inline int gen_cond_len(const gen_config *c)
+{
+    return c->per_class ? (c->way + 1) * c->cond_dim : c->cond_dim;
+}
+
+/* emb [cond_dim] = the mean of the way per-class conditions class_cond [way, cond_dim]. */
+void gen_class_cond_mean(const gen_config *c, const float *class_cond, float *emb);
 
 struct generator {
     gen_config cfg;
@@ -100,7 +113,8 @@ int gen_bundle_save(const generator *g, const char *path, int use_ema, d2_error 
  * by one thread at a time, so each worker passes its own. */
 
 /* The conditioning vector of a support set in feature space (not yet
- * standardised): counts[N] rows per class, rows sorted by class. cond: host [cond_dim]. */
+ * standardised): counts[N] rows per class, rows sorted by class. cond: host
+ * [gen_cond_len], its first cond_dim values the embedding the zoo index holds. */
 int gen_encode_support(const generator *g, backend_t *be, arena *ar, const float *feat,
                        const int *counts, int N, float *cond, d2_error *err);
 

@@ -105,14 +105,25 @@ int generator_check_support(const generator *g, const dataset *s, int embeddings
     return 0;
 }
 
+void gen_class_cond_mean(const gen_config *c, const float *class_cond, float *emb)
+{
+    const int C = c->cond_dim, N = c->way;
+    for (int j = 0; j < C; j++) {
+        double acc = 0;
+        for (int i = 0; i < N; i++)
+            acc += class_cond[(size_t)i * C + j];
+        emb[j] = (float)(acc / N);
+    }
+}
+
 /* One attempt at encoding host rows (standardised) with the scratch arena `ar`. */
 static int encode_once(const generator *g, backend_t *be, arena *ar, const float *host,
                        size_t n, const int *counts, int N, float *cond, d2_error *err)
 {
-    const int F = g->cfg.feat_dim;
+    const int F = g->cfg.feat_dim, E = setenc_cond_len(&g->enc.cfg);
     size_t mark = arena_mark(ar);
     float *X = arena_floats_uninit(ar, n * F);
-    float *cd = arena_floats_uninit(ar, (size_t)g->cfg.cond_dim);
+    float *cd = arena_floats_uninit(ar, (size_t)E);
     int rc;
     if (!X || !cd) {
         rc = d2_fail(err, D2_ENOMEM, "support set of %zu rows does not fit the scratch memory", n);
@@ -124,8 +135,12 @@ static int encode_once(const generator *g, backend_t *be, arena *ar, const float
     }
     if ((rc = setenc_encode_ragged(be, &g->enc, &g->net_ps, ar, X, counts, N, cd, err)))
         goto out;
-    if (be->ops->to_host(be, cond, cd, (size_t)g->cfg.cond_dim * sizeof(float)))
+    // per class: [embedding | class conditions], the embedding their mean
+    float *host_cond = g->cfg.per_class ? cond + g->cfg.cond_dim : cond;
+    if (be->ops->to_host(be, host_cond, cd, (size_t)E * sizeof(float)))
         rc = d2_fail(err, D2_EDEVICE, "cannot read the condition back");
+    else if (g->cfg.per_class)
+        gen_class_cond_mean(&g->cfg, host_cond, cond);
 out:
     arena_reset(ar, mark);
     return rc;
@@ -279,7 +294,90 @@ static int cmp_candidates(const void *pa, const void *pb)
     return a->index - b->index;
 }
 
-/* Sample K standardised latents z [K, L] (host) for condition cond [cond_dim] (host). */
+/* The denoiser's view of a sampling pass. Pooled: S condition rows (the task's,
+ * the null one or both), K candidate rows of L each. Per class (gen_config
+ * per_class): S*N condition rows (class i's, or the null one), each with its K
+ * candidates' rows of the token latent l, so the device latent is [N, K, l]
+ * (class-major) while candidates leave as [K, N*l]. */
+typedef struct sample_shape {
+    int S, conds, G, rowlen; /* conditions per guidance branch = conds / S */
+} sample_shape;
+
+/* Condition rows on the device: [cond] or [null] or [cond, null], per class
+ * the N class conditions (or N copies of the null one) for each branch. */
+static int upload_conditions(const generator *g, backend_t *be, const sample_shape *sh,
+                             float w, const float *cond, float *condS, d2_error *err)
+{
+    const struct backend_ops *op = be->ops;
+    const int C = g->cfg.cond_dim, per = sh->conds / sh->S;
+    const float *null_cond = g->net_ps.w + g->den.null_cond;
+    const float *mine = g->cfg.per_class ? cond + C : cond; // the denoiser's conditions
+    for (int s = 0; s < sh->S; s++) {
+        float *dst = condS + (size_t)s * per * C;
+        if (s == 0 && w != 0.0f) {
+            if (op->to_device(be, dst, mine, (size_t)per * C * sizeof(float)))
+                return d2_fail(err, D2_EDEVICE, "cannot upload the condition");
+            continue;
+        }
+        for (int i = 0; i < per; i++)
+            op->copy(be, dst + (size_t)i * C, null_cond, (size_t)C * sizeof(float));
+    }
+    return 0;
+}
+
+/* Between the candidates' layout [K, N, l] and the per-class device layout
+ * [N, K, l] (to_class != 0: into the device layout), through the host. */
+static int class_major(backend_t *be, float *z, int K, int N, int l, int to_class,
+                       d2_error *err)
+{
+    const size_t n = (size_t)K * N * l;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    int rc = 0;
+    if (!a || !b)
+        rc = d2_fail(err, D2_ENOMEM, "out of memory");
+    else if (be->ops->to_host(be, a, z, n * sizeof(float)))
+        rc = d2_fail(err, D2_EDEVICE, "cannot read latents back");
+    for (int k = 0; k < K && !rc; k++)
+        for (int i = 0; i < N; i++) {
+            const size_t kn = ((size_t)k * N + i) * l, nk = ((size_t)i * K + k) * l;
+            memcpy(b + (to_class ? nk : kn), a + (to_class ? kn : nk), (size_t)l * sizeof(float));
+        }
+    if (!rc && be->ops->to_device(be, z, b, n * sizeof(float)))
+        rc = d2_fail(err, D2_EDEVICE, "cannot upload latents");
+    free(a);
+    free(b);
+    return rc;
+}
+
+/* One denoising pass at timestep t: eps for the latents z (guided when S = 2). */
+static int denoise_once(const generator *g, backend_t *be, arena *ar, const sample_shape *sh,
+                        int t, float w, const float *z, float *zin, const float *condS,
+                        float *temb, float *tembd, float **eps_out, d2_error *err)
+{
+    const struct backend_ops *op = be->ops;
+    const gen_config *c = &g->cfg;
+    const size_t KL = (size_t)sh->conds / sh->S * sh->G * sh->rowlen; // one branch's floats
+    int ts[2 * D2_MAX_WAY];
+    for (int i = 0; i < sh->conds; i++)
+        ts[i] = t;
+    denoiser_timestep_features(c->temb_dim, ts, sh->conds, temb);
+    if (op->to_device(be, tembd, temb, (size_t)sh->conds * c->temb_dim * sizeof(float)))
+        return d2_fail(err, D2_EDEVICE, "cannot upload timestep features");
+    for (int s = 0; s < sh->S; s++)
+        op->copy(be, zin + (size_t)s * KL, z, KL * sizeof(float));
+    denoiser_cache dc;
+    int rc = denoiser_forward(be, &g->den, &g->net_ps, ar, &dc, zin, tembd, condS, sh->conds,
+                              sh->G, err);
+    if (rc)
+        return rc;
+    if (sh->S == 2) // eps = w * eps_cond + (1 - w) * eps_null
+        op->axpby(be, dc.eps, 1.0f - w, dc.eps + KL, w, KL);
+    *eps_out = dc.eps;
+    return 0;
+}
+
+/* Sample K standardised latents z [K, L] (host) for condition cond
+ * [gen_cond_len] (host). */
 static int sample_latents(const generator *g, gen_workspace *ws, const gen_request *req,
                           const float *cond, float *z_out, d2_error *err)
 {
@@ -288,10 +386,11 @@ static int sample_latents(const generator *g, gen_workspace *ws, const gen_reque
     const gen_config *c = &g->cfg;
     const int K = req->candidates, L = c->latent, C = c->cond_dim, steps = req->steps;
     const float w = req->guidance;
-    const int S = (w == 1.0f || w == 0.0f) ? 1 : 2;
+    const int S = (w == 1.0f || w == 0.0f) ? 1 : 2, N = c->per_class ? c->way : 1;
+    const sample_shape sh = {.S = S, .conds = S * N, .G = K, .rowlen = L / N};
     const float eta = req->sampler == GEN_SAMPLER_DDPM ? 1.0f : 0.0f;
     int *tau = malloc((size_t)steps * sizeof(int));
-    float *temb = malloc((size_t)S * c->temb_dim * sizeof(float));
+    float *temb = malloc((size_t)sh.conds * c->temb_dim * sizeof(float));
     int rc = 0;
     arena *ar = &ws->ar;
     size_t mark = arena_mark(ar);
@@ -301,49 +400,31 @@ static int sample_latents(const generator *g, gen_workspace *ws, const gen_reque
     }
     if ((rc = diffusion_timesteps(&g->sched, steps, tau, err)))
         goto out;
-    float *condS = arena_floats_uninit(ar, (size_t)S * C);
+    float *condS = arena_floats_uninit(ar, (size_t)sh.conds * C);
     float *z = arena_floats_uninit(ar, (size_t)K * L);
     float *zin = arena_floats_uninit(ar, (size_t)S * K * L);
-    float *tembd = arena_floats_uninit(ar, (size_t)S * c->temb_dim);
+    float *tembd = arena_floats_uninit(ar, (size_t)sh.conds * c->temb_dim);
     float *noise = eta > 0 ? arena_floats_uninit(ar, (size_t)K * L) : NULL;
     if (!condS || !z || !zin || !tembd || (eta > 0 && !noise)) {
         rc = d2_fail(err, D2_ENOMEM, "%d candidates do not fit the scratch memory", K);
         goto out;
     }
-    // condition rows: [cond] or [null] or [cond, null]
-    const float *null_cond = g->net_ps.w + g->den.null_cond;
-    if (w == 0.0f) {
-        op->copy(be, condS, null_cond, (size_t)C * sizeof(float));
-    } else if ((rc = op->to_device(be, condS, cond, (size_t)C * sizeof(float)))) {
-        rc = d2_fail(err, D2_EDEVICE, "cannot upload the condition");
+    if ((rc = upload_conditions(g, be, &sh, w, cond, condS, err)))
         goto out;
-    }
-    if (S == 2)
-        op->copy(be, condS + C, null_cond, (size_t)C * sizeof(float));
     // candidate k starts from positions [k*L, (k+1)*L) of the seed's stream
     op->rand_normal(be, z, (size_t)K * L, req->seed, 0, 0.0f, 1.0f);
+    if (N > 1 && (rc = class_major(be, z, K, N, sh.rowlen, 1, err)))
+        goto out;
     for (int i = 0; i < steps; i++) {
         if (req->cancel && atomic_load(req->cancel)) {
             rc = d2_fail(err, D2_ECANCELLED, "cancelled at step %d of %d", i, steps);
             goto out;
         }
         const int t = tau[i], tp = i + 1 < steps ? tau[i + 1] : -1;
-        int ts[2] = {t, t};
-        denoiser_timestep_features(c->temb_dim, ts, S, temb);
-        if (op->to_device(be, tembd, temb, (size_t)S * c->temb_dim * sizeof(float))) {
-            rc = d2_fail(err, D2_EDEVICE, "cannot upload timestep features");
-            goto out;
-        }
-        for (int s = 0; s < S; s++)
-            op->copy(be, zin + (size_t)s * K * L, z, (size_t)K * L * sizeof(float));
         size_t inner = arena_mark(ar);
-        denoiser_cache dc;
-        if ((rc = denoiser_forward(be, &g->den, &g->net_ps, ar, &dc, zin, tembd, condS, S, K,
-                                   err)))
+        float *eps = NULL;
+        if ((rc = denoise_once(g, be, ar, &sh, t, w, z, zin, condS, temb, tembd, &eps, err)))
             goto out;
-        float *eps = dc.eps;
-        if (S == 2) // eps = w * eps_cond + (1 - w) * eps_null
-            op->axpby(be, eps, 1.0f - w, eps + (size_t)K * L, w, (size_t)K * L);
         ddim_coef k = diffusion_ddim_coef(&g->sched, t, tp, eta);
         op->axpby(be, z, k.b, eps, k.a, (size_t)K * L);
         arena_reset(ar, inner);
@@ -355,6 +436,8 @@ static int sample_latents(const generator *g, gen_workspace *ws, const gen_reque
         if (req->progress)
             req->progress(req->progress_ctx, 0.9f * (float)(i + 1) / (float)steps);
     }
+    if (N > 1 && (rc = class_major(be, z, K, N, sh.rowlen, 0, err)))
+        goto out;
     if (op->to_host(be, z_out, z, (size_t)K * L * sizeof(float)))
         rc = d2_fail(err, D2_EDEVICE, "cannot read latents back");
 out:
@@ -548,7 +631,7 @@ int generator_generate(const generator *g, gen_workspace *ws, const gen_request 
     const int K = req->candidates, L = g->cfg.latent, W = g->cfg.way;
     dataset feat = {0};
     int counts[D2_MAX_WAY];
-    float *cond = malloc((size_t)g->cfg.cond_dim * sizeof(float));
+    float *cond = malloc((size_t)gen_cond_len(&g->cfg) * sizeof(float));
     float *z = malloc((size_t)K * L * sizeof(float));
     float *theta = NULL;
     gen_candidate *cand = calloc((size_t)K, sizeof *cand);
@@ -770,7 +853,7 @@ int generator_retrieve(const generator *g, gen_workspace *ws, const dataset *sup
     const int N = g->cfg.way;
     dataset feat = {0};
     int counts[D2_MAX_WAY];
-    float *cond = malloc((size_t)g->cfg.cond_dim * sizeof(float));
+    float *cond = malloc((size_t)gen_cond_len(&g->cfg) * sizeof(float));
     if (!cond)
         return d2_fail(err, D2_ENOMEM, "out of memory");
     if (!(rc = support_features(g, ws->be, support, embeddings, &feat, counts, err)) &&

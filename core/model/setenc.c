@@ -32,9 +32,10 @@ int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg
     snprintf(n, sizeof n, "%s.fmean", name);
     if ((rc = linear_init(&e->fmean, ps, n, cfg->feat_dim, cfg->d, 1, 1.0f, err)))
         return rc;
+    e->pos = 0;
     snprintf(n, sizeof n, "%s.pos", name);
     int64_t shape[2] = {cfg->way, cfg->d};
-    if ((rc = paramset_add(ps, n, 2, shape, INIT_NORMAL, 0.5f, &e->pos, err)))
+    if (!cfg->per_class && (rc = paramset_add(ps, n, 2, shape, INIT_NORMAL, 0.5f, &e->pos, err)))
         return rc;
     if (cfg->absent) {
         snprintf(n, sizeof n, "%s.absent", name);
@@ -46,7 +47,8 @@ int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg
     if ((rc = sab_init(&e->s, ps, n, cfg->d, cfg->d, cfg->heads, 1, err)))
         return rc;
     snprintf(n, sizeof n, "%s.fout", name);
-    return linear_init(&e->fout, ps, n, cfg->way * cfg->d, cfg->cond_dim, 1, 1.0f, err);
+    const int fout_in = cfg->per_class ? cfg->d : cfg->way * cfg->d;
+    return linear_init(&e->fout, ps, n, fout_in, cfg->cond_dim, 1, 1.0f, err);
 }
 
 /* The tokens of absent classes (c >= ways[b]) become the absent token. */
@@ -123,13 +125,16 @@ int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar
     linear_forward(be, &e->fmean, ps, c->tok, c->xm, BN);
     be->ops->axpby(be, c->tok, 1.0f, c->cp.out, 1.0f, (size_t)BN * d);
     put_absent(be, e, ps, c->tok, ways, B, N);
-    be->ops->repeat_rows(be, posrep, ps->w + e->pos, B, N, d);
-    be->ops->axpby(be, c->tok, 1.0f, posrep, 1.0f, (size_t)BN * d);
+    if (!cfg->per_class) {
+        be->ops->repeat_rows(be, posrep, ps->w + e->pos, B, N, d);
+        be->ops->axpby(be, c->tok, 1.0f, posrep, 1.0f, (size_t)BN * d);
+    }
     if ((rc = sab_forward(be, &e->s, ps, ar, &c->cs, c->tok, N, B, err)))
         return rc;
-    if (!(c->cond = arena_floats_uninit(ar, (size_t)B * cfg->cond_dim)))
+    if (!(c->cond = arena_floats_uninit(ar, (size_t)B * setenc_cond_len(cfg))))
         return oom(err, ar, "forward");
-    linear_forward(be, &e->fout, ps, c->cond, c->cs.out, B);
+    // per class: fout on each of the B*N class rows; pooled: on B flattened rows
+    linear_forward(be, &e->fout, ps, c->cond, c->cs.out, cfg->per_class ? BN : B);
     return 0;
 }
 
@@ -147,10 +152,11 @@ int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
     if (!dflat || !dtok || !dh2 || !dh1 || !dh0)
         return d2_fail(err, D2_ENOMEM, "dataset encoder backward: scratch arena is full");
     int rc;
-    linear_backward_set(be, &e->fout, ps, dflat, dcond, c->cs.out, B);
+    linear_backward_set(be, &e->fout, ps, dflat, dcond, c->cs.out, cfg->per_class ? BN : B);
     if ((rc = sab_backward(be, &e->s, ps, ar, &c->cs, dtok, dflat, c->tok, err)))
         return rc;
-    be->ops->repeat_rows_backward(be, ps->g + e->pos, dtok, B, N, d);
+    if (!cfg->per_class)
+        be->ops->repeat_rows_backward(be, ps->g + e->pos, dtok, B, N, d);
     absent_backward(be, e, ps, dtok, c->ways, B, N);
     linear_backward(be, &e->fmean, ps, NULL, dtok, c->xm, BN);
     if ((rc = pma_backward(be, &e->p, ps, ar, &c->cp, dh2, dtok, c->c2.out, err)))
@@ -189,7 +195,8 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
         float *t = tok + (size_t)c * d;
         if (K == 0) { // absent (checked above)
             be->ops->copy(be, t, ps->w + e->absent, (size_t)d * sizeof(float));
-            be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);
+            if (!cfg->per_class)
+                be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);
             continue;
         }
         size_t inner = arena_mark(ar);
@@ -209,14 +216,15 @@ int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, are
         be->ops->gemm(be, 0, 0, 1, F, K, 1.0f, ones, K, Xc, F, 0.0f, xm, F);
         linear_forward(be, &e->fmean, ps, t, xm, 1);
         be->ops->axpby(be, t, 1.0f, cp.out, 1.0f, (size_t)d);
-        be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);
+        if (!cfg->per_class)
+            be->ops->axpby(be, t, 1.0f, ps->w + e->pos + (size_t)c * d, 1.0f, (size_t)d);
         arena_reset(ar, inner);
         row += (size_t)K;
     }
     sab_cache cs;
     if ((rc = sab_forward(be, &e->s, ps, ar, &cs, tok, N, 1, err)))
         return rc;
-    linear_forward(be, &e->fout, ps, cond, cs.out, 1);
+    linear_forward(be, &e->fout, ps, cond, cs.out, cfg->per_class ? N : 1);
     arena_reset(ar, mark);
     return 0;
 }

@@ -14,6 +14,12 @@
  * + pos as every slot), so one encoder reads 2..N classes and the generated
  * head's rows n.. are what the generator learned for absent classes.
  *
+ * Per-class encoders (cfg.per_class) stop before the flatten: no position
+ * embedding (so the encoder is permutation-equivariant across classes) and
+ * fout applied to each class token, cond = [B, N, cond_dim], one condition per
+ * class for a denoiser that generates each row of the head from its own
+ * class's token (the context of the other classes enters through SAB).
+ *
  * The paper pools the classes into one vector; keeping the class tokens in
  * label order (position embedding + flatten) keeps row i of the generated head
  * tied to label i (DESIGN section 3). The class-mean path gives the encoder
@@ -31,6 +37,7 @@ typedef struct setenc_cfg {
     int way;       /* N (classes per task; with absent, the most) */
     int cond_dim;
     int absent;    /* 1: tasks may have fewer classes (the "absent" token) */
+    int per_class; /* 1: one condition per class, [N, cond_dim] per task */
 } setenc_cfg;
 
 typedef struct setenc {
@@ -39,7 +46,7 @@ typedef struct setenc {
     isab i1, i2;
     pma p;
     sab s;
-    size_t pos; /* "<name>.pos" [way, d] */
+    size_t pos; /* "<name>.pos" [way, d] (pooled encoders only) */
     size_t absent; /* "<name>.absent" [d] (cfg.absent only) */
 } setenc;
 
@@ -54,18 +61,24 @@ typedef struct setenc_cache {
     float *xm;        /* [B*N, F] class means */
     float *tok;       /* [B*N, d] */
     sab_cache cs;
-    float *cond;      /* [B, cond_dim] */
+    float *cond;      /* [B, setenc_cond_len] */
 } setenc_cache;
 
+/* Floats of one task's condition: cond_dim, or way * cond_dim per class. */
+static inline int setenc_cond_len(const setenc_cfg *cfg)
+{
+    return cfg->per_class ? cfg->way * cfg->cond_dim : cfg->cond_dim;
+}
+
 int setenc_init(setenc *e, paramset *ps, const char *name, const setenc_cfg *cfg, d2_error *err);
-/* X: [B*N*K, F] device -> c->cond [B, cond_dim]. ways (host, may be NULL:
+/* X: [B*N*K, F] device -> c->cond [B, setenc_cond_len]. ways (host, may be NULL:
  * every task has N classes): task b has classes 0..ways[b]-1, the rows of
  * the others are read but stand for nothing (an any-way encoder's absent
  * token replaces them). The array must live until setenc_backward. */
 int setenc_forward(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
                    setenc_cache *c, const float *X, int B, int N, int K, const int *ways,
                    d2_error *err);
-/* dcond: [B, cond_dim]; parameter gradients += */
+/* dcond: [B, setenc_cond_len]; parameter gradients += */
 int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
                     const setenc_cache *c, const float *dcond, d2_error *err);
 
@@ -74,7 +87,7 @@ int setenc_backward(backend_t *be, const setenc *e, paramset *ps, arena *ar,
 /* Inference on one support set whose classes may have different sizes:
  * X: [n, F] device rows sorted by class, counts[N] (host) rows per class
  * (an any-way encoder takes counts[c] = 0 for the absent classes c >= n);
- * writes cond [cond_dim] (device). Uses the arena for temporaries. */
+ * writes cond [setenc_cond_len] (device). Uses the arena for temporaries. */
 int setenc_encode_ragged(backend_t *be, const setenc *e, const paramset *ps, arena *ar,
                          const float *X, const int *counts, int N, float *cond, d2_error *err);
 #endif

@@ -207,11 +207,12 @@ int gtrain_should_stop(trainer *t)
 static int compute_zoo_index(trainer *t, d2_error *err)
 {
     generator *g = &t->g;
-    const int K = t->cfg->zoo_emb_shots, N = t->N, F = t->F;
+    const int K = t->cfg->zoo_emb_shots, N = t->N, F = t->F, C = g->cfg.cond_dim;
     float *X = malloc((size_t)N * K * F * sizeof(float));
+    float *cond = malloc((size_t)gen_cond_len(&g->cfg) * sizeof(float));
     int counts[D2_MAX_WAY];
     int rc = 0;
-    if (!X) {
+    if (!X || !cond) {
         rc = d2_fail(err, D2_ENOMEM, "zoo index: out of memory");
         goto out;
     }
@@ -222,12 +223,13 @@ static int compute_zoo_index(trainer *t, d2_error *err)
         rng_init(&r, rng_derive(t->cfg->seed, "zoo-index", (uint64_t)e), 0);
         if ((rc = gtrain_fill_support(t, e, K, &r, X, err)))
             goto out;
-        if ((rc = gen_encode_standardized(g, t->be, &t->ar, X, counts, N,
-                                          g->zoo_emb + (size_t)e * g->cfg.cond_dim, err)))
+        if ((rc = gen_encode_standardized(g, t->be, &t->ar, X, counts, N, cond, err)))
             goto out;
+        memcpy(g->zoo_emb + (size_t)e * C, cond, (size_t)C * sizeof(float)); // the embedding
     }
 out:
     free(X);
+    free(cond);
     return rc;
 }
 
@@ -286,6 +288,7 @@ static gen_config trainer_gen_config(const zoo *z, const gen_train_cfg *cfg)
     gc.enc_heads = cfg->enc_heads;
     gc.enc_inducing = cfg->enc_inducing;
     gc.cond_dim = cfg->cond_dim;
+    gc.per_class = cfg->per_class;
     gc.den_hidden = cfg->den_hidden;
     gc.den_blocks = cfg->den_blocks;
     gc.den_ratio = cfg->den_ratio;
@@ -386,6 +389,9 @@ static int trainer_setup(trainer *t, const zoo *z, const gen_train_cfg *cfg, bac
         return rc;
     t->L = t->g.cfg.latent;
     t->C = gc.cond_dim;
+    if (gc.per_class && cfg->align_steps > 0)
+        return d2_fail(err, D2_EINVAL, "align_steps: the alignment stage reads one pooled "
+                       "condition per task; a per-class encoder has one per class");
     if (!(cfg->query_loss >= 0.0f) || !isfinite(cfg->query_loss))
         return d2_fail(err, D2_EINVAL, "query_loss: %g; a weight >= 0", (double)cfg->query_loss);
     if (cfg->query_loss > 0.0f && (rc = gtrain_query_check(t, err)))

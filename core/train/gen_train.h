@@ -38,6 +38,7 @@ typedef struct gen_train_cfg {
     /* model sizes (defaults from gen_config_defaults) */
     int vae_hidden, vae_blocks, tok_latent; /* latent values per neuron token */
     int enc_d, enc_heads, enc_inducing, cond_dim;
+    int per_class;           /* one condition per class (gen_model.h) */
     int den_hidden, den_blocks, den_ratio;
     /* stage 1 */
     int vae_steps, vae_batch;

@@ -209,6 +209,7 @@ typedef struct diff_bufs {
      * with several processes their rows of zt, eps, temb gathered (m bn + b) */
     int b0, bn;
     float *zl, *el, *tl;
+    float *tx; /* per class: each row's timestep features once per class [R N, temb_dim] */
     gtrain_queries q; /* query samples of each task (cfg->query_loss > 0) */
 } diff_bufs;
 
@@ -225,6 +226,7 @@ static void diff_bufs_free(diff_bufs *d)
     free(d->zl);
     free(d->el);
     free(d->tl);
+    free(d->tx);
     gtrain_queries_free(&d->q);
     memset(d, 0, sizeof *d);
 }
@@ -242,6 +244,8 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
     d->ent = malloc((size_t)B * sizeof(int));
     d->ways = malloc((size_t)B * sizeof(int));
     d->drop = malloc((size_t)B);
+    if (t->g.cfg.per_class)
+        d->tx = malloc((size_t)R * t->N * t->g.cfg.temb_dim * sizeof(float));
     gtrain_slice(t, B, &d->b0, &d->bn);
     if (d->bn < B) {
         d->zl = malloc((size_t)R * t->L * sizeof(float));
@@ -249,7 +253,7 @@ static int diff_bufs_alloc(diff_bufs *d, const trainer *t, d2_error *err)
         d->tl = malloc((size_t)R * t->g.cfg.temb_dim * sizeof(float));
     }
     if (!d->X || !d->zt || !d->eps || !d->temb || !d->ts || !d->ent || !d->ways || !d->drop ||
-        (d->bn < B && (!d->zl || !d->el || !d->tl))) {
+        (d->bn < B && (!d->zl || !d->el || !d->tl)) || (t->g.cfg.per_class && !d->tx)) {
         diff_bufs_free(d);
         return d2_fail(err, D2_ENOMEM, "stage 2: out of memory");
     }
@@ -303,25 +307,50 @@ static int diff_draw_batch(trainer *t, rng *r, int K, diff_bufs *d, d2_error *er
     return 0;
 }
 
-/* Dropped conditions -> the learned null condition, forward and backward: the
- * null condition's gradient collects the dropped rows' (whose own is zeroed). */
+/* Rows of the denoiser per noised latent: 1, or per class one per head row. */
+static int den_rows(const trainer *t)
+{
+    return t->g.cfg.per_class ? t->N : 1;
+}
+
+/* Dropped conditions -> the learned null condition, forward and backward (per
+ * class, every class's): the null condition's gradient collects the dropped
+ * rows' (whose own is zeroed). */
 static void diff_drop_cond(trainer *t, const diff_bufs *d, float *cond, float *dcond, int back)
 {
     backend_t *be = t->be;
     generator *g = &t->g;
-    const int C = t->C;
+    const int C = t->C, Q = den_rows(t);
     for (int b = 0; b < d->bn; b++) { /* this process's tasks */
         if (!d->drop[d->b0 + b])
             continue;
-        if (!back) {
-            be->ops->copy(be, cond + (size_t)b * C, g->net_ps.w + g->den.null_cond,
-                          (size_t)C * sizeof(float));
-            continue;
+        for (int i = 0; i < Q; i++) {
+            const size_t at = ((size_t)b * Q + i) * C;
+            if (!back) {
+                be->ops->copy(be, cond + at, g->net_ps.w + g->den.null_cond,
+                              (size_t)C * sizeof(float));
+                continue;
+            }
+            be->ops->axpby(be, g->net_ps.g + g->den.null_cond, 1.0f, dcond + at, 1.0f,
+                           (size_t)C);
+            be->ops->fill(be, dcond + at, 0.0f, (size_t)C);
         }
-        be->ops->axpby(be, g->net_ps.g + g->den.null_cond, 1.0f, dcond + (size_t)b * C, 1.0f,
-                       (size_t)C);
-        be->ops->fill(be, dcond + (size_t)b * C, 0.0f, (size_t)C);
     }
+}
+
+/* The timestep features on the device, one row per denoiser row: per class
+ * each latent's row repeated for its N head rows. */
+static int diff_upload_temb(trainer *t, const diff_bufs *d, const float *temb, int R,
+                            float *tembd, d2_error *err)
+{
+    const int Q = den_rows(t), TD = t->g.cfg.temb_dim;
+    if (Q == 1)
+        return gtrain_upload(t, tembd, temb, (size_t)R * TD, err);
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < Q; i++)
+            memcpy(d->tx + ((size_t)r * Q + i) * TD, temb + (size_t)r * TD,
+                   (size_t)TD * sizeof(float));
+    return gtrain_upload(t, tembd, d->tx, (size_t)R * Q * TD, err);
 }
 
 /* One step on the device, on this process's tasks: encoder, denoiser, eps
@@ -333,13 +362,14 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
     generator *g = &t->g;
     backend_t *be = t->be;
     const int M = t->cfg->noise_per_task, B = d->bn, R = B * M; /* this process's share */
-    const int N = t->N, F = t->F, L = t->L, C = t->C, TD = g->cfg.temb_dim;
+    const int N = t->N, F = t->F, L = t->L, TD = g->cfg.temb_dim, Q = den_rows(t);
+    const int C = Q * t->C; /* condition floats per noised latent */
     const float *zt = d->zl ? d->zl : d->zt, *eps = d->el ? d->el : d->eps;
     const float *temb = d->tl ? d->tl : d->temb;
     float *Xd = arena_floats_uninit(&t->ar, (size_t)B * N * K * F);
     float *ztd = arena_floats_uninit(&t->ar, (size_t)R * L);
     float *epsd = arena_floats_uninit(&t->ar, (size_t)R * L);
-    float *tembd = arena_floats_uninit(&t->ar, (size_t)R * TD);
+    float *tembd = arena_floats_uninit(&t->ar, (size_t)R * Q * TD);
     float *condr = arena_floats_uninit(&t->ar, (size_t)R * C);
     float *dcondr = arena_floats(&t->ar, (size_t)R * C);
     float *dcond = arena_floats(&t->ar, (size_t)B * C);
@@ -353,14 +383,15 @@ static int diff_step(trainer *t, const diff_bufs *d, int K, const adamw_cfg *oc,
                             err)) ||
         (rc = gtrain_upload(t, ztd, zt, (size_t)R * L, err)) ||
         (rc = gtrain_upload(t, epsd, eps, (size_t)R * L, err)) ||
-        (rc = gtrain_upload(t, tembd, temb, (size_t)R * TD, err)) ||
+        (rc = diff_upload_temb(t, d, temb, R, tembd, err)) ||
         (rc = setenc_forward(be, &g->enc, &g->net_ps, &t->ar, &sc, Xd, B, N, K,
                              d->ways + d->b0, err)))
         return rc;
     diff_drop_cond(t, d, sc.cond, NULL, 0);
     be->ops->repeat_rows(be, condr, sc.cond, M, B, C);
-    if ((rc = denoiser_forward(be, &g->den, &g->net_ps, &t->ar, &dc, ztd, tembd, condr, R, 1,
-                               err)))
+    // per class the [R, L] latents are [R N, l] rows, row (r, i) conditioned on class i
+    if ((rc = denoiser_forward(be, &g->den, &g->net_ps, &t->ar, &dc, ztd, tembd, condr, R * Q,
+                               1, err)))
         return rc;
     be->ops->mse(be, t->dev_scalar, deps, dc.eps, epsd, (size_t)R * L, 1.0f);
     *loss = gtrain_read_scalar(t);

@@ -8,12 +8,17 @@
  *    the right shapes (spec, checkpoint tensors), far above chance without
  *    refinement or the gate (what the diffusion itself learned), and the gate's
  *    folds and baselines with heads of the same shape;
- *  - retrieval and zoo export give an entry its own way. */
+ *  - retrieval and zoo export give an entry its own way.
+ * All of it twice: the pooled "anyway" generator and the "perclass" one (the
+ * same zoo, `train --per-class`), which adds: the bundle's config says so, its
+ * encoder has no position embedding, and a candidate's head does not depend on
+ * how many candidates were drawn beside it (the sampler's class-major layout). */
 #include "fileio.h"
 #include "testutil.h"
 
 #include <math.h>
 
+#include "gen_model.h"
 #include "gen_zoo_export.h"
 #include "safetensors.h"
 #include "zoo.h"
@@ -26,11 +31,11 @@ typedef struct fixture {
     zoo z;
 } fixture;
 
-static int setup(void **state)
+static int setup_named(void **state, const char *name)
 {
     fixture *f = calloc(1, sizeof *f);
     char build[480];
-    if (tu_fixture("anyway", build, sizeof build, f->gen_path, sizeof f->gen_path, f->zoo_dir,
+    if (tu_fixture(name, build, sizeof build, f->gen_path, sizeof f->gen_path, f->zoo_dir,
                    sizeof f->zoo_dir))
         return -1;
     d2_error err = {0};
@@ -42,6 +47,16 @@ static int setup(void **state)
     }
     *state = f;
     return 0;
+}
+
+static int setup_pooled(void **state)
+{
+    return setup_named(state, "anyway");
+}
+
+static int setup_per_class(void **state)
+{
+    return setup_named(state, "perclass");
 }
 
 static int teardown(void **state)
@@ -229,14 +244,56 @@ static void test_retrieval_and_export_keep_entry_ways(void **state)
     dataset_free(&sup);
 }
 
+/* The per-class bundle: its config and encoder, and candidate k's head the
+ * same whether 1 or 3 candidates were drawn (each from its own stretch of the
+ * seed's noise, in the candidates' layout, whatever the device's). */
+static void test_per_class_bundle(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(f->g->cfg.per_class, 1);
+    assert_non_null(strstr(f->g->config_json, "\"per_class\":true"));
+    assert_null(paramset_find(&f->g->net_ps, "enc.pos"));
+    assert_int_equal(f->g->den.cfg.latent, f->g->cfg.tok_latent);
+    task t = heldout_task(f, 1, 4);
+    rng r;
+    rng_init(&r, 4, 0);
+    dataset sup = {0};
+    d2_error err;
+    assert_int_equal(zoo_task_support(&f->z, &t, 3, &r, &sup, &err), 0);
+    gen_request req = {.support = &sup, .embeddings = 1, .candidates = 1, .steps = 10,
+                       .sampler = GEN_SAMPLER_DDIM, .guidance = 2.0f, .seed = 8};
+    gen_result one, three;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &one, &err), 0);
+    req.candidates = 3;
+    assert_int_equal(generator_generate(f->g, f->ws, &req, &three, &err), 0);
+    const gen_candidate *first = NULL;
+    for (int k = 0; k < three.count; k++)
+        if (three.ranked[k].index == 0)
+            first = &three.ranked[k];
+    assert_non_null(first);
+    for (size_t j = 0; j < one.spec.numel; j++)
+        TU_ASSERT_NEAR(first->theta[j], one.ranked[0].theta[j], 1e-4);
+    gen_result_free(&one);
+    gen_result_free(&three);
+    dataset_free(&sup);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_zoo_has_every_way),
         cmocka_unit_test(test_info_and_limits),
         cmocka_unit_test(test_heads_of_every_way),
         cmocka_unit_test(test_gate_and_checkpoint_shapes),
         cmocka_unit_test(test_retrieval_and_export_keep_entry_ways),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest per_class[] = {
+        cmocka_unit_test(test_heads_of_every_way),
+        cmocka_unit_test(test_gate_and_checkpoint_shapes),
+        cmocka_unit_test(test_retrieval_and_export_keep_entry_ways),
+        cmocka_unit_test(test_per_class_bundle),
+    };
+    int failed = cmocka_run_group_tests_name("pooled", shared, setup_pooled, teardown);
+    failed += cmocka_run_group_tests_name("per_class", per_class, setup_per_class, teardown);
+    return failed;
 }

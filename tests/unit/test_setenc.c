@@ -38,15 +38,15 @@ static int bwd(backend_t *be, void *user, const float *dout)
     return setenc_backward(be, &t->e, &t->ps, &t->ar, &t->c, dout, &err);
 }
 
-static void setup_any(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C,
-                      int absent)
+static void setup_cfg(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C,
+                      int absent, int per_class)
 {
     d2_error err = {0};
     memset(t, 0, sizeof *t);
     assert_int_equal(backend_cpu_create(&t->be, 1, &err), 0);
     paramset_init(&t->ps);
     setenc_cfg cfg = {.feat_dim = F, .d = d, .heads = heads, .inducing = ind, .way = N,
-                      .cond_dim = C, .absent = absent};
+                      .cond_dim = C, .absent = absent, .per_class = per_class};
     assert_int_equal(setenc_init(&t->e, &t->ps, "enc", &cfg, &err), 0);
     assert_int_equal(paramset_alloc(&t->ps, t->be, 11, &err), 0);
     assert_int_equal(arena_init(&t->ar, t->be, 32 << 20, &err), 0);
@@ -54,8 +54,14 @@ static void setup_any(ctx *t, int B, int N, int K, int F, int d, int heads, int 
     t->N = N;
     t->K = K;
     t->F = F;
-    t->C = C;
+    t->C = setenc_cond_len(&cfg);
     t->X = gc_dev_uniform(t->be, (size_t)B * N * K * F, -1.0f, 1.0f, 21);
+}
+
+static void setup_any(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C,
+                      int absent)
+{
+    setup_cfg(t, B, N, K, F, d, heads, ind, C, absent, 0);
 }
 
 static void setup_ctx(ctx *t, int B, int N, int K, int F, int d, int heads, int ind, int C)
@@ -256,6 +262,73 @@ static void test_setenc_absent_slots(void **state)
     teardown_ctx(&t);
 }
 
+/* Per-class conditions: gradients of every kind of parameter with absent
+ * slots, no position embedding, one cond_dim row per class. */
+static void test_setenc_per_class_gradients(void **state)
+{
+    (void)state;
+    ctx t;
+    setup_cfg(&t, 3, 4, 3, 5, 8, 2, 3, 5, 1, 1);
+    assert_int_equal(t.C, 4 * 5);
+    assert_null(paramset_find(&t.ps, "enc.pos"));
+    assert_int_equal(paramset_find(&t.ps, "enc.fout.weight")->numel, 8 * 5);
+    const int ways[3] = {4, 2, 3};
+    t.ways = ways;
+    const char *names[] = {"enc.absent", "enc.fmean.weight", "enc.fin.weight", "enc.pma.S",
+                           "enc.isab1.I", "enc.fout.weight", "enc.fout.bias"};
+    gc_target targets[7];
+    for (int i = 0; i < 7; i++)
+        targets[i] = ptarget(&t, names[i]);
+    gc_opts o = gc_default_opts();
+    o.eps = 2e-3;
+    o.max_checks = 24;
+    gc_report rep;
+    int bad = gc_check(t.be, fwd, bwd, &t, (size_t)t.B * t.C, targets, 7, &o, &rep);
+    if (bad)
+        fail_msg("%d of %d failed; worst %s", rep.failed, rep.checked, rep.worst);
+    assert_true(rep.checked >= 7 * 8);
+    teardown_ctx(&t);
+}
+
+/* Swapping two classes' samples swaps their condition rows and nothing else
+ * (permutation-equivariant), and ragged inference equals the batched pass. */
+static void test_setenc_per_class_equivariant(void **state)
+{
+    (void)state;
+    ctx t;
+    enum { N = 4, K = 3, F = 5, C = 6 };
+    setup_cfg(&t, 1, N, K, F, 8, 2, 3, C, 1, 1);
+    float a[N * C], b[N * C], r[N * C];
+    float *cd = backend_alloc_floats(t.be, N * C);
+    assert_int_equal(fwd(t.be, &t, cd), 0);
+    t.be->ops->to_host(t.be, a, cd, sizeof a);
+    float x[N * K * F], y[N * K * F];
+    t.be->ops->to_host(t.be, x, t.X, sizeof x);
+    memcpy(y, x, sizeof x);
+    memcpy(y, x + 2 * K * F, K * F * sizeof(float)); // classes 0 and 2 swap
+    memcpy(y + 2 * K * F, x, K * F * sizeof(float));
+    t.be->ops->to_device(t.be, t.X, y, sizeof y);
+    assert_int_equal(fwd(t.be, &t, cd), 0);
+    t.be->ops->to_host(t.be, b, cd, sizeof b);
+    const int from[N] = {2, 1, 0, 3};
+    double moved = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < C; j++) {
+            TU_ASSERT_NEAR(b[i * C + j], a[from[i] * C + j], 1e-5 + 1e-5 * fabs(a[from[i] * C + j]));
+            moved += fabs(a[i * C + j] - a[from[i] * C + j]);
+        }
+    assert_true(moved > 1e-3);
+    d2_error err;
+    int counts[N] = {K, K, K, K};
+    arena_reset(&t.ar, 0);
+    assert_int_equal(setenc_encode_ragged(t.be, &t.e, &t.ps, &t.ar, t.X, counts, N, cd, &err), 0);
+    t.be->ops->to_host(t.be, r, cd, sizeof r);
+    for (int i = 0; i < N * C; i++)
+        TU_ASSERT_NEAR(r[i], b[i], 1e-5 + 1e-5 * fabs(b[i]));
+    t.be->ops->free(t.be, cd);
+    teardown_ctx(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +337,8 @@ int main(void)
         cmocka_unit_test(test_setenc_permutation_invariant_within_class),
         cmocka_unit_test(test_setenc_absent_gradients),
         cmocka_unit_test(test_setenc_absent_slots),
+        cmocka_unit_test(test_setenc_per_class_gradients),
+        cmocka_unit_test(test_setenc_per_class_equivariant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
