@@ -6,8 +6,10 @@
 #                        2..20 classes on the features of a Conv-4 backbone
 #                        (backbone.safetensors, trained on those background
 #                        data only); never a held-out script, never digits.
-#                        Refinement's rule (fixed C = 1) and the gate at 1
-#                        shot (logistic regression) were chosen on the
+#                        Per-class conditions, 32 latent values per head
+#                        row, the query term at 0.3, refinement's rule
+#                        (fixed C = 10) and the gate's 1-shot fallback
+#                        (logistic regression) were chosen on the
 #                        glyphs:validation scripts (README "Results").
 # Each step is skipped when its output exists, and training resumes from its
 # checkpoint when interrupted. Usage: generators.sh [BUILD] [all|default]
@@ -30,14 +32,15 @@ zoo() {
     fi
 }
 
-# generator NAME OUT: the generator OUT trained on NAME's zoo
+# generator NAME OUT [TRAIN OPTIONS]: the generator OUT trained on NAME's zoo
 generator() {
     name=$1 out=$2
+    shift 2
     dir="$VAR/zoo"
     [ "$name" = default ] || dir="$VAR/zoo-$name"
     if [ ! -f "$out" ]; then
         echo "== training generator '$name' (resumable if interrupted)"
-        "$B/d2nwg" train --zoo "$dir" --out "$out" --seed 1 --resume
+        "$B/d2nwg" train --zoo "$dir" --out "$out" --seed 1 --resume "$@"
     fi
 }
 
@@ -53,9 +56,10 @@ if [ ! -f "$VAR/glyphs.safetensors" ]; then
     bb="$(cd "$VAR" && pwd)/backbone.safetensors"
     zoo glyphs fashion-mnist+glyphs:train "cnn:$bb" "--way 20 --min-way 2 --tasks 4000" \
         "4000 heads of 2..20 classes of Fashion-MNIST and 91 glyph background scripts"
-    generator glyphs "$VAR/glyphs.trained.safetensors"
+    generator glyphs "$VAR/glyphs.trained.safetensors" --per-class --den-hidden 128 \
+        --token-latent 32 --query-loss 0.3
     "$B/d2nwg" defaults --generator "$VAR/glyphs.trained.safetensors" \
-        --out "$VAR/glyphs.safetensors" --refine-rule fixed --one-shot-agreement 2 \
-        --one-shot-fallback logreg
+        --out "$VAR/glyphs.safetensors" --refine-rule fixed --refine-c 10 \
+        --one-shot-agreement 0.7 --one-shot-fallback logreg
     rm -f "$VAR/glyphs.trained.safetensors"
 fi
