@@ -85,6 +85,23 @@ static gc_target ptarget(ctx *t, const char *name)
     return (gc_target){e->name, t->ps.w + e->offset, t->ps.g + e->offset, e->numel};
 }
 
+/* Finite-difference check of the n named parameters (at least 8 entries each). */
+static void check_named(ctx *t, const char *const *names, int n)
+{
+    gc_target targets[8];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++)
+        targets[i] = ptarget(t, names[i]);
+    gc_opts o = gc_default_opts();
+    o.eps = 2e-3;
+    o.max_checks = 24;
+    gc_report rep;
+    int bad = gc_check(t->be, fwd, bwd, t, (size_t)t->B * t->C, targets, n, &o, &rep);
+    if (bad)
+        fail_msg("%d of %d failed; worst %s", rep.failed, rep.checked, rep.worst);
+    assert_true(rep.checked >= n * 8);
+}
+
 static void test_setenc_gradients(void **state)
 {
     (void)state;
@@ -194,17 +211,7 @@ static void test_setenc_absent_gradients(void **state)
     t.ways = ways;
     const char *names[] = {"enc.absent", "enc.pos", "enc.fmean.weight", "enc.fin.weight",
                            "enc.pma.S", "enc.fout.weight"};
-    gc_target targets[6];
-    for (int i = 0; i < 6; i++)
-        targets[i] = ptarget(&t, names[i]);
-    gc_opts o = gc_default_opts();
-    o.eps = 2e-3;
-    o.max_checks = 24;
-    gc_report rep;
-    int bad = gc_check(t.be, fwd, bwd, &t, (size_t)t.B * t.C, targets, 6, &o, &rep);
-    if (bad)
-        fail_msg("%d of %d failed; worst %s", rep.failed, rep.checked, rep.worst);
-    assert_true(rep.checked >= 6 * 8);
+    check_named(&t, names, 6);
     teardown_ctx(&t);
 }
 
@@ -276,17 +283,7 @@ static void test_setenc_per_class_gradients(void **state)
     t.ways = ways;
     const char *names[] = {"enc.absent", "enc.fmean.weight", "enc.fin.weight", "enc.pma.S",
                            "enc.isab1.I", "enc.fout.weight", "enc.fout.bias"};
-    gc_target targets[7];
-    for (int i = 0; i < 7; i++)
-        targets[i] = ptarget(&t, names[i]);
-    gc_opts o = gc_default_opts();
-    o.eps = 2e-3;
-    o.max_checks = 24;
-    gc_report rep;
-    int bad = gc_check(t.be, fwd, bwd, &t, (size_t)t.B * t.C, targets, 7, &o, &rep);
-    if (bad)
-        fail_msg("%d of %d failed; worst %s", rep.failed, rep.checked, rep.worst);
-    assert_true(rep.checked >= 7 * 8);
+    check_named(&t, names, 7);
     teardown_ctx(&t);
 }
 
