@@ -600,6 +600,41 @@ static void test_defaults_copy(void **state)
     free(dir);
 }
 
+/* Per-class conditions: the config flag survives JSON (and a non-boolean is
+ * refused by name), and a head of more than one linear layer is refused (its
+ * rows are not one per class). */
+static void test_per_class_config(void **state)
+{
+    (void)state;
+    d2_error err;
+    const char *deep = "linear 8->6 | relu | linear 6->3";
+    gen_config c = gen_config_defaults(8 * 6 + 6 + 6 * 3 + 3, 8, 8, 3, deep);
+    c.per_class = 1;
+    c.latent = 9 * c.tok_latent;
+    char *json = gen_config_to_json(&c);
+    assert_non_null(strstr(json, "\"per_class\":true"));
+    gen_config back;
+    assert_int_equal(gen_config_from_json(&back, json, &err), 0);
+    assert_int_equal(back.per_class, 1);
+    char *bad = strdup(json), *at = strstr(bad, "true");
+    memcpy(at, "   1", 4);
+    assert_int_equal(gen_config_from_json(&back, bad, &err), D2_EFORMAT);
+    assert_non_null(strstr(err.msg, "encoder.per_class must be a boolean"));
+    free(bad);
+    free(json);
+    backend_t *be;
+    assert_int_equal(backend_cpu_create(&be, 1, &err), 0);
+    generator g;
+    memset(&g, 0, sizeof g);
+    c.latent = 0;
+    assert_int_equal(gen_model_init(&g, &c, be, 1, &err), D2_EINVAL);
+    assert_non_null(strstr(err.msg, "per-class conditions need a head of one linear layer of 3 "
+                                    "rows; spec 'linear 8->6 | relu | linear 6->3' has 9 tokens "
+                                    "in 2 layers"));
+    gen_model_free(&g);
+    backend_destroy(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_one_step_lowers_loss),
         cmocka_unit_test(test_training_deterministic_and_resumable),
         cmocka_unit_test(test_defaults_copy),
+        cmocka_unit_test(test_per_class_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
