@@ -232,6 +232,7 @@ asan: deps
 	$(MAKE) $(JOBS) all
 	sh tests/fixture.sh $(BUILD) >/dev/null
 	sh tests/fixture.sh $(BUILD) anyway >/dev/null
+	sh tests/fixture.sh $(BUILD) perclass >/dev/null
 	FIXTURE_SOURCE=$(BUILD) $(MAKE) $(JOBS) SAN=1 OPT=-O1 BUILD=$(BUILD)/asan test
 
 bench: deps
