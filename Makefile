@@ -199,7 +199,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(ALL_LIBS) tests/unit/testutil.h tests/un
 $(BUILD)/tests/api/%: tests/api/%.c $(ALL_LIBS) tests/unit/testutil.h tests/unit/tu_pg.h tests/api/apitest.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit -Itests/api $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS) -lcmocka
-$(BUILD)/tests/bench/%: tests/bench/%.c $(ALL_LIBS) $(FLAGS_STAMP)
+$(BUILD)/tests/bench/%: tests/bench/%.c tests/bench/bench_stats.h $(ALL_LIBS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_INC) -Itests/unit $(CFLAGS) -o $@ $< $(LDFLAGS) $(ALL_LIBS) $(LDLIBS)
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ALL_LIBS) $(FLAGS_STAMP)

@@ -133,4 +133,12 @@ const embedded_file *store_migration_find(const char *prefix, int want, d2_error
 void *store_to_le32(const void *src, size_t n, int *owned);
 void store_from_le32(void *dst, const void *src, size_t n);
 
+/* The jobs columns both dialects select, in the order their row readers
+ * (store_jobs.c, store_pg_jobs.c) take them. */
+#define STORE_JOB_COLS                                                                       \
+    "id, state, generator_id, generator_name, dataset_id, embeddings, candidates, steps, "  \
+    "sampler, guidance, seed, priority, parent_checkpoint, created_ms, started_ms, "        \
+    "finished_ms, attempts, progress, cancel_requested, error_code, error_message, way, "   \
+    "run_seconds, gate, gate_decision, refine"
+
 #endif

@@ -5,12 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOB_COLS                                                                             \
-    "id, state, generator_id, generator_name, dataset_id, embeddings, candidates, steps, "  \
-    "sampler, guidance, seed, priority, parent_checkpoint, created_ms, started_ms, "        \
-    "finished_ms, attempts, progress, cancel_requested, error_code, error_message, way, "   \
-    "run_seconds, gate, gate_decision, refine"
-
 static const char SQL_INSERT[] =
     "INSERT INTO jobs (id, state, generator_id, generator_name, dataset_id, embeddings, "
     "candidates, steps, sampler, guidance, seed, priority, parent_checkpoint, principal, "
@@ -19,13 +13,13 @@ static const char SQL_INSERT[] =
 static const char SQL_EDGE[] =
     "INSERT INTO lineage_edges (src_kind, src_id, dst_kind, dst_id, relation, created_ms) "
     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
-static const char SQL_GET[] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1";
+static const char SQL_GET[] = "SELECT " STORE_JOB_COLS " FROM jobs WHERE id = $1";
 static const char SQL_SEQ[] = "SELECT seq FROM jobs WHERE id = $1";
-static const char SQL_LIST[] = "SELECT " JOB_COLS " FROM jobs WHERE seq < $1 "
+static const char SQL_LIST[] = "SELECT " STORE_JOB_COLS " FROM jobs WHERE seq < $1 "
                                "ORDER BY seq DESC LIMIT $2";
-static const char SQL_LIST_STATE[] = "SELECT " JOB_COLS " FROM jobs WHERE state = $3 AND "
+static const char SQL_LIST_STATE[] = "SELECT " STORE_JOB_COLS " FROM jobs WHERE state = $3 AND "
                                      "seq < $1 ORDER BY seq DESC LIMIT $2";
-static const char SQL_QUEUED[] = "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' "
+static const char SQL_QUEUED[] = "SELECT " STORE_JOB_COLS " FROM jobs WHERE state = 'queued' "
                                  "ORDER BY priority DESC, seq ASC LIMIT $1";
 /* now on the database's clock: leases compare times of one clock only */
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"

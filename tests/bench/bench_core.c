@@ -14,23 +14,12 @@
 #include "arena.h"
 #include "layers.h"
 #include "optim.h"
+#include "bench_stats.h"
 
 #define WIDTH 512
 #define BATCH 256
 #define BLOCKS 3
 #define GOAL 1.3
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- 1. sgemm ---- */
 
@@ -231,12 +220,12 @@ static int bench_step(backend_t *be, int reps, step_times *out, double *gemm_onl
         }
     }
     if (rc == 0) {
-        out->fwd = median(tf, reps);
-        out->bwd = median(tb, reps);
-        out->opt = median(to, reps);
-        out->total = median(tt, reps);
-        out->ratio = median(tr, reps);
-        *gemm_only = median(tg, reps);
+        out->fwd = bench_median(tf, reps);
+        out->bwd = bench_median(tb, reps);
+        out->opt = bench_median(to, reps);
+        out->total = bench_median(tt, reps);
+        out->ratio = bench_median(tr, reps);
+        *gemm_only = bench_median(tg, reps);
     }
     free(tf);
     free(tb);

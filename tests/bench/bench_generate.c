@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "data.h"
 #include "generator.h"
+#include "bench_stats.h"
 
 #define MAX_CALLS 20000
 #define RUNS 15
@@ -47,18 +48,6 @@ static void rec_gemm_batched(backend_t *be, int ta, int tb, int M, int N, int K,
         r->calls[r->n++] = (gemm_call){ta, tb, M, N, K, batch};
     r->orig->gemm_batched(be, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc,
                           batch);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static int find_generator(char *out, size_t n, const char *arg)
@@ -168,7 +157,7 @@ static int bench(const char *path, int threads, const dataset *sup)
         }
         t_gemm[r] = d2_now() - t0;
     }
-    double mg = median(t_gen, RUNS), mm = median(t_gemm, RUNS);
+    double mg = bench_median(t_gen, RUNS), mm = bench_median(t_gemm, RUNS);
     printf("| %7d | %8.1f | %8.1f | %6.2fx | %5d | %6.2f |\n", threads, mg * 1e3, mm * 1e3,
            mg / mm, rec->n, flops / mm * 1e-9);
     cpu->ops->free(cpu, A);

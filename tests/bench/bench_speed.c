@@ -14,21 +14,10 @@
 #include "backend.h"
 #include "data.h"
 #include "generator.h"
+#include "bench_stats.h"
 
 #define ROUNDS 3
 #define JOBS 10
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* the 5-way 5-shot support set of the Fashion-MNIST test split (seed 1) */
 static int draw_support(data_source *src, class_index *ci, dataset *sup, d2_error *err)
@@ -72,7 +61,7 @@ static int time_jobs(const char *path, const dataset *sup, int threads, int jobs
             gen_result_free(&res);
     }
     if (!rc)
-        *ms = 1e3 * median(t + 1, jobs);
+        *ms = 1e3 * bench_median(t + 1, jobs);
     free(t);
     gen_workspace_free(ws);
     generator_free(g);
@@ -90,7 +79,7 @@ static int speedup_table(const char *path, const dataset *sup, d2_error *err)
         if (rc)
             return rc;
     }
-    double m1 = median(t1, ROUNDS), m2 = median(t2, ROUNDS);
+    double m1 = bench_median(t1, ROUNDS), m2 = bench_median(t2, ROUNDS);
     printf("generation job (8 candidates x 50 DDIM steps, guidance 2, 5-way 5-shot), %s\n",
            path);
     printf("medians of %d rounds of %d jobs, 1 and 2 threads alternating\n\n", ROUNDS, JOBS);
