@@ -80,27 +80,7 @@ stop_daemon() {
 rps() { awk '/^Requests\/sec:/ { print int($2) }' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-# A 5-way 5-shot support set of 128-d embeddings (what a pipeline with its own
-# feature extractor sends), as a job body; $1 = seed, $2 = extra fields.
-job_body() {
-    awk -v seed="$1" -v extra="$2" 'BEGIN {
-        s = seed * 7919 + 17
-        printf "{\"dataset\":{\"embeddings\":["
-        for (r = 0; r < 25; r++) {
-            printf "%s[", (r ? "," : "")
-            for (j = 0; j < 128; j++) {
-                s = (s * 1103515245 + 12345) % 2147483648
-                v = (s / 2147483648.0 - 0.5) * 2 + ((j % 5) == (r % 5) ? 1.5 : 0)
-                printf "%s%.5f", (j ? "," : ""), v
-            }
-            printf "]"
-        }
-        printf "],\"labels\":["
-        for (r = 0; r < 25; r++)
-            printf "%s%d", (r ? "," : ""), r % 5
-        printf "]},\"seed\":%d%s}", seed, extra
-    }'
-}
+. tests/bench/job_body.sh
 
 echo "d2nwgd benchmark: $(nproc) cores, wrk -t2 -c50 -d${DURATION}s, generator $GEN_NOTE"
 start_daemon bench warn

@@ -67,26 +67,8 @@ stop() {
     PIDS=""
 }
 
-# the bench_daemon.sh data set: 25 rows of 128-d embeddings, 5 classes
-job_body() {
-    awk -v seed="$1" -v extra="$2" 'BEGIN {
-        s = seed * 7919 + 17
-        printf "{\"dataset\":{\"embeddings\":["
-        for (r = 0; r < 25; r++) {
-            printf "%s[", (r ? "," : "")
-            for (j = 0; j < 128; j++) {
-                s = (s * 1103515245 + 12345) % 2147483648
-                v = (s / 2147483648.0 - 0.5) * 2 + ((j % 5) == (r % 5) ? 1.5 : 0)
-                printf "%s%.5f", (j ? "," : ""), v
-            }
-            printf "]"
-        }
-        printf "],\"labels\":["
-        for (r = 0; r < 25; r++)
-            printf "%s%d", (r ? "," : ""), r % 5
-        printf "]},\"seed\":%d%s}", seed, extra
-    }'
-}
+# the bench_daemon.sh data set (job_body.sh)
+. tests/bench/job_body.sh
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
