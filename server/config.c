@@ -30,6 +30,7 @@ void config_defaults(config *c)
     c->max_connections_per_client = 128;
     c->connection_timeout = 60;
     c->events_client_buffer = 1 << 20;
+    c->events_progress_ms = 500;
     c->log_level = LOG_INFO;
     c->sqlite_sync_full = 0;
     c->store_busy_ms = 1000;
@@ -214,6 +215,7 @@ int config_set(config *c, const char *key_in, const char *v, d2_error *err)
          offsetof(config, max_connections_per_client)},
         {"connection_timeout", 1, 86400, offsetof(config, connection_timeout)},
         {"events_client_buffer", 4096, 1 << 30, offsetof(config, events_client_buffer)},
+        {"events_progress_ms", 10, 60000, offsetof(config, events_progress_ms)},
         {"max_samples", 1, 10000000, offsetof(config, limits) + offsetof(api_limits, max_samples)},
         {"max_dim", 1, 1 << 24, offsetof(config, limits) + offsetof(api_limits, max_dim)},
         {"max_candidates", 1, 1024,
@@ -447,6 +449,8 @@ void config_usage(FILE *out)
             "                           not idle (default 60)\n"
             "  --events-client-buffer N bytes a GET /v1/events client may fall behind\n"
             "                           before it is dropped (default 1048576)\n"
+            "  --events-progress-ms MS  check running jobs' progress this often; each 1%%\n"
+            "                           moved is a `progress` event (default 500)\n"
             "  --port-file FILE         write the bound port here once listening\n"
             "  --log-level LEVEL        debug, info, warn, error (default info)\n"
             "  --sqlite-synchronous M   normal (default) or full\n"

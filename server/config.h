@@ -42,6 +42,7 @@ typedef struct config {
     int max_connections_per_client;  /* open connections per client address */
     int connection_timeout;          /* idle seconds */
     int events_client_buffer;        /* bytes a GET /v1/events client may fall behind */
+    int events_progress_ms;          /* how often running jobs' progress is checked */
     int log_level;                   /* LOG_* */
     int sqlite_sync_full;            /* 1: synchronous=FULL (power-loss durable commits) */
     int store_busy_ms;               /* a request's store write waits this long for a lock, then 503 */

@@ -104,7 +104,8 @@ int feed_start(server *s, d2_error *err)
     if (events_create(&s->events, s->loop, &o, err) != 0)
         return err->code;
     s->progress.data = s;
-    uv_timer_start(&s->progress, on_progress, FEED_PROGRESS_MS, FEED_PROGRESS_MS);
+    uint64_t every = (uint64_t)s->cfg->events_progress_ms;
+    uv_timer_start(&s->progress, on_progress, every, every);
     return 0;
 }
 

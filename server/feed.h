@@ -1,13 +1,12 @@
 /* feed.h - what GET /v1/events says about the daemon: a `job` event at every
  * state change (the job as GET /v1/jobs/{id} shows it), `progress` events of
- * running jobs (each 1% moved, checked twice a second) and a `generator`
+ * running jobs (each 1% moved, checked each --events-progress-ms) and a `generator`
  * event for each generator loaded. The route itself is route_events. */
 #ifndef D2_SERVER_FEED_H
 #define D2_SERVER_FEED_H
 
 #include "server.h"
 
-#define FEED_PROGRESS_MS 500
 #define FEED_PROGRESS_STEP 0.01
 
 /* Create the hub and start the progress timer (before the HTTP layer). */

@@ -415,7 +415,10 @@ static int group_setup(void **state)
     unsetenv("D2NWG_SERVER");
     unsetenv("D2NWG_TOKEN");
     write_support_files(s);
-    at_start(&s->d, s->dir, "main", NULL);
+    /* progress checked each 20 ms, not 500: a job of a second on a fast
+     * machine still shows progress lines to test_jobs_follow */
+    const char *extra[] = {"--events-progress-ms", "20", NULL};
+    at_start(&s->d, s->dir, "main", extra);
     at_wait_ready(&s->d);
     snprintf(s->server, sizeof s->server, "http://127.0.0.1:%d", s->d.port);
     *state = s;

@@ -17,6 +17,7 @@ static void test_defaults(void **state)
     assert_true(c.body_limit == (size_t)64 << 20);
     assert_int_equal(c.limits.max_samples, 10000);
     assert_int_equal(c.long_poll_max, 60);
+    assert_int_equal(c.events_progress_ms, 500);
     d2_error err;
     /* no generator: refused */
     assert_int_not_equal(config_validate(&c, &err), 0);
@@ -32,7 +33,7 @@ static void test_args(void **state)
                     "--generator", "/x/y/other.v2.safetensors", "--listen=0.0.0.0:9000",
                     "--workers", "3", "--max-queue", "17", "--body-limit", "2M",
                     "--max_samples", "50", "--rate-limit", "2.5", "--log-level", "warn",
-                    "--store-busy-ms", "250", NULL};
+                    "--store-busy-ms", "250", "--events-progress-ms", "40", NULL};
     int argc = (int)(sizeof argv / sizeof argv[0]) - 1;
     int help = -1;
     d2_error err;
@@ -50,6 +51,7 @@ static void test_args(void **state)
     assert_int_equal(c.workers, 3);
     assert_int_equal(c.max_queue, 17);
     assert_int_equal(c.store_busy_ms, 250);
+    assert_int_equal(c.events_progress_ms, 40);
     assert_true(c.body_limit == 2u << 20);
     assert_int_equal(c.limits.max_samples, 50);
     TU_ASSERT_NEAR(c.rate_limit, 2.5, 0);
@@ -82,6 +84,7 @@ static void test_bad_values(void **state)
     expect_bad("--workers", "two", "workers");
     expect_bad("--max-queue", "-1", "max_queue");
     expect_bad("--store-busy-ms", "-5", "store_busy_ms");
+    expect_bad("--events-progress-ms", "5", "events_progress_ms");
     expect_bad("--body-limit", "lots", "body_limit");
     expect_bad("--log-level", "loud", "log_level");
     expect_bad("--colour", "red", "colour");
@@ -192,6 +195,7 @@ static void test_example_file(void **state)
     assert_int_equal(c.max_queue, 1024);
     assert_true(c.body_limit == (size_t)64 << 20);
     assert_int_equal(c.shutdown_grace, 20);
+    assert_int_equal(c.events_progress_ms, 500);
     assert_int_equal(config_validate(&c, &err), 0);
 }
 
