@@ -372,6 +372,19 @@ static double healthz_p99(const at_daemon *d, int n)
     return p;
 }
 
+/* The lowest of `rounds` p99s: one scheduling stall on a shared 2-core
+ * machine (the job's worker runs beside it) moves a single p99 by several
+ * milliseconds either way, as measured with and without the clients alike. */
+static double healthz_p99_best(const at_daemon *d, int n, int rounds)
+{
+    double best = healthz_p99(d, n);
+    for (int i = 1; i < rounds; i++) {
+        double p = healthz_p99(d, n);
+        best = p < best ? p : best;
+    }
+    return best;
+}
+
 /* A stream client that reads nothing: a socket with the request sent. */
 static int raw_stream(int port)
 {
@@ -391,7 +404,7 @@ static int raw_stream(int port)
 static void test_many_clients_latency(void **state)
 {
     ctx *c = *state;
-    enum { CLIENTS = 200, SAMPLES = 300 };
+    enum { CLIENTS = 200, SAMPLES = 300, ROUNDS = 3 };
     json_t *job = at_job_json(1024, 1000, 9, 9);
     /* a long job of many candidates: refining each on the support set (scalar code,
      * slow under the sanitizers) is not what this test times */
@@ -400,12 +413,12 @@ static void test_many_clients_latency(void **state)
     at_submit(&c->d, job, id);
     json_decref(job);
     at_wait_running(&c->d, id, 30);
-    double base = healthz_p99(&c->d, SAMPLES);
+    double base = healthz_p99_best(&c->d, SAMPLES, ROUNDS);
     int fds[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
         fds[i] = raw_stream(c->d.port);
     wait_clients(&c->d, CLIENTS);
-    double with = healthz_p99(&c->d, SAMPLES);
+    double with = healthz_p99_best(&c->d, SAMPLES, ROUNDS);
     printf("# /healthz p99 while a job runs: %.2f ms with no event client, %.2f ms with %d\n",
            base * 1e3, with * 1e3, CLIENTS);
     /* 2x, over a floor of 1 ms: sub-millisecond timings on a shared machine jitter */
