@@ -6,7 +6,7 @@
 #                        2..20 classes on the features of a Conv-4 backbone
 #                        (backbone.safetensors, trained on those background
 #                        data only); never a held-out script, never digits.
-#                        Per-class conditions, 32 latent values per head
+#                        Per-class conditions, 64 latent values per head
 #                        row, the query term at 0.3, refinement's rule
 #                        (fixed C = 10) and the gate's 1-shot fallback
 #                        (logistic regression) were chosen on the
@@ -57,7 +57,7 @@ if [ ! -f "$VAR/glyphs.safetensors" ]; then
     zoo glyphs fashion-mnist+glyphs:train "cnn:$bb" "--way 20 --min-way 2 --tasks 4000" \
         "4000 heads of 2..20 classes of Fashion-MNIST and 91 glyph background scripts"
     generator glyphs "$VAR/glyphs.trained.safetensors" --per-class --den-hidden 128 \
-        --token-latent 32 --query-loss 0.3
+        --token-latent 64 --query-loss 0.3
     "$B/d2nwg" defaults --generator "$VAR/glyphs.trained.safetensors" \
         --out "$VAR/glyphs.safetensors" --refine-rule fixed --refine-c 10 \
         --one-shot-agreement 0.7 --one-shot-fallback logreg
